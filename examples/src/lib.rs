@@ -1,0 +1,1 @@
+//! Examples of embedding zib (see the `examples/` folder of this package).

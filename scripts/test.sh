@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The whole test run, exactly as CI runs it (.ci/run calls this and nothing else).
+#
+# On a fresh Debian 12 machine, as root: installs what the tests need when it is missing
+# (zfs-fuse, btrfs-progs, a virtualenv with moto[server]==5.1.22), starts the zfs-fuse
+# daemon, then runs rustfmt, clippy, every test with real components required, and the
+# format reference decoder over the checked-in test vectors.
+#
+# Environment:
+#   ZIB_MOTO_VENV=DIR        where the moto virtualenv lives (default /opt/zib/moto-venv)
+#   ZIB_TEST_OPENZFS_VM=1    also run the ZFS conformance suite against real OpenZFS 2.3
+#                            in a VM (slow: builds a VM image on first use)
+#   ZIB_SKIP_LINT=1          skip rustfmt and clippy (quick local iterations only)
+set -euo pipefail
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo_root"
+
+# moto 5.2.x answers ListParts and CompleteMultipartUpload with XML that aws-sdk-s3 cannot
+# parse, so the version is pinned and lives in its own virtualenv (a system-wide moto may
+# be a broken one).
+MOTO_VERSION=5.1.22
+ZIB_MOTO_VENV=${ZIB_MOTO_VENV:-/opt/zib/moto-venv}
+
+step_started=0
+step() {
+    local now
+    now=$(date +%s)
+    if [ "$step_started" -ne 0 ]; then
+        echo "==> (previous step took $((now - step_started)) s)"
+    fi
+    step_started=$now
+    echo "==> $*"
+}
+
+fail() {
+    echo "error: $*" >&2
+    exit 1
+}
+
+run_started=$(date +%s)
+
+step "checking system packages"
+missing_packages=()
+command -v zfs-fuse >/dev/null 2>&1 || missing_packages+=(zfs-fuse)
+command -v mkfs.btrfs >/dev/null 2>&1 || missing_packages+=(btrfs-progs)
+command -v losetup >/dev/null 2>&1 || missing_packages+=(mount)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing_packages+=(python3-venv)
+if [ "${#missing_packages[@]}" -gt 0 ]; then
+    [ "$(id -u)" -eq 0 ] || fail "missing packages ${missing_packages[*]}; run as root or install them: apt-get install ${missing_packages[*]}"
+    echo "installing ${missing_packages[*]}"
+    apt-get update
+    # zfs-fuse's maintainer scripts try to start its init service, which fails where no
+    # init system runs (containers, CI); policy-rc.d tells them not to.
+    policy_rc=/usr/sbin/policy-rc.d
+    created_policy=0
+    if [ ! -e "$policy_rc" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy_rc"
+        chmod +x "$policy_rc"
+        created_policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing_packages[@]}"
+    [ "$created_policy" -eq 0 ] || rm -f "$policy_rc"
+fi
+
+step "checking the moto S3 server ($MOTO_VERSION in $ZIB_MOTO_VENV)"
+installed_moto=$("$ZIB_MOTO_VENV/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null || true)
+if [ "$installed_moto" != "$MOTO_VERSION" ]; then
+    rm -rf "$ZIB_MOTO_VENV"
+    python3 -m venv "$ZIB_MOTO_VENV"
+    "$ZIB_MOTO_VENV/bin/pip" install --quiet "moto[server]==$MOTO_VERSION"
+fi
+export ZIB_MOTO_SERVER="$ZIB_MOTO_VENV/bin/moto_server"
+# The reference decoder needs only the standard library and `cryptography`, which moto
+# already depends on.
+export ZIB_PYTHON="$ZIB_MOTO_VENV/bin/python"
+"$ZIB_PYTHON" -c 'import cryptography' || fail "the moto virtualenv lacks the cryptography package"
+
+step "starting the zfs-fuse daemon"
+[ -e /dev/fuse ] || fail "/dev/fuse is missing: zfs-fuse needs FUSE (modprobe fuse)"
+if ! pgrep -x zfs-fuse >/dev/null 2>&1; then
+    zfs-fuse
+fi
+for _ in $(seq 1 50); do
+    zpool list >/dev/null 2>&1 && break
+    sleep 0.2
+done
+zpool list >/dev/null 2>&1 || fail "the zfs-fuse daemon did not come up (zpool list fails)"
+
+# Loop devices back the BTRFS fixtures.
+[ -e /dev/loop-control ] || modprobe loop 2>/dev/null || true
+
+export ZIB_REAL_COMPONENTS=1
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+if [ "${ZIB_SKIP_LINT:-0}" != 1 ]; then
+    step "cargo fmt --check"
+    cargo fmt --all -- --check
+    step "cargo clippy"
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+fi
+
+step "cargo nextest (the whole test suite, real components required)"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --no-fail-fast
+else
+    echo "cargo-nextest is not installed; falling back to cargo test"
+    cargo test --workspace --locked --no-fail-fast
+fi
+
+step "doc tests"
+cargo test --workspace --doc --locked
+
+if [ -f docs/reference/check_vectors.py ]; then
+    step "reference decoder over the format test vectors"
+    "$ZIB_PYTHON" docs/reference/check_vectors.py
+fi
+
+if [ "${ZIB_TEST_OPENZFS_VM:-0}" = 1 ]; then
+    step "OpenZFS 2.3 tier (VM)"
+    scripts/openzfs-vm-tier.sh
+fi
+
+step "done"
+echo "whole run took $(($(date +%s) - run_started)) s"

@@ -27,6 +27,7 @@
 
 mod error;
 mod keyring;
+mod record;
 mod secret;
 mod stream;
 mod volume;
@@ -35,6 +36,10 @@ pub use error::{Error, Result};
 pub use keyring::{
     change_passphrase, open_keyring, KdfParams, Keyring, KEYRING_LEN, KEYRING_MAGIC,
     KEYRING_VERSION,
+};
+pub use record::{
+    open_record, seal_record, seal_record_with_nonce, sealed_record_len, RecordContext,
+    MAX_RECORD_TYPE_LEN, RECORD_OVERHEAD, RECORD_VERSION,
 };
 pub use secret::{DataKey, KeyId, Passphrase, DATA_KEY_LEN, KEY_ID_LEN};
 pub use stream::{decrypt_stream, encrypt_stream, DecryptStream, EncryptStream};

@@ -421,8 +421,10 @@ enum DecryptState {
 pub struct VolumeDecryptor {
     volume: VolumeIdentity,
     state: DecryptState,
-    /// An incomplete header or segment.
+    /// An incomplete header, or plaintext ready plus an incomplete segment.
     buf: BytesMut,
+    /// Bytes of an incomplete segment at the end of `buf`.
+    pending: usize,
     /// Ciphertext bytes received so far, to say where a failure is.
     received: u64,
 }
@@ -449,6 +451,7 @@ impl VolumeDecryptor {
                 key_id: key.id(),
             },
             buf: BytesMut::with_capacity(SEG_CT),
+            pending: 0,
             received: 0,
         }
     }
@@ -541,37 +544,35 @@ impl VolumeDecryptor {
         let DecryptState::Body { cipher, counter } = &mut self.state else {
             return Err(Error::Poisoned("volume decryptor"));
         };
-        // A segment of exactly SEG_CT bytes is never the last one (the final segment is
-        // always shorter), so it can be opened as soon as it is complete.
-        let mut out = BytesMut::with_capacity(self.buf.len() + data.len());
-        if !self.buf.is_empty() {
-            let need = SEG_CT - self.buf.len();
-            if data.len() < need {
+        // `buf` holds verified plaintext not yet handed out followed by `pending` bytes of
+        // an incomplete segment, so each ciphertext byte is copied once and opened where
+        // it lies. A segment of exactly SEG_CT bytes is never the last one (the final
+        // segment is always shorter), so it is opened as soon as it is complete.
+        let whole = (self.pending + data.len()) / SEG_CT;
+        self.buf.reserve(data.len().saturating_sub(TAG * whole));
+        loop {
+            let room = SEG_CT - self.pending;
+            if data.len() < room {
                 self.buf.extend_from_slice(data);
-                return Ok(Bytes::new());
+                self.pending += data.len();
+                break;
             }
-            out.extend_from_slice(&self.buf);
-            out.extend_from_slice(&data[..need]);
-            data = &data[need..];
-            self.buf.clear();
-            if !cipher.open_tail(&mut out, 0, *counter, false) {
+            let (head, rest) = data.split_at(room);
+            self.buf.extend_from_slice(head);
+            data = rest;
+            let start = self.buf.len() - SEG_CT;
+            if !cipher.open_tail(&mut self.buf, start, *counter, false) {
                 let failed = *counter;
                 return Err(self.segment_failure(failed, false));
             }
             *counter += 1;
+            self.pending = 0;
         }
-        while data.len() >= SEG_CT {
-            let start = out.len();
-            out.extend_from_slice(&data[..SEG_CT]);
-            data = &data[SEG_CT..];
-            if !cipher.open_tail(&mut out, start, *counter, false) {
-                let failed = *counter;
-                return Err(self.segment_failure(failed, false));
-            }
-            *counter += 1;
+        let ready = self.buf.len() - self.pending;
+        if ready == 0 {
+            return Ok(Bytes::new());
         }
-        self.buf.extend_from_slice(data);
-        Ok(out.freeze())
+        Ok(self.buf.split_to(ready).freeze())
     }
 
     /// Opens the final segment and returns its plaintext. Success means the whole volume
@@ -591,7 +592,7 @@ impl VolumeDecryptor {
                 format!("it ends after {received} bytes, inside its {HDR}-byte header")
             })),
             DecryptState::Body { cipher, counter } => {
-                if self.buf.len() < TAG {
+                if self.pending < TAG {
                     return Err(self.corrupt(format!(
                         "it ends after {received} bytes without its final segment (truncated after {counter} whole segments)"
                     )));

@@ -1,6 +1,7 @@
 //! Async adaptors: encrypt or decrypt a `Stream` of `Bytes` chunks into another, with
 //! memory bounded by one input chunk plus one segment (never the whole volume).
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -20,6 +21,7 @@ pin_project! {
         #[pin]
         input: S,
         encryptor: Option<VolumeEncryptor>,
+        ready: VecDeque<Bytes>,
     }
 }
 
@@ -37,6 +39,7 @@ where
     EncryptStream {
         input,
         encryptor: Some(encryptor),
+        ready: VecDeque::new(),
     }
 }
 
@@ -50,14 +53,16 @@ where
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
         loop {
+            if let Some(piece) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(piece)));
+            }
             let Some(encryptor) = this.encryptor.as_mut() else {
                 return Poll::Ready(None);
             };
             match ready!(this.input.as_mut().poll_next(cx)) {
-                Some(Ok(chunk)) => match encryptor.push(&chunk) {
-                    // Less than a segment so far: keep reading rather than yield nothing.
-                    Ok(out) if out.is_empty() => continue,
-                    Ok(out) => return Poll::Ready(Some(Ok(out))),
+                // Less than a segment so far yields no pieces: the loop reads on.
+                Some(Ok(chunk)) => match encryptor.push_chunk(chunk) {
+                    Ok(pieces) => this.ready.extend(pieces),
                     Err(err) => {
                         *this.encryptor = None;
                         return Poll::Ready(Some(Err(err.into())));
@@ -87,6 +92,7 @@ pin_project! {
         #[pin]
         input: S,
         decryptor: Option<VolumeDecryptor>,
+        ready: VecDeque<Bytes>,
     }
 }
 
@@ -104,6 +110,7 @@ where
     DecryptStream {
         input,
         decryptor: Some(decryptor),
+        ready: VecDeque::new(),
     }
 }
 
@@ -117,13 +124,15 @@ where
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
         loop {
+            if let Some(piece) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(piece)));
+            }
             let Some(decryptor) = this.decryptor.as_mut() else {
                 return Poll::Ready(None);
             };
             match ready!(this.input.as_mut().poll_next(cx)) {
-                Some(Ok(chunk)) => match decryptor.push(&chunk) {
-                    Ok(out) if out.is_empty() => continue,
-                    Ok(out) => return Poll::Ready(Some(Ok(out))),
+                Some(Ok(chunk)) => match decryptor.push_chunk(chunk) {
+                    Ok(pieces) => this.ready.extend(pieces),
                     Err(err) => {
                         *this.decryptor = None;
                         return Poll::Ready(Some(Err(err.into())));

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use bytes::{Bytes, BytesMut};
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
 use ring::hkdf::{Salt, HKDF_SHA256};
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
@@ -262,16 +262,20 @@ impl SegmentCipher {
         Nonce::assume_unique_for_key(nonce)
     }
 
-    /// Seals `buf[start..]` in place and appends the tag.
-    fn seal_tail(&self, buf: &mut BytesMut, start: usize, counter: u64, last: bool) -> Result<()> {
-        let tag = self
-            .key
+    /// Seals `segment` in place and returns its tag.
+    fn seal(&self, segment: &mut [u8], counter: u64, last: bool) -> Result<Tag> {
+        self.key
             .seal_in_place_separate_tag(
                 Self::nonce(counter, last),
                 Aad::from(&self.aad[..]),
-                &mut buf[start..],
+                segment,
             )
-            .map_err(|_| Error::InvalidArgument("segment sealing failed".into()))?;
+            .map_err(|_| Error::InvalidArgument("segment sealing failed".into()))
+    }
+
+    /// Seals `buf[start..]` in place and appends the tag.
+    fn seal_tail(&self, buf: &mut BytesMut, start: usize, counter: u64, last: bool) -> Result<()> {
+        let tag = self.seal(&mut buf[start..], counter, last)?;
         buf.extend_from_slice(tag.as_ref());
         Ok(())
     }
@@ -380,6 +384,56 @@ impl VolumeEncryptor {
             return Ok(Bytes::new());
         }
         Ok(self.out.split_to(ready).freeze())
+    }
+
+    /// Like [`push`](Self::push), but takes the chunk by value and returns the ciphertext
+    /// as a sequence of pieces, in order. When `chunk` is uniquely owned (for example
+    /// made with `Bytes::from(Vec<u8>)` and not cloned), the whole segments inside it are
+    /// sealed where they lie and handed back as slices of it, each followed by its
+    /// 16-byte tag: no copy. Otherwise this copies, like `push`. Only the bytes that
+    /// complete or start a partial segment are ever copied.
+    ///
+    /// # Errors
+    /// As [`push`](Self::push).
+    pub fn push_chunk(&mut self, chunk: Bytes) -> Result<Vec<Bytes>> {
+        let mut pieces = Vec::new();
+        let head = ((SEG - self.pending) % SEG).min(chunk.len());
+        if head > 0 {
+            let out = self.push(&chunk[..head])?;
+            if !out.is_empty() {
+                pieces.push(out);
+            }
+        }
+        let full = (chunk.len() - head) / SEG;
+        if full == 0 {
+            let out = self.push(&chunk[head..])?;
+            if !out.is_empty() {
+                pieces.push(out);
+            }
+            return Ok(pieces);
+        }
+        // No partial segment is pending now; `out` holds at most the unsent header.
+        if !self.out.is_empty() {
+            pieces.push(self.out.split().freeze());
+        }
+        match chunk.try_into_mut() {
+            Ok(mut owned) => {
+                let _ = owned.split_to(head);
+                for _ in 0..full {
+                    let mut segment = owned.split_to(SEG);
+                    let tag = self.cipher.seal(&mut segment, self.counter, false)?;
+                    self.counter += 1;
+                    self.plaintext_len += SEGMENT_LEN;
+                    pieces.push(segment.freeze());
+                    pieces.push(Bytes::copy_from_slice(tag.as_ref()));
+                }
+                // Less than a segment remains: it becomes the pending partial segment.
+                let out = self.push(&owned)?;
+                debug_assert!(out.is_empty());
+            }
+            Err(shared) => pieces.push(self.push(&shared[head..])?),
+        }
+        Ok(pieces)
     }
 
     /// Seals the final segment (the pending 0..64 KiB − 1 bytes, flagged last) and
@@ -573,6 +627,60 @@ impl VolumeDecryptor {
             return Ok(Bytes::new());
         }
         Ok(self.buf.split_to(ready).freeze())
+    }
+
+    /// Like [`push`](Self::push), but takes the chunk by value and returns the plaintext
+    /// as a sequence of pieces, in order. When `chunk` is uniquely owned, whole segments
+    /// inside it are opened where they lie and handed back as slices of it: no copy.
+    /// Otherwise this copies, like `push`.
+    ///
+    /// # Errors
+    /// As [`push`](Self::push).
+    pub fn push_chunk(&mut self, chunk: Bytes) -> Result<Vec<Bytes>> {
+        let mut pieces = Vec::new();
+        let head = match self.state {
+            DecryptState::Header { .. } => HDR - self.buf.len(),
+            _ => (SEG_CT - self.pending) % SEG_CT,
+        }
+        .min(chunk.len());
+        if head > 0 {
+            let out = self.push(&chunk[..head])?;
+            if !out.is_empty() {
+                pieces.push(out);
+            }
+        }
+        let full = (chunk.len() - head) / SEG_CT;
+        if full == 0 || self.pending != 0 {
+            let out = self.push(&chunk[head..])?;
+            if !out.is_empty() {
+                pieces.push(out);
+            }
+            return Ok(pieces);
+        }
+        let mut owned = match chunk.try_into_mut() {
+            Ok(owned) => owned,
+            Err(shared) => {
+                pieces.push(self.push(&shared[head..])?);
+                return Ok(pieces);
+            }
+        };
+        let _ = owned.split_to(head);
+        for _ in 0..full {
+            let DecryptState::Body { cipher, counter } = &mut self.state else {
+                return Err(Error::Poisoned("volume decryptor"));
+            };
+            let mut segment = owned.split_to(SEG_CT);
+            self.received += SEGMENT_CIPHERTEXT_LEN;
+            if !cipher.open_tail(&mut segment, 0, *counter, false) {
+                let failed = *counter;
+                return Err(self.segment_failure(failed, false));
+            }
+            *counter += 1;
+            pieces.push(segment.freeze());
+        }
+        let out = self.push(&owned)?;
+        debug_assert!(out.is_empty());
+        Ok(pieces)
     }
 
     /// Opens the final segment and returns its plaintext. Success means the whole volume

@@ -379,6 +379,99 @@ fn newer_volume_version_is_unsupported() {
     assert!(msg.contains("magic"), "{msg}");
 }
 
+/// Encrypts through `push_chunk`, with each chunk either uniquely owned (sealed in place)
+/// or shared with a clone kept alive (copied).
+fn encrypt_chunks(
+    k: &DataKey,
+    id: VolumeIdentity,
+    pt: &[u8],
+    chunk: usize,
+    shared: bool,
+) -> Vec<u8> {
+    let mut enc = VolumeEncryptor::new(k, id, &salt(20)).unwrap();
+    let mut out = Vec::new();
+    let mut keep = Vec::new();
+    for piece in pt.chunks(chunk) {
+        let bytes = Bytes::from(piece.to_vec());
+        if shared {
+            keep.push(bytes.clone());
+        }
+        for c in enc.push_chunk(bytes).unwrap() {
+            out.extend_from_slice(&c);
+        }
+    }
+    out.extend_from_slice(&enc.finish().unwrap());
+    out
+}
+
+fn decrypt_chunks(
+    k: &DataKey,
+    id: VolumeIdentity,
+    ct: &[u8],
+    chunk: usize,
+    shared: bool,
+) -> Result<Vec<u8>, Error> {
+    let mut dec = VolumeDecryptor::new(k, id);
+    let mut out = Vec::new();
+    let mut keep = Vec::new();
+    for piece in ct.chunks(chunk) {
+        let bytes = Bytes::from(piece.to_vec());
+        if shared {
+            keep.push(bytes.clone());
+        }
+        for c in dec.push_chunk(bytes)? {
+            out.extend_from_slice(&c);
+        }
+    }
+    out.extend_from_slice(&dec.finish()?);
+    Ok(out)
+}
+
+#[test]
+fn chunk_api_in_place_and_copying_paths_match_push() {
+    let k = key(14);
+    for len in BOUNDARY_SIZES {
+        let pt = data(len);
+        let reference = encrypt(&k, identity(0), &salt(20), &pt, usize::MAX);
+        for chunk in [1, 100, S - 1, S, S + 1, 2 * S, 3 * S + 7, 10 * S] {
+            if len > 100_000 && chunk < 100 {
+                continue;
+            }
+            for shared in [false, true] {
+                let ct = encrypt_chunks(&k, identity(0), &pt, chunk, shared);
+                assert!(ct == reference, "len {len} chunk {chunk} shared {shared}");
+                let back = decrypt_chunks(&k, identity(0), &ct, chunk, shared).unwrap();
+                assert!(back == pt, "len {len} chunk {chunk} shared {shared}");
+            }
+        }
+    }
+}
+
+#[test]
+fn chunk_api_detects_tampering_in_segments_opened_in_place() {
+    let k = key(15);
+    let pt = data(4 * S + 3);
+    let ct = encrypt(&k, identity(0), &salt(20), &pt, usize::MAX);
+    for pos in [H + 1, H + SCT + 5, H + 3 * SCT - 1, ct.len() - 2] {
+        let mut bad = ct.clone();
+        bad[pos] ^= 0x10;
+        for chunk in [SCT, 2 * SCT + H, 5 * SCT] {
+            for shared in [false, true] {
+                let err = decrypt_chunks(&k, identity(0), &bad, chunk, shared).unwrap_err();
+                assert!(
+                    matches!(err, Error::CorruptVolume { .. }),
+                    "pos {pos} chunk {chunk}: {err:?}"
+                );
+            }
+        }
+    }
+    let (header, segs) = segments_of(&ct);
+    let swapped = [header, segs[1].clone(), segs[0].clone(), segs[2..].concat()].concat();
+    assert!(decrypt_chunks(&k, identity(0), &swapped, 3 * SCT, false).is_err());
+    assert!(decrypt_chunks(&k, identity(0), &ct[..H + 4 * SCT], 3 * SCT, false).is_err());
+    assert!(decrypt_chunks(&k, identity(1), &ct, 3 * SCT, false).is_err());
+}
+
 fn chunks_of(buf: &[u8], size: usize) -> Vec<Result<Bytes, std::io::Error>> {
     buf.chunks(size)
         .map(|c| Ok(Bytes::copy_from_slice(c)))

@@ -1,0 +1,2 @@
+//! Cost simulator (written below).
+fn main() {}

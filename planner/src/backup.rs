@@ -131,12 +131,14 @@ pub fn decide_backup(
                 ),
                 Some(full),
             );
-            d.consolidation = Some(plan_consolidation(catalog, snap, policy, prices, now)?);
+            d.consolidation = Some(plan_consolidation(
+                catalog, local, snap, policy, prices, now,
+            )?);
             return Ok(d);
         }
     }
     if policy.consolidation == ConsolidationMode::Auto {
-        let eval = plan_consolidation(catalog, snap, policy, prices, now)?;
+        let eval = plan_consolidation(catalog, local, snap, policy, prices, now)?;
         if eval.recommend {
             let mut d = decision(
                 PlannedBackup::Full,

@@ -68,9 +68,11 @@ impl RemoteBackup {
 /// The committed backups of one dataset, validated: unique ids, every incremental's base
 /// older than it (or deleted: an orphan), no cycles, volume sizes summing to the stored
 /// bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catalog {
     backups: Vec<RemoteBackup>,
+    index: HashMap<BackupId, usize>,
+    restorable: Vec<bool>,
 }
 
 impl Catalog {
@@ -112,7 +114,25 @@ impl Catalog {
             }
             seen.insert(&b.id, b);
         }
-        Ok(Self { backups })
+        let index: HashMap<BackupId, usize> = backups
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.id.clone(), i))
+            .collect();
+        // Bases come before their dependents, so one pass settles restorability.
+        let mut restorable = Vec::with_capacity(backups.len());
+        for b in &backups {
+            let ok = match &b.kind {
+                BackupKind::Full => true,
+                BackupKind::Incremental { base } => index.get(base).is_some_and(|&i| restorable[i]),
+            };
+            restorable.push(ok);
+        }
+        Ok(Self {
+            backups,
+            index,
+            restorable,
+        })
     }
 
     /// All backups, oldest first.
@@ -127,7 +147,7 @@ impl Catalog {
 
     /// The backup with this id.
     pub fn get(&self, id: &BackupId) -> Option<&RemoteBackup> {
-        self.backups.iter().find(|b| &b.id == id)
+        self.index.get(id).map(|&i| &self.backups[i])
     }
 
     /// The newest committed backup.
@@ -175,7 +195,7 @@ impl Catalog {
 
     /// True when `id`'s chain reaches a full (it can be restored).
     pub fn is_restorable(&self, id: &BackupId) -> bool {
-        self.chain(id).is_ok()
+        self.index.get(id).is_some_and(|&i| self.restorable[i])
     }
 
     /// Backups whose chain reaches a full, oldest first. Orphans (a base deleted by
@@ -183,7 +203,8 @@ impl Catalog {
     pub fn restore_points(&self) -> Vec<&RemoteBackup> {
         self.backups
             .iter()
-            .filter(|b| self.is_restorable(&b.id))
+            .zip(&self.restorable)
+            .filter_map(|(b, &ok)| ok.then_some(b))
             .collect()
     }
 

@@ -10,10 +10,14 @@
 //! A consolidation is recommended when both hold:
 //! 1. over the horizon H it is cheaper: C + r·F·max(H, minimum) < r·(chain)·H for the
 //!    parts that differ (everything projected after it is common to both sides);
-//! 2. now is the right time: keeping the waste one more month, r·(W + w), costs at least
-//!    the cycle's average extra cost per month so far, (C + r·W·T/2)/T. This is the
-//!    Silver–Meal lot-sizing rule: it ends a cycle when its average cost per month stops
-//!    falling, which lands close to the optimal renewal period √(2C/(r·w)).
+//! 2. now is the right time: with waste growing by w a month, consolidating every T
+//!    months costs on average C/T + r·w·(T−1)/2 a month, which is least once
+//!    T(T+1) > 2C/(r·w) — the economic-order-quantity renewal point √(2C/(r·w)). In
+//!    terms of today's waste W = w·T: r·W·(W + w) ≥ 2·C·w. It looks forward (w is the
+//!    recent growth, measured from the local snapshots' sizes over the last 180 days),
+//!    so a chain that was clean for years and has just started to churn is not
+//!    consolidated on the first few gigabytes of waste; and a burst of deletions with no
+//!    further churn (w = 0) is consolidated as soon as condition 1 holds.
 
 use std::collections::HashMap;
 
@@ -130,12 +134,14 @@ pub fn plan_pruning(
 ///
 /// `snapshot` is either a new snapshot (the fresh full replaces the incremental that would
 /// otherwise carry it) or the snapshot of the newest backup. Its `full_bytes` estimate is
-/// required for a recommendation.
+/// required for a recommendation. `local` (all local snapshots, with their full-size
+/// estimates where known) lets the planner measure how fast the waste grew recently.
 ///
 /// # Errors
 /// [`crate::Error::InvalidPolicy`] or [`crate::Error::InvalidPrices`].
 pub fn plan_consolidation(
     catalog: &Catalog,
+    local: &[LocalSnapshot],
     snapshot: &LocalSnapshot,
     policy: &Policy,
     prices: &PriceTable,
@@ -247,24 +253,27 @@ pub fn plan_consolidation(
         });
     }
     let age_months = months_between(prices, chain[0].created, now).max(1.0);
-    let growth = policy
-        .growth
-        .waste_bytes_per_month
-        .map_or(waste as f64 / age_months, |w| w as f64);
+    let growth = match policy.growth.waste_bytes_per_month {
+        Some(w) => w as f64,
+        None => recent_waste_growth(&chain, local, waste, now, prices)
+            .unwrap_or(waste as f64 / age_months),
+    };
     let rate_per_byte = prices.archive_storage_per_gb_month / crate::GB as f64;
     let mut net_once = full_up.cost.total() + tail.total();
     if let Some(bytes) = replaced_incremental {
         net_once -= cost::upload(prices, &shape, bytes).cost.total();
     }
-    let marginal = rate_per_byte * (waste as f64 + growth);
-    let average =
-        (net_once.max(0.0) + rate_per_byte * waste as f64 * age_months / 2.0) / age_months;
-
+    let net_once = net_once.max(0.0);
+    // Renewal rule: with waste growing by w a month, cycles of T months cost on average
+    // C/T + r·w·(T−1)/2 a month, which stops falling once T(T+1) > 2C/(r·w); in terms of
+    // the waste W = w·T that is r·W·(W + w) ≥ 2·C·w.
+    let holding = rate_per_byte * waste as f64;
+    let timely = holding * (waste as f64 + growth) >= 2.0 * net_once * growth;
     let cheaper = consolidate.total() < keep.total();
-    let timely = marginal >= average;
     let figures = format!(
-        "chain {chain_bytes} bytes over {} backup(s), fresh full {full_bytes} bytes, waste {waste} bytes; over {} months keep ${:.2} vs consolidate ${:.2}; keeping the waste another month ${marginal:.4} vs this chain's average extra ${average:.4}/month",
+        "chain {chain_bytes} bytes over {} backup(s), fresh full {full_bytes} bytes, waste {waste} bytes growing {:.0} bytes/month; over {} months keep ${:.2} vs consolidate ${:.2}; the waste costs ${holding:.4}/month, a fresh full ${net_once:.2} once",
         chain.len() + usize::from(replaced_incremental.is_some()),
+        growth,
         policy.horizon_months,
         keep.total(),
         consolidate.total(),
@@ -295,3 +304,40 @@ pub fn plan_consolidation(
         deletions,
     })
 }
+
+/// How fast the chain's waste grew recently: compares today's waste with the waste at the
+/// oldest chain member of the last [`GROWTH_WINDOW_DAYS`] whose snapshot still exists
+/// locally with a full-size estimate. `None` when there is no such member.
+fn recent_waste_growth(
+    chain: &[&RemoteBackup],
+    local: &[LocalSnapshot],
+    waste_now: u64,
+    now: UnixTime,
+    prices: &PriceTable,
+) -> Option<f64> {
+    let window_start = now.plus_days(-GROWTH_WINDOW_DAYS);
+    let mut cumulative = 0u64;
+    for b in chain {
+        cumulative += b.stored_bytes;
+        if b.created < window_start || b.created >= now {
+            continue;
+        }
+        let Some(full_then) = local
+            .iter()
+            .find(|s| s.id == b.snapshot)
+            .and_then(|s| s.full_bytes)
+        else {
+            continue;
+        };
+        let months = months_between(prices, b.created, now);
+        if months <= 0.0 {
+            continue;
+        }
+        let waste_then = cumulative.saturating_sub(full_then);
+        return Some((waste_now as f64 - waste_then as f64).max(0.0) / months);
+    }
+    None
+}
+
+/// How far back the recent waste growth is measured.
+const GROWTH_WINDOW_DAYS: i64 = 180;

@@ -163,8 +163,15 @@ fn rewritten_library() -> (zib_planner::Catalog, zib_planner::LocalSnapshot, Uni
 #[test]
 fn consolidation_of_a_rewritten_library_is_recommended_and_lists_every_old_backup() {
     let (c, snap, now) = rewritten_library();
-    let d = plan_consolidation(&c, &snap, &Policy::default(), &PriceTable::default(), now)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let d = plan_consolidation(
+        &c,
+        &[],
+        &snap,
+        &Policy::default(),
+        &PriceTable::default(),
+        now,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(d.recommend, "{}", d.reason);
     assert!(d.reason.contains("pays for itself"), "{}", d.reason);
     assert!(d.consolidate_cost.total() < d.keep_cost.total());
@@ -263,7 +270,7 @@ fn consolidation_cases_that_are_refused() {
         },
     ];
     for case in cases {
-        let d = plan_consolidation(&case.catalog, &case.snap, &case.policy, &p, now)
+        let d = plan_consolidation(&case.catalog, &[], &case.snap, &case.policy, &p, now)
             .unwrap_or_else(|e| panic!("{}: {e}", case.name));
         assert!(!d.recommend, "{}: {}", case.name, d.reason);
         assert!(
@@ -276,6 +283,7 @@ fn consolidation_cases_that_are_refused() {
     // With two restore points kept, nothing the newest old restore point needs is listed.
     let d = plan_consolidation(
         &c,
+        &[],
         &snap,
         &Policy {
             keep_restore_points: 2,
@@ -295,8 +303,15 @@ fn waiting_is_preferred_while_the_waste_is_small() {
     let c = catalog(monthly_chain(1024 * GIB, GIB, 12));
     let now = month(13);
     let snap = local("n", now, Some(1024 * GIB), Some(("b12", GIB)));
-    let d = plan_consolidation(&c, &snap, &Policy::default(), &PriceTable::default(), now)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let d = plan_consolidation(
+        &c,
+        &[],
+        &snap,
+        &Policy::default(),
+        &PriceTable::default(),
+        now,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(!d.recommend, "{}", d.reason);
 }
 

@@ -2,4 +2,67 @@
 //! consolidation, and the multi-month restore schedule.
 //!
 //! No I/O, no async runtime, no clock: `now`, prices and the catalog are inputs, and
-//! every decision comes back with its reason and its cost.
+//! every decision comes back with its reason and its cost. The engine reads the catalog
+//! from the bucket and the snapshots from the file system, calls this crate, and carries
+//! out what it returns; this crate never touches a bucket, a pool or a file.
+//!
+//! What it owns:
+//! - [`PriceTable`]: us-east-1 defaults for S3 Glacier Deep Archive (sources and dates in
+//!   `docs/COSTS.md`), overridable field by field.
+//! - [`cost`]: the cost model — storage of a catalog, upload of a stream, early deletion,
+//!   retrieval, restored copies and internet egress — itemised as a [`Cost`].
+//! - [`decide_backup`]: full or incremental, from which base, and why.
+//! - [`plan_consolidation`] and [`plan_pruning`]: when a fresh full pays for itself, and
+//!   which backups become deletable (never one a kept restore point needs).
+//! - [`plan_restore`]: a restore point's chain split into UTC-calendar-month batches that
+//!   stay within the monthly download budget, with dates, tiers, staging and cost.
+//! - [`sim`]: a month-by-month cost simulator of whole backup histories, used by the
+//!   `simulate` example to compare the planner with naive strategies and the hindsight
+//!   optimum.
+//!
+//! What it deliberately is not: it does not know object keys, file formats or how bytes
+//! are encrypted; it does not retry, sleep or log progress. Money is `f64` US dollars:
+//! these are estimates for decisions, not invoices.
+
+mod backup;
+mod catalog;
+mod consolidate;
+pub mod cost;
+mod error;
+mod policy;
+mod prices;
+mod restore;
+pub mod sim;
+#[cfg(test)]
+mod testing;
+mod time;
+
+pub use backup::{decide_backup, BackupDecision, PlannedBackup};
+pub use catalog::{
+    BackupId, BackupKind, Catalog, IncrementalEstimate, LocalSnapshot, RemoteBackup, SnapshotId,
+};
+pub use consolidate::{
+    plan_consolidation, plan_pruning, ConsolidationDecision, DeleteStep, Deletion,
+};
+pub use cost::Cost;
+pub use error::{Error, Result};
+pub use policy::{ConsolidationMode, GrowthProjection, Policy};
+pub use prices::{EgressTier, PriceTable, RetrievalPrice};
+pub use restore::{plan_restore, RestoreBatch, RestoreOptions, RestorePlan, VolumeRef};
+pub use time::{CivilDate, Month, UnixTime, DAY_SECS};
+
+/// One gigabyte as AWS bills it: 2^30 bytes.
+pub const GB: u64 = 1 << 30;
+
+/// One tebibyte (2^40 bytes), the unit of the hand-computed examples.
+pub const TIB: u64 = 1 << 40;
+
+/// Restore tier for archived objects (Deep Archive offers no Expedited tier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Cheapest; Deep Archive restores typically complete within 48 hours.
+    Bulk,
+    /// Faster and dearer; typically within 12 hours.
+    Standard,
+}

@@ -1,0 +1,378 @@
+//! The cost model: pure functions from sizes, counts and durations to an itemised [`Cost`].
+//!
+//! Formulas (prices from [`PriceTable`], `GB = 2^30` bytes, `M` = `days_per_month`):
+//! - storage per month = bytes/GB × archive rate + objects × (32 KB/GB × archive rate +
+//!   8 KB/GB × Standard rate)
+//! - upload of S bytes in volumes of V and parts of P: volumes = ⌈S/V⌉ (at least 1),
+//!   PUT-class requests = Σ(⌈v/P⌉ + 2) + 1 (create, parts, complete per volume, plus the
+//!   manifest); staging = parts in flight at the Standard rate, on average half a volume
+//!   for the volume's upload time
+//! - early deletion of an object aged `a` days = (bytes + 32 KB)/GB × archive rate ×
+//!   max(0, 180 − a)/M
+//! - retrieval = bytes/GB × tier rate (+ objects/1000 × tier request rate, under
+//!   requests); restored copy = bytes/GB × Standard rate × days/M
+//! - egress in a month = tiered price of max(0, downloaded − free allowance remaining)
+
+use std::ops::{Add, AddAssign};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{PriceTable, Tier, GB};
+
+/// Money, itemised, in US dollars.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    /// Request charges (PUT-class, GET-class, restore requests).
+    pub requests: f64,
+    /// Storage: archived bytes, per-object overhead, restored copies.
+    pub storage: f64,
+    /// Per-GB retrieval (restore) charges.
+    pub retrieval: f64,
+    /// Internet egress beyond the free allowance.
+    pub egress: f64,
+    /// Minimum-duration charges for objects deleted early.
+    pub early_deletion: f64,
+    /// Parts of unfinished multipart uploads, billed at the S3 Standard rate.
+    pub staging: f64,
+}
+
+impl Cost {
+    /// The sum of all items.
+    pub fn total(&self) -> f64 {
+        self.requests
+            + self.storage
+            + self.retrieval
+            + self.egress
+            + self.early_deletion
+            + self.staging
+    }
+
+    /// Every item multiplied by `k`.
+    pub fn scaled(self, k: f64) -> Self {
+        Self {
+            requests: self.requests * k,
+            storage: self.storage * k,
+            retrieval: self.retrieval * k,
+            egress: self.egress * k,
+            early_deletion: self.early_deletion * k,
+            staging: self.staging * k,
+        }
+    }
+}
+
+impl Add for Cost {
+    type Output = Self;
+    fn add(mut self, rhs: Self) -> Self {
+        self += rhs;
+        self
+    }
+}
+
+impl AddAssign for Cost {
+    fn add_assign(&mut self, rhs: Self) {
+        self.requests += rhs.requests;
+        self.storage += rhs.storage;
+        self.retrieval += rhs.retrieval;
+        self.egress += rhs.egress;
+        self.early_deletion += rhs.early_deletion;
+        self.staging += rhs.staging;
+    }
+}
+
+impl std::iter::Sum for Cost {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Self::default(), Add::add)
+    }
+}
+
+impl std::fmt::Display for Cost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "${:.2} (requests ${:.2}, storage ${:.2}, retrieval ${:.2}, egress ${:.2}, early deletion ${:.2}, staging ${:.4})",
+            self.total(),
+            self.requests,
+            self.storage,
+            self.retrieval,
+            self.egress,
+            self.early_deletion,
+            self.staging
+        )
+    }
+}
+
+/// Bytes as billing gigabytes (2^30).
+pub fn gb(bytes: u64) -> f64 {
+    bytes as f64 / GB as f64
+}
+
+fn ceil_div(a: u64, b: u64) -> u64 {
+    a.div_ceil(b.max(1))
+}
+
+/// One month of Deep Archive storage for `bytes` held in `objects` archived objects,
+/// including the per-object overhead (8 KB at the Standard rate, 32 KB at the archive rate).
+pub fn monthly_storage(prices: &PriceTable, bytes: u64, objects: u64) -> Cost {
+    let archive = gb(bytes) + objects as f64 * gb(prices.overhead_archive_bytes);
+    let standard = objects as f64 * gb(prices.overhead_standard_bytes);
+    Cost {
+        storage: archive * prices.archive_storage_per_gb_month
+            + standard * prices.standard_storage_per_gb_month,
+        ..Cost::default()
+    }
+}
+
+/// How a stream is cut into objects and how fast it goes up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadShape {
+    /// Bytes per volume object (the last volume may be smaller).
+    pub volume_size: u64,
+    /// Bytes per multipart part (the last part of a volume may be smaller).
+    pub part_size: u64,
+    /// Sustained upload rate, used only to price parts held as staging while in flight.
+    pub upload_bytes_per_sec: u64,
+}
+
+/// What uploading one stream costs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct UploadEstimate {
+    /// Volume objects.
+    pub volumes: u64,
+    /// Multipart parts over all volumes.
+    pub parts: u64,
+    /// PUT-class requests: per volume one create, its parts, one complete; plus one
+    /// manifest PUT.
+    pub put_requests: u64,
+    /// Requests and staging.
+    pub cost: Cost,
+}
+
+/// The one-time cost of uploading a stream of `stream_bytes` (ciphertext) as volumes in
+/// multipart parts, plus its manifest. An empty stream still makes one volume.
+pub fn upload(prices: &PriceTable, shape: &UploadShape, stream_bytes: u64) -> UploadEstimate {
+    let volume_size = shape.volume_size.max(1);
+    let volumes = ceil_div(stream_bytes, volume_size).max(1);
+    let full_volumes = stream_bytes / volume_size;
+    let last = stream_bytes - full_volumes * volume_size;
+    let parts_full = ceil_div(volume_size, shape.part_size).max(1);
+    let mut parts = full_volumes * parts_full;
+    if last > 0 || full_volumes == 0 {
+        parts += ceil_div(last, shape.part_size).max(1);
+    }
+    let put_requests = parts + 2 * volumes + 1;
+    // Average bytes in flight is half a volume for as long as the volume takes to send.
+    let month_secs = f64::from(prices.days_per_month) * 86_400.0;
+    let rate = shape.upload_bytes_per_sec.max(1) as f64;
+    let gb_months = |v: u64| gb(v) / 2.0 * (v as f64 / rate) / month_secs;
+    let staging_gb_months = full_volumes as f64 * gb_months(volume_size) + gb_months(last);
+    UploadEstimate {
+        volumes,
+        parts,
+        put_requests,
+        cost: Cost {
+            requests: put_requests as f64 / 1000.0 * prices.archive_put_per_1000,
+            staging: staging_gb_months * prices.standard_storage_per_gb_month,
+            ..Cost::default()
+        },
+    }
+}
+
+/// The minimum-duration charge for deleting `objects` archived objects holding `bytes`
+/// when they are `age_days` old: the remaining days up to the minimum, pro-rated.
+pub fn early_deletion_fee(prices: &PriceTable, bytes: u64, objects: u64, age_days: f64) -> f64 {
+    let remaining = (f64::from(prices.min_storage_days) - age_days).max(0.0);
+    let archive = gb(bytes) + objects as f64 * gb(prices.overhead_archive_bytes);
+    archive * prices.archive_storage_per_gb_month * remaining / f64::from(prices.days_per_month)
+}
+
+/// Restoring `objects` archived objects holding `bytes` with `tier`: per-GB retrieval and
+/// per-request fees.
+pub fn retrieval(prices: &PriceTable, tier: Tier, bytes: u64, objects: u64) -> Cost {
+    let p = prices.retrieval(tier);
+    Cost {
+        retrieval: gb(bytes) * p.per_gb,
+        requests: objects as f64 / 1000.0 * p.per_1000_requests,
+        ..Cost::default()
+    }
+}
+
+/// The temporary restored copy of `bytes`, billed at the Standard rate for `days`.
+pub fn restored_copy(prices: &PriceTable, bytes: u64, days: u32) -> Cost {
+    Cost {
+        storage: gb(bytes) * prices.standard_storage_per_gb_month * f64::from(days)
+            / f64::from(prices.days_per_month),
+        ..Cost::default()
+    }
+}
+
+/// GET requests to download `requests` objects or ranges.
+pub fn downloads(prices: &PriceTable, requests: u64) -> Cost {
+    Cost {
+        requests: requests as f64 / 1000.0 * prices.get_per_1000,
+        ..Cost::default()
+    }
+}
+
+/// Internet egress of `bytes` in one UTC calendar month, when `free_remaining` bytes of
+/// the account's free allowance are left and `already_paid` bytes were already billed
+/// this month (they push later bytes into higher tiers).
+pub fn egress(prices: &PriceTable, bytes: u64, free_remaining: u64, already_paid: u64) -> f64 {
+    let paid = bytes.saturating_sub(free_remaining);
+    let mut cost = 0.0;
+    let mut start = already_paid;
+    let end = already_paid.saturating_add(paid);
+    for tier in &prices.egress_tiers {
+        let upper = tier.up_to_bytes.unwrap_or(u64::MAX);
+        if start >= end {
+            break;
+        }
+        if start < upper {
+            let chunk = end.min(upper) - start;
+            cost += gb(chunk) * tier.per_gb;
+            start += chunk;
+        }
+    }
+    cost
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every expected figure below was computed by hand from the us-east-1 list prices
+    //! (see docs/COSTS.md), not by calling the function under test.
+    use super::*;
+    use crate::TIB;
+
+    const MIB: u64 = 1 << 20;
+
+    fn close(actual: f64, expected: f64, tolerance: f64) {
+        assert!(
+            (actual - expected).abs() <= tolerance,
+            "expected {expected}, got {actual}"
+        );
+    }
+
+    fn p() -> PriceTable {
+        PriceTable::default()
+    }
+
+    #[test]
+    fn one_tib_stored_for_a_month() {
+        // 1024 GB × $0.00099 = $1.01376.
+        close(monthly_storage(&p(), TIB, 0).total(), 1.01376, 1e-9);
+        // 1024 volumes of 1 GiB: overhead 1024 × 32 KB = 0.03125 GB × 0.00099 =
+        // $0.0000309375, plus 1024 × 8 KB = 0.0078125 GB × 0.023 = $0.0001796875.
+        // Total $1.013970625.
+        close(
+            monthly_storage(&p(), TIB, 1024).total(),
+            1.013_970_625,
+            1e-12,
+        );
+    }
+
+    #[test]
+    fn small_objects_overhead_dominates() {
+        // 1,048,576 objects of 1 MiB (1 TiB): archive 1024 + 32 = 1056 GB × 0.00099 =
+        // $1.04544; standard 8 GB × 0.023 = $0.184. Total $1.22944.
+        close(monthly_storage(&p(), TIB, 1 << 20).total(), 1.22944, 1e-9);
+    }
+
+    #[test]
+    fn one_tib_restored_in_one_month_with_bulk() {
+        // Retrieval 1024 GB × $0.0025 = $2.56. Requests 1024 × $0.025/1000 = $0.0256.
+        let c = retrieval(&p(), Tier::Bulk, TIB, 1024);
+        close(c.retrieval, 2.56, 1e-9);
+        close(c.requests, 0.0256, 1e-9);
+        // Egress (1024 − 100) GB × $0.09 = $83.16.
+        close(egress(&p(), TIB, 100 * GB, 0), 83.16, 1e-9);
+        // Standard tier: 1024 × $0.02 = $20.48; requests 1024 × $0.10/1000 = $0.1024.
+        let c = retrieval(&p(), Tier::Standard, TIB, 1024);
+        close(c.retrieval, 20.48, 1e-9);
+        close(c.requests, 0.1024, 1e-9);
+    }
+
+    #[test]
+    fn egress_tiers_and_free_allowance() {
+        close(egress(&p(), 100 * GB, 100 * GB, 0), 0.0, 0.0);
+        close(egress(&p(), 100 * GB, 40 * GB, 0), 60.0 * 0.09, 1e-9);
+        // 20 TB paid: 10 TB (10240 GB) × 0.09 + 10240 GB × 0.085 = 921.6 + 870.4 = 1792.
+        close(egress(&p(), 20 * TIB, 0, 0), 1792.0, 1e-6);
+        // Bytes already paid this month push into the next tier: 10 GB at $0.085.
+        close(egress(&p(), 10 * GB, 0, 10 * TIB), 0.85, 1e-9);
+        // Beyond 150 TB the open tier: 1 GB at $0.05.
+        close(egress(&p(), GB, 0, 150 * TIB), 0.05, 1e-12);
+    }
+
+    #[test]
+    fn upload_requests_of_one_tib() {
+        let shape = UploadShape {
+            volume_size: GB,
+            part_size: 64 * MIB,
+            upload_bytes_per_sec: 2 * MIB,
+        };
+        let u = upload(&p(), &shape, TIB);
+        // 1024 volumes × (16 parts + create + complete) + 1 manifest = 18,433 PUTs
+        // × $0.05/1000 = $0.92165.
+        assert_eq!((u.volumes, u.parts, u.put_requests), (1024, 16_384, 18_433));
+        close(u.cost.requests, 0.92165, 1e-9);
+        // Staging: per volume 0.5 GB for 512 s = 0.5 × 512 / 2,592,000 GB-months;
+        // × 1024 volumes × $0.023 = $0.0023261.
+        close(u.cost.staging, 0.002_326_1, 1e-7);
+    }
+
+    #[test]
+    fn upload_of_uneven_and_empty_streams() {
+        let shape = UploadShape {
+            volume_size: 100,
+            part_size: 30,
+            upload_bytes_per_sec: 1,
+        };
+        // 250 bytes: volumes 100, 100, 50 → parts 4 + 4 + 2 = 10; PUTs 10 + 6 + 1 = 17.
+        let u = upload(&p(), &shape, 250);
+        assert_eq!((u.volumes, u.parts, u.put_requests), (3, 10, 17));
+        // Empty stream: one volume, one part, create, complete, manifest.
+        let u = upload(&p(), &shape, 0);
+        assert_eq!((u.volumes, u.parts, u.put_requests), (1, 1, 4));
+        // Exactly two volumes: no empty third one.
+        let u = upload(&p(), &shape, 200);
+        assert_eq!((u.volumes, u.parts), (2, 8));
+    }
+
+    #[test]
+    fn early_deletion_is_pro_rated() {
+        // 1 TiB deleted after 60 days: 120 remaining days = 4 months × $1.01376 = $4.05504.
+        close(early_deletion_fee(&p(), TIB, 0, 60.0), 4.05504, 1e-9);
+        close(early_deletion_fee(&p(), TIB, 0, 180.0), 0.0, 0.0);
+        close(early_deletion_fee(&p(), TIB, 0, 400.0), 0.0, 0.0);
+        // One object of 0 bytes deleted at once: 32 KB × 6 months × 0.00099.
+        close(
+            early_deletion_fee(&p(), 0, 1, 0.0),
+            32.0 / 1024.0 / 1024.0 * 6.0 * 0.00099,
+            1e-15,
+        );
+    }
+
+    #[test]
+    fn restored_copy_and_gets() {
+        // 100 GB for 3 days at $0.023/GB-month: 100 × 0.023 × 3/30 = $0.23.
+        close(restored_copy(&p(), 100 * GB, 3).total(), 0.23, 1e-12);
+        // 1000 GETs at $0.0004 per 1000.
+        close(downloads(&p(), 1000).total(), 0.0004, 1e-15);
+    }
+
+    #[test]
+    fn cost_arithmetic() {
+        let a = Cost {
+            requests: 1.0,
+            storage: 2.0,
+            ..Cost::default()
+        };
+        let b = Cost {
+            egress: 3.0,
+            ..Cost::default()
+        };
+        assert_eq!((a + b).total(), 6.0);
+        assert_eq!([a, b].into_iter().sum::<Cost>().total(), 6.0);
+        assert_eq!(a.scaled(2.0).storage, 4.0);
+        assert!(a.to_string().starts_with("$3.00"));
+    }
+}

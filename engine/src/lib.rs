@@ -14,3 +14,7 @@ pub mod clock;
 pub mod ids;
 pub mod layout;
 pub mod progress;
+pub mod records;
+
+mod error;
+pub use error::{Error, Result};

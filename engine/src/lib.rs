@@ -4,5 +4,17 @@
 //! together: backup, restore, consolidate and verify; the on-bucket layout and the
 //! catalog read from the bucket alone; the local resume journal.
 //!
-//! Status: the pipelines are not implemented yet; this crate currently only ties the
-//! workspace together.
+//! Status: the building blocks that fix the on-bucket layout are here — opaque ids
+//! ([`ids`]), the key layout ([`layout`]), the injected clock ([`clock`]) and progress
+//! trait ([`progress`]). The pipelines themselves are not implemented yet.
+//!
+//! This crate never prints, prompts or parses flags: that is the CLI's job.
+
+pub mod clock;
+pub mod ids;
+pub mod layout;
+pub mod progress;
+pub mod records;
+
+mod error;
+pub use error::{Error, Result};

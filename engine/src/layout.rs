@@ -1,0 +1,330 @@
+//! The bucket key layout: the one place that turns an object's role into its key.
+//!
+//! Every key is relative to the repository root (a bucket prefix or a directory). Keys
+//! carry only opaque ids ([`DatasetId`], [`BackupId`]) and volume indexes, never dataset
+//! or snapshot names. The layout is part of format v1 (`docs/FORMAT.md`, "On-bucket
+//! layout"): changing a spelling here breaks every existing repository.
+//!
+//! ```text
+//! README.txt                                    plaintext: what these objects are
+//! keyring                                       the keyring (non-archive class)
+//! keyring-archive/<yyyymmddThhmmssZ>            archived copies of the keyring
+//! manifests/<dataset-id>/<backup-id>            a backup's commit record
+//! volumes/<dataset-id>/<backup-id>/<index>      a backup's volumes, index as 8 digits
+//! ```
+//!
+//! Manifests and volumes live under separate prefixes so the catalog lists manifests
+//! only (one LIST page per 1,000 backups) however many volumes the backups have.
+
+use crate::ids::{BackupId, DatasetId};
+
+/// Highest volume index the key layout can spell (8 decimal digits). At the default
+/// volume size this is far beyond any stream a dataset can produce.
+pub const MAX_VOLUME_INDEX: u32 = 99_999_999;
+
+/// What an object in a repository is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectRole {
+    /// The plaintext README at the repository root.
+    Readme,
+    /// The keyring, in a non-archive class so it can be read at once.
+    Keyring,
+    /// An archived copy of the keyring, named by when it was written
+    /// (`yyyymmddThhmmssZ`, UTC), so a re-wrapped keyring adds a copy instead of
+    /// editing one.
+    KeyringArchive {
+        /// Seconds since the Unix epoch, UTC.
+        written_at: i64,
+    },
+    /// A backup's manifest: its existence is the backup's commit.
+    Manifest {
+        /// The dataset the backup belongs to.
+        dataset: DatasetId,
+        /// The backup.
+        backup: BackupId,
+    },
+    /// One volume of a backup's stream.
+    Volume {
+        /// The dataset the backup belongs to.
+        dataset: DatasetId,
+        /// The backup.
+        backup: BackupId,
+        /// Position of the volume in the stream, from 0.
+        index: u32,
+    },
+}
+
+const README: &str = "README.txt";
+const KEYRING: &str = "keyring";
+const KEYRING_ARCHIVE_DIR: &str = "keyring-archive/";
+const MANIFESTS_DIR: &str = "manifests/";
+const VOLUMES_DIR: &str = "volumes/";
+
+impl ObjectRole {
+    /// The object's key relative to the repository root.
+    ///
+    /// Keys round-trip through [`ObjectRole::parse`] for volume indexes up to
+    /// [`MAX_VOLUME_INDEX`] and keyring times in years 0000–9999; the engine never
+    /// creates roles outside those ranges.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Readme => README.to_owned(),
+            Self::Keyring => KEYRING.to_owned(),
+            Self::KeyringArchive { written_at } => {
+                format!("{KEYRING_ARCHIVE_DIR}{}", compact_utc(*written_at))
+            }
+            Self::Manifest { dataset, backup } => format!("{MANIFESTS_DIR}{dataset}/{backup}"),
+            Self::Volume {
+                dataset,
+                backup,
+                index,
+            } => format!("{VOLUMES_DIR}{dataset}/{backup}/{index:08}"),
+        }
+    }
+
+    /// Recognises a key written by [`ObjectRole::key`]; anything else is `None`
+    /// (foreign objects in the bucket are left alone, never guessed at).
+    pub fn parse(key: &str) -> Option<Self> {
+        if key == README {
+            return Some(Self::Readme);
+        }
+        if key == KEYRING {
+            return Some(Self::Keyring);
+        }
+        if let Some(stamp) = key.strip_prefix(KEYRING_ARCHIVE_DIR) {
+            return parse_compact_utc(stamp).map(|written_at| Self::KeyringArchive { written_at });
+        }
+        if let Some(rest) = key.strip_prefix(MANIFESTS_DIR) {
+            let (dataset, backup) = rest.split_once('/')?;
+            return Some(Self::Manifest {
+                dataset: dataset.parse().ok()?,
+                backup: backup.parse().ok()?,
+            });
+        }
+        if let Some(rest) = key.strip_prefix(VOLUMES_DIR) {
+            let mut parts = rest.split('/');
+            let (dataset, backup, index) = (parts.next()?, parts.next()?, parts.next()?);
+            if parts.next().is_some()
+                || index.len() != 8
+                || !index.bytes().all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            return Some(Self::Volume {
+                dataset: dataset.parse().ok()?,
+                backup: backup.parse().ok()?,
+                index: index.parse().ok()?,
+            });
+        }
+        None
+    }
+}
+
+/// Prefix under which every manifest lives (the catalog lists this).
+pub fn manifests_prefix() -> &'static str {
+    MANIFESTS_DIR
+}
+
+/// Prefix under which one dataset's manifests live.
+pub fn dataset_manifests_prefix(dataset: DatasetId) -> String {
+    format!("{MANIFESTS_DIR}{dataset}/")
+}
+
+/// Prefix under which every volume lives (clean-up lists this to find volumes whose
+/// backup never committed).
+pub fn volumes_prefix() -> &'static str {
+    VOLUMES_DIR
+}
+
+/// Prefix under which one backup's volumes live.
+pub fn backup_volumes_prefix(dataset: DatasetId, backup: BackupId) -> String {
+    format!("{VOLUMES_DIR}{dataset}/{backup}/")
+}
+
+/// `yyyymmddThhmmssZ` for seconds since the epoch (UTC), years 0000–9999.
+fn compact_utc(unix_seconds: i64) -> String {
+    let (year, month, day) = civil_from_days(unix_seconds.div_euclid(86_400));
+    let second_of_day = unix_seconds.rem_euclid(86_400);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        second_of_day / 3600,
+        second_of_day % 3600 / 60,
+        second_of_day % 60
+    )
+}
+
+fn parse_compact_utc(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 16 || bytes[8] != b'T' || bytes[15] != b'Z' {
+        return None;
+    }
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())
+            .flatten()
+    };
+    let (year, month, day) = (digits(0..4)?, digits(4..6)?, digits(6..8)?);
+    let (hour, minute, second) = (digits(9..11)?, digits(11..13)?, digits(13..15)?);
+    if !(1..=12).contains(&month) || day < 1 || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    // Reject days past the month's end by round-tripping.
+    if civil_from_days(days) != (year, month, day) {
+        return None;
+    }
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`).
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// (year, month, day) to days since 1970-01-01 (inverse of [`civil_from_days`]).
+pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month_index = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dataset() -> DatasetId {
+        DatasetId::from_bytes([0x11; 16])
+    }
+    fn backup() -> BackupId {
+        BackupId::from_bytes([0xab; 16])
+    }
+
+    #[test]
+    fn keys_are_spelled_as_documented() {
+        assert_eq!(ObjectRole::Readme.key(), "README.txt");
+        assert_eq!(ObjectRole::Keyring.key(), "keyring");
+        assert_eq!(
+            ObjectRole::KeyringArchive {
+                written_at: 1_764_374_400
+            }
+            .key(),
+            "keyring-archive/20251129T000000Z"
+        );
+        assert_eq!(
+            ObjectRole::Manifest {
+                dataset: dataset(),
+                backup: backup()
+            }
+            .key(),
+            "manifests/11111111111111111111111111111111/abababababababababababababababab"
+        );
+        assert_eq!(
+            ObjectRole::Volume {
+                dataset: dataset(),
+                backup: backup(),
+                index: 7
+            }
+            .key(),
+            "volumes/11111111111111111111111111111111/abababababababababababababababab/00000007"
+        );
+    }
+
+    #[test]
+    fn every_role_parses_back() {
+        let roles = [
+            ObjectRole::Readme,
+            ObjectRole::Keyring,
+            ObjectRole::KeyringArchive { written_at: 0 },
+            ObjectRole::KeyringArchive {
+                written_at: 253_402_300_799,
+            }, // 9999-12-31T23:59:59Z
+            ObjectRole::Manifest {
+                dataset: dataset(),
+                backup: backup(),
+            },
+            ObjectRole::Volume {
+                dataset: dataset(),
+                backup: backup(),
+                index: 0,
+            },
+            ObjectRole::Volume {
+                dataset: dataset(),
+                backup: backup(),
+                index: MAX_VOLUME_INDEX,
+            },
+        ];
+        for role in roles {
+            assert_eq!(ObjectRole::parse(&role.key()), Some(role), "{}", role.key());
+        }
+    }
+
+    #[test]
+    fn foreign_keys_are_not_recognised() {
+        for key in [
+            "",
+            "readme.txt",
+            "keyring/",
+            "keyring-archive/20251131T000000Z", // 31 November
+            "keyring-archive/20251129T240000Z",
+            "manifests/1111/abab",
+            "manifests/11111111111111111111111111111111/abababababababababababababababab/x",
+            "volumes/11111111111111111111111111111111/abababababababababababababababab/7",
+            "volumes/11111111111111111111111111111111/abababababababababababababababab/0000000x",
+            "volumes/11111111111111111111111111111111/abababababababababababababababab/00000007/",
+            "photos/IMG_0001.jpg",
+        ] {
+            assert_eq!(ObjectRole::parse(key), None, "{key}");
+        }
+    }
+
+    #[test]
+    fn volume_keys_sort_in_stream_order() {
+        let mut keys: Vec<String> = [10, 2, 1_000, 0]
+            .into_iter()
+            .map(|index| {
+                ObjectRole::Volume {
+                    dataset: dataset(),
+                    backup: backup(),
+                    index,
+                }
+                .key()
+            })
+            .collect();
+        keys.sort();
+        let indexes: Vec<u32> = keys
+            .iter()
+            .filter_map(|key| match ObjectRole::parse(key) {
+                Some(ObjectRole::Volume { index, .. }) => Some(index),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(indexes, [0, 2, 10, 1_000]);
+    }
+
+    #[test]
+    fn civil_calendar_round_trips() {
+        for days in [-719_468, -1, 0, 59, 60, 10_956, 20_000, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}

@@ -1,0 +1,639 @@
+//! The plaintexts of the sealed records that backups carry in their object metadata.
+//!
+//! Byte layouts are normative (`docs/FORMAT.md`, "On-bucket layout"): fixed-width
+//! little-endian integers, length-prefixed strings, explicit tags. They are written by
+//! hand, not derived with serde, so that no library upgrade can silently change bytes
+//! that must stay readable for decades. A new field is a new record version.
+//!
+//! Decoding is strict: unknown versions, unknown tags, bad lengths, invalid UTF-8 and
+//! trailing bytes are all [`Error::Corrupt`].
+
+use crate::error::{Error, Result};
+use crate::ids::{BackupId, DatasetId, ID_LEN};
+
+/// Version byte of every record plaintext this code writes.
+pub const RECORD_PLAINTEXT_VERSION: u8 = 1;
+
+/// Record type (bound into the sealed record's associated data) of a manifest record.
+pub const MANIFEST_RECORD_TYPE: &str = "manifest";
+/// Record type of a volume record.
+pub const VOLUME_RECORD_TYPE: &str = "volume";
+
+/// Which file system produced the stream (and which tool receives it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    /// A `zfs send` stream.
+    Zfs,
+    /// A `btrfs send` stream.
+    Btrfs,
+}
+
+impl SourceKind {
+    fn tag(self) -> u8 {
+        match self {
+            Self::Zfs => 1,
+            Self::Btrfs => 2,
+        }
+    }
+
+    fn from_tag(tag: u8) -> Option<Self> {
+        match tag {
+            1 => Some(Self::Zfs),
+            2 => Some(Self::Btrfs),
+            _ => None,
+        }
+    }
+}
+
+/// A snapshot's identity that survives send/receive and renames: what chains link by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SnapshotIdentity {
+    /// A ZFS snapshot's (or bookmark's) `guid` property.
+    ZfsGuid(u64),
+    /// A BTRFS snapshot's UUID as the sender saw it (a received copy carries it as its
+    /// received UUID).
+    BtrfsUuid([u8; 16]),
+}
+
+impl SnapshotIdentity {
+    fn tag(&self) -> u8 {
+        match self {
+            Self::ZfsGuid(_) => 1,
+            Self::BtrfsUuid(_) => 2,
+        }
+    }
+}
+
+/// Whether a backup's stream stands alone or applies on top of an earlier backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupKind {
+    /// A full stream: receivable into an empty place.
+    Full,
+    /// An incremental stream from `base_snapshot` (itself restored by `base_backup`).
+    Incremental {
+        /// The backup whose snapshot this stream applies on top of.
+        base_backup: BackupId,
+        /// Name of the base snapshot (informative; the identity is what links).
+        base_snapshot_name: String,
+        /// Identity of the base snapshot.
+        base_identity: SnapshotIdentity,
+    },
+}
+
+/// Send options that change the stream and must stay the same along a chain.
+///
+/// Bit values are format v1: bit 0 large blocks (`zfs send -L`), bit 1 compressed
+/// (`-c`), bit 2 embedded data (`-e`), bit 3 raw (`-w`). Other bits are reserved and
+/// must be zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct SendFlagBits(pub u32);
+
+impl SendFlagBits {
+    /// Every bit format v1 defines.
+    pub const KNOWN: u32 = 0b1111;
+}
+
+/// What a manifest says about its backup: the catalog is built from these alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestRecord {
+    /// The file system the stream came from.
+    pub source: SourceKind,
+    /// Full or incremental (and from what).
+    pub kind: BackupKind,
+    /// zib created the sent snapshot itself (so it may prune it later).
+    pub snapshot_created_by_zib: bool,
+    /// Send options of the stream.
+    pub send_flags: SendFlagBits,
+    /// The dataset's opaque id (also in the object key).
+    pub dataset_id: DatasetId,
+    /// The backup's opaque id (also in the object key).
+    pub backup_id: BackupId,
+    /// The dataset's name when it was backed up (ZFS dataset or BTRFS subvolume path).
+    pub dataset_name: String,
+    /// The sent snapshot's name (after `@` on ZFS; the snapshot's path on BTRFS).
+    pub snapshot_name: String,
+    /// The sent snapshot's identity.
+    pub snapshot_identity: SnapshotIdentity,
+    /// When the snapshot was taken, seconds since the Unix epoch.
+    pub snapshot_created_at: i64,
+    /// When the backup committed, seconds since the Unix epoch.
+    pub committed_at: i64,
+    /// Length of the send stream (the plaintext), bytes.
+    pub stream_len: u64,
+    /// SHA-256 of the whole send stream.
+    pub stream_sha256: [u8; 32],
+    /// Sum of the volume objects' lengths (the ciphertext stored), bytes.
+    pub stored_len: u64,
+    /// Number of volumes.
+    pub volume_count: u32,
+    /// Plaintext bytes per volume (every volume but the last holds exactly this many).
+    pub volume_plaintext_len: u64,
+    /// SHA-256 over the volume list (see [`volume_list_hash`]).
+    pub volume_list_sha256: [u8; 32],
+}
+
+/// What a volume object says about itself, fixed when its upload is created (S3 sets
+/// metadata at CreateMultipartUpload, before any byte of the volume is known; the
+/// volume's lengths and hash are bound by the manifest's volume list hash instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeRecord {
+    /// The dataset's opaque id.
+    pub dataset_id: DatasetId,
+    /// The backup's opaque id.
+    pub backup_id: BackupId,
+    /// Position of the volume in the stream, from 0.
+    pub volume_index: u32,
+    /// Offset of the volume's first plaintext byte within the stream.
+    pub stream_offset: u64,
+}
+
+/// One entry of a backup's volume list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeListEntry {
+    /// Position of the volume in the stream, from 0.
+    pub index: u32,
+    /// Plaintext bytes in the volume.
+    pub plaintext_len: u64,
+    /// Length of the volume object (header, segments and tags).
+    pub ciphertext_len: u64,
+    /// SHA-256 of the volume's plaintext.
+    pub plaintext_sha256: [u8; 32],
+}
+
+/// SHA-256 over the volume list: for each volume in index order,
+/// `u32 index || u64 plaintext_len || u64 ciphertext_len || [32] plaintext_sha256`.
+pub fn volume_list_hash(entries: &[VolumeListEntry]) -> [u8; 32] {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for entry in entries {
+        context.update(&entry.index.to_le_bytes());
+        context.update(&entry.plaintext_len.to_le_bytes());
+        context.update(&entry.ciphertext_len.to_le_bytes());
+        context.update(&entry.plaintext_sha256);
+    }
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(context.finish().as_ref());
+    hash
+}
+
+const KIND_FULL: u8 = 0;
+const KIND_INCREMENTAL: u8 = 1;
+const FLAG_CREATED_BY_ZIB: u8 = 1;
+
+impl ManifestRecord {
+    /// The record's plaintext bytes (before sealing).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] when a name is longer than 65,535 bytes or the send
+    /// flags use reserved bits.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        if self.send_flags.0 & !SendFlagBits::KNOWN != 0 {
+            return Err(Error::InvalidInput(format!(
+                "send flags {:#x} use bits format v1 does not define",
+                self.send_flags.0
+            )));
+        }
+        let mut out = Writer::default();
+        out.u8(RECORD_PLAINTEXT_VERSION);
+        out.u8(self.source.tag());
+        out.u8(match self.kind {
+            BackupKind::Full => KIND_FULL,
+            BackupKind::Incremental { .. } => KIND_INCREMENTAL,
+        });
+        out.u8(if self.snapshot_created_by_zib {
+            FLAG_CREATED_BY_ZIB
+        } else {
+            0
+        });
+        out.u32(self.send_flags.0);
+        out.bytes(self.dataset_id.as_bytes());
+        out.bytes(self.backup_id.as_bytes());
+        out.i64(self.snapshot_created_at);
+        out.i64(self.committed_at);
+        out.u64(self.stream_len);
+        out.bytes(&self.stream_sha256);
+        out.u64(self.stored_len);
+        out.u32(self.volume_count);
+        out.u64(self.volume_plaintext_len);
+        out.bytes(&self.volume_list_sha256);
+        out.string("dataset name", &self.dataset_name)?;
+        out.string("snapshot name", &self.snapshot_name)?;
+        out.identity(&self.snapshot_identity);
+        if let BackupKind::Incremental {
+            base_backup,
+            base_snapshot_name,
+            base_identity,
+        } = &self.kind
+        {
+            out.bytes(base_backup.as_bytes());
+            out.string("base snapshot name", base_snapshot_name)?;
+            out.identity(base_identity);
+        }
+        Ok(out.0)
+    }
+
+    /// Decodes a record plaintext; `object` names the object in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] for anything but a well-formed version 1 manifest record.
+    pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
+        let mut input = Reader::new(bytes, object, "manifest record");
+        input.version()?;
+        let source = input.u8()?;
+        let source = SourceKind::from_tag(source)
+            .ok_or_else(|| input.corrupt(format!("unknown source kind {source}")))?;
+        let kind_tag = input.u8()?;
+        let flags = input.u8()?;
+        if flags & !FLAG_CREATED_BY_ZIB != 0 {
+            return Err(input.corrupt(format!("unknown flags {flags:#x}")));
+        }
+        let send_flags = input.u32()?;
+        if send_flags & !SendFlagBits::KNOWN != 0 {
+            return Err(input.corrupt(format!("unknown send flags {send_flags:#x}")));
+        }
+        let dataset_id = DatasetId::from_bytes(input.array()?);
+        let backup_id = BackupId::from_bytes(input.array()?);
+        let snapshot_created_at = input.i64()?;
+        let committed_at = input.i64()?;
+        let stream_len = input.u64()?;
+        let stream_sha256 = input.array()?;
+        let stored_len = input.u64()?;
+        let volume_count = input.u32()?;
+        let volume_plaintext_len = input.u64()?;
+        let volume_list_sha256 = input.array()?;
+        let dataset_name = input.string()?;
+        let snapshot_name = input.string()?;
+        let snapshot_identity = input.identity()?;
+        let kind = match kind_tag {
+            KIND_FULL => BackupKind::Full,
+            KIND_INCREMENTAL => BackupKind::Incremental {
+                base_backup: BackupId::from_bytes(input.array()?),
+                base_snapshot_name: input.string()?,
+                base_identity: input.identity()?,
+            },
+            other => return Err(input.corrupt(format!("unknown backup kind {other}"))),
+        };
+        input.end()?;
+        Ok(Self {
+            source,
+            kind,
+            snapshot_created_by_zib: flags & FLAG_CREATED_BY_ZIB != 0,
+            send_flags: SendFlagBits(send_flags),
+            dataset_id,
+            backup_id,
+            dataset_name,
+            snapshot_name,
+            snapshot_identity,
+            snapshot_created_at,
+            committed_at,
+            stream_len,
+            stream_sha256,
+            stored_len,
+            volume_count,
+            volume_plaintext_len,
+            volume_list_sha256,
+        })
+    }
+}
+
+impl VolumeRecord {
+    /// Length of an encoded volume record.
+    pub const ENCODED_LEN: usize = 1 + 2 * ID_LEN + 4 + 8;
+
+    /// The record's plaintext bytes (before sealing).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Writer::default();
+        out.u8(RECORD_PLAINTEXT_VERSION);
+        out.bytes(self.dataset_id.as_bytes());
+        out.bytes(self.backup_id.as_bytes());
+        out.u32(self.volume_index);
+        out.u64(self.stream_offset);
+        out.0
+    }
+
+    /// Decodes a record plaintext; `object` names the object in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] for anything but a well-formed version 1 volume record.
+    pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
+        let mut input = Reader::new(bytes, object, "volume record");
+        input.version()?;
+        let record = Self {
+            dataset_id: DatasetId::from_bytes(input.array()?),
+            backup_id: BackupId::from_bytes(input.array()?),
+            volume_index: input.u32()?,
+            stream_offset: input.u64()?,
+        };
+        input.end()?;
+        Ok(record)
+    }
+}
+
+#[derive(Default)]
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, value: u8) {
+        self.0.push(value);
+    }
+    fn u16(&mut self, value: u16) {
+        self.0.extend_from_slice(&value.to_le_bytes());
+    }
+    fn u32(&mut self, value: u32) {
+        self.0.extend_from_slice(&value.to_le_bytes());
+    }
+    fn u64(&mut self, value: u64) {
+        self.0.extend_from_slice(&value.to_le_bytes());
+    }
+    fn i64(&mut self, value: i64) {
+        self.0.extend_from_slice(&value.to_le_bytes());
+    }
+    fn bytes(&mut self, value: &[u8]) {
+        self.0.extend_from_slice(value);
+    }
+    fn string(&mut self, what: &str, value: &str) -> Result<()> {
+        let len = u16::try_from(value.len()).map_err(|_| {
+            Error::InvalidInput(format!(
+                "{what} is {} bytes long; at most 65,535 fit",
+                value.len()
+            ))
+        })?;
+        self.u16(len);
+        self.bytes(value.as_bytes());
+        Ok(())
+    }
+    fn identity(&mut self, identity: &SnapshotIdentity) {
+        self.u8(identity.tag());
+        match identity {
+            SnapshotIdentity::ZfsGuid(guid) => self.u64(*guid),
+            SnapshotIdentity::BtrfsUuid(uuid) => self.bytes(uuid),
+        }
+    }
+}
+
+struct Reader<'a> {
+    rest: &'a [u8],
+    object: &'a str,
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8], object: &'a str, what: &'static str) -> Self {
+        Self {
+            rest: bytes,
+            object,
+            what,
+        }
+    }
+
+    fn corrupt(&self, reason: String) -> Error {
+        Error::Corrupt {
+            object: self.object.to_owned(),
+            reason: format!("{}: {reason}", self.what),
+        }
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8]> {
+        if self.rest.len() < len {
+            return Err(self.corrupt(format!(
+                "ends early: {len} more bytes needed, {} left",
+                self.rest.len()
+            )));
+        }
+        let (head, tail) = self.rest.split_at(len);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut array = [0u8; N];
+        array.copy_from_slice(self.take(N)?);
+        Ok(array)
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.array::<1>()?[0])
+    }
+    fn u16(&mut self) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn i64(&mut self) -> Result<i64> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    fn version(&mut self) -> Result<()> {
+        match self.u8()? {
+            RECORD_PLAINTEXT_VERSION => Ok(()),
+            other => Err(self.corrupt(format!(
+                "version {other}; this zib reads version {RECORD_PLAINTEXT_VERSION} (a newer zib may read it)"
+            ))),
+        }
+    }
+
+    fn string(&mut self) -> Result<String> {
+        let len = usize::from(self.u16()?);
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| self.corrupt("a name is not UTF-8".into()))
+    }
+
+    fn identity(&mut self) -> Result<SnapshotIdentity> {
+        match self.u8()? {
+            1 => Ok(SnapshotIdentity::ZfsGuid(self.u64()?)),
+            2 => Ok(SnapshotIdentity::BtrfsUuid(self.array()?)),
+            other => Err(self.corrupt(format!("unknown snapshot identity tag {other}"))),
+        }
+    }
+
+    fn end(&self) -> Result<()> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(self.corrupt(format!("{} unexpected trailing bytes", self.rest.len())))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full_manifest() -> ManifestRecord {
+        ManifestRecord {
+            source: SourceKind::Zfs,
+            kind: BackupKind::Full,
+            snapshot_created_by_zib: true,
+            send_flags: SendFlagBits(0b0101),
+            dataset_id: DatasetId::from_bytes([1; 16]),
+            backup_id: BackupId::from_bytes([2; 16]),
+            dataset_name: "tank/photos 2024".into(),
+            snapshot_name: "zib-20261129T000000Z".into(),
+            snapshot_identity: SnapshotIdentity::ZfsGuid(0x0102_0304_0506_0708),
+            snapshot_created_at: 1_795_910_400,
+            committed_at: 1_795_910_500,
+            stream_len: 5_000_000_000,
+            stream_sha256: [3; 32],
+            stored_len: 5_001_220_000,
+            volume_count: 3,
+            volume_plaintext_len: 2 << 30,
+            volume_list_sha256: [4; 32],
+        }
+    }
+
+    fn incremental_manifest() -> ManifestRecord {
+        ManifestRecord {
+            source: SourceKind::Btrfs,
+            kind: BackupKind::Incremental {
+                base_backup: BackupId::from_bytes([9; 16]),
+                base_snapshot_name: "snaps/früh".into(),
+                base_identity: SnapshotIdentity::BtrfsUuid([7; 16]),
+            },
+            snapshot_created_by_zib: false,
+            send_flags: SendFlagBits(0),
+            dataset_name: "/mnt/data/Fotos für Oma".into(),
+            snapshot_name: "snaps/spät".into(),
+            snapshot_identity: SnapshotIdentity::BtrfsUuid([8; 16]),
+            ..full_manifest()
+        }
+    }
+
+    #[test]
+    fn manifest_round_trips() {
+        for record in [full_manifest(), incremental_manifest()] {
+            let bytes = record.encode().unwrap();
+            assert_eq!(ManifestRecord::decode(&bytes, "m").unwrap(), record);
+        }
+    }
+
+    #[test]
+    fn manifest_bytes_are_the_documented_layout() {
+        let bytes = full_manifest().encode().unwrap();
+        // Fixed part: version, source, kind, flags, send flags.
+        assert_eq!(&bytes[..8], &[1, 1, 0, 1, 5, 0, 0, 0]);
+        assert_eq!(&bytes[8..24], &[1; 16]); // dataset id
+        assert_eq!(&bytes[24..40], &[2; 16]); // backup id
+        assert_eq!(&bytes[40..48], &1_795_910_400i64.to_le_bytes());
+        assert_eq!(&bytes[56..64], &5_000_000_000u64.to_le_bytes());
+        assert_eq!(&bytes[96..104], &5_001_220_000u64.to_le_bytes());
+        assert_eq!(&bytes[104..108], &3u32.to_le_bytes());
+        assert_eq!(&bytes[108..116], &(2u64 << 30).to_le_bytes());
+        assert_eq!(&bytes[116..148], &[4; 32]);
+        // Variable part: u16 length + UTF-8 name, twice, then the identity.
+        assert_eq!(&bytes[148..150], &16u16.to_le_bytes());
+        assert_eq!(&bytes[150..166], b"tank/photos 2024");
+        let identity_at = 166 + 2 + "zib-20261129T000000Z".len();
+        assert_eq!(bytes[identity_at], 1);
+        assert_eq!(
+            &bytes[identity_at + 1..],
+            &0x0102_0304_0506_0708u64.to_le_bytes()
+        );
+    }
+
+    #[test]
+    fn every_truncation_and_trailing_byte_is_corrupt() {
+        let bytes = incremental_manifest().encode().unwrap();
+        for len in 0..bytes.len() {
+            let error = ManifestRecord::decode(&bytes[..len], "manifests/x").unwrap_err();
+            assert!(matches!(error, Error::Corrupt { ref object, .. } if object == "manifests/x"));
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(matches!(
+            ManifestRecord::decode(&longer, "m"),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_version_tags_and_flags_are_corrupt() {
+        let good = full_manifest().encode().unwrap();
+        for (offset, value) in [(0, 2), (1, 3), (2, 2), (3, 2), (4, 0x10)] {
+            let mut bad = good.clone();
+            bad[offset] = value;
+            let error = ManifestRecord::decode(&bad, "m").unwrap_err();
+            assert!(
+                matches!(error, Error::Corrupt { .. }),
+                "offset {offset}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn reserved_send_flags_are_refused_when_writing() {
+        let record = ManifestRecord {
+            send_flags: SendFlagBits(1 << 7),
+            ..full_manifest()
+        };
+        assert!(matches!(record.encode(), Err(Error::InvalidInput(_))));
+    }
+
+    #[test]
+    fn volume_record_round_trips_at_its_fixed_length() {
+        let record = VolumeRecord {
+            dataset_id: DatasetId::from_bytes([5; 16]),
+            backup_id: BackupId::from_bytes([6; 16]),
+            volume_index: 42,
+            stream_offset: 42 * (2 << 30),
+        };
+        let bytes = record.encode();
+        assert_eq!(bytes.len(), VolumeRecord::ENCODED_LEN);
+        assert_eq!(VolumeRecord::decode(&bytes, "v").unwrap(), record);
+        assert!(VolumeRecord::decode(&bytes[..bytes.len() - 1], "v").is_err());
+    }
+
+    #[test]
+    fn volume_list_hash_binds_every_field_and_the_order() {
+        let a = VolumeListEntry {
+            index: 0,
+            plaintext_len: 10,
+            ciphertext_len: 100,
+            plaintext_sha256: [1; 32],
+        };
+        let b = VolumeListEntry { index: 1, ..a };
+        let base = volume_list_hash(&[a, b]);
+        assert_ne!(base, volume_list_hash(&[b, a]));
+        assert_ne!(base, volume_list_hash(&[a]));
+        assert_ne!(
+            base,
+            volume_list_hash(&[
+                a,
+                VolumeListEntry {
+                    plaintext_len: 11,
+                    ..b
+                }
+            ])
+        );
+        assert_ne!(
+            base,
+            volume_list_hash(&[
+                a,
+                VolumeListEntry {
+                    ciphertext_len: 101,
+                    ..b
+                }
+            ])
+        );
+        assert_ne!(
+            base,
+            volume_list_hash(&[
+                a,
+                VolumeListEntry {
+                    plaintext_sha256: [2; 32],
+                    ..b
+                }
+            ])
+        );
+        // Hash of the empty list is SHA-256 of nothing.
+        assert_eq!(
+            hex::encode(volume_list_hash(&[])),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

@@ -26,6 +26,8 @@
 //! wiped on drop.
 
 mod error;
+#[doc(hidden)]
+pub mod fuzz_targets;
 mod keyring;
 mod record;
 mod secret;

@@ -581,3 +581,15 @@ proptest! {
         prop_assert!(decrypt(&k, identity(0), &ct, 30_000).is_err(), "change at {} of {} accepted", pos, ct.len());
     }
 }
+
+#[test]
+fn encryptors_decryptors_and_streams_can_move_between_threads() {
+    fn send<T: Send + 'static>() {}
+    type Input = stream::Iter<std::vec::IntoIter<Result<Bytes, std::io::Error>>>;
+    send::<VolumeEncryptor>();
+    send::<VolumeDecryptor>();
+    send::<zib_crypto::EncryptStream<Input>>();
+    send::<zib_crypto::DecryptStream<Input>>();
+    send::<DataKey>();
+    send::<Error>();
+}

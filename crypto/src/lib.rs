@@ -18,6 +18,34 @@
 //! live in the bucket, what records contain, passphrase prompting. Those belong to the
 //! engine and the CLI.
 //!
+//! # Example
+//!
+//! ```
+//! use zib_crypto::{
+//!     ciphertext_len, open_keyring, KdfParams, Keyring, Passphrase, VolumeDecryptor,
+//!     VolumeEncryptor, VolumeIdentity, VolumeSalt,
+//! };
+//! # fn main() -> zib_crypto::Result<()> {
+//! // A low scrypt cost keeps the example quick; real keyrings use KdfParams::DEFAULT.
+//! let params = KdfParams::new(10, 8, 1)?;
+//! let (keyring, key) = Keyring::create(&Passphrase::new("correct horse".into()), params)?;
+//! let stored: Vec<u8> = keyring.to_bytes();
+//!
+//! let volume = VolumeIdentity { repository_id: [1; 16], backup_id: [2; 16], volume_index: 0 };
+//! let salt = VolumeSalt::generate()?; // journal it before the upload starts
+//! let mut encryptor = VolumeEncryptor::new(&key, volume, &salt)?;
+//! let mut ciphertext = encryptor.push(b"zfs send output")?.to_vec();
+//! ciphertext.extend_from_slice(&encryptor.finish()?);
+//! assert_eq!(ciphertext.len() as u64, ciphertext_len(15));
+//!
+//! let key = open_keyring(&stored, &Passphrase::new("correct horse".into()))?;
+//! let mut decryptor = VolumeDecryptor::new(&key, volume);
+//! let mut plaintext = decryptor.push(&ciphertext)?.to_vec();
+//! plaintext.extend_from_slice(&decryptor.finish()?); // only now is the volume complete
+//! assert_eq!(plaintext, b"zfs send output");
+//! # Ok(()) }
+//! ```
+//!
 //! Secrets: the passphrase, the key-encryption key, the data key and the copies this
 //! crate makes of them are held in `Zeroizing` buffers, are not `Clone` and print as
 //! `<redacted>`. Derived volume and record keys go straight from ring's HKDF into ring's
@@ -26,6 +54,8 @@
 //! wiped on drop.
 
 mod error;
+#[doc(hidden)]
+pub mod fuzz_targets;
 mod keyring;
 mod record;
 mod secret;

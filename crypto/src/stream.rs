@@ -31,6 +31,12 @@ pin_project! {
 /// passed through and ends the output: a consumer MUST then discard what it received, as
 /// the volume is incomplete. Errors of this crate convert into the stream's error type
 /// `E` (`std::io::Error` works out of the box).
+///
+/// Throughput: input chunks that are uniquely owned `Bytes` (a fresh buffer per read,
+/// as `Bytes::from(vec)`) are sealed in place, at raw AES-GCM speed; shared chunks (for
+/// example `tokio_util::io::ReaderStream`'s, which share one read buffer) cost one copy,
+/// about a third of the throughput on a machine whose AES-GCM outruns memcpy. See
+/// [`VolumeEncryptor::push_chunk`] and `benches/throughput.rs`.
 pub fn encrypt_stream<S, E>(input: S, encryptor: VolumeEncryptor) -> EncryptStream<S>
 where
     S: Stream<Item = Result<Bytes, E>>,

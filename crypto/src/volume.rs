@@ -510,6 +510,45 @@ impl VolumeDecryptor {
         }
     }
 
+    /// Starts decrypting `volume` part-way, at segment `first_segment` (whose ciphertext
+    /// starts at [`segment_offset`]`(first_segment)` and whose plaintext starts at
+    /// `first_segment * SEGMENT_LEN`), for a ranged or resumed download. `header` is
+    /// the volume's first [`HEADER_LEN`] bytes. Feed it ciphertext from that offset on;
+    /// [`finish`](Self::finish) still proves the volume's end is intact, but the skipped
+    /// segments are, of course, not verified by this decryptor.
+    ///
+    /// # Errors
+    /// As [`VolumeHeader::parse`]; [`Error::KeyMismatch`] when the volume is under
+    /// another data key.
+    pub fn starting_at(
+        key: &DataKey,
+        volume: VolumeIdentity,
+        header: &[u8],
+        first_segment: u64,
+    ) -> Result<Self> {
+        let parsed = VolumeHeader::parse(header, &volume)?;
+        if parsed.key_id != key.id() {
+            return Err(Error::KeyMismatch {
+                object: format!("volume {volume}"),
+                found: parsed.key_id,
+                expected: key.id(),
+            });
+        }
+        let mut header_bytes = [0u8; HDR];
+        header_bytes.copy_from_slice(&header[..HDR]);
+        let cipher = SegmentCipher::new(key.secret(), &volume, &header_bytes, &parsed.salt)?;
+        Ok(Self {
+            volume,
+            state: DecryptState::Body {
+                cipher: Box::new(cipher),
+                counter: first_segment,
+            },
+            buf: BytesMut::with_capacity(SEG_CT),
+            pending: 0,
+            received: segment_offset(first_segment),
+        })
+    }
+
     /// The volume this decryptor was started for.
     pub fn volume(&self) -> &VolumeIdentity {
         &self.volume

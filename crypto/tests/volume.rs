@@ -472,6 +472,30 @@ fn chunk_api_detects_tampering_in_segments_opened_in_place() {
     assert!(decrypt_chunks(&k, identity(1), &ct, 3 * SCT, false).is_err());
 }
 
+#[test]
+fn decryption_can_start_at_a_segment_for_ranged_downloads() {
+    let k = key(16);
+    let pt = data(4 * S + 99);
+    let ct = encrypt(&k, identity(3), &salt(16), &pt, usize::MAX);
+    for first in 0..=4u64 {
+        let from = segment_offset(first) as usize;
+        let mut dec = VolumeDecryptor::starting_at(&k, identity(3), &ct[..H], first).unwrap();
+        let mut out = dec.push(&ct[from..]).unwrap().to_vec();
+        out.extend_from_slice(&dec.finish().unwrap());
+        assert!(out == pt[first as usize * S..], "from segment {first}");
+    }
+    // Starting at the wrong segment number, or with another volume's header, fails.
+    let mut dec = VolumeDecryptor::starting_at(&k, identity(3), &ct[..H], 1).unwrap();
+    assert!(dec.push(&ct[segment_offset(2) as usize..]).is_err());
+    let other = encrypt(&k, identity(3), &salt(17), &pt, usize::MAX);
+    let mut dec = VolumeDecryptor::starting_at(&k, identity(3), &other[..H], 2).unwrap();
+    assert!(dec.push(&ct[segment_offset(2) as usize..]).is_err());
+    assert!(matches!(
+        VolumeDecryptor::starting_at(&key(17), identity(3), &ct[..H], 0),
+        Err(Error::KeyMismatch { .. })
+    ));
+}
+
 fn chunks_of(buf: &[u8], size: usize) -> Vec<Result<Bytes, std::io::Error>> {
     buf.chunks(size)
         .map(|c| Ok(Bytes::copy_from_slice(c)))
@@ -556,4 +580,16 @@ proptest! {
         ct[pos] ^= xor;
         prop_assert!(decrypt(&k, identity(0), &ct, 30_000).is_err(), "change at {} of {} accepted", pos, ct.len());
     }
+}
+
+#[test]
+fn encryptors_decryptors_and_streams_can_move_between_threads() {
+    fn send<T: Send + 'static>() {}
+    type Input = stream::Iter<std::vec::IntoIter<Result<Bytes, std::io::Error>>>;
+    send::<VolumeEncryptor>();
+    send::<VolumeDecryptor>();
+    send::<zib_crypto::EncryptStream<Input>>();
+    send::<zib_crypto::DecryptStream<Input>>();
+    send::<DataKey>();
+    send::<Error>();
 }

@@ -1,0 +1,6 @@
+//! Fuzz target: `zib_crypto::fuzz_targets::record` on arbitrary bytes.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = zib_crypto::fuzz_targets::record(data);
+});

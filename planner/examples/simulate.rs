@@ -94,10 +94,21 @@ fn main() -> ExitCode {
     let prices = PriceTable::default();
     let mut excess = Vec::new();
     let mut losses = Vec::new();
+    let mut table = Vec::new();
     for s in &scenarios {
         match compare(s, &policy, &prices) {
             Ok(c) => {
                 print(&c);
+                table.push(format!(
+                    "| {} | {} ${:.2} | ${:.2} | ${:.2} | {:+.3}% | {:+.2} |",
+                    c.scenario,
+                    c.best_naive().strategy,
+                    c.best_naive().total(),
+                    c.planner.total(),
+                    c.optimum.total(),
+                    c.excess_over_optimum() * 100.0,
+                    c.versus_best_naive()
+                ));
                 excess.push((c.scenario.clone(), c.excess_over_optimum()));
                 if c.versus_best_naive() > 0.01 {
                     losses.push((c.scenario.clone(), c.versus_best_naive()));
@@ -112,6 +123,12 @@ fn main() -> ExitCode {
     if benchmark {
         let max = excess.iter().map(|e| e.1).fold(0.0, f64::max);
         let mean = excess.iter().map(|e| e.1).sum::<f64>() / excess.len().max(1) as f64;
+        println!();
+        println!("| scenario | best naive | planner | hindsight optimum | planner over optimum | planner − best naive ($) |");
+        println!("|---|---|---|---|---|---|");
+        for row in &table {
+            println!("{row}");
+        }
         println!();
         println!(
             "benchmark over {} scenarios (default policy, us-east-1 prices):",

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cost::{self, Cost};
+use crate::cost::{self, human_bytes, Cost};
 use crate::{
     BackupId, BackupKind, Catalog, ConsolidationMode, LocalSnapshot, Policy, PriceTable,
     RemoteBackup, Result, UnixTime,
@@ -245,7 +245,9 @@ pub fn plan_consolidation(
     if waste == 0 {
         return Ok(ConsolidationDecision {
             reason: format!(
-                "a fresh full ({full_bytes} bytes) would not be smaller than the chain ({chain_bytes} bytes)"
+                "a fresh full ({}) would not be smaller than the chain ({})",
+                human_bytes(full_bytes),
+                human_bytes(chain_bytes)
             ),
             keep_cost: keep,
             consolidate_cost: consolidate,
@@ -271,9 +273,12 @@ pub fn plan_consolidation(
     let timely = holding * (waste as f64 + growth) >= 2.0 * net_once * growth;
     let cheaper = consolidate.total() < keep.total();
     let figures = format!(
-        "chain {chain_bytes} bytes over {} backup(s), fresh full {full_bytes} bytes, waste {waste} bytes growing {:.0} bytes/month; over {} months keep ${:.2} vs consolidate ${:.2}; the waste costs ${holding:.4}/month, a fresh full ${net_once:.2} once",
+        "chain {} over {} backup(s), fresh full {}, waste {} growing {}/month; over {} months keep ${:.2} vs consolidate ${:.2}; the waste costs ${holding:.4}/month, a fresh full ${net_once:.2} once",
+        human_bytes(chain_bytes),
         chain.len() + usize::from(replaced_incremental.is_some()),
-        growth,
+        human_bytes(full_bytes),
+        human_bytes(waste),
+        human_bytes(growth as u64),
         policy.horizon_months,
         keep.total(),
         consolidate.total(),

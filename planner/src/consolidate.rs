@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::cost::{self, human_bytes, Cost};
 use crate::{
     BackupId, BackupKind, Catalog, ConsolidationMode, LocalSnapshot, Policy, PriceTable,
-    RemoteBackup, Result, UnixTime,
+    RemoteBackup, Result, UnixTime, DAY_SECS,
 };
 
 /// One step of deleting a backup, in order: the manifest first (the backup stops being
@@ -214,6 +214,44 @@ pub fn plan_consolidation(
         .map(|b| deletion_for(b, policy, prices, now, reason.clone()))
         .collect();
 
+    // With more than one restore point kept, the superseded chain stays until the fresh
+    // full has enough successors; project them at the policy's cadence to see when each
+    // superseded backup can really go (this drives the costs, not the list above).
+    let cadence = f64::from(policy.backups_per_month);
+    let interval_secs = (f64::from(prices.days_per_month) * DAY_SECS as f64 / cadence) as i64;
+    let structural_months = f64::from(policy.keep_restore_points - 1) / cadence;
+    let inc_per_month = policy.growth.incremental_bytes_per_month.map_or_else(
+        || recent_incremental_bytes(&chain, now, prices, replaced_incremental, cadence),
+        |b| b as f64,
+    );
+    let mut projected = after.backups().to_vec();
+    let mut previous = fresh_id.clone();
+    let fresh_created = now.max(newest.created.plus_secs(1));
+    for j in 1..policy.keep_restore_points {
+        let id = BackupId(format!("(projected incremental {j})"));
+        let bytes = (inc_per_month / cadence) as u64;
+        projected.push(RemoteBackup {
+            id: id.clone(),
+            kind: BackupKind::Incremental { base: previous },
+            snapshot: crate::SnapshotId(id.0.clone()),
+            created: fresh_created.plus_secs(i64::from(j) * interval_secs),
+            stored_bytes: bytes,
+            volumes: vec![bytes],
+            parts: 0,
+        });
+        previous = id;
+    }
+    let still_needed =
+        Catalog::new(projected)?.needed_by_newest(policy.keep_restore_points as usize);
+    let released = now
+        .plus_secs((structural_months * f64::from(prices.days_per_month) * DAY_SECS as f64) as i64);
+    let eventual: Vec<Deletion> = catalog
+        .backups()
+        .iter()
+        .filter(|b| !still_needed.contains(&b.id))
+        .map(|b| deletion_for(b, policy, prices, released, String::new()))
+        .collect();
+
     let shape = policy.upload_shape();
     let horizon = f64::from(policy.horizon_months);
     let min_months = f64::from(prices.min_storage_days) / f64::from(prices.days_per_month);
@@ -236,7 +274,8 @@ pub fn plan_consolidation(
     // Per superseded backup: its monthly cost and the months it is still paid for
     // (lingering until its minimum age, or the equivalent early-deletion fee).
     let mut paid_months: Vec<(f64, f64)> = Vec::new();
-    for d in &deletions {
+    let mut chain_paid_per_month = 0.0;
+    for d in &eventual {
         let Some(b) = by_id.get(&d.backup) else {
             continue;
         };
@@ -249,6 +288,7 @@ pub fn plan_consolidation(
         if per_month > 0.0 {
             paid_months.push((per_month, lingering + d.early_deletion_fee / per_month));
         }
+        chain_paid_per_month += per_month;
     }
     consolidate += tail;
 
@@ -282,19 +322,16 @@ pub fn plan_consolidation(
     // The steady-state cost of a consolidation: the upload, and the youngest incrementals
     // of the superseded chain paid until their minimum duration (with c backups a month
     // and a minimum of m months, those of ages 1/c … m − 1/c: inc·m·(m·c − 1)/(2c)).
-    let cadence = f64::from(policy.backups_per_month);
     let min_paid_months = f64::from(policy.min_age_days.max(prices.min_storage_days))
         / f64::from(prices.days_per_month);
-    let inc_per_month = policy.growth.incremental_bytes_per_month.map_or_else(
-        || recent_incremental_bytes(&chain, now, prices, replaced_incremental, cadence),
-        |b| b as f64,
-    );
     let typical_once = (full_up.cost.total() - replaced_upload).max(0.0)
         + rate_per_byte
             * inc_per_month
             * min_paid_months
             * (min_paid_months * cadence - 1.0).max(0.0)
-            / (2.0 * cadence);
+            / (2.0 * cadence)
+        // Kept restore points hold the superseded chain for a few more backups every time.
+        + chain_paid_per_month * structural_months;
     let steady = renewal_cost_per_month(typical_once, rate_per_byte * growth, cadence);
 
     // Consolidating now costs `net_once`; waiting d months holds the waste meanwhile, saves
@@ -302,13 +339,17 @@ pub fn plan_consolidation(
     // still paid for shrinks) while the new incrementals' own tail grows.
     let holding = rate_per_byte * waste as f64;
     let tail_after = |d: f64| -> f64 {
+        // Whenever it happens, superseded backups are held at least `structural_months`
+        // (kept restore points); only what lies beyond that shrinks by waiting.
         let existing: f64 = paid_months
             .iter()
-            .map(|(per_month, months)| per_month * (months - d).max(0.0))
+            .map(|(per_month, months)| per_month * (months - d).max(structural_months))
             .sum();
         let per_backup = rate_per_byte * inc_per_month / cadence;
         let new_ones = (1..=(d * cadence).round() as u32)
-            .map(|j| (min_paid_months - (d - f64::from(j) / cadence)).max(0.0) * per_backup)
+            .map(|j| {
+                (min_paid_months - (d - f64::from(j) / cadence)).max(structural_months) * per_backup
+            })
             .sum::<f64>();
         existing + new_ones
     };

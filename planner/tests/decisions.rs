@@ -249,16 +249,6 @@ fn consolidation_cases_that_are_refused() {
             reason: "no size estimate",
         },
         Case {
-            name: "two restore points kept: the old chain stays, so nothing is saved",
-            catalog: c.clone(),
-            snap: snap.clone(),
-            policy: Policy {
-                keep_restore_points: 2,
-                ..Policy::default()
-            },
-            reason: "would not pay for itself",
-        },
-        Case {
             name: "young chain, little waste: the old full would linger until its minimum age",
             catalog: catalog(vec![
                 backup("f", None, at(2025, 11, 1), vec![1024 * GIB]),
@@ -280,7 +270,11 @@ fn consolidation_cases_that_are_refused() {
             d.reason
         );
     }
-    // With two restore points kept, nothing the newest old restore point needs is listed.
+    // With two restore points kept, the old chain must stay until the fresh full has a
+    // successor: nothing is deletable at commit, the old chain is paid one month more,
+    // and the consolidation still pays.
+    let one = plan_consolidation(&c, &[], &snap, &Policy::default(), &p, now)
+        .unwrap_or_else(|e| panic!("{e}"));
     let d = plan_consolidation(
         &c,
         &[],
@@ -294,6 +288,11 @@ fn consolidation_cases_that_are_refused() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(d.deletions.is_empty());
+    assert!(d.recommend, "{}", d.reason);
+    // One more month of the 1.47 TiB chain, less what its youngest members would have
+    // been paid anyway: between $1 and $1.49.
+    let extra = d.consolidate_cost.total() - one.consolidate_cost.total();
+    assert!(extra > 1.0 && extra < 1.49, "{extra}");
 }
 
 #[test]

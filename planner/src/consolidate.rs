@@ -76,8 +76,9 @@ pub struct ConsolidationDecision {
     pub keep_cost: Cost,
     /// Cost over the horizon of consolidating now.
     pub consolidate_cost: Cost,
-    /// What becomes deletable once the fresh full is committed — never before — newest
+    /// What the fresh full makes deletable once it is committed — never before — newest
     /// first (dependents before their bases). Listed whether or not it is recommended.
+    /// Backups that were already unneeded are [`plan_pruning`]'s business and not listed.
     pub deletions: Vec<Deletion>,
 }
 
@@ -202,6 +203,12 @@ pub fn plan_consolidation(
     });
     let after = Catalog::new(hypothetical)?;
     let needed = after.needed_by_newest(policy.keep_restore_points as usize);
+    // Backups no kept restore point needs even now are pruned either way (see
+    // `plan_pruning`); only what the fresh full releases differs between the two sides.
+    let needed_now = catalog.needed_by_newest(policy.keep_restore_points as usize);
+    let released_by_full = |b: &&RemoteBackup, still: &std::collections::HashSet<BackupId>| {
+        needed_now.contains(&b.id) && !still.contains(&b.id)
+    };
     let reason = format!(
         "superseded by a fresh full of {}; not needed by the newest {} restore point(s)",
         snapshot.name, policy.keep_restore_points
@@ -210,7 +217,7 @@ pub fn plan_consolidation(
         .backups()
         .iter()
         .rev()
-        .filter(|b| !needed.contains(&b.id))
+        .filter(|b| released_by_full(b, &needed))
         .map(|b| deletion_for(b, policy, prices, now, reason.clone()))
         .collect();
 
@@ -248,7 +255,7 @@ pub fn plan_consolidation(
     let eventual: Vec<Deletion> = catalog
         .backups()
         .iter()
-        .filter(|b| !still_needed.contains(&b.id))
+        .filter(|b| released_by_full(b, &still_needed))
         .map(|b| deletion_for(b, policy, prices, released, String::new()))
         .collect();
 
@@ -362,6 +369,7 @@ pub fn plan_consolidation(
         held - steady * d + tail_after(d) - tail_now < 0.0
     });
     let timely = better_wait.is_none();
+    let wait_months = better_wait.unwrap_or(0.0);
     let cheaper = consolidate.total() < keep.total();
     let figures = format!(
         "chain {} over {} backup(s), fresh full {}, waste {} growing {}/month; over {} months keep ${:.2} vs consolidate ${:.2}; the waste costs ${holding:.4}/month, a fresh full ${net_once:.2} once (${steady:.4}/month in steady state)",
@@ -388,7 +396,9 @@ pub fn plan_consolidation(
         ),
         (ConsolidationMode::Auto, true, false) => (
             false,
-            format!("cheaper within the horizon, but waiting is cheaper still: {figures}"),
+            format!(
+                "cheaper within the horizon, but waiting is cheaper still (waiting {wait_months} month(s) beats consolidating now): {figures}"
+            ),
         ),
     };
     Ok(ConsolidationDecision {

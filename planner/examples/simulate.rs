@@ -10,7 +10,7 @@
 //! incremental, a full every 6/12/24/36 months, zib's planner with the default policy,
 //! and the hindsight optimum. `--benchmark` adds 20 seeded random scenarios and prints
 //! the planner's maximum and mean excess over the optimum and any loss to the best naive
-//! strategy. The scenario format is documented in docs/COSTS.md.
+//! strategy; `--seeds 21-200` runs other seeds instead (a wider sweep). The scenario format is documented in docs/COSTS.md.
 
 // A command-line program: printing is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -50,11 +50,27 @@ fn print(c: &Comparison) {
 
 fn main() -> ExitCode {
     let mut benchmark = false;
+    let mut seeds = 1..=20u64;
     let mut paths = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--benchmark" => benchmark = true,
+            "--seeds" => {
+                // A wider sweep than the benchmark's 20: `--seeds 21-200`.
+                let range = args.next().unwrap_or_default();
+                let (a, b) = range
+                    .split_once('-')
+                    .unwrap_or((range.as_str(), range.as_str()));
+                match (a.parse::<u64>(), b.parse::<u64>()) {
+                    (Ok(a), Ok(b)) => seeds = a..=b,
+                    _ => {
+                        eprintln!("error: --seeds takes FIRST-LAST, e.g. 21-200");
+                        return ExitCode::from(2);
+                    }
+                }
+                benchmark = true;
+            }
             "--print-random" => {
                 // Writes a random benchmark scenario as a scenario file, to study it.
                 let seed = args.next().and_then(|s| s.parse().ok()).unwrap_or(1);
@@ -66,7 +82,7 @@ fn main() -> ExitCode {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: simulate [--benchmark] SCENARIO.toml... | simulate --print-random SEED"
+                    "usage: simulate [--benchmark] [--seeds FIRST-LAST] SCENARIO.toml... | simulate --print-random SEED"
                 );
                 return ExitCode::SUCCESS;
             }
@@ -74,7 +90,7 @@ fn main() -> ExitCode {
         }
     }
     if paths.is_empty() && !benchmark {
-        eprintln!("usage: simulate [--benchmark] SCENARIO.toml... | simulate --print-random SEED");
+        eprintln!("usage: simulate [--benchmark] [--seeds FIRST-LAST] SCENARIO.toml... | simulate --print-random SEED");
         return ExitCode::from(2);
     }
     let mut scenarios = Vec::new();
@@ -88,16 +104,27 @@ fn main() -> ExitCode {
         }
     }
     if benchmark {
-        scenarios.extend((1..=20).map(Scenario::random));
+        scenarios.extend(seeds.clone().map(Scenario::random));
     }
     let policy = Policy::default();
     let prices = PriceTable::default();
     let mut excess = Vec::new();
     let mut losses = Vec::new();
+    let mut table = Vec::new();
     for s in &scenarios {
         match compare(s, &policy, &prices) {
             Ok(c) => {
                 print(&c);
+                table.push(format!(
+                    "| {} | {} ${:.2} | ${:.2} | ${:.2} | {:+.3}% | {:+.2} |",
+                    c.scenario,
+                    c.best_naive().strategy,
+                    c.best_naive().total(),
+                    c.planner.total(),
+                    c.optimum.total(),
+                    c.excess_over_optimum() * 100.0,
+                    c.versus_best_naive()
+                ));
                 excess.push((c.scenario.clone(), c.excess_over_optimum()));
                 if c.versus_best_naive() > 0.01 {
                     losses.push((c.scenario.clone(), c.versus_best_naive()));
@@ -112,6 +139,12 @@ fn main() -> ExitCode {
     if benchmark {
         let max = excess.iter().map(|e| e.1).fold(0.0, f64::max);
         let mean = excess.iter().map(|e| e.1).sum::<f64>() / excess.len().max(1) as f64;
+        println!();
+        println!("| scenario | best naive | planner | hindsight optimum | planner over optimum | planner − best naive ($) |");
+        println!("|---|---|---|---|---|---|");
+        for row in &table {
+            println!("{row}");
+        }
         println!();
         println!(
             "benchmark over {} scenarios (default policy, us-east-1 prices):",

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cost::{self, Cost};
+use crate::cost::{self, human_bytes, Cost};
 use crate::{
     plan_consolidation, BackupId, Catalog, ConsolidationDecision, ConsolidationMode, Error,
     LocalSnapshot, Policy, PriceTable, Result, SnapshotId, UnixTime,
@@ -126,8 +126,10 @@ pub fn decide_backup(
             let mut d = decision(
                 PlannedBackup::Full,
                 format!(
-                    "the incremental from {} ({inc} bytes) would be no smaller than a full ({full} bytes): a full is cheaper and starts a shorter chain",
-                    base_snap.name
+                    "the incremental from {} ({}) would be no smaller than a full ({}): a full is cheaper and starts a shorter chain",
+                    base_snap.name,
+                    human_bytes(inc),
+                    human_bytes(full)
                 ),
                 Some(full),
             );

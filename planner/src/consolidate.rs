@@ -1,32 +1,39 @@
 //! Consolidation: replace a long chain by a fresh full when that saves money, and
 //! pruning: which backups no kept restore point needs, and when each may go.
 //!
-//! The rule (docs/COSTS.md has the derivation). Let W be the bytes by which the chain
-//! (plus the incremental a fresh full would replace) exceeds the fresh full — data deleted
-//! or rewritten since the chain's full — T the chain's age in months, w the waste growth
-//! per month (projected, or W/T), r the archive rate and C the fresh full's net one-time
-//! cost (its upload requests minus the replaced incremental's, plus the storage of the
-//! superseded backups until their minimum age, plus any early-deletion fees).
+//! The rule (docs/COSTS.md has the derivation). Let F be the fresh full's size, W the
+//! bytes by which the chain (plus the incremental the full would replace) exceeds F —
+//! data deleted or rewritten since the chain's full — w how fast W grew lately (bytes per
+//! month), r the archive rate, and C(now) the one-time cost of consolidating now: the
+//! full's upload requests minus the replaced incremental's, plus what the superseded
+//! backups are still paid for until their minimum duration (storage or early fee).
 //! A consolidation is recommended when both hold:
-//! 1. over the horizon H it is cheaper: C + r·F·max(H, minimum) < r·(chain)·H for the
-//!    parts that differ (everything projected after it is common to both sides);
-//! 2. now is the right time: with waste growing by w a month, consolidating every T
-//!    months costs on average C/T + r·w·(T−1)/2 a month, which is least once
-//!    T(T+1) > 2C/(r·w) — the economic-order-quantity renewal point √(2C/(r·w)). In
-//!    terms of today's waste W = w·T: r·W·(W + w) ≥ 2·C·w. It looks forward (w is the
-//!    recent growth, measured from the local snapshots' sizes over the last 180 days),
-//!    so a chain that was clean for years and has just started to churn is not
-//!    consolidated on the first few gigabytes of waste; and a burst of deletions with no
-//!    further churn (w = 0) is consolidated as soon as condition 1 holds.
+//! 1. **It pays within the horizon** H: C + r·F·max(H, minimum) is less than keeping the
+//!    superseded backups for H months (what comes after is the same on both sides).
+//! 2. **Waiting does not pay.** In steady state, consolidating every T months costs on
+//!    average g(T) = C₀/T + r·w·(T−1)/2 a month, with C₀ the cost of a typical
+//!    consolidation (upload plus the youngest incrementals' minimum duration); its least
+//!    value g* is the economic-order-quantity renewal cost (T* ≈ √(2C₀/(r·w))). Waiting d
+//!    months instead of consolidating now holds the waste, Σₖ r·(W + k·w), saves g*·d of
+//!    the steady cost, and changes what superseded backups are still paid for (young ones
+//!    age; new incrementals add their own). Consolidate now only if no d up to the minimum
+//!    duration makes waiting cheaper. With steady churn this fires when r·W ≥ g*; after a
+//!    burst of deletions (w ≈ 0) it fires at once, unless a recent full would then be
+//!    paid for months while superseded, in which case it waits until that costs less than
+//!    the waste.
+//!
+//! w is measured, not assumed: the change in waste since the oldest chain member of the
+//! last 180 days whose snapshot still exists locally with a size estimate (else W over the
+//! chain's age), unless the policy's growth projection says otherwise.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cost::{self, Cost};
+use crate::cost::{self, human_bytes, Cost};
 use crate::{
     BackupId, BackupKind, Catalog, ConsolidationMode, LocalSnapshot, Policy, PriceTable,
-    RemoteBackup, Result, UnixTime,
+    RemoteBackup, Result, UnixTime, DAY_SECS,
 };
 
 /// One step of deleting a backup, in order: the manifest first (the backup stops being
@@ -69,8 +76,9 @@ pub struct ConsolidationDecision {
     pub keep_cost: Cost,
     /// Cost over the horizon of consolidating now.
     pub consolidate_cost: Cost,
-    /// What becomes deletable once the fresh full is committed — never before — newest
+    /// What the fresh full makes deletable once it is committed — never before — newest
     /// first (dependents before their bases). Listed whether or not it is recommended.
+    /// Backups that were already unneeded are [`plan_pruning`]'s business and not listed.
     pub deletions: Vec<Deletion>,
 }
 
@@ -195,6 +203,12 @@ pub fn plan_consolidation(
     });
     let after = Catalog::new(hypothetical)?;
     let needed = after.needed_by_newest(policy.keep_restore_points as usize);
+    // Backups no kept restore point needs even now are pruned either way (see
+    // `plan_pruning`); only what the fresh full releases differs between the two sides.
+    let needed_now = catalog.needed_by_newest(policy.keep_restore_points as usize);
+    let released_by_full = |b: &&RemoteBackup, still: &std::collections::HashSet<BackupId>| {
+        needed_now.contains(&b.id) && !still.contains(&b.id)
+    };
     let reason = format!(
         "superseded by a fresh full of {}; not needed by the newest {} restore point(s)",
         snapshot.name, policy.keep_restore_points
@@ -203,8 +217,46 @@ pub fn plan_consolidation(
         .backups()
         .iter()
         .rev()
-        .filter(|b| !needed.contains(&b.id))
+        .filter(|b| released_by_full(b, &needed))
         .map(|b| deletion_for(b, policy, prices, now, reason.clone()))
+        .collect();
+
+    // With more than one restore point kept, the superseded chain stays until the fresh
+    // full has enough successors; project them at the policy's cadence to see when each
+    // superseded backup can really go (this drives the costs, not the list above).
+    let cadence = f64::from(policy.backups_per_month);
+    let interval_secs = (f64::from(prices.days_per_month) * DAY_SECS as f64 / cadence) as i64;
+    let structural_months = f64::from(policy.keep_restore_points - 1) / cadence;
+    let inc_per_month = policy.growth.incremental_bytes_per_month.map_or_else(
+        || recent_incremental_bytes(&chain, now, prices, replaced_incremental, cadence),
+        |b| b as f64,
+    );
+    let mut projected = after.backups().to_vec();
+    let mut previous = fresh_id.clone();
+    let fresh_created = now.max(newest.created.plus_secs(1));
+    for j in 1..policy.keep_restore_points {
+        let id = BackupId(format!("(projected incremental {j})"));
+        let bytes = (inc_per_month / cadence) as u64;
+        projected.push(RemoteBackup {
+            id: id.clone(),
+            kind: BackupKind::Incremental { base: previous },
+            snapshot: crate::SnapshotId(id.0.clone()),
+            created: fresh_created.plus_secs(i64::from(j) * interval_secs),
+            stored_bytes: bytes,
+            volumes: vec![bytes],
+            parts: 0,
+        });
+        previous = id;
+    }
+    let still_needed =
+        Catalog::new(projected)?.needed_by_newest(policy.keep_restore_points as usize);
+    let released = now
+        .plus_secs((structural_months * f64::from(prices.days_per_month) * DAY_SECS as f64) as i64);
+    let eventual: Vec<Deletion> = catalog
+        .backups()
+        .iter()
+        .filter(|b| released_by_full(b, &still_needed))
+        .map(|b| deletion_for(b, policy, prices, released, String::new()))
         .collect();
 
     let shape = policy.upload_shape();
@@ -226,7 +278,11 @@ pub fn plan_consolidation(
         + cost::monthly_storage(prices, full_bytes, full_up.volumes + 1)
             .scaled(horizon.max(min_months));
     let mut tail = Cost::default();
-    for d in &deletions {
+    // Per superseded backup: its monthly cost and the months it is still paid for
+    // (lingering until its minimum age, or the equivalent early-deletion fee).
+    let mut paid_months: Vec<(f64, f64)> = Vec::new();
+    let mut chain_paid_per_month = 0.0;
+    for d in &eventual {
         let Some(b) = by_id.get(&d.backup) else {
             continue;
         };
@@ -235,6 +291,11 @@ pub fn plan_consolidation(
         let lingering = months_between(prices, now, d.not_before).min(horizon);
         tail += monthly.scaled(lingering);
         tail.early_deletion += d.early_deletion_fee;
+        let per_month = monthly.total();
+        if per_month > 0.0 {
+            paid_months.push((per_month, lingering + d.early_deletion_fee / per_month));
+        }
+        chain_paid_per_month += per_month;
     }
     consolidate += tail;
 
@@ -245,7 +306,9 @@ pub fn plan_consolidation(
     if waste == 0 {
         return Ok(ConsolidationDecision {
             reason: format!(
-                "a fresh full ({full_bytes} bytes) would not be smaller than the chain ({chain_bytes} bytes)"
+                "a fresh full ({}) would not be smaller than the chain ({})",
+                human_bytes(full_bytes),
+                human_bytes(chain_bytes)
             ),
             keep_cost: keep,
             consolidate_cost: consolidate,
@@ -259,21 +322,62 @@ pub fn plan_consolidation(
             .unwrap_or(waste as f64 / age_months),
     };
     let rate_per_byte = prices.archive_storage_per_gb_month / crate::GB as f64;
-    let mut net_once = full_up.cost.total() + tail.total();
-    if let Some(bytes) = replaced_incremental {
-        net_once -= cost::upload(prices, &shape, bytes).cost.total();
-    }
-    let net_once = net_once.max(0.0);
-    // Renewal rule: with waste growing by w a month, cycles of T months cost on average
-    // C/T + r·w·(T−1)/2 a month, which stops falling once T(T+1) > 2C/(r·w); in terms of
-    // the waste W = w·T that is r·W·(W + w) ≥ 2·C·w.
+    let replaced_upload =
+        replaced_incremental.map_or(0.0, |b| cost::upload(prices, &shape, b).cost.total());
+    let net_once = (full_up.cost.total() - replaced_upload + tail.total()).max(0.0);
+
+    // The steady-state cost of a consolidation: the upload, and the youngest incrementals
+    // of the superseded chain paid until their minimum duration (with c backups a month
+    // and a minimum of m months, those of ages 1/c … m − 1/c: inc·m·(m·c − 1)/(2c)).
+    let min_paid_months = f64::from(policy.min_age_days.max(prices.min_storage_days))
+        / f64::from(prices.days_per_month);
+    let typical_once = (full_up.cost.total() - replaced_upload).max(0.0)
+        + rate_per_byte
+            * inc_per_month
+            * min_paid_months
+            * (min_paid_months * cadence - 1.0).max(0.0)
+            / (2.0 * cadence)
+        // Kept restore points hold the superseded chain for a few more backups every time.
+        + chain_paid_per_month * structural_months;
+    let steady = renewal_cost_per_month(typical_once, rate_per_byte * growth, cadence);
+
+    // Consolidating now costs `net_once`; waiting d months holds the waste meanwhile, saves
+    // the steady cost of those months, and lets superseded backups age (what they are
+    // still paid for shrinks) while the new incrementals' own tail grows.
     let holding = rate_per_byte * waste as f64;
-    let timely = holding * (waste as f64 + growth) >= 2.0 * net_once * growth;
+    let tail_after = |d: f64| -> f64 {
+        // Whenever it happens, superseded backups are held at least `structural_months`
+        // (kept restore points); only what lies beyond that shrinks by waiting.
+        let existing: f64 = paid_months
+            .iter()
+            .map(|(per_month, months)| per_month * (months - d).max(structural_months))
+            .sum();
+        let per_backup = rate_per_byte * inc_per_month / cadence;
+        let new_ones = (1..=(d * cadence).round() as u32)
+            .map(|j| {
+                (min_paid_months - (d - f64::from(j) / cadence)).max(structural_months) * per_backup
+            })
+            .sum::<f64>();
+        existing + new_ones
+    };
+    let tail_now = tail.total();
+    let wait_limit = min_paid_months.ceil().max(1.0) as u32;
+    let better_wait = (1..=wait_limit).map(f64::from).find(|&d| {
+        let held: f64 = (0..d as u32)
+            .map(|k| holding + rate_per_byte * growth * f64::from(k))
+            .sum();
+        held - steady * d + tail_after(d) - tail_now < 0.0
+    });
+    let timely = better_wait.is_none();
+    let wait_months = better_wait.unwrap_or(0.0);
     let cheaper = consolidate.total() < keep.total();
     let figures = format!(
-        "chain {chain_bytes} bytes over {} backup(s), fresh full {full_bytes} bytes, waste {waste} bytes growing {:.0} bytes/month; over {} months keep ${:.2} vs consolidate ${:.2}; the waste costs ${holding:.4}/month, a fresh full ${net_once:.2} once",
+        "chain {} over {} backup(s), fresh full {}, waste {} growing {}/month; over {} months keep ${:.2} vs consolidate ${:.2}; the waste costs ${holding:.4}/month, a fresh full ${net_once:.2} once (${steady:.4}/month in steady state)",
+        human_bytes(chain_bytes),
         chain.len() + usize::from(replaced_incremental.is_some()),
-        growth,
+        human_bytes(full_bytes),
+        human_bytes(waste),
+        human_bytes(growth as u64),
         policy.horizon_months,
         keep.total(),
         consolidate.total(),
@@ -292,7 +396,9 @@ pub fn plan_consolidation(
         ),
         (ConsolidationMode::Auto, true, false) => (
             false,
-            format!("cheaper within the horizon, but waiting is cheaper still: {figures}"),
+            format!(
+                "cheaper within the horizon, but waiting is cheaper still (waiting {wait_months} month(s) beats consolidating now): {figures}"
+            ),
         ),
     };
     Ok(ConsolidationDecision {
@@ -305,9 +411,9 @@ pub fn plan_consolidation(
     })
 }
 
-/// How fast the chain's waste grew recently: compares today's waste with the waste at the
-/// oldest chain member of the last [`GROWTH_WINDOW_DAYS`] whose snapshot still exists
-/// locally with a full-size estimate. `None` when there is no such member.
+/// How fast the chain's waste grew recently: the change in waste since the oldest chain
+/// member of the last [`GROWTH_WINDOW_DAYS`] whose snapshot still exists locally with a
+/// full-size estimate, per month. `None` without such a member.
 fn recent_waste_growth(
     chain: &[&RemoteBackup],
     local: &[LocalSnapshot],
@@ -341,3 +447,43 @@ fn recent_waste_growth(
 
 /// How far back the recent waste growth is measured.
 const GROWTH_WINDOW_DAYS: i64 = 180;
+
+/// The least average cost per month of consolidating every T months when a consolidation
+/// costs `once` and the waste costs `growth_cost` more each month (EOQ renewal, searched
+/// over whole backup intervals of 1/`cadence` months, up to 50 years).
+fn renewal_cost_per_month(once: f64, growth_cost: f64, cadence: f64) -> f64 {
+    let mut best = f64::INFINITY;
+    for k in 1..=(600.0 * cadence) as u32 {
+        let k = f64::from(k);
+        let held = growth_cost * k * (k - 1.0) / (2.0 * cadence * cadence);
+        best = best.min((once + held) / (k / cadence));
+    }
+    best
+}
+
+/// Incremental bytes per month lately: the chain's incrementals of the last
+/// [`GROWTH_WINDOW_DAYS`] (and the one being replaced), or the replaced one at the
+/// policy's cadence.
+fn recent_incremental_bytes(
+    chain: &[&RemoteBackup],
+    now: UnixTime,
+    prices: &PriceTable,
+    replaced: Option<u64>,
+    cadence: f64,
+) -> f64 {
+    let window_start = now.plus_days(-GROWTH_WINDOW_DAYS);
+    let recent: Vec<&&RemoteBackup> = chain
+        .iter()
+        .skip(1)
+        .filter(|b| b.created >= window_start)
+        .collect();
+    match recent.first() {
+        Some(oldest) => {
+            let months = months_between(prices, oldest.created, now);
+            let bytes: u64 =
+                recent.iter().map(|b| b.stored_bytes).sum::<u64>() + replaced.unwrap_or(0);
+            bytes as f64 / (months + 1.0 / cadence)
+        }
+        None => replaced.unwrap_or(0) as f64 * cadence,
+    }
+}

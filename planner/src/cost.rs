@@ -17,7 +17,7 @@ use std::ops::{Add, AddAssign};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{PriceTable, Tier, GB};
+use crate::{Catalog, PriceTable, Tier, GB};
 
 /// Money, itemised, in US dollars.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -101,6 +101,22 @@ impl std::fmt::Display for Cost {
     }
 }
 
+/// Bytes for people: binary units, one decimal ("1.5 GiB").
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// Bytes as billing gigabytes (2^30).
 pub fn gb(bytes: u64) -> f64 {
     bytes as f64 / GB as f64
@@ -118,6 +134,27 @@ pub fn monthly_storage(prices: &PriceTable, bytes: u64, objects: u64) -> Cost {
     Cost {
         storage: archive * prices.archive_storage_per_gb_month
             + standard * prices.standard_storage_per_gb_month,
+        ..Cost::default()
+    }
+}
+
+/// One month of storage of every backup in a catalog (volumes plus one manifest object
+/// each, all archived).
+pub fn catalog_monthly_storage(prices: &PriceTable, catalog: &Catalog) -> Cost {
+    catalog
+        .backups()
+        .iter()
+        .map(|b| monthly_storage(prices, b.stored_bytes, b.objects()))
+        .sum()
+}
+
+/// Reading the catalog from the bucket: LIST pages of up to 1,000 keys (PUT-class at the
+/// S3 Standard rate) over `objects` keys, and one HEAD (GET-class) per manifest.
+pub fn catalog_read(prices: &PriceTable, objects: u64, manifests: u64) -> Cost {
+    let pages = objects.div_ceil(1000).max(1);
+    Cost {
+        requests: pages as f64 / 1000.0 * prices.standard_put_per_1000
+            + manifests as f64 / 1000.0 * prices.get_per_1000,
         ..Cost::default()
     }
 }
@@ -357,6 +394,33 @@ mod tests {
         close(restored_copy(&p(), 100 * GB, 3).total(), 0.23, 1e-12);
         // 1000 GETs at $0.0004 per 1000.
         close(downloads(&p(), 1000).total(), 0.0004, 1e-15);
+    }
+
+    #[test]
+    fn catalog_storage_and_reading() {
+        let c = Catalog::new(vec![
+            crate::testing::backup("f", None, 1, TIB),
+            crate::testing::backup("i", Some("f"), 2, 0),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        // 1 TiB in one volume + manifest, and an empty incremental (volume + manifest):
+        // $1.01376 + 4 objects × (32 KB × 0.00099 + 8 KB × 0.023)/GB = $1.01376 + 4 ×
+        // $0.00000020570 = $1.0137608228.
+        close(
+            catalog_monthly_storage(&p(), &c).total(),
+            1.013_760_822_8,
+            1e-10,
+        );
+        // 2,500 keys: 3 LIST pages × $0.005/1000, 100 HEADs × $0.0004/1000.
+        close(catalog_read(&p(), 2500, 100).total(), 0.000_055, 1e-12);
+    }
+
+    #[test]
+    fn human_bytes_reads_well() {
+        assert_eq!(human_bytes(512), "512 bytes");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(TIB + TIB / 2), "1.5 TiB");
+        assert_eq!(human_bytes(100 * GB), "100.0 GiB");
     }
 
     #[test]

@@ -56,7 +56,9 @@ pub enum Error {
     NoSnapshots,
     /// A volume is larger than the monthly download budget and overrun was not allowed.
     #[error(
-        "monthly download budget of {budget} bytes is smaller than volume {volume_index} of backup {backup} ({volume} bytes): raise the budget to at least {volume} bytes or allow an overrun (billed as paid egress)"
+        "monthly download budget of {} ({budget} bytes) is smaller than volume {volume_index} of backup {backup} ({}, {volume} bytes): raise the budget to at least {volume} bytes or allow an overrun (billed as paid egress)",
+        crate::cost::human_bytes(*.budget),
+        crate::cost::human_bytes(*.volume)
     )]
     BudgetBelowVolume {
         /// The monthly budget in bytes.
@@ -69,7 +71,11 @@ pub enum Error {
         volume_index: u32,
     },
     /// The restore would need more local staging space than is available.
-    #[error("restore needs {needed} bytes of local staging but only {available} are available: {reason}")]
+    #[error(
+        "restore needs {} ({needed} bytes) of local staging but only {} ({available} bytes) are available: {reason}",
+        crate::cost::human_bytes(*.needed),
+        crate::cost::human_bytes(*.available)
+    )]
     StagingTooSmall {
         /// Peak staging the plan needs.
         needed: u64,

@@ -20,6 +20,39 @@
 //!   `simulate` example to compare the planner with naive strategies and the hindsight
 //!   optimum.
 //!
+//! ```
+//! use zib_planner::*;
+//!
+//! let day = |d: u8| CivilDate { year: 2026, month: 3, day: d }.start();
+//! let full = RemoteBackup {
+//!     id: BackupId("7f3a".into()),
+//!     kind: BackupKind::Full,
+//!     snapshot: SnapshotId("guid-1".into()),
+//!     created: day(1),
+//!     stored_bytes: 3 * GB,
+//!     volumes: vec![GB; 3],
+//!     parts: 48,
+//! };
+//! let catalog = Catalog::new(vec![full])?;
+//! let local = [
+//!     LocalSnapshot { id: SnapshotId("guid-1".into()), name: "tank/photos@a".into(),
+//!                     created: day(1), full_bytes: Some(3 * GB), incremental: None },
+//!     LocalSnapshot { id: SnapshotId("guid-2".into()), name: "tank/photos@b".into(),
+//!                     created: day(8), full_bytes: Some(4 * GB),
+//!                     incremental: Some(IncrementalEstimate {
+//!                         base: SnapshotId("guid-1".into()), bytes: GB }) },
+//! ];
+//! let (policy, prices) = (Policy::default(), PriceTable::default());
+//! let decision = decide_backup(&catalog, &local, None, &policy, &prices, day(9))?;
+//! assert!(matches!(decision.plan, PlannedBackup::Incremental { .. }));
+//!
+//! let options = RestoreOptions { staging_available_bytes: 10 * GB, ..RestoreOptions::default() };
+//! let plan = plan_restore(&catalog, &BackupId("7f3a".into()), &options, &prices, day(9))?;
+//! assert_eq!(plan.batches.len(), 1); // 3 GiB fit this month's budget
+//! println!("{} — restore costs {}", decision.reason, plan.cost);
+//! # Ok::<(), zib_planner::Error>(())
+//! ```
+//!
 //! What it deliberately is not: it does not know object keys, file formats or how bytes
 //! are encrypted; it does not retry, sleep or log progress. Money is `f64` US dollars:
 //! these are estimates for decisions, not invoices.

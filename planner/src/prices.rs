@@ -40,7 +40,9 @@ pub struct PriceTable {
     /// PUT, COPY, POST, LIST requests into Deep Archive, USD per 1,000:
     /// CreateMultipartUpload, UploadPart and CompleteMultipartUpload are each billed here.
     pub archive_put_per_1000: f64,
-    /// PUT-class requests at S3 Standard rates (LIST, small Standard objects), per 1,000.
+    /// PUT-class requests at S3 Standard rates, per 1,000: LIST requests (ListObjectsV2
+    /// for the catalog, ListParts when resuming an upload) and the small Standard-class
+    /// objects (keyring, README).
     pub standard_put_per_1000: f64,
     /// GET, HEAD and all other requests, USD per 1,000. DELETE and AbortMultipartUpload
     /// are free.

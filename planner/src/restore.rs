@@ -26,7 +26,8 @@ pub struct RestoreOptions {
     pub tier: Tier,
     /// Bytes that may be downloaded per UTC calendar month (default 100 GB = 100·2^30).
     pub monthly_budget_bytes: u64,
-    /// What is left of the budget in the current month.
+    /// What is left of the budget in the current month (the caller keeps track of what
+    /// it downloaded this month; the default assumes nothing was).
     pub budget_remaining_this_month: u64,
     /// What is left of the account's free egress this month (it is account-wide, so
     /// other use of the account reduces it).
@@ -34,7 +35,8 @@ pub struct RestoreOptions {
     /// Allow a volume larger than the monthly budget, alone in its month, with the excess
     /// billed as paid egress.
     pub allow_overrun: bool,
-    /// Local bytes free for staging downloads.
+    /// Local bytes free for staging downloads. The caller measures it; the default, 0,
+    /// refuses every plan, since even a streamed volume is staged for verification.
     pub staging_available_bytes: u64,
     /// Expected download rate, to size the restored copies' days.
     pub download_bytes_per_sec: u64,

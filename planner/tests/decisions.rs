@@ -249,16 +249,6 @@ fn consolidation_cases_that_are_refused() {
             reason: "no size estimate",
         },
         Case {
-            name: "two restore points kept: the old chain stays, so nothing is saved",
-            catalog: c.clone(),
-            snap: snap.clone(),
-            policy: Policy {
-                keep_restore_points: 2,
-                ..Policy::default()
-            },
-            reason: "would not pay for itself",
-        },
-        Case {
             name: "young chain, little waste: the old full would linger until its minimum age",
             catalog: catalog(vec![
                 backup("f", None, at(2025, 11, 1), vec![1024 * GIB]),
@@ -280,7 +270,11 @@ fn consolidation_cases_that_are_refused() {
             d.reason
         );
     }
-    // With two restore points kept, nothing the newest old restore point needs is listed.
+    // With two restore points kept, the old chain must stay until the fresh full has a
+    // successor: nothing is deletable at commit, the old chain is paid one month more,
+    // and the consolidation still pays.
+    let one = plan_consolidation(&c, &[], &snap, &Policy::default(), &p, now)
+        .unwrap_or_else(|e| panic!("{e}"));
     let d = plan_consolidation(
         &c,
         &[],
@@ -294,6 +288,11 @@ fn consolidation_cases_that_are_refused() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(d.deletions.is_empty());
+    assert!(d.recommend, "{}", d.reason);
+    // One more month of the 1.47 TiB chain, less what its youngest members would have
+    // been paid anyway: between $1 and $1.49.
+    let extra = d.consolidate_cost.total() - one.consolidate_cost.total();
+    assert!(extra > 1.0 && extra < 1.49, "{extra}");
 }
 
 #[test]
@@ -349,4 +348,34 @@ fn pruning_keeps_what_restore_points_need_and_respects_minimum_age() {
     let d = plan_pruning(&c, &lax, &p, now).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(d[0].not_before, now);
     close(d[0].early_deletion_fee, 0.0462, 1e-6);
+}
+
+#[test]
+fn after_a_burst_of_deletions_consolidate_at_once_unless_a_young_full_would_linger() {
+    let p = PriceTable::default();
+    let policy = Policy::default();
+    let now = at(2026, 6, 1);
+    // Half of a 2 TiB library deleted last month; no churn before or since (the local
+    // snapshots' sizes show the waste appeared in one step).
+    let burst = |full_day: UnixTime| {
+        let c = catalog(vec![
+            backup("f", None, full_day, vec![2048 * GIB]),
+            backup("i", Some("f"), at(2026, 5, 1), vec![GIB]),
+        ]);
+        let locals = vec![
+            local("f", full_day, Some(2048 * GIB), None),
+            local("i", at(2026, 5, 1), Some(1025 * GIB), Some(("f", GIB))),
+        ];
+        let snap = local("n", now, Some(1026 * GIB), Some(("i", GIB)));
+        plan_consolidation(&c, &locals, &snap, &policy, &p, now).unwrap_or_else(|e| panic!("{e}"))
+    };
+    // The full is a year old: deleting it costs nothing more, so consolidate now.
+    let d = burst(at(2025, 6, 1));
+    assert!(d.recommend, "{}", d.reason);
+    // The full is two months old: deleting it now still pays its remaining four months
+    // (2 TiB × 4 × $0.00099 ≈ $8.11), so both fulls would be paid for four months;
+    // waiting until the old one has served its minimum is cheaper.
+    let d = burst(at(2026, 4, 1));
+    assert!(!d.recommend, "{}", d.reason);
+    assert!(d.reason.contains("waiting is cheaper"), "{}", d.reason);
 }

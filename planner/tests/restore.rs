@@ -122,6 +122,10 @@ fn budget_below_a_volume_names_both_sizes_unless_overrun_is_allowed() {
         err.contains(&(100 * GIB).to_string()) && err.contains(&(150 * GIB).to_string()),
         "{err}"
     );
+    assert!(
+        err.contains("100.0 GiB") && err.contains("150.0 GiB"),
+        "{err}"
+    );
 
     let opts = RestoreOptions {
         allow_overrun: true,

@@ -8,3 +8,4 @@
 //! fails the test with a message saying what to install; it never skips silently.
 
 pub mod real;
+pub mod storage_conformance;

@@ -23,7 +23,7 @@ pub mod memory;
 mod multipart;
 mod pages;
 // pub mod retry;
-// pub mod s3;
+pub mod s3;
 mod types;
 
 use async_trait::async_trait;

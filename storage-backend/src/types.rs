@@ -463,8 +463,9 @@ impl ByteRange {
 
 /// Checks user metadata against what every backend (and S3) stores faithfully.
 ///
-/// Keys: non-empty, lowercase ASCII letters, digits, `-` and `_` (S3 returns header names
-/// lowercased). Values: printable ASCII without leading or trailing spaces (HTTP trims
+/// Keys: non-empty, lowercase ASCII letters, digits and `-` (S3 returns header names
+/// lowercased; `_` is refused because header names with underscores are dropped on the
+/// way by common HTTP servers and proxies — measured with moto, which loses them). Values: printable ASCII without leading or trailing spaces (HTTP trims
 /// them; AWS rewrites non-ASCII as RFC 2047). Total of key and value bytes at most
 /// [`MAX_USER_METADATA_BYTES`].
 ///
@@ -476,10 +477,10 @@ pub fn validate_metadata(metadata: &UserMetadata) -> Result<()> {
         if key.is_empty()
             || !key
                 .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
             return Err(Error::invalid(format!(
-                "metadata key {key:?} must be non-empty lowercase ASCII letters, digits, '-' or '_'"
+                "metadata key {key:?} must be non-empty lowercase ASCII letters, digits or '-'"
             )));
         }
         if !value.bytes().all(|b| (0x20..0x7f).contains(&b))

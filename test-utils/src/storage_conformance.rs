@@ -126,7 +126,7 @@ pub async fn put_get_head_round_trip(backend: &dyn StorageBackend, params: &Suit
     let data = test_bytes(1, 100_000);
     let options = standard()
         .with_metadata("zib-format", "1")
-        .with_metadata("x_y", "a value, with spaces");
+        .with_metadata("x-y", "a value, with spaces");
     let etag = backend
         .put(&key, data.clone(), &options, &PutPrecondition::None)
         .await
@@ -569,6 +569,7 @@ pub async fn metadata_limits(backend: &dyn StorageBackend, params: &SuiteParams)
     for bad in [
         too_big,
         standard().with_metadata("Upper", "x"),
+        standard().with_metadata("under_score", "x"),
         standard().with_metadata("ok", "ünïcødé"),
         standard().with_metadata("ok", "line\nbreak"),
     ] {

@@ -13,16 +13,16 @@
 //! encryption, and it draws no UI (it logs with `tracing`).
 
 pub mod clock;
-// pub mod counting;
+pub mod counting;
 mod error;
 mod ext;
-// pub mod faults;
+pub mod faults;
 mod key;
 pub mod local_dir;
 pub mod memory;
 mod multipart;
 mod pages;
-// pub mod retry;
+pub mod retry;
 pub mod s3;
 mod types;
 

@@ -48,3 +48,63 @@ async fn run_all_on_one_store() {
     let backend = MemoryBackend::new(config, Arc::new(clock));
     zib_test_utils::storage_conformance::run_all(&backend, &params).await;
 }
+
+/// The whole suite through the retry layer over a backend where a seeded 20 % of all
+/// calls fail transiently (and some `get` bodies break mid-way): the retry layer must hide
+/// every one of them, including lost answers to conditional writes.
+#[tokio::test]
+async fn run_all_through_retry_over_random_faults() {
+    use zib_storage_backend::faults::{Fault, FaultInjecting, FaultRule, Trigger};
+    use zib_storage_backend::retry::{RetryPolicy, Retrying, Sleeper};
+
+    #[derive(Debug)]
+    struct NoWait;
+    #[async_trait::async_trait]
+    impl Sleeper for NoWait {
+        async fn sleep(&self, _: std::time::Duration) {}
+    }
+
+    let clock = FakeClock::default();
+    let config = MemoryConfig::default();
+    let params = SuiteParams::new(ArchiveModel::DelayedRestore {
+        clock: clock.clone(),
+        bulk_thaw: config.bulk_thaw,
+    });
+    use zib_storage_backend::Operation;
+    // Lost answers only where the retry layer can tell what happened (a lost
+    // create-multipart answer leaves an orphan upload by nature; clean-up finds it).
+    let lost = [
+        Operation::Put,
+        Operation::UploadPart,
+        Operation::CompleteMultipart,
+        Operation::AbortMultipart,
+        Operation::Delete,
+    ];
+    let mut rules: Vec<FaultRule> = lost
+        .into_iter()
+        .map(|operation| FaultRule {
+            operation: Some(operation),
+            trigger: Trigger::Fraction(0.05),
+            fault: Fault::LostAnswer,
+        })
+        .collect();
+    rules.extend([
+        FaultRule {
+            operation: None,
+            trigger: Trigger::Fraction(0.2),
+            fault: Fault::Transient,
+        },
+        FaultRule {
+            operation: Some(zib_storage_backend::Operation::Get),
+            trigger: Trigger::Fraction(0.2),
+            fault: Fault::TruncatedBody,
+        },
+    ]);
+    let faulty = FaultInjecting::new(MemoryBackend::new(config, Arc::new(clock)), rules, 1234);
+    let policy = RetryPolicy {
+        max_attempts: 12,
+        ..RetryPolicy::default()
+    };
+    let backend = Retrying::with_sleeper(faulty, policy, Arc::new(NoWait), 1234);
+    zib_test_utils::storage_conformance::run_all(&backend, &params).await;
+}

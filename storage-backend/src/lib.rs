@@ -162,3 +162,64 @@ pub trait StorageBackend: Send + Sync + std::fmt::Debug {
     /// Transport and permission errors.
     async fn delete(&self, key: &ObjectKey) -> Result<()>;
 }
+
+/// A shared backend is a backend, so decorators can wrap `Arc<dyn StorageBackend>`.
+#[async_trait]
+impl<T: StorageBackend + ?Sized> StorageBackend for std::sync::Arc<T> {
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+        options: &WriteOptions,
+        precondition: &PutPrecondition,
+    ) -> Result<ETag> {
+        (**self).put(key, data, options, precondition).await
+    }
+    async fn create_multipart(&self, key: &ObjectKey, options: &WriteOptions) -> Result<UploadId> {
+        (**self).create_multipart(key, options).await
+    }
+    async fn upload_part(
+        &self,
+        key: &ObjectKey,
+        upload: &UploadId,
+        number: u32,
+        data: Bytes,
+    ) -> Result<PartInfo> {
+        (**self).upload_part(key, upload, number, data).await
+    }
+    async fn list_parts(&self, key: &ObjectKey, upload: &UploadId) -> Result<Vec<PartInfo>> {
+        (**self).list_parts(key, upload).await
+    }
+    async fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        upload: &UploadId,
+        parts: &[CompletedPart],
+        precondition: CompletePrecondition,
+    ) -> Result<ETag> {
+        (**self)
+            .complete_multipart(key, upload, parts, precondition)
+            .await
+    }
+    async fn abort_multipart(&self, key: &ObjectKey, upload: &UploadId) -> Result<()> {
+        (**self).abort_multipart(key, upload).await
+    }
+    async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>> {
+        (**self).list_multipart_uploads(prefix).await
+    }
+    async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta> {
+        (**self).head(key).await
+    }
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<ListEntry>> {
+        (**self).list(prefix)
+    }
+    async fn get(&self, key: &ObjectKey, range: ByteRange) -> Result<ByteStream> {
+        (**self).get(key, range).await
+    }
+    async fn request_restore(&self, key: &ObjectKey, days: u32, tier: RestoreTier) -> Result<()> {
+        (**self).request_restore(key, days, tier).await
+    }
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        (**self).delete(key).await
+    }
+}

@@ -8,5 +8,6 @@
 //! fails the test with a message saying what to install; it never skips silently.
 
 pub mod moto;
+pub mod proxy;
 pub mod real;
 pub mod storage_conformance;

@@ -7,4 +7,7 @@
 //! When the run asked for real components (see [`real`]) and one is missing, the fixture
 //! fails the test with a message saying what to install; it never skips silently.
 
+pub mod moto;
+pub mod proxy;
 pub mod real;
+pub mod storage_conformance;

@@ -1,0 +1,794 @@
+//! Amazon S3 (and S3-compatible servers) through aws-sdk-s3.
+//!
+//! Credentials, profiles and region come from the standard AWS chain (environment,
+//! `~/.aws/config` and `credentials`, SSO, process credentials, instance roles) unless
+//! [`S3Config`] overrides them. For S3-compatible servers set
+//! [`S3Config::endpoint_url`]: addressing becomes path-style and request checksums are
+//! sent only when an operation requires them ([`ChecksumMode::WhenRequired`]), because
+//! the SDK's default (CRC32 trailers in aws-chunked bodies) is refused by several
+//! S3-compatible servers. Against AWS the SDK default applies.
+//!
+//! The SDK client is built with its own retries **off**: retries belong to the one
+//! [`retry`](crate::retry) decorator, so attempts and timeouts do not multiply. Errors are
+//! mapped once, here, from S3 error codes (never message text) to [`Error`] meanings.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_sdk_s3::config::{
+    retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Credentials, Region,
+    RequestChecksumCalculation, ResponseChecksumValidation, StalledStreamProtectionConfig,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart as SdkCompletedPart, GlacierJobParameters,
+    RestoreRequest, Tier,
+};
+use aws_smithy_types::date_time::{DateTime, Format};
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+
+use crate::pages::paginate;
+use crate::{
+    validate_metadata, validate_part_number, ArchiveState, ByteRange, ByteStream,
+    CompletePrecondition, CompletedPart, ETag, Error, ListEntry, MultipartUploadInfo, ObjectKey,
+    ObjectMeta, Operation, PartInfo, PutPrecondition, RestoreTier, Result, StorageBackend,
+    StorageClass, UploadId, UserMetadata, WriteOptions,
+};
+
+/// When the client computes and sends request checksums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumMode {
+    /// The SDK default: a checksum on every request that supports one (AWS).
+    WhenSupported,
+    /// Only where the operation requires it (S3-compatible servers).
+    WhenRequired,
+}
+
+/// Client timeouts. Defaults: connect 10 s; first response byte 300 s after the request
+/// starts (this includes sending the body, so it must cover a whole part on a slow uplink:
+/// 64 MiB at 1.7 Mbit/s); no limit on streaming a `get` body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct S3Timeouts {
+    /// Time to establish a connection.
+    pub connect: Duration,
+    /// Time from starting a request to the first byte of its response.
+    pub first_byte: Duration,
+}
+
+impl Default for S3Timeouts {
+    fn default() -> Self {
+        S3Timeouts {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Explicit credentials, for tests and servers outside the AWS chain.
+#[derive(Clone)]
+pub struct StaticCredentials {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+}
+
+impl fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaticCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// How to reach a bucket.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    /// Bucket name.
+    pub bucket: String,
+    /// Region; `None` takes it from the AWS chain (`AWS_REGION`, profile).
+    pub region: Option<String>,
+    /// Named profile of `~/.aws/config`; `None` uses `AWS_PROFILE` or `default`.
+    pub profile: Option<String>,
+    /// Endpoint of an S3-compatible server (`--endpoint-url`); `None` for AWS.
+    pub endpoint_url: Option<String>,
+    /// Path-style addressing; `None`: on exactly when `endpoint_url` is set.
+    pub force_path_style: Option<bool>,
+    /// Request checksums; `None`: `WhenRequired` with `endpoint_url`, else the SDK default.
+    pub checksums: Option<ChecksumMode>,
+    /// Timeouts.
+    pub timeouts: S3Timeouts,
+    /// Credentials that replace the AWS chain.
+    pub credentials: Option<StaticCredentials>,
+}
+
+impl S3Config {
+    /// A configuration for `bucket` with everything else from the AWS chain.
+    pub fn new(bucket: impl Into<String>) -> Self {
+        S3Config {
+            bucket: bucket.into(),
+            region: None,
+            profile: None,
+            endpoint_url: None,
+            force_path_style: None,
+            checksums: None,
+            timeouts: S3Timeouts::default(),
+            credentials: None,
+        }
+    }
+
+    /// The checksum mode in effect.
+    pub fn effective_checksums(&self) -> ChecksumMode {
+        self.checksums.unwrap_or(if self.endpoint_url.is_some() {
+            ChecksumMode::WhenRequired
+        } else {
+            ChecksumMode::WhenSupported
+        })
+    }
+}
+
+/// The S3 backend.
+#[derive(Debug, Clone)]
+pub struct S3Backend {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3Backend {
+    /// Builds the client: AWS chain, then the overrides of `config`; SDK retries off.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when no region can be found.
+    pub async fn connect(config: &S3Config) -> Result<Self> {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(config.timeouts.connect)
+            .read_timeout(config.timeouts.first_byte)
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(timeouts);
+        if let Some(region) = &config.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(profile) = &config.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(credentials) = &config.credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                credentials.access_key_id.clone(),
+                credentials.secret_access_key.clone(),
+                None,
+                None,
+                "zib-static",
+            ));
+        }
+        let shared = loader.load().await;
+        if shared.region().is_none() {
+            return Err(Error::Config {
+                message: "no AWS region configured: set `region`, AWS_REGION or a profile's region"
+                    .to_owned(),
+                source: None,
+            });
+        }
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+            .retry_config(RetryConfig::disabled())
+            // The retry decorator owns retries; a stalled body is cut by the proxy tests'
+            // first-byte timeout instead of this grace-period check, which fires on slow
+            // consumers too.
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
+        if let Some(endpoint) = &config.endpoint_url {
+            builder = builder.endpoint_url(endpoint);
+        }
+        builder = builder.force_path_style(
+            config
+                .force_path_style
+                .unwrap_or(config.endpoint_url.is_some()),
+        );
+        if config.effective_checksums() == ChecksumMode::WhenRequired {
+            builder = builder
+                .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+                .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        }
+        Ok(S3Backend {
+            client: aws_sdk_s3::Client::from_conf(builder.build()),
+            bucket: config.bucket.clone(),
+        })
+    }
+
+    /// The bucket this backend stores into.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    fn error<E>(&self, operation: Operation, key: &str, err: SdkError<E>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        map_error(operation, key, &self.bucket, err)
+    }
+}
+
+/// Maps an SDK error to a meaning, by S3 error code and HTTP status; the SDK error is
+/// kept as the source.
+fn map_error<E>(operation: Operation, key: &str, bucket: &str, err: SdkError<E>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    // Service errors: status, code and message only (the full context repeats the body).
+    let message = match (&err, err.raw_response()) {
+        (SdkError::ServiceError(_), Some(raw)) => format!(
+            "HTTP {} {} {}",
+            raw.status().as_u16(),
+            err.code().unwrap_or("(no error code)"),
+            err.message().unwrap_or_default()
+        ),
+        _ => DisplayErrorContext(&err).to_string(),
+    };
+    let key = key.to_owned();
+    let transient = |message: String, err: SdkError<E>| Error::Transient {
+        operation,
+        key: key.clone(),
+        message,
+        source: Some(Box::new(err)),
+    };
+    match &err {
+        SdkError::ConstructionFailure(_) => {
+            return Error::InvalidInput {
+                message: format!("{operation} {key:?} could not be built: {message}"),
+            }
+        }
+        // Timeouts, refused or reset connections, and responses cut short or unreadable.
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            return transient(message, err)
+        }
+        _ => {}
+    }
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code().map(str::to_owned);
+    match (code.as_deref(), status) {
+        (Some("NoSuchKey" | "NotFound"), _) | (None, Some(404)) => Error::NotFound { key },
+        (Some("NoSuchUpload"), _) => Error::NoSuchUpload {
+            key,
+            upload_id: String::new(),
+        },
+        (Some("NoSuchBucket"), _) => Error::BucketNotFound {
+            bucket: bucket.to_owned(),
+        },
+        (Some("InvalidObjectState"), _) => Error::NotRestored { key },
+        (Some("PreconditionFailed"), _) | (_, Some(412)) => Error::Precondition { operation, key },
+        (
+            Some(
+                "AccessDenied"
+                | "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "AllAccessDisabled"
+                | "AccountProblem"
+                | "InvalidToken"
+                | "ExpiredToken",
+            ),
+            _,
+        )
+        | (None, Some(401 | 403)) => Error::PermissionDenied {
+            operation,
+            key,
+            source: Some(Box::new(err)),
+        },
+        (
+            Some(
+                "SlowDown"
+                | "InternalError"
+                | "ServiceUnavailable"
+                | "RequestTimeout"
+                | "ConditionalRequestConflict"
+                | "OperationAborted"
+                | "RequestTimeTooSkewed",
+            ),
+            _,
+        )
+        | (_, Some(500..=599)) => transient(message, err),
+        (
+            Some(
+                "EntityTooSmall"
+                | "EntityTooLarge"
+                | "InvalidPart"
+                | "InvalidPartOrder"
+                | "InvalidArgument"
+                | "InvalidRequest"
+                | "MetadataTooLarge"
+                | "KeyTooLongError"
+                | "InvalidStorageClass"
+                | "InvalidRange"
+                | "InvalidBucketName"
+                | "MalformedXML",
+            ),
+            _,
+        )
+        | (_, Some(416)) => Error::InvalidInput {
+            message: format!("{operation} {key:?} refused: {message}"),
+        },
+        _ => Error::Protocol {
+            operation,
+            key,
+            message,
+            source: Some(Box::new(err)),
+        },
+    }
+}
+
+fn to_system_time(time: Option<&DateTime>) -> SystemTime {
+    time.and_then(|t| SystemTime::try_from(*t).ok())
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+fn sdk_class(class: &StorageClass) -> aws_sdk_s3::types::StorageClass {
+    aws_sdk_s3::types::StorageClass::from(class.as_str())
+}
+
+fn metadata_map(metadata: &UserMetadata) -> HashMap<String, String> {
+    metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Parses HEAD's `x-amz-restore`: `ongoing-request="true"`, or
+/// `ongoing-request="false", expiry-date="Fri, 21 Dec 2012 00:00:00 GMT"`.
+pub fn parse_restore_header(value: &str) -> Option<ArchiveState> {
+    let field = |name: &str| {
+        let start = value.find(&format!("{name}=\""))? + name.len() + 2;
+        let end = value[start..].find('"')? + start;
+        Some(&value[start..end])
+    };
+    match field("ongoing-request")? {
+        "true" => Some(ArchiveState::RestoreInProgress),
+        "false" => {
+            let expiry = DateTime::from_str(field("expiry-date")?, Format::HttpDate).ok()?;
+            Some(ArchiveState::Restored {
+                until: SystemTime::try_from(expiry).ok()?,
+            })
+        }
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl StorageBackend for S3Backend {
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+        options: &WriteOptions,
+        precondition: &PutPrecondition,
+    ) -> Result<ETag> {
+        validate_metadata(&options.metadata)?;
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .storage_class(sdk_class(&options.storage_class))
+            .set_metadata(Some(metadata_map(&options.metadata)))
+            .body(SdkByteStream::from(data));
+        request = match precondition {
+            PutPrecondition::None => request,
+            PutPrecondition::IfAbsent => request.if_none_match("*"),
+            PutPrecondition::IfMatch(etag) => request.if_match(etag.as_str()),
+        };
+        let output = request
+            .send()
+            .await
+            .map_err(|e| self.error(Operation::Put, key.as_str(), e))?;
+        output
+            .e_tag()
+            .map(ETag::new)
+            .ok_or_else(|| missing(Operation::Put, key, "ETag"))
+    }
+
+    async fn create_multipart(&self, key: &ObjectKey, options: &WriteOptions) -> Result<UploadId> {
+        validate_metadata(&options.metadata)?;
+        let output = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .storage_class(sdk_class(&options.storage_class))
+            .set_metadata(Some(metadata_map(&options.metadata)))
+            .send()
+            .await
+            .map_err(|e| self.error(Operation::CreateMultipart, key.as_str(), e))?;
+        output
+            .upload_id()
+            .map(UploadId::new)
+            .ok_or_else(|| missing(Operation::CreateMultipart, key, "UploadId"))
+    }
+
+    async fn upload_part(
+        &self,
+        key: &ObjectKey,
+        upload: &UploadId,
+        number: u32,
+        data: Bytes,
+    ) -> Result<PartInfo> {
+        validate_part_number(number)?;
+        let size = data.len() as u64;
+        let output = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload.as_str())
+            .part_number(number as i32)
+            .body(SdkByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| with_upload(self.error(Operation::UploadPart, key.as_str(), e), upload))?;
+        let etag = output
+            .e_tag()
+            .ok_or_else(|| missing(Operation::UploadPart, key, "ETag"))?;
+        Ok(PartInfo {
+            number,
+            size,
+            etag: ETag::new(etag),
+        })
+    }
+
+    async fn list_parts(&self, key: &ObjectKey, upload: &UploadId) -> Result<Vec<PartInfo>> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let output = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .upload_id(upload.as_str())
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    with_upload(self.error(Operation::ListParts, key.as_str(), e), upload)
+                })?;
+            for part in output.parts() {
+                let (Some(number), Some(size), Some(etag)) =
+                    (part.part_number(), part.size(), part.e_tag())
+                else {
+                    return Err(missing(
+                        Operation::ListParts,
+                        key,
+                        "part number, size or ETag",
+                    ));
+                };
+                parts.push(PartInfo {
+                    number: u32::try_from(number)
+                        .map_err(|_| missing(Operation::ListParts, key, "part number"))?,
+                    size: u64::try_from(size).unwrap_or_default(),
+                    etag: ETag::new(etag),
+                });
+            }
+            match (output.is_truncated(), output.next_part_number_marker()) {
+                (Some(true), Some(next)) => marker = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        parts.sort_by_key(|p| p.number);
+        Ok(parts)
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        upload: &UploadId,
+        parts: &[CompletedPart],
+        precondition: CompletePrecondition,
+    ) -> Result<ETag> {
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .iter()
+                    .map(|p| {
+                        SdkCompletedPart::builder()
+                            .part_number(p.number as i32)
+                            .e_tag(p.etag.as_str())
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build();
+        let mut request = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload.as_str())
+            .multipart_upload(completed);
+        if precondition == CompletePrecondition::IfAbsent {
+            request = request.if_none_match("*");
+        }
+        let output = request.send().await.map_err(|e| {
+            with_upload(
+                self.error(Operation::CompleteMultipart, key.as_str(), e),
+                upload,
+            )
+        })?;
+        output
+            .e_tag()
+            .map(ETag::new)
+            .ok_or_else(|| missing(Operation::CompleteMultipart, key, "ETag"))
+    }
+
+    async fn abort_multipart(&self, key: &ObjectKey, upload: &UploadId) -> Result<()> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload.as_str())
+            .send()
+            .await
+            .map_err(|e| {
+                with_upload(
+                    self.error(Operation::AbortMultipart, key.as_str(), e),
+                    upload,
+                )
+            })?;
+        Ok(())
+    }
+
+    async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>> {
+        let mut uploads = Vec::new();
+        let mut markers: (Option<String>, Option<String>) = (None, None);
+        loop {
+            let output = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(markers.0.take())
+                .set_upload_id_marker(markers.1.take())
+                .send()
+                .await
+                .map_err(|e| self.error(Operation::ListMultipartUploads, prefix, e))?;
+            for upload in output.uploads() {
+                let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                uploads.push(MultipartUploadInfo {
+                    key: ObjectKey::new(key)?,
+                    upload_id: UploadId::new(id),
+                    initiated: to_system_time(upload.initiated()),
+                });
+            }
+            if output.is_truncated() == Some(true) {
+                markers = (
+                    output.next_key_marker().map(str::to_owned),
+                    output.next_upload_id_marker().map(str::to_owned),
+                );
+            } else {
+                break;
+            }
+        }
+        Ok(uploads)
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta> {
+        let output = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(|e| self.error(Operation::Head, key.as_str(), e))?;
+        let storage_class = output.storage_class().map_or(StorageClass::Standard, |c| {
+            StorageClass::from_name(c.as_str())
+        });
+        let archive_state = if !storage_class.is_archive() {
+            ArchiveState::Available
+        } else {
+            match output.restore() {
+                None => ArchiveState::Archived,
+                Some(header) => parse_restore_header(header).ok_or_else(|| Error::Protocol {
+                    operation: Operation::Head,
+                    key: key.to_string(),
+                    message: format!("unparseable x-amz-restore header {header:?}"),
+                    source: None,
+                })?,
+            }
+        };
+        Ok(ObjectMeta {
+            key: key.clone(),
+            size: output
+                .content_length()
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or_default(),
+            storage_class,
+            metadata: output
+                .metadata()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            etag: ETag::new(output.e_tag().unwrap_or_default()),
+            last_modified: to_system_time(output.last_modified()),
+            archive_state,
+        })
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<ListEntry>> {
+        paginate(move |token: Option<String>| async move {
+            let output = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| self.error(Operation::List, prefix, e))?;
+            let mut page = Vec::with_capacity(output.contents().len());
+            for object in output.contents() {
+                let Some(key) = object.key() else { continue };
+                page.push(ListEntry {
+                    key: ObjectKey::new(key)?,
+                    size: object
+                        .size()
+                        .and_then(|n| u64::try_from(n).ok())
+                        .unwrap_or_default(),
+                    storage_class: object.storage_class().map_or(StorageClass::Standard, |c| {
+                        StorageClass::from_name(c.as_str())
+                    }),
+                    last_modified: to_system_time(object.last_modified()),
+                });
+            }
+            let next = match output.is_truncated() {
+                Some(true) => Some(
+                    output
+                        .next_continuation_token()
+                        .map(str::to_owned)
+                        .ok_or_else(|| Error::Protocol {
+                            operation: Operation::List,
+                            key: prefix.to_owned(),
+                            message: "a truncated listing without a continuation token".to_owned(),
+                            source: None,
+                        })?,
+                ),
+                _ => None,
+            };
+            Ok((page, next))
+        })
+    }
+
+    async fn get(&self, key: &ObjectKey, range: ByteRange) -> Result<ByteStream> {
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .set_range(range.to_http_header())
+            .send()
+            .await
+            .map_err(|e| self.error(Operation::Get, key.as_str(), e))?;
+        let key = key.to_string();
+        let body = output.body;
+        Ok(stream::unfold(Some(body), move |body| {
+            let key = key.clone();
+            async move {
+                let mut body = body?;
+                match body.next().await? {
+                    Ok(chunk) => Some((Ok(chunk), Some(body))),
+                    Err(err) => Some((
+                        Err(Error::Transient {
+                            operation: Operation::Get,
+                            key,
+                            message: format!("reading the body failed: {err}"),
+                            source: Some(Box::new(err)),
+                        }),
+                        None,
+                    )),
+                }
+            }
+        })
+        .boxed())
+    }
+
+    async fn request_restore(&self, key: &ObjectKey, days: u32, tier: RestoreTier) -> Result<()> {
+        if days == 0 {
+            return Err(Error::invalid(
+                "a restore must keep the copy for at least 1 day",
+            ));
+        }
+        let tier = match tier {
+            RestoreTier::Bulk => Tier::Bulk,
+            RestoreTier::Standard => Tier::Standard,
+        };
+        let parameters = GlacierJobParameters::builder()
+            .tier(tier)
+            .build()
+            .map_err(|e| Error::invalid(format!("restore parameters: {e}")))?;
+        let request = RestoreRequest::builder()
+            .days(i32::try_from(days).map_err(|_| Error::invalid("restore days out of range"))?)
+            .glacier_job_parameters(parameters)
+            .build();
+        let result = self
+            .client
+            .restore_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .restore_request(request)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // 409: a restore is already running — the request is idempotent by contract.
+            Err(err) if err.code() == Some("RestoreAlreadyInProgress") => Ok(()),
+            // 403 InvalidObjectState: the object is not archived, so it is readable already.
+            Err(err) if err.code() == Some("InvalidObjectState") => Ok(()),
+            Err(err) => Err(self.error(Operation::RequestRestore, key.as_str(), err)),
+        }
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(|e| self.error(Operation::Delete, key.as_str(), e))?;
+        Ok(())
+    }
+}
+
+fn missing(operation: Operation, key: &ObjectKey, what: &str) -> Error {
+    Error::Protocol {
+        operation,
+        key: key.to_string(),
+        message: format!("the response has no {what}"),
+        source: None,
+    }
+}
+
+fn with_upload(error: Error, upload: &UploadId) -> Error {
+    match error {
+        Error::NoSuchUpload { key, .. } => Error::NoSuchUpload {
+            key,
+            upload_id: upload.to_string(),
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_header_states() {
+        assert_eq!(
+            parse_restore_header("ongoing-request=\"true\""),
+            Some(ArchiveState::RestoreInProgress)
+        );
+        let restored = parse_restore_header(
+            "ongoing-request=\"false\", expiry-date=\"Fri, 21 Dec 2012 00:00:00 GMT\"",
+        );
+        assert_eq!(
+            restored,
+            Some(ArchiveState::Restored {
+                until: SystemTime::UNIX_EPOCH + Duration::from_secs(1_356_048_000)
+            })
+        );
+        assert_eq!(parse_restore_header("garbage"), None);
+    }
+
+    #[test]
+    fn custom_endpoints_send_checksums_only_when_required() {
+        let mut config = S3Config::new("b");
+        assert_eq!(config.effective_checksums(), ChecksumMode::WhenSupported);
+        config.endpoint_url = Some("http://127.0.0.1:9000".to_owned());
+        assert_eq!(config.effective_checksums(), ChecksumMode::WhenRequired);
+        config.checksums = Some(ChecksumMode::WhenSupported);
+        assert_eq!(config.effective_checksums(), ChecksumMode::WhenSupported);
+    }
+}

@@ -1,0 +1,304 @@
+//! The retry, counting and fault-injection decorators, over the in-memory backend.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use zib_storage_backend::counting::Counting;
+use zib_storage_backend::faults::{Fault, FaultInjecting, FaultRule, Trigger};
+use zib_storage_backend::memory::MemoryBackend;
+use zib_storage_backend::retry::{RetryPolicy, Retrying, Sleeper};
+use zib_storage_backend::{
+    ByteRange, CompletePrecondition, Error, FakeClock, ObjectKey, Operation, PutPrecondition,
+    StorageBackend, StorageBackendExt, StorageClass, WriteOptions,
+};
+
+#[derive(Debug, Default)]
+struct Recorder(Mutex<Vec<Duration>>);
+
+#[async_trait]
+impl Sleeper for Recorder {
+    async fn sleep(&self, duration: Duration) {
+        self.0.lock().unwrap().push(duration);
+    }
+}
+
+type Stack = Retrying<FaultInjecting<Counting<MemoryBackend>>>;
+
+fn stack(rules: Vec<FaultRule>) -> (Stack, Arc<Recorder>) {
+    let memory = MemoryBackend::new(Default::default(), Arc::new(FakeClock::default()));
+    let recorder = Arc::new(Recorder::default());
+    let retrying = Retrying::with_sleeper(
+        FaultInjecting::new(Counting::new(memory), rules, 42),
+        RetryPolicy::default(),
+        recorder.clone(),
+        42,
+    );
+    (retrying, recorder)
+}
+
+fn rule(operation: Operation, trigger: Trigger, fault: Fault) -> FaultRule {
+    FaultRule {
+        operation: Some(operation),
+        trigger,
+        fault,
+    }
+}
+
+fn key(name: &str) -> ObjectKey {
+    ObjectKey::new(name).unwrap()
+}
+
+fn standard() -> WriteOptions {
+    WriteOptions::new(StorageClass::Standard)
+}
+
+fn reached(stack: &Stack, operation: Operation) -> u64 {
+    stack.inner().inner().count(operation)
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_with_backoff() {
+    let (stack, sleeps) = stack(vec![
+        rule(Operation::Put, Trigger::Nth(1), Fault::Transient),
+        rule(Operation::Put, Trigger::Nth(2), Fault::Transient),
+    ]);
+    stack
+        .put(
+            &key("k"),
+            Bytes::from_static(b"v"),
+            &standard(),
+            &PutPrecondition::None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reached(&stack, Operation::Put),
+        1,
+        "two injected failures, then one real put"
+    );
+    let sleeps = sleeps.0.lock().unwrap().clone();
+    assert_eq!(sleeps.len(), 2);
+    assert!(
+        sleeps[0] <= Duration::from_millis(250) && sleeps[1] <= Duration::from_millis(500),
+        "{sleeps:?}"
+    );
+}
+
+#[tokio::test]
+async fn permanent_failures_fail_fast() {
+    let (stack, sleeps) = stack(vec![rule(
+        Operation::Head,
+        Trigger::From(1),
+        Fault::PermissionDenied,
+    )]);
+    let err = stack.head(&key("k")).await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+    assert!(
+        sleeps.0.lock().unwrap().is_empty(),
+        "no retry of a permanent failure"
+    );
+    let err = stack.head(&key("k")).await;
+    assert!(err.is_err());
+}
+
+#[tokio::test]
+async fn attempts_run_out() {
+    let (stack, sleeps) = stack(vec![rule(
+        Operation::Delete,
+        Trigger::From(1),
+        Fault::Transient,
+    )]);
+    let err = stack.delete(&key("k")).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(sleeps.0.lock().unwrap().len(), 7, "8 attempts, 7 waits");
+    assert_eq!(reached(&stack, Operation::Delete), 0);
+}
+
+#[tokio::test]
+async fn a_truncated_body_resumes_where_it_broke() {
+    let (stack, _) = stack(vec![rule(
+        Operation::Get,
+        Trigger::Nth(1),
+        Fault::TruncatedBody,
+    )]);
+    let data = Bytes::from(
+        (0..200_000u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    stack
+        .put(
+            &key("big"),
+            data.clone(),
+            &standard(),
+            &PutPrecondition::None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stack
+            .get_bytes(&key("big"), ByteRange::full())
+            .await
+            .unwrap(),
+        data
+    );
+    let (stack2, _) = self::stack(vec![rule(
+        Operation::Get,
+        Trigger::Nth(1),
+        Fault::TruncatedBody,
+    )]);
+    stack2
+        .put(
+            &key("big"),
+            data.clone(),
+            &standard(),
+            &PutPrecondition::None,
+        )
+        .await
+        .unwrap();
+    let ranged = stack2
+        .get_bytes(&key("big"), ByteRange::new(1000, 150_000).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ranged, data.slice(1000..150_000));
+}
+
+#[tokio::test]
+async fn a_lost_answer_to_a_conditional_write_is_recognised_as_success() {
+    let (stack, _) = stack(vec![
+        rule(Operation::Put, Trigger::Nth(1), Fault::LostAnswer),
+        rule(
+            Operation::CompleteMultipart,
+            Trigger::Nth(1),
+            Fault::LostAnswer,
+        ),
+        rule(
+            Operation::AbortMultipart,
+            Trigger::Nth(1),
+            Fault::LostAnswer,
+        ),
+    ]);
+    let etag = stack
+        .put(
+            &key("k"),
+            Bytes::from_static(b"v"),
+            &standard(),
+            &PutPrecondition::IfAbsent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stack.head(&key("k")).await.unwrap().etag, etag);
+    // Another writer's object is still a precondition failure.
+    let err = stack
+        .put(
+            &key("k"),
+            Bytes::from_static(b"w"),
+            &standard(),
+            &PutPrecondition::IfAbsent,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Precondition { .. }), "{err:?}");
+
+    let etag = stack
+        .upload_multipart(
+            &key("m"),
+            &standard(),
+            vec![Bytes::from_static(b"part")],
+            CompletePrecondition::IfAbsent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stack.head(&key("m")).await.unwrap().etag, etag);
+
+    let upload = stack
+        .create_multipart(&key("a"), &standard())
+        .await
+        .unwrap();
+    stack.abort_multipart(&key("a"), &upload).await.unwrap();
+    assert!(stack.list_multipart_uploads("").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_listing_resumes_after_the_last_delivered_key() {
+    let (stack, _) = stack(vec![rule(
+        Operation::List,
+        Trigger::Nth(1),
+        Fault::Transient,
+    )]);
+    for i in 0..30 {
+        stack
+            .put(
+                &key(&format!("p/{i:02}")),
+                Bytes::new(),
+                &standard(),
+                &PutPrecondition::None,
+            )
+            .await
+            .unwrap();
+    }
+    let keys: Vec<String> = stack
+        .list_all("p/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key.to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        (0..30).map(|i| format!("p/{i:02}")).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn counting_counts_by_operation() {
+    let counting = Counting::new(MemoryBackend::new(
+        Default::default(),
+        Arc::new(FakeClock::default()),
+    ));
+    counting
+        .put(&key("a"), Bytes::new(), &standard(), &PutPrecondition::None)
+        .await
+        .unwrap();
+    counting.head(&key("a")).await.unwrap();
+    counting.head(&key("b")).await.unwrap_err();
+    counting.list_all("").await.unwrap();
+    assert_eq!(counting.count(Operation::Put), 1);
+    assert_eq!(counting.count(Operation::Head), 2);
+    assert_eq!(counting.count(Operation::List), 1);
+    assert_eq!(counting.count(Operation::Get), 0);
+}
+
+#[tokio::test]
+async fn seeded_fractions_are_reproducible() {
+    let pattern = |seed| async move {
+        let memory = MemoryBackend::new(Default::default(), Arc::new(FakeClock::default()));
+        let faulty = FaultInjecting::new(
+            memory,
+            vec![FaultRule {
+                operation: None,
+                trigger: Trigger::Fraction(0.3),
+                fault: Fault::Transient,
+            }],
+            seed,
+        );
+        let mut outcomes = Vec::new();
+        for _ in 0..100 {
+            outcomes.push(
+                faulty
+                    .head(&key("x"))
+                    .await
+                    .is_err_and(|e| e.is_retryable()),
+            );
+        }
+        outcomes
+    };
+    let a = pattern(9).await;
+    assert_eq!(a, pattern(9).await);
+    assert_ne!(a, pattern(10).await);
+    let failures = a.iter().filter(|f| **f).count();
+    assert!((15..45).contains(&failures), "{failures} of 100 at p=0.3");
+}

@@ -1,0 +1,366 @@
+//! A fault-injecting HTTP proxy for S3 traffic, on loopback.
+//!
+//! Sits between an S3 client and a server (moto): each request is classified as a
+//! storage [`Operation`] (from method, path and query, as S3 defines them); rules pick
+//! requests by operation and by n-th request or seeded fraction and replace the answer
+//! with a fault — a connection reset (RST), a 500 `InternalError`, a 503 `SlowDown` or a
+//! 403 `AccessDenied` as S3 XML, a stall longer than the client's timeout, or a response
+//! body cut in half. Everything else is forwarded unchanged. The proxy counts the
+//! requests it saw per operation, so tests can prove a retry happened (or did not).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use zib_storage_backend::Operation;
+
+/// What the proxy does instead of forwarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyFault {
+    /// Reads the request, then resets the connection (TCP RST, no response).
+    Reset,
+    /// 500 with an S3 `InternalError` body.
+    InternalError,
+    /// 503 with an S3 `SlowDown` body.
+    SlowDown,
+    /// 403 with an S3 `AccessDenied` body.
+    AccessDenied,
+    /// Waits this long before forwarding (longer than the client's timeout).
+    Stall(Duration),
+    /// Forwards, then sends only the first half of the response body (with the full
+    /// `Content-Length`) and closes the connection.
+    TruncateBody,
+}
+
+/// When a rule fires.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ProxyTrigger {
+    /// On the n-th request (1-based) of the rule's operation(s).
+    Nth(u64),
+    /// On every request from the n-th on.
+    From(u64),
+    /// On each request with this probability (seeded).
+    Fraction(f64),
+}
+
+/// One rule: which requests, when, what fault.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProxyRule {
+    /// The operation; `None` for all.
+    pub operation: Option<Operation>,
+    /// When.
+    pub trigger: ProxyTrigger,
+    /// What.
+    pub fault: ProxyFault,
+}
+
+#[derive(Debug)]
+struct Shared {
+    upstream: SocketAddr,
+    rules: Vec<ProxyRule>,
+    state: Mutex<State>,
+    client: Client<HttpConnector, Incoming>,
+}
+
+#[derive(Debug)]
+struct State {
+    seen: BTreeMap<Operation, u64>,
+    total: u64,
+    faults: u64,
+    rng: fastrand::Rng,
+}
+
+/// A running proxy; stops when dropped.
+#[derive(Debug)]
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy on a free loopback port in front of `upstream`.
+    ///
+    /// # Errors
+    /// When no loopback port can be bound.
+    pub async fn start(
+        upstream: SocketAddr,
+        rules: Vec<ProxyRule>,
+        seed: u64,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            upstream,
+            rules,
+            state: Mutex::new(State {
+                seen: BTreeMap::new(),
+                total: 0,
+                faults: 0,
+                rng: fastrand::Rng::with_seed(seed),
+            }),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        });
+        let accept_shared = Arc::clone(&shared);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let shared = Arc::clone(&accept_shared);
+                tokio::spawn(serve_connection(stream, shared));
+            }
+        });
+        Ok(FaultProxy { addr, shared, task })
+    }
+
+    /// The proxy's endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests seen for `operation` (faulted ones included).
+    pub fn seen(&self, operation: Operation) -> u64 {
+        let state = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        state.seen.get(&operation).copied().unwrap_or(0)
+    }
+
+    /// Faults injected so far.
+    pub fn faults_injected(&self) -> u64 {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .faults
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
+    // A second handle on the same socket, to set SO_LINGER=0 before a reset.
+    let resetter = stream
+        .into_std()
+        .and_then(|std_stream| Ok((std_stream.try_clone()?, std_stream)))
+        .and_then(|(clone, std_stream)| {
+            Ok((
+                TcpStream::from_std(clone)?,
+                TcpStream::from_std(std_stream)?,
+            ))
+        });
+    let Ok((resetter, stream)) = resetter else {
+        return;
+    };
+    let resetter = Arc::new(Mutex::new(Some(resetter)));
+    let service = hyper::service::service_fn(move |request| {
+        let shared = Arc::clone(&shared);
+        let resetter = Arc::clone(&resetter);
+        async move { handle(request, &shared, &resetter).await }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}
+
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+#[derive(Debug)]
+struct ResetConnection;
+
+impl std::fmt::Display for ResetConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("injected connection reset")
+    }
+}
+
+impl std::error::Error for ResetConnection {}
+
+async fn handle(
+    request: Request<Incoming>,
+    shared: &Shared,
+    resetter: &Mutex<Option<TcpStream>>,
+) -> Result<Response<ProxyBody>, ResetConnection> {
+    let operation = classify(request.method(), request.uri());
+    let fault = pick_fault(shared, operation);
+    match fault {
+        Some(ProxyFault::Reset) => {
+            let _ = request.into_body().collect().await;
+            if let Some(socket) = resetter
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+            {
+                let _ = socket.set_zero_linger();
+            }
+            // Failing the service makes hyper drop the connection; with linger 0 the
+            // close is a RST.
+            Err(ResetConnection)
+        }
+        Some(ProxyFault::InternalError) => {
+            Ok(s3_error(request, StatusCode::INTERNAL_SERVER_ERROR, "InternalError").await)
+        }
+        Some(ProxyFault::SlowDown) => {
+            Ok(s3_error(request, StatusCode::SERVICE_UNAVAILABLE, "SlowDown").await)
+        }
+        Some(ProxyFault::AccessDenied) => {
+            Ok(s3_error(request, StatusCode::FORBIDDEN, "AccessDenied").await)
+        }
+        Some(ProxyFault::Stall(duration)) => {
+            tokio::time::sleep(duration).await;
+            Ok(forward(request, shared).await)
+        }
+        Some(ProxyFault::TruncateBody) => {
+            let response = forward(request, shared).await;
+            let (parts, body) = response.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let half = bytes.slice(..bytes.len() / 2);
+            Ok(Response::from_parts(
+                parts,
+                Full::new(half).map_err(|never| match never {}).boxed(),
+            ))
+        }
+        None => Ok(forward(request, shared).await),
+    }
+}
+
+fn pick_fault(shared: &Shared, operation: Operation) -> Option<ProxyFault> {
+    let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+    let n_op = {
+        let seen = state.seen.entry(operation).or_default();
+        *seen += 1;
+        *seen
+    };
+    state.total += 1;
+    let n_all = state.total;
+    for rule in &shared.rules {
+        let n = match rule.operation {
+            Some(op) if op != operation => continue,
+            Some(_) => n_op,
+            None => n_all,
+        };
+        let fires = match rule.trigger {
+            ProxyTrigger::Nth(k) => n == k,
+            ProxyTrigger::From(k) => n >= k,
+            ProxyTrigger::Fraction(p) => state.rng.f64() < p,
+        };
+        if fires {
+            state.faults += 1;
+            return Some(rule.fault);
+        }
+    }
+    None
+}
+
+async fn s3_error(
+    request: Request<Incoming>,
+    status: StatusCode,
+    code: &str,
+) -> Response<ProxyBody> {
+    // Read the whole request first, as S3 does, so the client sees the answer rather
+    // than a broken pipe while still sending.
+    let _ = request.into_body().collect().await;
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message>\
+         <RequestId>ZIBPROXY</RequestId></Error>"
+    );
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    response
+}
+
+async fn forward(request: Request<Incoming>, shared: &Shared) -> Response<ProxyBody> {
+    let (mut parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri = format!("http://{}{path}", shared.upstream);
+    match uri.parse() {
+        Ok(uri) => parts.uri = uri,
+        Err(_) => return plain(StatusCode::BAD_REQUEST, "bad URI"),
+    }
+    match shared
+        .client
+        .request(Request::from_parts(parts, body))
+        .await
+    {
+        Ok(response) => response.map(|body| body.boxed()),
+        Err(error) => plain(
+            StatusCode::BAD_GATEWAY,
+            &format!("upstream failed: {error}"),
+        ),
+    }
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(text.to_owned()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response
+}
+
+/// The storage operation an S3 request performs.
+pub fn classify(method: &hyper::Method, uri: &hyper::Uri) -> Operation {
+    let query = uri.query().unwrap_or("");
+    let has = |name: &str| {
+        query
+            .split('&')
+            .any(|pair| pair == name || pair.starts_with(&format!("{name}=")))
+    };
+    // Path-style: /bucket or /bucket/ is a bucket request, /bucket/key an object request.
+    let object_request = uri
+        .path()
+        .trim_start_matches('/')
+        .split_once('/')
+        .is_some_and(|(_, key)| !key.is_empty());
+    match method.as_str() {
+        "PUT" if has("uploadId") => Operation::UploadPart,
+        "PUT" => Operation::Put,
+        "POST" if has("uploads") => Operation::CreateMultipart,
+        "POST" if has("uploadId") => Operation::CompleteMultipart,
+        "POST" if has("restore") => Operation::RequestRestore,
+        "DELETE" if has("uploadId") => Operation::AbortMultipart,
+        "DELETE" => Operation::Delete,
+        "GET" if has("uploadId") => Operation::ListParts,
+        "GET" if has("uploads") => Operation::ListMultipartUploads,
+        "GET" if object_request => Operation::Get,
+        "GET" => Operation::List,
+        "HEAD" => Operation::Head,
+        _ => Operation::Head,
+    }
+}
+
+impl From<Infallible> for ResetConnection {
+    fn from(never: Infallible) -> Self {
+        match never {}
+    }
+}

@@ -1,0 +1,110 @@
+//! The storage conformance suite against the in-memory backend (fake clock, 48-hour thaw).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
+
+use std::sync::Arc;
+
+use zib_storage_backend::memory::{MemoryBackend, MemoryConfig};
+use zib_storage_backend::FakeClock;
+use zib_test_utils::storage_conformance::{ArchiveModel, SuiteParams, SuiteTarget};
+
+async fn memory() -> Option<SuiteTarget> {
+    let clock = FakeClock::default();
+    let config = MemoryConfig::default();
+    let params = SuiteParams::new(ArchiveModel::DelayedRestore {
+        clock: clock.clone(),
+        bulk_thaw: config.bulk_thaw,
+    });
+    Some(SuiteTarget {
+        backend: Arc::new(MemoryBackend::new(config, Arc::new(clock))),
+        params,
+        guard: Box::new(()),
+    })
+}
+
+zib_test_utils::storage_conformance_tests!(memory);
+
+/// Small pages make the pagination path run many times, not once.
+#[tokio::test]
+async fn pagination_with_small_pages() {
+    let config = MemoryConfig {
+        page_size: 7,
+        ..MemoryConfig::default()
+    };
+    let backend = MemoryBackend::new(config, Arc::new(FakeClock::default()));
+    let mut params = SuiteParams::new(ArchiveModel::NoArchive);
+    params.pagination_keys = 50;
+    zib_test_utils::storage_conformance::list_pagination(&backend, &params).await;
+}
+
+/// Every behaviour in sequence on one shared store, as a backend author would run it.
+#[tokio::test]
+async fn run_all_on_one_store() {
+    let clock = FakeClock::default();
+    let config = MemoryConfig::default();
+    let params = SuiteParams::new(ArchiveModel::DelayedRestore {
+        clock: clock.clone(),
+        bulk_thaw: config.bulk_thaw,
+    });
+    let backend = MemoryBackend::new(config, Arc::new(clock));
+    zib_test_utils::storage_conformance::run_all(&backend, &params).await;
+}
+
+/// The whole suite through the retry layer over a backend where a seeded 20 % of all
+/// calls fail transiently (and some `get` bodies break mid-way): the retry layer must hide
+/// every one of them, including lost answers to conditional writes.
+#[tokio::test]
+async fn run_all_through_retry_over_random_faults() {
+    use zib_storage_backend::faults::{Fault, FaultInjecting, FaultRule, Trigger};
+    use zib_storage_backend::retry::{RetryPolicy, Retrying, Sleeper};
+
+    #[derive(Debug)]
+    struct NoWait;
+    #[async_trait::async_trait]
+    impl Sleeper for NoWait {
+        async fn sleep(&self, _: std::time::Duration) {}
+    }
+
+    let clock = FakeClock::default();
+    let config = MemoryConfig::default();
+    let params = SuiteParams::new(ArchiveModel::DelayedRestore {
+        clock: clock.clone(),
+        bulk_thaw: config.bulk_thaw,
+    });
+    use zib_storage_backend::Operation;
+    // Lost answers only where the retry layer can tell what happened (a lost
+    // create-multipart answer leaves an orphan upload by nature; clean-up finds it).
+    let lost = [
+        Operation::Put,
+        Operation::UploadPart,
+        Operation::CompleteMultipart,
+        Operation::AbortMultipart,
+        Operation::Delete,
+    ];
+    let mut rules: Vec<FaultRule> = lost
+        .into_iter()
+        .map(|operation| FaultRule {
+            operation: Some(operation),
+            trigger: Trigger::Fraction(0.05),
+            fault: Fault::LostAnswer,
+        })
+        .collect();
+    rules.extend([
+        FaultRule {
+            operation: None,
+            trigger: Trigger::Fraction(0.2),
+            fault: Fault::Transient,
+        },
+        FaultRule {
+            operation: Some(zib_storage_backend::Operation::Get),
+            trigger: Trigger::Fraction(0.2),
+            fault: Fault::TruncatedBody,
+        },
+    ]);
+    let faulty = FaultInjecting::new(MemoryBackend::new(config, Arc::new(clock)), rules, 1234);
+    let policy = RetryPolicy {
+        max_attempts: 12,
+        ..RetryPolicy::default()
+    };
+    let backend = Retrying::with_sleeper(faulty, policy, Arc::new(NoWait), 1234);
+    zib_test_utils::storage_conformance::run_all(&backend, &params).await;
+}

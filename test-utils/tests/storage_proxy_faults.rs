@@ -1,0 +1,289 @@
+//! Faults injected by the HTTP proxy between the S3 backend and moto: each maps to the
+//! right error, retryable ones are retried to success, the others fail fast.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use zib_storage_backend::retry::{RetryPolicy, Retrying};
+use zib_storage_backend::s3::{S3Backend, S3Config, S3Timeouts, StaticCredentials};
+use zib_storage_backend::{
+    ByteRange, CompletePrecondition, Error, ObjectKey, Operation, PutPrecondition, StorageBackend,
+    StorageBackendExt, StorageClass, WriteOptions, MIN_PART_SIZE,
+};
+use zib_test_utils::moto::MotoServer;
+use zib_test_utils::proxy::{FaultProxy, ProxyFault, ProxyRule, ProxyTrigger};
+use zib_test_utils::storage_conformance::test_bytes;
+
+/// How long the client waits for a first response byte; stalls last longer.
+const CLIENT_TIMEOUT: Duration = Duration::from_millis(1500);
+
+struct Setup {
+    proxy: FaultProxy,
+    s3: Arc<S3Backend>,
+    _moto: MotoServer,
+}
+
+async fn setup(rules: Vec<ProxyRule>) -> Option<Setup> {
+    let moto = MotoServer::start().await?;
+    let bucket = moto.create_bucket().await;
+    let upstream: SocketAddr = ([127, 0, 0, 1], moto.port()).into();
+    let proxy = FaultProxy::start(upstream, rules, 77).await.unwrap();
+    let mut config = S3Config::new(bucket);
+    config.region = Some("us-east-1".to_owned());
+    config.endpoint_url = Some(proxy.endpoint());
+    config.credentials = Some(StaticCredentials {
+        access_key_id: "test".to_owned(),
+        secret_access_key: "test".to_owned(),
+    });
+    config.timeouts = S3Timeouts {
+        connect: Duration::from_secs(2),
+        first_byte: CLIENT_TIMEOUT,
+    };
+    let s3 = Arc::new(S3Backend::connect(&config).await.unwrap());
+    Some(Setup {
+        proxy,
+        s3,
+        _moto: moto,
+    })
+}
+
+fn on(operation: Operation, trigger: ProxyTrigger, fault: ProxyFault) -> ProxyRule {
+    ProxyRule {
+        operation: Some(operation),
+        trigger,
+        fault,
+    }
+}
+
+fn retrying(s3: &Arc<S3Backend>) -> Retrying<Arc<S3Backend>> {
+    let policy = RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+    };
+    Retrying::new(Arc::clone(s3), policy)
+}
+
+fn key(name: &str) -> ObjectKey {
+    ObjectKey::new(name).unwrap()
+}
+
+fn standard() -> WriteOptions {
+    WriteOptions::new(StorageClass::Standard)
+}
+
+const RETRYABLE: [ProxyFault; 5] = [
+    ProxyFault::Reset,
+    ProxyFault::InternalError,
+    ProxyFault::SlowDown,
+    ProxyFault::Stall(Duration::from_secs(6)),
+    ProxyFault::TruncateBody,
+];
+
+/// Each retryable fault on a put, seen without the retry layer: a `Transient` error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_faults_map_to_transient() {
+    let rules: Vec<ProxyRule> = RETRYABLE
+        .iter()
+        .enumerate()
+        .map(|(i, fault)| on(Operation::Put, ProxyTrigger::Nth(i as u64 + 1), *fault))
+        .collect();
+    let Some(setup) = setup(rules).await else {
+        return;
+    };
+    for fault in RETRYABLE {
+        let result = setup
+            .s3
+            .put(
+                &key("k"),
+                Bytes::from_static(b"data"),
+                &standard(),
+                &PutPrecondition::None,
+            )
+            .await;
+        if fault == ProxyFault::TruncateBody {
+            // PutObject's answer has an empty body: cutting it changes nothing.
+            assert!(result.is_ok(), "{fault:?}: {result:?}");
+            continue;
+        }
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, Error::Transient { .. }) && err.is_retryable(),
+            "{fault:?}: {err:?}"
+        );
+    }
+    assert_eq!(setup.proxy.seen(Operation::Put), 5);
+}
+
+/// 403 AccessDenied is `PermissionDenied`, not retried: one request reaches the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_fails_fast() {
+    let Some(setup) = setup(vec![on(
+        Operation::Head,
+        ProxyTrigger::From(1),
+        ProxyFault::AccessDenied,
+    )])
+    .await
+    else {
+        return;
+    };
+    let err = retrying(&setup.s3).head(&key("k")).await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+    assert_eq!(
+        setup.proxy.seen(Operation::Head),
+        1,
+        "no retry of a permission error"
+    );
+}
+
+/// Every retryable fault, once on each operation of a backup and a restore, is hidden by
+/// the retry layer; the proxy proves each was retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_faults_are_retried_to_success() {
+    let mut rules = Vec::new();
+    for (operation, fault) in [
+        (Operation::CreateMultipart, ProxyFault::SlowDown),
+        (Operation::UploadPart, ProxyFault::Reset),
+        (Operation::ListParts, ProxyFault::TruncateBody),
+        (Operation::CompleteMultipart, ProxyFault::InternalError),
+        (Operation::Head, ProxyFault::Stall(Duration::from_secs(6))),
+        (Operation::Get, ProxyFault::TruncateBody),
+        (Operation::List, ProxyFault::Reset),
+        (Operation::Put, ProxyFault::InternalError),
+        (Operation::Delete, ProxyFault::SlowDown),
+    ] {
+        rules.push(on(operation, ProxyTrigger::Nth(1), fault));
+    }
+    let Some(setup) = setup(rules).await else {
+        return;
+    };
+    let backend = retrying(&setup.s3);
+    let k = key("volume");
+    let part1 = test_bytes(1, MIN_PART_SIZE as usize);
+    let upload = backend.create_multipart(&k, &standard()).await.unwrap();
+    backend
+        .upload_part(&k, &upload, 1, part1.clone())
+        .await
+        .unwrap();
+    backend
+        .upload_part(&k, &upload, 2, Bytes::from_static(b"tail"))
+        .await
+        .unwrap();
+    let parts = backend.list_parts(&k, &upload).await.unwrap();
+    assert_eq!(parts.len(), 2);
+    let completed: Vec<_> = parts.iter().map(Into::into).collect();
+    backend
+        .complete_multipart(&k, &upload, &completed, CompletePrecondition::IfAbsent)
+        .await
+        .unwrap();
+    assert_eq!(backend.head(&k).await.unwrap().size, MIN_PART_SIZE + 4);
+    let got = backend.get_bytes(&k, ByteRange::full()).await.unwrap();
+    assert_eq!(got.len() as u64, MIN_PART_SIZE + 4);
+    assert!(got[..part1.len()] == part1[..] && &got[part1.len()..] == b"tail");
+    backend
+        .put(
+            &key("small"),
+            Bytes::from_static(b"x"),
+            &standard(),
+            &PutPrecondition::IfAbsent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(backend.list_all("").await.unwrap().len(), 2);
+    backend.delete(&key("small")).await.unwrap();
+
+    for operation in [
+        Operation::CreateMultipart,
+        Operation::ListParts,
+        Operation::CompleteMultipart,
+        Operation::Head,
+        Operation::List,
+        Operation::Put,
+        Operation::Delete,
+    ] {
+        assert!(
+            setup.proxy.seen(operation) >= 2,
+            "{operation} was not retried"
+        );
+    }
+    assert_eq!(
+        setup.proxy.seen(Operation::UploadPart),
+        3,
+        "part 1 twice, part 2 once"
+    );
+    assert!(
+        setup.proxy.seen(Operation::Get) >= 2,
+        "the cut body was resumed by a second GET"
+    );
+    assert_eq!(setup.proxy.faults_injected(), 9);
+}
+
+/// A truncated GET body without the retry layer is a `Transient` error in the stream,
+/// never a short success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_body_is_an_error_not_a_short_read() {
+    let Some(setup) = setup(vec![on(
+        Operation::Get,
+        ProxyTrigger::Nth(1),
+        ProxyFault::TruncateBody,
+    )])
+    .await
+    else {
+        return;
+    };
+    let data = test_bytes(2, 100_000);
+    setup
+        .s3
+        .put(&key("k"), data.clone(), &standard(), &PutPrecondition::None)
+        .await
+        .unwrap();
+    let err = setup
+        .s3
+        .get_bytes(&key("k"), ByteRange::full())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Transient { .. }), "{err:?}");
+    assert_eq!(
+        setup
+            .s3
+            .get_bytes(&key("k"), ByteRange::full())
+            .await
+            .unwrap(),
+        data
+    );
+}
+
+/// A seeded 30 % of all requests answered 503 SlowDown: the retry layer still completes
+/// a run of puts and reads, and the same seed injects the same number of faults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeded_fraction_of_slowdowns() {
+    let rule = ProxyRule {
+        operation: None,
+        trigger: ProxyTrigger::Fraction(0.3),
+        fault: ProxyFault::SlowDown,
+    };
+    let Some(setup) = setup(vec![rule]).await else {
+        return;
+    };
+    let policy = RetryPolicy {
+        base_delay: Duration::from_millis(5),
+        ..RetryPolicy::default()
+    };
+    let backend = Retrying::new(Arc::clone(&setup.s3), policy);
+    for i in 0..20 {
+        let k = key(&format!("f/{i}"));
+        backend
+            .put(&k, test_bytes(i, 100), &standard(), &PutPrecondition::None)
+            .await
+            .unwrap();
+        assert_eq!(
+            backend.get_bytes(&k, ByteRange::full()).await.unwrap(),
+            test_bytes(i, 100)
+        );
+    }
+    assert!(setup.proxy.faults_injected() > 0);
+}

@@ -7,4 +7,8 @@
 //! When the run asked for real components (see [`real`]) and one is missing, the fixture
 //! fails the test with a message saying what to install; it never skips silently.
 
+pub mod btrfs;
+pub mod data;
 pub mod real;
+pub mod snapshot_conformance;
+pub mod zfs;

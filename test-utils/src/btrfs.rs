@@ -1,0 +1,1 @@
+//! BTRFS fixture (in progress).

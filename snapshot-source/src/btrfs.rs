@@ -1,9 +1,9 @@
 //! BTRFS through `btrfs`: a subvolume, its read-only snapshots in a snapshot directory,
 //! `btrfs send [-p parent]` and `btrfs receive`.
 //!
-//! Layout: snapshots of a subvolume `D` are created in the source's snapshot directory
-//! (one directory may serve several subvolumes: a snapshot belongs to `D` when its parent
-//! UUID is `D`'s UUID). A receive target is a directory: each received snapshot appears
+//! Layout: snapshots of a subvolume `D` are created in `<snapshot directory>/<name of D>/`
+//! (created when needed), and a snapshot there belongs to `D` only when its parent UUID is
+//! `D`'s UUID. A receive target is a directory: each received snapshot appears
 //! in it under the sender's snapshot name, and listing the directory lists them.
 //!
 //! BTRFS has no holds or bookmarks, no user properties on snapshots and no send size
@@ -47,8 +47,9 @@ struct Subvolume {
 }
 
 impl BtrfsSource {
-    /// A source using `btrfs` from `PATH` that creates snapshots in `snapshot_dir` (an
-    /// existing directory on the same BTRFS file system as the subvolumes).
+    /// A source using `btrfs` from `PATH` that creates the snapshots of a subvolume `D`
+    /// in `snapshot_dir/<name of D>/`; `snapshot_dir` must exist on the same BTRFS file
+    /// system as the subvolumes.
     pub fn new(snapshot_dir: impl Into<PathBuf>) -> Self {
         BtrfsSource::with_binary("btrfs", snapshot_dir)
     }
@@ -137,14 +138,30 @@ impl BtrfsSource {
         Ok(found)
     }
 
+    /// The directory for the snapshots of subvolume `dataset`.
+    fn snapshot_dir_of(&self, dataset: &DatasetName) -> Result<PathBuf> {
+        let name = dataset
+            .as_path()
+            .file_name()
+            .ok_or_else(|| Error::InvalidName {
+                name: dataset.to_string(),
+                reason: "the subvolume path has no final component".to_owned(),
+            })?;
+        Ok(self.snapshot_dir.join(name))
+    }
+
     /// Where the snapshots of `dataset` live, and which belong to it.
     async fn snapshots(&self, dataset: &DatasetName) -> Result<Vec<(PathBuf, SnapshotInfo)>> {
         let is_subvolume = Self::classify(dataset)?;
         let (dir, parent) = if is_subvolume {
-            (
-                self.snapshot_dir.clone(),
-                Some(self.show(dataset.as_path()).await?.uuid),
-            )
+            // Asked first even when there is no snapshot directory yet: it confirms the
+            // path is a BTRFS subvolume (and that the tool works).
+            let uuid = self.show(dataset.as_path()).await?.uuid;
+            let dir = self.snapshot_dir_of(dataset)?;
+            if !dir.is_dir() {
+                return Ok(Vec::new());
+            }
+            (dir, Some(uuid))
         } else {
             (dataset.as_path().to_path_buf(), None)
         };
@@ -303,7 +320,14 @@ impl SnapshotSource for BtrfsSource {
                 reason: "snapshots are taken of a subvolume; this is a plain directory".to_owned(),
             });
         }
-        let path = self.snapshot_dir.join(snapshot.as_str());
+        let dir = self.snapshot_dir_of(dataset)?;
+        if !dir.is_dir() {
+            std::fs::create_dir(&dir).map_err(|source| Error::Io {
+                command: format!("mkdir {}", dir.display()),
+                source,
+            })?;
+        }
+        let path = dir.join(snapshot.as_str());
         if std::fs::symlink_metadata(&path).is_ok() {
             return Err(Error::SnapshotExists {
                 dataset: dataset.to_string(),

@@ -116,7 +116,9 @@ impl ZfsPool {
         self.umount(from);
         // zfs-fuse reports "busy" for a moment after a receive or an unmount.
         for _ in 0..20 {
-            let done = Command::new("zfs").args(["rename", from.as_str(), to.as_str()]).output();
+            let done = Command::new("zfs")
+                .args(["rename", from.as_str(), to.as_str()])
+                .output();
             if done.is_ok_and(|output| output.status.success()) {
                 break;
             }

@@ -200,12 +200,21 @@ impl ZfsSource {
     }
 
     /// Reads the snapshot properties of `names` (full `pool/fs@snap` names).
-    async fn snapshot_infos(&self, args: &[&str]) -> Result<Vec<SnapshotInfo>> {
+    /// Runs a `zfs get -H -p -o name,property,value` and parses the snapshots of
+    /// `dataset` in its output (other lines, such as child datasets, are ignored), oldest
+    /// first.
+    async fn snapshot_infos(
+        &self,
+        args: &[&str],
+        dataset: &DatasetName,
+    ) -> Result<Vec<SnapshotInfo>> {
         let output = self.zfs.run(args).await?;
         let command = self.zfs.describe(args);
+        let prefix = format!("{dataset}@");
         let mut by_name: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        for line in output.lines().filter(|line| !line.is_empty()) {
-            let mut fields = line.splitn(3, '\t');
+        for line in output.lines().filter(|line| line.starts_with(&prefix)) {
+            // Names may hold spaces but never tabs, so three tab-separated fields remain.
+            let mut fields = line[prefix.len()..].splitn(3, '\t');
             let (Some(name), Some(property), Some(value)) =
                 (fields.next(), fields.next(), fields.next())
             else {
@@ -219,13 +228,10 @@ impl ZfsSource {
                 .or_default()
                 .insert(property.to_owned(), value.to_owned());
         }
-        let mut infos = Vec::new();
-        for (full_name, properties) in by_name {
-            let Some((_, short)) = full_name.split_once('@') else {
-                continue;
-            };
-            infos.push(parse_snapshot(&command, short, &properties)?);
-        }
+        let mut infos = by_name
+            .iter()
+            .map(|(name, properties)| parse_snapshot(&command, name, properties))
+            .collect::<Result<Vec<_>>>()?;
         infos.sort_by_key(|info| info.created_txg);
         Ok(infos)
     }
@@ -442,36 +448,7 @@ impl SnapshotSource for ZfsSource {
             SNAPSHOT_PROPERTIES,
             dataset.as_str(),
         ];
-        let prefix = format!("{dataset}@");
-        let output = self.zfs.run(&args).await?;
-        let own: String = output
-            .lines()
-            .filter(|line| line.starts_with(&prefix))
-            .map(|line| format!("{line}\n"))
-            .collect();
-        let mut by_name: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        let command = self.zfs.describe(&args);
-        for line in own.lines() {
-            let mut fields = line.splitn(3, '\t');
-            let (Some(name), Some(property), Some(value)) =
-                (fields.next(), fields.next(), fields.next())
-            else {
-                return Err(Error::UnexpectedOutput {
-                    command,
-                    detail: format!("line {line:?} is not name<TAB>property<TAB>value"),
-                });
-            };
-            by_name
-                .entry(name.to_owned())
-                .or_default()
-                .insert(property.to_owned(), value.to_owned());
-        }
-        let mut infos = by_name
-            .iter()
-            .map(|(name, properties)| parse_snapshot(&command, &name[prefix.len()..], properties))
-            .collect::<Result<Vec<_>>>()?;
-        infos.sort_by_key(|info| info.created_txg);
-        Ok(infos)
+        self.snapshot_infos(&args, dataset).await
     }
 
     async fn create_snapshot(
@@ -505,15 +482,18 @@ impl SnapshotSource for ZfsSource {
             return Err(output.failure());
         }
         let info = self
-            .snapshot_infos(&[
-                "get",
-                "-H",
-                "-p",
-                "-o",
-                "name,property,value",
-                SNAPSHOT_PROPERTIES,
-                &full,
-            ])
+            .snapshot_infos(
+                &[
+                    "get",
+                    "-H",
+                    "-p",
+                    "-o",
+                    "name,property,value",
+                    SNAPSHOT_PROPERTIES,
+                    &full,
+                ],
+                dataset,
+            )
             .await?;
         info.into_iter()
             .next()

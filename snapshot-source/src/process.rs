@@ -384,3 +384,90 @@ impl SendState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shell() -> Tool {
+        Tool::new("/bin/sh", "dash")
+    }
+
+    #[tokio::test]
+    async fn a_command_failing_after_output_ends_the_stream_with_an_error() {
+        let script = "head -c 300000 /dev/zero; echo 'disk on fire' >&2; exit 3";
+        let mut stream = shell().stream(&["-c", script]).unwrap();
+        assert!(stream.process_id().is_some());
+        let mut bytes = 0;
+        let mut last = None;
+        while let Some(item) = stream.next().await {
+            assert!(last.is_none(), "nothing may follow the error");
+            match item {
+                Ok(chunk) => bytes += chunk.len(),
+                Err(error) => last = Some(error),
+            }
+        }
+        assert_eq!(bytes, 300_000);
+        let error = last.expect("the stream must end with the failure");
+        let message = error.to_string();
+        assert!(matches!(error, Error::CommandFailed { .. }), "{message}");
+        assert!(
+            message.contains("exit status 3") && message.contains("disk on fire"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_successful_command_ends_cleanly() {
+        let stream = shell().stream(&["-c", "printf abc"]).unwrap();
+        let items: Vec<_> = stream.collect().await;
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].as_ref().unwrap().as_ref(), b"abc");
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_names_its_package() {
+        let tool = Tool::new("/nonexistent/zfs", "zfsutils-linux");
+        let error = tool.run(&["list"]).await.err().unwrap();
+        assert!(error.is_not_installed());
+        assert!(error.to_string().contains("zfsutils-linux"), "{error}");
+        assert!(tool.stream(&["send"]).err().unwrap().is_not_installed());
+    }
+
+    #[tokio::test]
+    async fn a_failing_input_is_reported_and_the_command_sees_its_end() {
+        // `wc -c` stands in for a receiving tool: it reads to the end and exits.
+        let input: ByteStream = futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"12345")),
+            Err(io::Error::other("download failed")),
+            Ok(Bytes::from_static(b"never sent")),
+        ])
+        .boxed();
+        let mut seen = 0;
+        let error = shell()
+            .feed(
+                &["-c", "wc -c"],
+                Bytes::from_static(b"ab"),
+                input,
+                &mut |bytes| seen += bytes.len(),
+            )
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(error, Error::InputFailed { .. }), "{error}");
+        assert_eq!(seen, 7);
+
+        let input: ByteStream = futures::stream::iter(vec![Ok(Bytes::from_static(b"345"))]).boxed();
+        let finished = shell()
+            .feed(
+                &["-c", "wc -c"],
+                Bytes::from_static(b"12"),
+                input,
+                &mut |_| {},
+            )
+            .await
+            .unwrap();
+        assert!(finished.status.success());
+        assert_eq!(finished.stdout.trim(), "5");
+    }
+}

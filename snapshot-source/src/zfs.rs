@@ -5,6 +5,11 @@
 //! everything newer (`send -nP`, `-L -c -e -w`, bookmarks) is probed first. A probe tells
 //! an unknown option from a failed operation by exit status: both dialects exit with 2
 //! for a usage error and 1 for an operation that failed.
+//!
+//! Receives never pass `-F`: an incremental onto a dataset changed since its last received
+//! snapshot fails (reading files with `atime=on` counts as a change) rather than silently
+//! rolling the change back. Restore targets are best kept `readonly=on` or `atime=off`
+//! until the chain is complete.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -7,7 +7,11 @@
 //! When the run asked for real components (see [`real`]) and one is missing, the fixture
 //! fails the test with a message saying what to install; it never skips silently.
 
+pub mod btrfs;
+pub mod data;
 pub mod moto;
 pub mod proxy;
 pub mod real;
+pub mod snapshot_conformance;
 pub mod storage_conformance;
+pub mod zfs;

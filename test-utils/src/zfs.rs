@@ -1,0 +1,200 @@
+//! A zfs-fuse (or OpenZFS) pool on a sparse file, unique per test, destroyed on drop.
+
+// Test support: a panic with a message is how a check or a set-up step reports failure.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tempfile::TempDir;
+use zib_snapshot_source::DatasetName;
+
+use crate::real::{component_missing, find_program, running_as_root};
+
+/// Size of the pool's backing file (sparse: only what is written takes space). zfs-fuse
+/// refuses pools under 64 MiB.
+const POOL_FILE_SIZE: u64 = 256 * 1024 * 1024;
+const INSTALL_HINT: &str =
+    "as root: `apt-get install zfs-fuse` and start the daemon with `zfs-fuse` (or run scripts/test.sh)";
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A ZFS pool on a sparse file in a temporary directory, mounted under that directory.
+///
+/// Its name (`zibt-<pid>-<n>`) is unique per process and test, so tests run in parallel.
+/// Dropping it destroys the pool and removes the file, also when the test panicked.
+#[derive(Debug)]
+pub struct ZfsPool {
+    name: String,
+    dir: TempDir,
+}
+
+/// Runs a command, returning its standard output; panics with the command and its
+/// standard error on failure (this is test setup: a failure is the test's report).
+pub fn run_checked(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap_or_else(|error| panic!("could not run {program} {args:?}: {error}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+impl ZfsPool {
+    /// Creates the pool, or returns `None` (after saying why) when ZFS is unavailable and
+    /// the run did not require real components. Panics when it is required but missing.
+    pub fn create() -> Option<ZfsPool> {
+        if !running_as_root() {
+            return component_missing("root (zfs-fuse pools need it)", "run the tests as root");
+        }
+        if find_program("zpool").is_none() || find_program("zfs").is_none() {
+            return component_missing("the zfs and zpool commands", INSTALL_HINT);
+        }
+        if !Command::new("zpool")
+            .arg("list")
+            .output()
+            .is_ok_and(|output| output.status.success())
+        {
+            return component_missing("a running ZFS (the zfs-fuse daemon)", INSTALL_HINT);
+        }
+        let name = format!(
+            "zibt-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{name}-"))
+            .tempdir()
+            .expect("temporary directory");
+        let file = dir.path().join("pool.img");
+        let mount = dir.path().join("mnt");
+        std::fs::File::create(&file)
+            .and_then(|f| f.set_len(POOL_FILE_SIZE))
+            .expect("sparse pool file");
+        let mount_text = mount.to_str().expect("UTF-8 temporary path");
+        let file_text = file.to_str().expect("UTF-8 temporary path");
+        run_checked("zpool", &["create", "-m", mount_text, &name, file_text]);
+        Some(ZfsPool { name, dir })
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `pool/relative` as a dataset name (not created).
+    pub fn dataset(&self, relative: &str) -> DatasetName {
+        DatasetName::zfs(&format!("{}/{relative}", self.name)).expect("valid dataset name")
+    }
+
+    /// Creates `pool/relative` and returns its name.
+    pub fn create_dataset(&self, relative: &str) -> DatasetName {
+        let dataset = self.dataset(relative);
+        run_checked("zfs", &["create", dataset.as_str()]);
+        dataset
+    }
+
+    /// Where a dataset is mounted.
+    pub fn mountpoint(&self, dataset: &DatasetName) -> PathBuf {
+        let value = run_checked(
+            "zfs",
+            &["get", "-H", "-o", "value", "mountpoint", dataset.as_str()],
+        );
+        PathBuf::from(value.trim_end_matches('\n'))
+    }
+
+    /// Renames a dataset (unmounting it first: zfs-fuse cannot rename a mounted one) and
+    /// mounts it again under its new name.
+    pub fn rename(&self, from: &DatasetName, to: &DatasetName) {
+        self.umount(from);
+        // zfs-fuse reports "busy" for a moment after a receive or an unmount.
+        for _ in 0..20 {
+            let done = Command::new("zfs")
+                .args(["rename", from.as_str(), to.as_str()])
+                .output();
+            if done.is_ok_and(|output| output.status.success()) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        if self.exists(from) {
+            run_checked("zfs", &["rename", from.as_str(), to.as_str()]);
+        }
+        run_checked("zfs", &["mount", to.as_str()]);
+    }
+
+    /// Unmounts a dataset, retrying while zfs-fuse still reports it busy.
+    pub fn umount(&self, dataset: &DatasetName) {
+        for _ in 0..20 {
+            let done = Command::new("zfs")
+                .args(["umount", dataset.as_str()])
+                .output();
+            if done.is_ok_and(|output| output.status.success()) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        run_checked("zfs", &["umount", dataset.as_str()]);
+    }
+
+    /// Unmounts and mounts a dataset again, so the FUSE mount shows what a receive wrote
+    /// underneath it rather than what the kernel cached.
+    pub fn remount(&self, dataset: &DatasetName) {
+        self.umount(dataset);
+        run_checked("zfs", &["mount", dataset.as_str()]);
+    }
+
+    /// True when the dataset exists.
+    pub fn exists(&self, dataset: &DatasetName) -> bool {
+        Command::new("zfs")
+            .args(["list", "-H", "-o", "name", dataset.as_str()])
+            .output()
+            .is_ok_and(|output| output.status.success())
+    }
+
+    /// Every dataset, snapshot and bookmark in the pool (for "nothing was left" checks).
+    pub fn everything(&self) -> Vec<String> {
+        let mut names: Vec<String> = run_checked(
+            "zfs",
+            &["list", "-H", "-o", "name", "-t", "all", "-r", &self.name],
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect();
+        names.sort();
+        names
+    }
+
+    /// The temporary directory holding the pool file and the mount points.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for ZfsPool {
+    #[allow(clippy::print_stderr)] // a leaked pool must be visible in the test output
+    fn drop(&mut self) {
+        // -f: unmount even if a file is open; a pool must never outlive its test. zfs-fuse
+        // sometimes reports "busy" for a moment after a receive, hence the retries.
+        let mut last_error = String::new();
+        for _ in 0..20 {
+            match Command::new("zpool")
+                .args(["destroy", "-f", &self.name])
+                .output()
+            {
+                Ok(output) if output.status.success() => return,
+                Ok(output) => last_error = String::from_utf8_lossy(&output.stderr).into_owned(),
+                Err(error) => last_error = error.to_string(),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        eprintln!("could not destroy test pool {}: {last_error}", self.name);
+    }
+}

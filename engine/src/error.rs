@@ -29,6 +29,10 @@ pub enum Error {
         hint: &'static str,
     },
 
+    /// Encryption or decryption failed (wrong passphrase, corrupt or swapped object, ...).
+    #[error(transparent)]
+    Crypto(#[from] zib_crypto::Error),
+
     /// A value the caller supplied is out of range (the message says which and why).
     #[error("{0}")]
     InvalidInput(String),

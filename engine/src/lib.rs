@@ -13,6 +13,7 @@
 pub mod clock;
 pub mod ids;
 pub mod layout;
+pub mod metadata;
 pub mod progress;
 pub mod records;
 

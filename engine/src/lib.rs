@@ -19,3 +19,7 @@ pub mod records;
 
 mod error;
 pub use error::{Error, Result};
+pub mod backup;
+pub mod catalog;
+pub mod repository;
+pub mod volumes;

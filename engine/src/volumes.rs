@@ -6,6 +6,7 @@
 //! soon as its upload finishes.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
@@ -477,10 +478,10 @@ impl<'r> VolumeUpload<'r> {
 /// list or stream hash that differs ends the stream with an error naming the object —
 /// the receiving side sees the error as the stream's last item and MUST discard what
 /// it received. The volumes must be readable (restored from the archive class).
-pub fn download_stream<'r>(
-    repository: &'r Repository,
-    manifest: &'r ManifestRecord,
-) -> impl Stream<Item = Result<Bytes>> + Send + 'r {
+pub fn download_stream(
+    repository: Arc<Repository>,
+    manifest: ManifestRecord,
+) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
     let state = DownloadState {
         repository,
         manifest,
@@ -545,9 +546,9 @@ struct CurrentVolume {
     ciphertext_len: u64,
 }
 
-struct DownloadState<'r> {
-    repository: &'r Repository,
-    manifest: &'r ManifestRecord,
+struct DownloadState {
+    repository: Arc<Repository>,
+    manifest: ManifestRecord,
     next_index: u32,
     current: Option<CurrentVolume>,
     entries: Vec<VolumeListEntry>,
@@ -556,7 +557,7 @@ struct DownloadState<'r> {
     finished: bool,
 }
 
-impl DownloadState<'_> {
+impl DownloadState {
     async fn next(&mut self) -> Result<Option<Bytes>> {
         loop {
             if self.current.is_none() {

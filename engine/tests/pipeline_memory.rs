@@ -97,7 +97,7 @@ fn manifest_for(
     }
 }
 
-async fn new_repository() -> (Arc<MemoryBackend>, Arc<FakeClock>, Repository) {
+async fn new_repository() -> (Arc<MemoryBackend>, Arc<FakeClock>, Arc<Repository>) {
     let clock = clock();
     let backend = Arc::new(MemoryBackend::new(MemoryConfig::default(), clock.clone()));
     let (repository, report) = Repository::init(
@@ -110,7 +110,7 @@ async fn new_repository() -> (Arc<MemoryBackend>, Arc<FakeClock>, Repository) {
     .await
     .unwrap();
     assert_eq!(report.keyring.len(), zib_crypto::KEYRING_LEN);
-    (backend, clock, repository)
+    (backend, clock, Arc::new(repository))
 }
 
 fn shape() -> VolumeShape {
@@ -263,7 +263,7 @@ async fn a_stream_round_trips_through_archived_volumes() {
 
     // Archived volumes refuse reads until restored and thawed.
     let early: Result<Vec<Bytes>, Error> =
-        download_stream(&repository, &manifest).try_collect().await;
+        download_stream(repository.clone(), manifest.clone()).try_collect().await;
     assert!(
         matches!(
             early,
@@ -287,7 +287,7 @@ async fn a_stream_round_trips_through_archived_volumes() {
             .unwrap();
     }
     clock.advance(Duration::from_secs(48 * 3600));
-    let restored: Vec<Bytes> = download_stream(&repository, &manifest)
+    let restored: Vec<Bytes> = download_stream(repository.clone(), manifest.clone())
         .try_collect()
         .await
         .unwrap();
@@ -365,7 +365,7 @@ async fn swapped_or_replaced_volumes_fail_loudly() {
             .await
             .unwrap();
     }
-    let items: Vec<Result<Bytes, Error>> = download_stream(&repository, &manifest).collect().await;
+    let items: Vec<Result<Bytes, Error>> = download_stream(repository.clone(), manifest.clone()).collect().await;
     let error = items
         .into_iter()
         .find_map(Result::err)

@@ -29,6 +29,43 @@ pub enum Error {
         hint: &'static str,
     },
 
+    /// Encryption or decryption failed (wrong passphrase, corrupt or swapped object, ...).
+    #[error(transparent)]
+    Crypto(#[from] zib_crypto::Error),
+
+    /// The storage backend failed (permission, network, missing object, ...).
+    #[error(transparent)]
+    Storage(#[from] zib_storage_backend::Error),
+
+    /// The snapshot source failed (dataset not found, `zfs send` failed, ...).
+    #[error(transparent)]
+    Source(#[from] zib_snapshot_source::Error),
+
+    /// `init` found a repository already there.
+    #[error(
+        "a zib repository already exists at {location}; open it instead of initialising it again"
+    )]
+    AlreadyInitialised {
+        /// Where the existing keyring is.
+        location: String,
+    },
+
+    /// `open` found no keyring.
+    #[error("there is no zib repository at {location} (no keyring found); check the bucket and prefix, or run `zib init`")]
+    NotARepository {
+        /// Where the keyring was looked for.
+        location: String,
+    },
+
+    /// A backup's chain references a backup that is not in the catalog.
+    #[error("backup {backup} cannot be restored: its chain needs backup {missing}, which is not in the repository")]
+    BrokenChain {
+        /// The backup whose chain was followed.
+        backup: crate::ids::BackupId,
+        /// The missing link.
+        missing: crate::ids::BackupId,
+    },
+
     /// A value the caller supplied is out of range (the message says which and why).
     #[error("{0}")]
     InvalidInput(String),

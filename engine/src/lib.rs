@@ -1,20 +1,36 @@
 //! zib's pipelines: the library a program embeds to "back up dataset X to bucket Y".
 //!
 //! Wires the snapshot source, the crypto layer, the storage backend and the planner
-//! together: backup, restore, consolidate and verify; the on-bucket layout and the
-//! catalog read from the bucket alone; the local resume journal.
+//! together. What is here:
 //!
-//! Status: the building blocks that fix the on-bucket layout are here — opaque ids
-//! ([`ids`]), the key layout ([`layout`]), the injected clock ([`clock`]) and progress
-//! trait ([`progress`]). The pipelines themselves are not implemented yet.
+//! - the on-bucket format above the crypto layer: opaque [`ids`], the key [`layout`]
+//!   (the one place keys are spelled), object [`metadata`] with sealed [`records`];
+//! - [`repository`]: init (keyring, its archived copy, README; create-if-absent) and
+//!   open (wrong passphrase is the first error);
+//! - [`volumes`]: a send stream cut into encrypted volumes uploaded as multipart uploads
+//!   with bounded memory, and read back verified;
+//! - [`backup`]: the backup pipeline (planner decision, snapshot, send, upload, manifest
+//!   commit, base protection);
+//! - [`catalog`]: the catalog from LIST and HEAD requests alone;
+//! - [`restore`]: receiving a chain from readable objects.
 //!
-//! This crate never prints, prompts or parses flags: that is the CLI's job.
+//! Not yet here: the crash-safe resume journal, clean-up of leftovers, consolidation and
+//! pruning execution, and the scheduled multi-month restore from Deep Archive.
+//!
+//! This crate never prints, prompts or parses flags: that is the CLI's job. Time comes
+//! from an injected [`clock::Clock`], progress goes to an injected [`progress::Progress`].
 
+pub mod backup;
+pub mod catalog;
 pub mod clock;
 pub mod ids;
 pub mod layout;
+pub mod metadata;
 pub mod progress;
 pub mod records;
+pub mod repository;
+pub mod restore;
+pub mod volumes;
 
 mod error;
 pub use error::{Error, Result};

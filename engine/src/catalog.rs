@@ -1,0 +1,195 @@
+//! The catalog — which backups exist, their chains, sizes and dates — read from the
+//! bucket alone with LIST and HEAD requests (never a GET of an archived object, never a
+//! restore), decrypting each manifest's sealed metadata.
+//!
+//! A local cache may later speed this up, but this is the source of truth: deleting
+//! every local file loses nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::TryStreamExt;
+use zib_storage_backend::StorageBackendExt;
+
+use crate::error::{Error, Result};
+use crate::ids::{BackupId, DatasetId};
+use crate::layout::{manifests_prefix, volumes_prefix, ObjectRole};
+use crate::metadata::open_sealed_metadata;
+use crate::records::{BackupKind, ManifestRecord};
+use crate::repository::Repository;
+
+/// One committed backup as the catalog knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogBackup {
+    /// What its manifest says.
+    pub manifest: ManifestRecord,
+    /// Sizes of its volume objects, in index order, as listed.
+    pub volume_sizes: Vec<u64>,
+}
+
+/// Objects that belong to no committed backup.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Volume objects whose backup has no manifest (a backup that never committed).
+    pub orphan_volumes: Vec<String>,
+    /// Incomplete multipart uploads under the repository (key, upload id).
+    pub incomplete_uploads: Vec<(String, String)>,
+}
+
+/// Every committed backup in the repository, grouped by dataset, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalog {
+    /// Backups by dataset.
+    pub datasets: BTreeMap<DatasetId, Vec<CatalogBackup>>,
+    /// What a clean-up would remove.
+    pub leftovers: Leftovers,
+}
+
+impl Catalog {
+    /// The dataset id whose newest backup was taken from the dataset named `name`.
+    pub fn dataset_named(&self, name: &str) -> Option<DatasetId> {
+        self.datasets
+            .iter()
+            .filter_map(|(id, backups)| {
+                backups
+                    .iter()
+                    .filter(|backup| backup.manifest.dataset_name == name)
+                    .map(|backup| backup.manifest.committed_at)
+                    .max()
+                    .map(|newest| (newest, *id))
+            })
+            .max()
+            .map(|(_, id)| id)
+    }
+
+    /// The backups of one dataset, oldest first (empty if none).
+    pub fn backups(&self, dataset: DatasetId) -> &[CatalogBackup] {
+        self.datasets.get(&dataset).map_or(&[], Vec::as_slice)
+    }
+
+    /// The chain that restores `backup`: its full backup first, then each incremental.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BrokenChain`] when a base backup is missing from the catalog.
+    pub fn chain(&self, dataset: DatasetId, backup: BackupId) -> Result<Vec<&CatalogBackup>> {
+        let backups = self.backups(dataset);
+        let find = |id: BackupId| backups.iter().find(|entry| entry.manifest.backup_id == id);
+        let mut chain = Vec::new();
+        let mut current = find(backup).ok_or(Error::BrokenChain {
+            backup,
+            missing: backup,
+        })?;
+        loop {
+            chain.push(current);
+            if chain.len() > backups.len() {
+                return Err(Error::BrokenChain {
+                    backup,
+                    missing: current.manifest.backup_id,
+                });
+            }
+            match &current.manifest.kind {
+                BackupKind::Full => break,
+                BackupKind::Incremental { base_backup, .. } => {
+                    current = find(*base_backup).ok_or(Error::BrokenChain {
+                        backup,
+                        missing: *base_backup,
+                    })?;
+                }
+            }
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+}
+
+/// Reads the catalog of `repository` from its backend.
+///
+/// # Errors
+///
+/// Storage errors; [`Error::Corrupt`] / [`Error::Crypto`] when a manifest's metadata
+/// does not decode or open (an altered or foreign object under `manifests/`).
+pub async fn read_catalog(repository: &Repository) -> Result<Catalog> {
+    let backend = repository.backend();
+    let prefix = repository.prefix();
+
+    // Volume sizes from one listing of volumes/.
+    let mut volume_sizes: BTreeMap<(DatasetId, BackupId), BTreeMap<u32, u64>> = BTreeMap::new();
+    let mut volume_keys: BTreeMap<(DatasetId, BackupId), Vec<String>> = BTreeMap::new();
+    let volumes_listing = format!("{prefix}{}", volumes_prefix());
+    let mut listing = backend.list(&volumes_listing);
+    while let Some(entry) = listing.try_next().await? {
+        let Some(relative) = entry.key.as_str().strip_prefix(prefix) else {
+            continue;
+        };
+        if let Some(ObjectRole::Volume {
+            dataset,
+            backup,
+            index,
+        }) = ObjectRole::parse(relative)
+        {
+            volume_sizes
+                .entry((dataset, backup))
+                .or_default()
+                .insert(index, entry.size);
+            volume_keys
+                .entry((dataset, backup))
+                .or_default()
+                .push(entry.key.as_str().to_owned());
+        }
+    }
+    drop(listing);
+
+    let mut catalog = Catalog::default();
+    let mut committed = BTreeSet::new();
+    let manifests_listing = format!("{prefix}{}", manifests_prefix());
+    let entries = backend.list_all(&manifests_listing).await?;
+    for entry in entries {
+        let Some(relative) = entry.key.as_str().strip_prefix(prefix) else {
+            continue;
+        };
+        let Some(role @ ObjectRole::Manifest { dataset, backup }) = ObjectRole::parse(relative)
+        else {
+            tracing::warn!(key = %entry.key, "ignoring an object under manifests/ that zib did not write");
+            continue;
+        };
+        let head = backend.head(&entry.key).await?;
+        let plaintext = open_sealed_metadata(
+            &head.metadata,
+            &role,
+            repository.id(),
+            repository.data_key(),
+        )?;
+        let manifest = ManifestRecord::decode(&plaintext, entry.key.as_str())?;
+        if manifest.dataset_id != dataset || manifest.backup_id != backup {
+            return Err(Error::Corrupt {
+                object: entry.key.as_str().to_owned(),
+                reason: "the manifest's record names another dataset or backup than its key".into(),
+            });
+        }
+        let sizes = volume_sizes.remove(&(dataset, backup)).unwrap_or_default();
+        committed.insert((dataset, backup));
+        catalog
+            .datasets
+            .entry(dataset)
+            .or_default()
+            .push(CatalogBackup {
+                volume_sizes: sizes.into_values().collect(),
+                manifest,
+            });
+    }
+    for backups in catalog.datasets.values_mut() {
+        backups.sort_by_key(|backup| (backup.manifest.committed_at, backup.manifest.backup_id));
+    }
+    for (id, keys) in volume_keys {
+        if !committed.contains(&id) {
+            catalog.leftovers.orphan_volumes.extend(keys);
+        }
+    }
+    for upload in backend.list_multipart_uploads(prefix).await? {
+        catalog.leftovers.incomplete_uploads.push((
+            upload.key.as_str().to_owned(),
+            upload.upload_id.as_str().to_owned(),
+        ));
+    }
+    Ok(catalog)
+}

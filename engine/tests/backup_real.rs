@@ -1,0 +1,279 @@
+//! The backup pipeline end to end with real components: a zfs-fuse pool and a moto S3
+//! server (Deep Archive semantics, RestoreObject), the stored bytes proven by receiving
+//! them back and comparing every file.
+
+// Test support: a panic with a message is how a check or a set-up step reports failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use zib_crypto::{KdfParams, Passphrase};
+use zib_engine::backup::{back_up, BackupOptions, BackupOutcome, SnapshotChoice};
+use zib_engine::catalog::read_catalog;
+use zib_engine::clock::FakeClock;
+use zib_engine::progress::NoProgress;
+use zib_engine::records::{BackupKind, SourceKind};
+use zib_engine::repository::{InitOptions, Repository};
+use zib_engine::restore::receive_readable_chain;
+use zib_engine::volumes::VolumeShape;
+use zib_engine::Error;
+use zib_snapshot_source::zfs::ZfsSource;
+use zib_snapshot_source::{
+    ByteStream, Capabilities, DatasetName, Protection, SendFlags, SendRequest, SendStream,
+    SnapshotInfo, SnapshotName, SnapshotSource,
+};
+use zib_storage_backend::s3::{S3Backend, S3Config, StaticCredentials};
+use zib_storage_backend::{
+    ByteRange, RestoreTier, StorageBackend, StorageBackendExt, StorageClass,
+};
+use zib_test_utils::data::{hash_tree, modify_tree, write_tree, Names};
+use zib_test_utils::moto::MotoServer;
+use zib_test_utils::zfs::ZfsPool;
+
+const MARKER: &[u8] = b"ZIB-PLAINTEXT-MARKER-7f3a9c";
+const PASSPHRASE: &str = "a long family passphrase";
+
+fn s3_config(moto: &MotoServer, bucket: &str) -> S3Config {
+    let mut config = S3Config::new(bucket);
+    config.region = Some("us-east-1".to_owned());
+    config.endpoint_url = Some(moto.endpoint());
+    config.credentials = Some(StaticCredentials {
+        access_key_id: "test".to_owned(),
+        secret_access_key: "test".to_owned(),
+    });
+    config
+}
+
+fn fast_init() -> InitOptions {
+    InitOptions {
+        archive_class: StorageClass::DeepArchive,
+        kdf: KdfParams::new(10, 8, 1).unwrap(),
+    }
+}
+
+fn options(dataset: DatasetName) -> BackupOptions {
+    BackupOptions {
+        dataset,
+        snapshot: SnapshotChoice::Create,
+        source_kind: SourceKind::Zfs,
+        send_flags: SendFlags::NONE,
+        // Small volumes so a few MiB of data span several of them.
+        shape: VolumeShape {
+            volume_plaintext_len: 1 << 20,
+            part_len: 5 << 20,
+            parts_in_flight: 2,
+        },
+        policy: zib_planner::Policy::default(),
+        prices: zib_planner::PriceTable::default(),
+    }
+}
+
+fn committed(outcome: BackupOutcome) -> zib_engine::backup::CommittedBackup {
+    match outcome {
+        BackupOutcome::Committed(committed) => *committed,
+        BackupOutcome::UpToDate { decision } => panic!("expected a backup, got up to date: {}", decision.reason),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
+    let Some(pool) = ZfsPool::create() else { return };
+    let Some(moto) = MotoServer::start().await else { return };
+    let bucket = moto.create_bucket().await;
+    let backend: Arc<dyn StorageBackend> = Arc::new(S3Backend::connect(&s3_config(&moto, &bucket)).await.unwrap());
+    let clock = FakeClock::new(SystemTime::now());
+
+    let dataset = pool.create_dataset("family photos");
+    let mountpoint = pool.mountpoint(&dataset);
+    write_tree(&mountpoint, 1, Names::Ascii).unwrap();
+    std::fs::write(mountpoint.join("marker.txt"), MARKER.repeat(100)).unwrap();
+
+    let (repository, _) = Repository::init(backend.clone(), "zib", &Passphrase::new(PASSPHRASE.into()), &fast_init(), &clock)
+        .await
+        .unwrap();
+    let repository = Arc::new(repository);
+    let source = ZfsSource::new();
+
+    let first = committed(back_up(&repository, &source, &options(dataset.clone()), &clock, &NoProgress).await.unwrap());
+    assert_eq!(first.manifest.kind, BackupKind::Full);
+    assert!(first.manifest.volume_count >= 2, "{} volumes", first.manifest.volume_count);
+    assert!(first.manifest.snapshot_created_by_zib);
+    assert!(first.protection.is_some(), "zfs-fuse supports holds: {:?}", first.warnings);
+
+    modify_tree(&mountpoint, 2).unwrap();
+    clock.advance(Duration::from_secs(3600));
+    let second = committed(back_up(&repository, &source, &options(dataset.clone()), &clock, &NoProgress).await.unwrap());
+    match &second.manifest.kind {
+        BackupKind::Incremental { base_backup, .. } => assert_eq!(*base_backup, first.manifest.backup_id),
+        BackupKind::Full => panic!("the second backup should be incremental: {}", second.decision.reason),
+    }
+    assert!(second.manifest.stream_len < first.manifest.stream_len);
+    let expected = hash_tree(&mountpoint).unwrap();
+
+    // Nothing new: up to date.
+    let third = back_up(
+        &repository,
+        &source,
+        &BackupOptions {
+            snapshot: SnapshotChoice::Existing(SnapshotName::zfs(&second.manifest.snapshot_name).unwrap()),
+            ..options(dataset.clone())
+        },
+        &clock,
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(third, BackupOutcome::UpToDate { .. }));
+
+    // The catalog from the bucket alone (a fresh open: no local state).
+    let reopened = Arc::new(
+        Repository::open(backend.clone(), "zib", &Passphrase::new(PASSPHRASE.into()), StorageClass::DeepArchive)
+            .await
+            .unwrap(),
+    );
+    let catalog = read_catalog(&reopened).await.unwrap();
+    let dataset_id = catalog.dataset_named(dataset.as_str()).unwrap();
+    let backups = catalog.backups(dataset_id);
+    assert_eq!(backups.len(), 2);
+    assert_eq!(backups[0].manifest, first.manifest);
+    assert_eq!(backups[1].manifest, second.manifest);
+    assert!(catalog.leftovers.orphan_volumes.is_empty() && catalog.leftovers.incomplete_uploads.is_empty());
+
+    // Every object but the README and the keyring is in Deep Archive; after a restore
+    // request, none of their bytes shows the plaintext marker.
+    let objects = backend.list_all("zib/").await.unwrap();
+    for entry in &objects {
+        let key = entry.key.as_str();
+        if key == "zib/README.txt" || key == "zib/keyring" {
+            assert_eq!(entry.storage_class, StorageClass::Standard, "{key}");
+            continue;
+        }
+        assert_eq!(entry.storage_class, StorageClass::DeepArchive, "{key}");
+        let archived = backend.get(&entry.key, ByteRange::full()).await;
+        assert!(
+            matches!(archived, Err(zib_storage_backend::Error::NotRestored { .. })),
+            "{key} must refuse reads before a restore"
+        );
+        backend.request_restore(&entry.key, 1, RestoreTier::Bulk).await.unwrap();
+        let bytes = backend.get_bytes(&entry.key, ByteRange::full()).await.unwrap();
+        assert!(!bytes.windows(MARKER.len()).any(|w| w == MARKER), "{key} leaks plaintext");
+    }
+
+    // Receive the newest chain into a new dataset: identical files.
+    let target = pool.dataset("restored");
+    let received = receive_readable_chain(
+        reopened.clone(),
+        &catalog,
+        dataset_id,
+        second.manifest.backup_id,
+        &source,
+        &target,
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(received.len(), 2);
+    assert_eq!(hash_tree(&pool.mountpoint(&target)).unwrap(), expected);
+}
+
+/// A source whose `zfs send` is killed with SIGKILL after its first bytes: a real
+/// failed send, not a simulated error.
+struct KilledSend(ZfsSource);
+
+#[async_trait]
+impl SnapshotSource for KilledSend {
+    async fn capabilities(&self, dataset: &DatasetName) -> zib_snapshot_source::Result<Capabilities> {
+        self.0.capabilities(dataset).await
+    }
+    async fn list_snapshots(&self, dataset: &DatasetName) -> zib_snapshot_source::Result<Vec<SnapshotInfo>> {
+        self.0.list_snapshots(dataset).await
+    }
+    async fn create_snapshot(
+        &self,
+        dataset: &DatasetName,
+        snapshot: &SnapshotName,
+        marker: Option<&str>,
+    ) -> zib_snapshot_source::Result<SnapshotInfo> {
+        self.0.create_snapshot(dataset, snapshot, marker).await
+    }
+    async fn destroy_snapshot(&self, dataset: &DatasetName, snapshot: &SnapshotName) -> zib_snapshot_source::Result<()> {
+        self.0.destroy_snapshot(dataset, snapshot).await
+    }
+    async fn estimate_send_size(&self, request: &SendRequest) -> zib_snapshot_source::Result<Option<u64>> {
+        self.0.estimate_send_size(request).await
+    }
+    async fn send(&self, request: &SendRequest) -> zib_snapshot_source::Result<SendStream> {
+        let mut stream = self.0.send(request).await?;
+        let pid = stream.process_id().expect("a running send has a pid");
+        // Wait for the first bytes, then kill the sender.
+        let first = stream.next().await;
+        assert!(matches!(first, Some(Ok(_))), "the send produced no bytes");
+        let status = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+        assert!(status.success());
+        Ok(stream)
+    }
+    async fn receive(&self, target: &DatasetName, stream: ByteStream) -> zib_snapshot_source::Result<SnapshotInfo> {
+        self.0.receive(target, stream).await
+    }
+    async fn protect(&self, dataset: &DatasetName, snapshot: &SnapshotName) -> zib_snapshot_source::Result<Protection> {
+        self.0.protect(dataset, snapshot).await
+    }
+    async fn release(&self, protection: &Protection) -> zib_snapshot_source::Result<()> {
+        self.0.release(protection).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_zfs_send_commits_nothing() {
+    let Some(pool) = ZfsPool::create() else { return };
+    let Some(moto) = MotoServer::start().await else { return };
+    let bucket = moto.create_bucket().await;
+    let backend: Arc<dyn StorageBackend> = Arc::new(S3Backend::connect(&s3_config(&moto, &bucket)).await.unwrap());
+    let clock = FakeClock::new(SystemTime::now());
+    let dataset = pool.create_dataset("photos");
+    write_tree(&pool.mountpoint(&dataset), 3, Names::Ascii).unwrap();
+    let (repository, _) = Repository::init(backend.clone(), "", &Passphrase::new(PASSPHRASE.into()), &fast_init(), &clock)
+        .await
+        .unwrap();
+
+    let result = back_up(&repository, &KilledSend(ZfsSource::new()), &options(dataset), &clock, &NoProgress).await;
+    let error = result.expect_err("a killed send must fail the backup");
+    assert!(matches!(error, Error::Source(_)), "{error}");
+
+    let catalog = read_catalog(&repository).await.unwrap();
+    assert!(catalog.datasets.is_empty(), "nothing may be committed");
+    assert!(catalog.leftovers.orphan_volumes.is_empty(), "{:?}", catalog.leftovers);
+    assert!(catalog.leftovers.incomplete_uploads.is_empty(), "{:?}", catalog.leftovers);
+    assert!(backend.list_all("manifests/").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn wrong_passphrase_and_unreachable_bucket_are_clear_errors() {
+    let Some(moto) = MotoServer::start().await else { return };
+    let bucket = moto.create_bucket().await;
+    let backend: Arc<dyn StorageBackend> = Arc::new(S3Backend::connect(&s3_config(&moto, &bucket)).await.unwrap());
+    let clock = FakeClock::new(SystemTime::now());
+    Repository::init(backend.clone(), "", &Passphrase::new(PASSPHRASE.into()), &fast_init(), &clock)
+        .await
+        .unwrap();
+    let wrong = Repository::open(backend.clone(), "", &Passphrase::new("not it".into()), StorageClass::DeepArchive).await;
+    let error = wrong.expect_err("wrong passphrase");
+    assert!(matches!(error, Error::Crypto(zib_crypto::Error::WrongPassphrase)), "{error}");
+    assert!(error.to_string().contains("wrong passphrase"), "{error}");
+
+    // Nothing listens on this port.
+    let closed = zib_test_utils::moto::free_port();
+    let mut config = s3_config(&moto, &bucket);
+    config.endpoint_url = Some(format!("http://127.0.0.1:{closed}"));
+    let unreachable: Arc<dyn StorageBackend> = Arc::new(S3Backend::connect(&config).await.unwrap());
+    let error = Repository::open(unreachable, "", &Passphrase::new(PASSPHRASE.into()), StorageClass::DeepArchive)
+        .await
+        .expect_err("nothing listens there");
+    assert!(matches!(error, Error::Storage(_)), "{error}");
+    let text = error.to_string();
+    assert!(!text.contains(PASSPHRASE), "errors never carry secrets: {text}");
+    assert!(text.contains("127.0.0.1") || text.to_lowercase().contains("connect"), "the error says what failed: {text}");
+}

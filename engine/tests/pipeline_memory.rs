@@ -1,0 +1,444 @@
+//! The volume pipeline, manifest commit and catalog against the in-memory backend, whose
+//! archive semantics (refuse reads until restored, 48-hour thaw on a fake clock) are
+//! those of Deep Archive.
+
+// Helpers outside #[test] functions panic on failure too: that is the report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::{stream, StreamExt, TryStreamExt};
+use zib_crypto::{KdfParams, Passphrase};
+use zib_engine::backup::commit_manifest;
+use zib_engine::catalog::read_catalog;
+use zib_engine::clock::FakeClock;
+use zib_engine::ids::{BackupId, DatasetId};
+use zib_engine::layout::ObjectRole;
+use zib_engine::progress::NoProgress;
+use zib_engine::records::{
+    volume_list_hash, BackupKind, ManifestRecord, SendFlagBits, SnapshotIdentity, SourceKind,
+};
+use zib_engine::repository::{InitOptions, Repository};
+use zib_engine::volumes::{download_stream, upload_stream, VolumeShape};
+use zib_engine::Error;
+use zib_storage_backend::memory::{MemoryBackend, MemoryConfig};
+use zib_storage_backend::{
+    ByteRange, PutPrecondition, RestoreTier, StorageBackend, StorageBackendExt, StorageClass,
+    WriteOptions,
+};
+
+const MIB: usize = 1 << 20;
+const MARKER: &[u8] = b"PLAINTEXT-MARKER-family-photos-2026";
+
+fn fast_init() -> InitOptions {
+    InitOptions {
+        archive_class: StorageClass::DeepArchive,
+        // Cheap scrypt so the test is quick; the format allows any cost within the ceiling.
+        kdf: KdfParams::new(10, 8, 1).unwrap(),
+    }
+}
+
+fn clock() -> Arc<FakeClock> {
+    Arc::new(FakeClock::new(
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    ))
+}
+
+/// Deterministic, incompressible-looking bytes with a marker every MiB.
+fn sample_stream_bytes(len: usize) -> Vec<u8> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut bytes: Vec<u8> = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    for start in (0..len.saturating_sub(MARKER.len())).step_by(MIB) {
+        bytes[start..start + MARKER.len()].copy_from_slice(MARKER);
+    }
+    bytes
+}
+
+fn chunks(bytes: &[u8], size: usize) -> Vec<Result<Bytes, Error>> {
+    bytes
+        .chunks(size)
+        .map(|chunk| Ok(Bytes::copy_from_slice(chunk)))
+        .collect()
+}
+
+fn manifest_for(
+    dataset: DatasetId,
+    backup: BackupId,
+    uploaded: &zib_engine::volumes::UploadedStream,
+    shape: &VolumeShape,
+) -> ManifestRecord {
+    ManifestRecord {
+        source: SourceKind::Zfs,
+        kind: BackupKind::Full,
+        snapshot_created_by_zib: true,
+        send_flags: SendFlagBits(0),
+        dataset_id: dataset,
+        backup_id: backup,
+        dataset_name: "tank/photos".into(),
+        snapshot_name: "zib-20270115T000000Z".into(),
+        snapshot_identity: SnapshotIdentity::ZfsGuid(42),
+        snapshot_created_at: 1_800_000_000,
+        committed_at: 1_800_000_100,
+        stream_len: uploaded.stream_len,
+        stream_sha256: uploaded.stream_sha256,
+        stored_len: uploaded.stored_len(),
+        volume_count: uploaded.volumes.len() as u32,
+        volume_plaintext_len: shape.volume_plaintext_len,
+        volume_list_sha256: volume_list_hash(&uploaded.volumes),
+    }
+}
+
+async fn new_repository() -> (Arc<MemoryBackend>, Arc<FakeClock>, Arc<Repository>) {
+    let clock = clock();
+    let backend = Arc::new(MemoryBackend::new(MemoryConfig::default(), clock.clone()));
+    let (repository, report) = Repository::init(
+        backend.clone(),
+        "family",
+        &Passphrase::new("correct horse battery staple".into()),
+        &fast_init(),
+        clock.as_ref(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.keyring.len(), zib_crypto::KEYRING_LEN);
+    (backend, clock, Arc::new(repository))
+}
+
+fn shape() -> VolumeShape {
+    VolumeShape {
+        volume_plaintext_len: 6 * MIB as u64,
+        part_len: 5 * MIB as u64,
+        parts_in_flight: 2,
+    }
+}
+
+#[tokio::test]
+async fn init_refuses_an_existing_repository_and_open_checks_the_passphrase() {
+    let (backend, clock, repository) = new_repository().await;
+    let again = Repository::init(
+        backend.clone(),
+        "family/",
+        &Passphrase::new("another".into()),
+        &fast_init(),
+        clock.as_ref(),
+    )
+    .await;
+    assert!(
+        matches!(again, Err(Error::AlreadyInitialised { .. })),
+        "{again:?}"
+    );
+
+    let opened = Repository::open(
+        backend.clone(),
+        "family",
+        &Passphrase::new("correct horse battery staple".into()),
+        StorageClass::DeepArchive,
+    )
+    .await
+    .unwrap();
+    assert_eq!(opened.id(), repository.id());
+
+    let wrong = Repository::open(
+        backend.clone(),
+        "family",
+        &Passphrase::new("correct horse battery stapler".into()),
+        StorageClass::DeepArchive,
+    )
+    .await;
+    assert!(
+        matches!(
+            wrong,
+            Err(Error::Crypto(zib_crypto::Error::WrongPassphrase))
+        ),
+        "{wrong:?}"
+    );
+    let missing = Repository::open(
+        backend.clone(),
+        "elsewhere",
+        &Passphrase::new("x".into()),
+        StorageClass::DeepArchive,
+    )
+    .await;
+    assert!(
+        matches!(missing, Err(Error::NotARepository { .. })),
+        "{missing:?}"
+    );
+
+    // Only README and keyring are outside the archive class.
+    let objects = backend.list_all("family/").await.unwrap();
+    let keys: Vec<&str> = objects.iter().map(|entry| entry.key.as_str()).collect();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    for entry in &objects {
+        let expected = if entry.key.as_str().starts_with("family/keyring-archive/") {
+            StorageClass::DeepArchive
+        } else {
+            StorageClass::Standard
+        };
+        assert_eq!(entry.storage_class, expected, "{}", entry.key);
+    }
+    let readme = backend
+        .get_bytes(
+            &repository.key(&ObjectRole::Readme).unwrap(),
+            ByteRange::full(),
+        )
+        .await
+        .unwrap();
+    let readme = String::from_utf8(readme.to_vec()).unwrap();
+    assert!(readme.contains(&repository.id().to_string()));
+    assert!(readme.contains("docs/FORMAT.md"));
+}
+
+#[tokio::test]
+async fn a_stream_round_trips_through_archived_volumes() {
+    let (backend, clock, repository) = new_repository().await;
+    let dataset = DatasetId::from_bytes([1; 16]);
+    let backup = BackupId::from_bytes([2; 16]);
+    let plaintext = sample_stream_bytes(13 * MIB + 12_345);
+    let shape = shape();
+    let uploaded = upload_stream(
+        &repository,
+        dataset,
+        backup,
+        stream::iter(chunks(&plaintext, 300_001)),
+        &shape,
+        &NoProgress,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(uploaded.stream_len, plaintext.len() as u64);
+    assert_eq!(uploaded.volumes.len(), 3, "13 MiB in 6 MiB volumes");
+    assert_eq!(uploaded.volumes[0].plaintext_len, 6 * MIB as u64);
+    assert_eq!(uploaded.volumes[2].plaintext_len, (MIB + 12_345) as u64);
+    assert!(
+        uploaded.parts >= 4,
+        "6 MiB volumes in 5 MiB parts take two parts each"
+    );
+
+    let manifest = manifest_for(dataset, backup, &uploaded, &shape);
+    commit_manifest(&repository, &manifest).await.unwrap();
+
+    // The catalog comes from LIST and HEAD alone, while everything is archived.
+    let catalog = read_catalog(&repository).await.unwrap();
+    let backups = catalog.backups(dataset);
+    assert_eq!(backups.len(), 1);
+    assert_eq!(backups[0].manifest, manifest);
+    assert_eq!(
+        backups[0].volume_sizes,
+        uploaded
+            .volumes
+            .iter()
+            .map(|v| v.ciphertext_len)
+            .collect::<Vec<_>>()
+    );
+    assert!(catalog.leftovers.orphan_volumes.is_empty());
+    assert!(catalog.leftovers.incomplete_uploads.is_empty());
+
+    // No stored byte reveals the plaintext, and data objects are archived.
+    for entry in backend.list_all("family/").await.unwrap() {
+        let head = backend.head(&entry.key).await.unwrap();
+        for value in head.metadata.values() {
+            assert!(!value.contains("tank/photos"), "{}", entry.key);
+        }
+        if entry.key.as_str().starts_with("family/volumes/")
+            || entry.key.as_str().starts_with("family/manifests/")
+        {
+            assert_eq!(
+                entry.storage_class,
+                StorageClass::DeepArchive,
+                "{}",
+                entry.key
+            );
+        }
+    }
+
+    // Archived volumes refuse reads until restored and thawed.
+    let early: Result<Vec<Bytes>, Error> =
+        download_stream(repository.clone(), manifest.clone()).try_collect().await;
+    assert!(
+        matches!(
+            early,
+            Err(Error::Storage(
+                zib_storage_backend::Error::NotRestored { .. }
+            ))
+        ),
+        "{early:?}"
+    );
+    for index in 0..manifest.volume_count {
+        let key = repository
+            .key(&ObjectRole::Volume {
+                dataset,
+                backup,
+                index,
+            })
+            .unwrap();
+        backend
+            .request_restore(&key, 7, RestoreTier::Bulk)
+            .await
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(48 * 3600));
+    let restored: Vec<Bytes> = download_stream(repository.clone(), manifest.clone())
+        .try_collect()
+        .await
+        .unwrap();
+    let restored: Vec<u8> = restored.concat();
+    assert!(restored == plaintext, "restored stream differs");
+
+    // Raw volume bytes never contain the marker.
+    for index in 0..manifest.volume_count {
+        let key = repository
+            .key(&ObjectRole::Volume {
+                dataset,
+                backup,
+                index,
+            })
+            .unwrap();
+        let raw = backend.get_bytes(&key, ByteRange::full()).await.unwrap();
+        assert!(!raw.windows(MARKER.len()).any(|window| window == MARKER));
+    }
+}
+
+#[tokio::test]
+async fn swapped_or_replaced_volumes_fail_loudly() {
+    let (backend, _clock, repository) = new_repository().await;
+    let dataset = DatasetId::from_bytes([1; 16]);
+    let backup = BackupId::from_bytes([3; 16]);
+    let plaintext = sample_stream_bytes(12 * MIB + 7);
+    let shape = shape();
+    let uploaded = upload_stream(
+        &repository,
+        dataset,
+        backup,
+        stream::iter(chunks(&plaintext, MIB)),
+        &shape,
+        &NoProgress,
+        None,
+    )
+    .await
+    .unwrap();
+    let manifest = manifest_for(dataset, backup, &uploaded, &shape);
+
+    // Rewrite volumes 0 and 1 swapped, readable (STANDARD) so only crypto can object.
+    let key = |index| {
+        repository
+            .key(&ObjectRole::Volume {
+                dataset,
+                backup,
+                index,
+            })
+            .unwrap()
+    };
+    let mut readable = Vec::new();
+    for index in 0..manifest.volume_count {
+        let meta = backend.head(&key(index)).await.unwrap();
+        backend
+            .request_restore(&key(index), 1, RestoreTier::Standard)
+            .await
+            .unwrap();
+        readable.push(meta);
+    }
+    _clock.advance(Duration::from_secs(13 * 3600));
+    let v0 = backend.get_bytes(&key(0), ByteRange::full()).await.unwrap();
+    let v1 = backend.get_bytes(&key(1), ByteRange::full()).await.unwrap();
+    for (index, body) in [(0, v1), (1, v0)] {
+        backend.delete(&key(index)).await.unwrap();
+        backend
+            .put(
+                &key(index),
+                body,
+                &WriteOptions {
+                    storage_class: StorageClass::Standard,
+                    metadata: readable[index as usize].metadata.clone(),
+                },
+                &PutPrecondition::None,
+            )
+            .await
+            .unwrap();
+    }
+    let items: Vec<Result<Bytes, Error>> = download_stream(repository.clone(), manifest.clone()).collect().await;
+    let error = items
+        .into_iter()
+        .find_map(Result::err)
+        .expect("a swapped volume must fail");
+    let text = error.to_string();
+    assert!(
+        text.contains("volume 0"),
+        "the error names the volume: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_stream_leaves_nothing_behind() {
+    let (backend, _clock, repository) = new_repository().await;
+    let dataset = DatasetId::from_bytes([1; 16]);
+    let backup = BackupId::from_bytes([4; 16]);
+    let plaintext = sample_stream_bytes(9 * MIB);
+    let mut items = chunks(&plaintext, MIB);
+    items.push(Err(Error::InvalidInput(
+        "zfs send exited with status 1".into(),
+    )));
+    let result = upload_stream(
+        &repository,
+        dataset,
+        backup,
+        stream::iter(items),
+        &shape(),
+        &NoProgress,
+        None,
+    )
+    .await;
+    assert!(
+        matches!(result, Err(Error::InvalidInput(ref m)) if m.contains("status 1")),
+        "{result:?}"
+    );
+    let catalog = read_catalog(&repository).await.unwrap();
+    assert!(catalog.datasets.is_empty());
+    assert!(
+        catalog.leftovers.orphan_volumes.is_empty(),
+        "{:?}",
+        catalog.leftovers
+    );
+    assert!(
+        catalog.leftovers.incomplete_uploads.is_empty(),
+        "{:?}",
+        catalog.leftovers
+    );
+    assert_eq!(backend.list_all("family/volumes/").await.unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn an_empty_stream_is_one_empty_volume() {
+    let (_backend, clock, repository) = new_repository().await;
+    let _ = clock;
+    let dataset = DatasetId::from_bytes([1; 16]);
+    let backup = BackupId::from_bytes([5; 16]);
+    let shape = shape();
+    let uploaded = upload_stream(
+        &repository,
+        dataset,
+        backup,
+        stream::iter(Vec::<Result<Bytes, Error>>::new()),
+        &shape,
+        &NoProgress,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(uploaded.volumes.len(), 1);
+    assert_eq!(uploaded.stream_len, 0);
+    assert_eq!(
+        uploaded.volumes[0].ciphertext_len,
+        zib_crypto::ciphertext_len(0),
+        "header plus an empty last segment"
+    );
+}

@@ -1,0 +1,209 @@
+//! zib's main job driven from library code: back up a ZFS dataset (or a BTRFS subvolume)
+//! into a local-directory repository, list the catalog read back from the repository,
+//! and receive the newest backup chain into another dataset.
+//!
+//! ```text
+//! ZIB_PASSPHRASE=... backup_demo init    REPO_DIR
+//! ZIB_PASSPHRASE=... backup_demo backup  REPO_DIR zfs POOL/DATASET
+//! ZIB_PASSPHRASE=... backup_demo backup  REPO_DIR btrfs SUBVOLUME SNAPSHOT_DIR
+//! ZIB_PASSPHRASE=... backup_demo catalog REPO_DIR
+//! ZIB_PASSPHRASE=... backup_demo restore REPO_DIR zfs POOL/DATASET POOL/TARGET
+//! ```
+//!
+//! The passphrase comes from the environment, never from the command line. `scripts/demo.sh`
+//! runs this end to end on a throwaway zfs-fuse pool.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a demo talks to its user
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use zib_crypto::Passphrase;
+use zib_engine::backup::{back_up, BackupOptions, BackupOutcome, SnapshotChoice};
+use zib_engine::catalog::read_catalog;
+use zib_engine::clock::SystemClock;
+use zib_engine::progress::NoProgress;
+use zib_engine::records::{BackupKind, SourceKind};
+use zib_engine::repository::{InitOptions, Repository};
+use zib_engine::restore::receive_readable_chain;
+use zib_engine::volumes::VolumeShape;
+use zib_snapshot_source::btrfs::BtrfsSource;
+use zib_snapshot_source::zfs::ZfsSource;
+use zib_snapshot_source::{DatasetName, SendFlags, SnapshotSource};
+use zib_storage_backend::local_dir::LocalDirBackend;
+use zib_storage_backend::StorageClass;
+
+type DemoResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn passphrase() -> DemoResult<Passphrase> {
+    let text = std::env::var("ZIB_PASSPHRASE")
+        .map_err(|_| "set ZIB_PASSPHRASE to the repository's passphrase")?;
+    Ok(Passphrase::new(text))
+}
+
+fn backend(dir: &str) -> DemoResult<Arc<LocalDirBackend>> {
+    std::fs::create_dir_all(dir)?;
+    Ok(Arc::new(LocalDirBackend::open(dir, Arc::new(SystemClock))?))
+}
+
+async fn open(dir: &str) -> DemoResult<Arc<Repository>> {
+    Ok(Arc::new(
+        Repository::open(backend(dir)?, "", &passphrase()?, StorageClass::DeepArchive).await?,
+    ))
+}
+
+fn source(args: &[String]) -> DemoResult<(Box<dyn SnapshotSource>, DatasetName, SourceKind)> {
+    match args {
+        [kind, dataset, ..] if kind == "zfs" => Ok((
+            Box::new(ZfsSource::new()),
+            DatasetName::zfs(dataset)?,
+            SourceKind::Zfs,
+        )),
+        [kind, subvolume, snapshot_dir, ..] if kind == "btrfs" => Ok((
+            Box::new(BtrfsSource::new(snapshot_dir)),
+            DatasetName::path(subvolume)?,
+            SourceKind::Btrfs,
+        )),
+        _ => Err("name the source: `zfs POOL/DATASET` or `btrfs SUBVOLUME SNAPSHOT_DIR`".into()),
+    }
+}
+
+async fn run(args: &[String]) -> DemoResult<()> {
+    match args {
+        [command, dir] if command == "init" => {
+            let (repository, report) = Repository::init(
+                backend(dir)?,
+                "",
+                &passphrase()?,
+                &InitOptions::default(),
+                &SystemClock,
+            )
+            .await?;
+            println!("initialised repository {} in {dir}", repository.id());
+            println!(
+                "keep an offline copy of the keyring ({} bytes, also archived as {}): \
+                 without it and the passphrase nothing can be restored",
+                report.keyring.len(),
+                report.keyring_archive_key
+            );
+        }
+        [command, dir, rest @ ..] if command == "backup" => {
+            let repository = open(dir).await?;
+            let (source, dataset, source_kind) = source(rest)?;
+            let options = BackupOptions {
+                dataset,
+                snapshot: SnapshotChoice::Create,
+                source_kind,
+                send_flags: SendFlags::NONE,
+                // Small volumes so the demo shows several of them.
+                shape: VolumeShape {
+                    volume_plaintext_len: 8 << 20,
+                    part_len: 5 << 20,
+                    parts_in_flight: 2,
+                },
+                policy: zib_planner::Policy::default(),
+                prices: zib_planner::PriceTable::default(),
+            };
+            match back_up(&repository, source.as_ref(), &options, &SystemClock, &NoProgress).await? {
+                BackupOutcome::UpToDate { decision } => println!("up to date: {}", decision.reason),
+                BackupOutcome::Committed(committed) => {
+                    let manifest = &committed.manifest;
+                    println!(
+                        "committed {} backup {} of {}@{}: {} stream bytes in {} volume(s), {} bytes stored",
+                        match manifest.kind {
+                            BackupKind::Full => "full",
+                            BackupKind::Incremental { .. } => "incremental",
+                        },
+                        manifest.backup_id,
+                        manifest.dataset_name,
+                        manifest.snapshot_name,
+                        manifest.stream_len,
+                        manifest.volume_count,
+                        manifest.stored_len
+                    );
+                    println!("  why: {}", committed.decision.reason);
+                    for warning in &committed.warnings {
+                        println!("  warning: {warning}");
+                    }
+                }
+            }
+        }
+        [command, dir] if command == "catalog" => {
+            let repository = open(dir).await?;
+            let catalog = read_catalog(&repository).await?;
+            println!("repository {}", repository.id());
+            for (dataset, backups) in &catalog.datasets {
+                println!("dataset {dataset}");
+                for backup in backups {
+                    let manifest = &backup.manifest;
+                    let kind = match &manifest.kind {
+                        BackupKind::Full => "full".to_owned(),
+                        BackupKind::Incremental { base_backup, .. } => format!("incremental on {base_backup}"),
+                    };
+                    println!(
+                        "  {} {}@{} {kind}: {} stream bytes, {} volume(s), {} bytes stored",
+                        manifest.backup_id,
+                        manifest.dataset_name,
+                        manifest.snapshot_name,
+                        manifest.stream_len,
+                        manifest.volume_count,
+                        manifest.stored_len
+                    );
+                }
+            }
+            let leftovers = &catalog.leftovers;
+            println!(
+                "leftovers: {} orphan volume(s), {} incomplete upload(s)",
+                leftovers.orphan_volumes.len(),
+                leftovers.incomplete_uploads.len()
+            );
+        }
+        [command, dir, rest @ ..] if command == "restore" => {
+            let repository = open(dir).await?;
+            let (source, dataset, _) = source(rest)?;
+            let target = match rest {
+                [_, _, target] => DatasetName::zfs(target)?,
+                _ => return Err("restore needs `zfs POOL/DATASET POOL/TARGET`".into()),
+            };
+            let catalog = read_catalog(&repository).await?;
+            let dataset_id = catalog
+                .dataset_named(dataset.as_str())
+                .ok_or_else(|| format!("no backups of {dataset} in this repository"))?;
+            let newest = catalog
+                .backups(dataset_id)
+                .last()
+                .ok_or("the dataset has no backups")?
+                .manifest
+                .backup_id;
+            let received = receive_readable_chain(
+                repository.clone(),
+                &catalog,
+                dataset_id,
+                newest,
+                source.as_ref(),
+                &target,
+                &NoProgress,
+            )
+            .await?;
+            for snapshot in received {
+                println!("received {target}@{}", snapshot.name);
+            }
+        }
+        _ => {
+            return Err("usage: backup_demo init|backup|catalog|restore REPO_DIR ... (see the source)".into())
+        }
+    }
+    Ok(())
+}

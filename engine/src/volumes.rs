@@ -567,7 +567,7 @@ impl DownloadState {
                     return Ok(None);
                 }
                 self.current =
-                    Some(open_volume(self.repository, self.manifest, self.next_index).await?);
+                    Some(open_volume(&self.repository, &self.manifest, self.next_index).await?);
                 self.next_index += 1;
             }
             let Some(volume) = self.current.as_mut() else {

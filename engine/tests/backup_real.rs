@@ -74,16 +74,26 @@ fn options(dataset: DatasetName) -> BackupOptions {
 fn committed(outcome: BackupOutcome) -> zib_engine::backup::CommittedBackup {
     match outcome {
         BackupOutcome::Committed(committed) => *committed,
-        BackupOutcome::UpToDate { decision } => panic!("expected a backup, got up to date: {}", decision.reason),
+        BackupOutcome::UpToDate { decision } => {
+            panic!("expected a backup, got up to date: {}", decision.reason)
+        }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
-    let Some(pool) = ZfsPool::create() else { return };
-    let Some(moto) = MotoServer::start().await else { return };
+    let Some(pool) = ZfsPool::create() else {
+        return;
+    };
+    let Some(moto) = MotoServer::start().await else {
+        return;
+    };
     let bucket = moto.create_bucket().await;
-    let backend: Arc<dyn StorageBackend> = Arc::new(S3Backend::connect(&s3_config(&moto, &bucket)).await.unwrap());
+    let backend: Arc<dyn StorageBackend> = Arc::new(
+        S3Backend::connect(&s3_config(&moto, &bucket))
+            .await
+            .unwrap(),
+    );
     let clock = FakeClock::new(SystemTime::now());
 
     let dataset = pool.create_dataset("family photos");
@@ -91,24 +101,63 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
     write_tree(&mountpoint, 1, Names::Ascii).unwrap();
     std::fs::write(mountpoint.join("marker.txt"), MARKER.repeat(100)).unwrap();
 
-    let (repository, _) = Repository::init(backend.clone(), "zib", &Passphrase::new(PASSPHRASE.into()), &fast_init(), &clock)
-        .await
-        .unwrap();
+    let (repository, _) = Repository::init(
+        backend.clone(),
+        "zib",
+        &Passphrase::new(PASSPHRASE.into()),
+        &fast_init(),
+        &clock,
+    )
+    .await
+    .unwrap();
     let repository = Arc::new(repository);
     let source = ZfsSource::new();
 
-    let first = committed(back_up(&repository, &source, &options(dataset.clone()), &clock, &NoProgress).await.unwrap());
+    let first = committed(
+        back_up(
+            &repository,
+            &source,
+            &options(dataset.clone()),
+            &clock,
+            &NoProgress,
+        )
+        .await
+        .unwrap(),
+    );
     assert_eq!(first.manifest.kind, BackupKind::Full);
-    assert!(first.manifest.volume_count >= 2, "{} volumes", first.manifest.volume_count);
+    assert!(
+        first.manifest.volume_count >= 2,
+        "{} volumes",
+        first.manifest.volume_count
+    );
     assert!(first.manifest.snapshot_created_by_zib);
-    assert!(first.protection.is_some(), "zfs-fuse supports holds: {:?}", first.warnings);
+    assert!(
+        first.protection.is_some(),
+        "zfs-fuse supports holds: {:?}",
+        first.warnings
+    );
 
     modify_tree(&mountpoint, 2).unwrap();
     clock.advance(Duration::from_secs(3600));
-    let second = committed(back_up(&repository, &source, &options(dataset.clone()), &clock, &NoProgress).await.unwrap());
+    let second = committed(
+        back_up(
+            &repository,
+            &source,
+            &options(dataset.clone()),
+            &clock,
+            &NoProgress,
+        )
+        .await
+        .unwrap(),
+    );
     match &second.manifest.kind {
-        BackupKind::Incremental { base_backup, .. } => assert_eq!(*base_backup, first.manifest.backup_id),
-        BackupKind::Full => panic!("the second backup should be incremental: {}", second.decision.reason),
+        BackupKind::Incremental { base_backup, .. } => {
+            assert_eq!(*base_backup, first.manifest.backup_id)
+        }
+        BackupKind::Full => panic!(
+            "the second backup should be incremental: {}",
+            second.decision.reason
+        ),
     }
     assert!(second.manifest.stream_len < first.manifest.stream_len);
     let expected = hash_tree(&mountpoint).unwrap();
@@ -118,7 +167,9 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
         &repository,
         &source,
         &BackupOptions {
-            snapshot: SnapshotChoice::Existing(SnapshotName::zfs(&second.manifest.snapshot_name).unwrap()),
+            snapshot: SnapshotChoice::Existing(
+                SnapshotName::zfs(&second.manifest.snapshot_name).unwrap(),
+            ),
             ..options(dataset.clone())
         },
         &clock,
@@ -130,9 +181,14 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
 
     // The catalog from the bucket alone (a fresh open: no local state).
     let reopened = Arc::new(
-        Repository::open(backend.clone(), "zib", &Passphrase::new(PASSPHRASE.into()), StorageClass::DeepArchive)
-            .await
-            .unwrap(),
+        Repository::open(
+            backend.clone(),
+            "zib",
+            &Passphrase::new(PASSPHRASE.into()),
+            StorageClass::DeepArchive,
+        )
+        .await
+        .unwrap(),
     );
     let catalog = read_catalog(&reopened).await.unwrap();
     let dataset_id = catalog.dataset_named(dataset.as_str()).unwrap();
@@ -140,7 +196,10 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
     assert_eq!(backups.len(), 2);
     assert_eq!(backups[0].manifest, first.manifest);
     assert_eq!(backups[1].manifest, second.manifest);
-    assert!(catalog.leftovers.orphan_volumes.is_empty() && catalog.leftovers.incomplete_uploads.is_empty());
+    assert!(
+        catalog.leftovers.orphan_volumes.is_empty()
+            && catalog.leftovers.incomplete_uploads.is_empty()
+    );
 
     // Every object but the README and the keyring is in Deep Archive; after a restore
     // request, none of their bytes shows the plaintext marker.
@@ -154,12 +213,24 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
         assert_eq!(entry.storage_class, StorageClass::DeepArchive, "{key}");
         let archived = backend.get(&entry.key, ByteRange::full()).await;
         assert!(
-            matches!(archived, Err(zib_storage_backend::Error::NotRestored { .. })),
+            matches!(
+                archived,
+                Err(zib_storage_backend::Error::NotRestored { .. })
+            ),
             "{key} must refuse reads before a restore"
         );
-        backend.request_restore(&entry.key, 1, RestoreTier::Bulk).await.unwrap();
-        let bytes = backend.get_bytes(&entry.key, ByteRange::full()).await.unwrap();
-        assert!(!bytes.windows(MARKER.len()).any(|w| w == MARKER), "{key} leaks plaintext");
+        backend
+            .request_restore(&entry.key, 1, RestoreTier::Bulk)
+            .await
+            .unwrap();
+        let bytes = backend
+            .get_bytes(&entry.key, ByteRange::full())
+            .await
+            .unwrap();
+        assert!(
+            !bytes.windows(MARKER.len()).any(|w| w == MARKER),
+            "{key} leaks plaintext"
+        );
     }
 
     // Receive the newest chain into a new dataset: identical files.
@@ -185,10 +256,16 @@ struct KilledSend(ZfsSource);
 
 #[async_trait]
 impl SnapshotSource for KilledSend {
-    async fn capabilities(&self, dataset: &DatasetName) -> zib_snapshot_source::Result<Capabilities> {
+    async fn capabilities(
+        &self,
+        dataset: &DatasetName,
+    ) -> zib_snapshot_source::Result<Capabilities> {
         self.0.capabilities(dataset).await
     }
-    async fn list_snapshots(&self, dataset: &DatasetName) -> zib_snapshot_source::Result<Vec<SnapshotInfo>> {
+    async fn list_snapshots(
+        &self,
+        dataset: &DatasetName,
+    ) -> zib_snapshot_source::Result<Vec<SnapshotInfo>> {
         self.0.list_snapshots(dataset).await
     }
     async fn create_snapshot(
@@ -199,10 +276,17 @@ impl SnapshotSource for KilledSend {
     ) -> zib_snapshot_source::Result<SnapshotInfo> {
         self.0.create_snapshot(dataset, snapshot, marker).await
     }
-    async fn destroy_snapshot(&self, dataset: &DatasetName, snapshot: &SnapshotName) -> zib_snapshot_source::Result<()> {
+    async fn destroy_snapshot(
+        &self,
+        dataset: &DatasetName,
+        snapshot: &SnapshotName,
+    ) -> zib_snapshot_source::Result<()> {
         self.0.destroy_snapshot(dataset, snapshot).await
     }
-    async fn estimate_send_size(&self, request: &SendRequest) -> zib_snapshot_source::Result<Option<u64>> {
+    async fn estimate_send_size(
+        &self,
+        request: &SendRequest,
+    ) -> zib_snapshot_source::Result<Option<u64>> {
         self.0.estimate_send_size(request).await
     }
     async fn send(&self, request: &SendRequest) -> zib_snapshot_source::Result<SendStream> {
@@ -211,14 +295,25 @@ impl SnapshotSource for KilledSend {
         // Wait for the first bytes, then kill the sender.
         let first = stream.next().await;
         assert!(matches!(first, Some(Ok(_))), "the send produced no bytes");
-        let status = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+        let status = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         Ok(stream)
     }
-    async fn receive(&self, target: &DatasetName, stream: ByteStream) -> zib_snapshot_source::Result<SnapshotInfo> {
+    async fn receive(
+        &self,
+        target: &DatasetName,
+        stream: ByteStream,
+    ) -> zib_snapshot_source::Result<SnapshotInfo> {
         self.0.receive(target, stream).await
     }
-    async fn protect(&self, dataset: &DatasetName, snapshot: &SnapshotName) -> zib_snapshot_source::Result<Protection> {
+    async fn protect(
+        &self,
+        dataset: &DatasetName,
+        snapshot: &SnapshotName,
+    ) -> zib_snapshot_source::Result<Protection> {
         self.0.protect(dataset, snapshot).await
     }
     async fn release(&self, protection: &Protection) -> zib_snapshot_source::Result<()> {
@@ -228,40 +323,90 @@ impl SnapshotSource for KilledSend {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_zfs_send_commits_nothing() {
-    let Some(pool) = ZfsPool::create() else { return };
-    let Some(moto) = MotoServer::start().await else { return };
+    let Some(pool) = ZfsPool::create() else {
+        return;
+    };
+    let Some(moto) = MotoServer::start().await else {
+        return;
+    };
     let bucket = moto.create_bucket().await;
-    let backend: Arc<dyn StorageBackend> = Arc::new(S3Backend::connect(&s3_config(&moto, &bucket)).await.unwrap());
+    let backend: Arc<dyn StorageBackend> = Arc::new(
+        S3Backend::connect(&s3_config(&moto, &bucket))
+            .await
+            .unwrap(),
+    );
     let clock = FakeClock::new(SystemTime::now());
     let dataset = pool.create_dataset("photos");
     write_tree(&pool.mountpoint(&dataset), 3, Names::Ascii).unwrap();
-    let (repository, _) = Repository::init(backend.clone(), "", &Passphrase::new(PASSPHRASE.into()), &fast_init(), &clock)
-        .await
-        .unwrap();
+    let (repository, _) = Repository::init(
+        backend.clone(),
+        "",
+        &Passphrase::new(PASSPHRASE.into()),
+        &fast_init(),
+        &clock,
+    )
+    .await
+    .unwrap();
 
-    let result = back_up(&repository, &KilledSend(ZfsSource::new()), &options(dataset), &clock, &NoProgress).await;
+    let result = back_up(
+        &repository,
+        &KilledSend(ZfsSource::new()),
+        &options(dataset),
+        &clock,
+        &NoProgress,
+    )
+    .await;
     let error = result.expect_err("a killed send must fail the backup");
     assert!(matches!(error, Error::Source(_)), "{error}");
 
     let catalog = read_catalog(&repository).await.unwrap();
     assert!(catalog.datasets.is_empty(), "nothing may be committed");
-    assert!(catalog.leftovers.orphan_volumes.is_empty(), "{:?}", catalog.leftovers);
-    assert!(catalog.leftovers.incomplete_uploads.is_empty(), "{:?}", catalog.leftovers);
+    assert!(
+        catalog.leftovers.orphan_volumes.is_empty(),
+        "{:?}",
+        catalog.leftovers
+    );
+    assert!(
+        catalog.leftovers.incomplete_uploads.is_empty(),
+        "{:?}",
+        catalog.leftovers
+    );
     assert!(backend.list_all("manifests/").await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn wrong_passphrase_and_unreachable_bucket_are_clear_errors() {
-    let Some(moto) = MotoServer::start().await else { return };
+    let Some(moto) = MotoServer::start().await else {
+        return;
+    };
     let bucket = moto.create_bucket().await;
-    let backend: Arc<dyn StorageBackend> = Arc::new(S3Backend::connect(&s3_config(&moto, &bucket)).await.unwrap());
+    let backend: Arc<dyn StorageBackend> = Arc::new(
+        S3Backend::connect(&s3_config(&moto, &bucket))
+            .await
+            .unwrap(),
+    );
     let clock = FakeClock::new(SystemTime::now());
-    Repository::init(backend.clone(), "", &Passphrase::new(PASSPHRASE.into()), &fast_init(), &clock)
-        .await
-        .unwrap();
-    let wrong = Repository::open(backend.clone(), "", &Passphrase::new("not it".into()), StorageClass::DeepArchive).await;
+    Repository::init(
+        backend.clone(),
+        "",
+        &Passphrase::new(PASSPHRASE.into()),
+        &fast_init(),
+        &clock,
+    )
+    .await
+    .unwrap();
+    let wrong = Repository::open(
+        backend.clone(),
+        "",
+        &Passphrase::new("not it".into()),
+        StorageClass::DeepArchive,
+    )
+    .await;
     let error = wrong.expect_err("wrong passphrase");
-    assert!(matches!(error, Error::Crypto(zib_crypto::Error::WrongPassphrase)), "{error}");
+    assert!(
+        matches!(error, Error::Crypto(zib_crypto::Error::WrongPassphrase)),
+        "{error}"
+    );
     assert!(error.to_string().contains("wrong passphrase"), "{error}");
 
     // Nothing listens on this port.
@@ -269,11 +414,22 @@ async fn wrong_passphrase_and_unreachable_bucket_are_clear_errors() {
     let mut config = s3_config(&moto, &bucket);
     config.endpoint_url = Some(format!("http://127.0.0.1:{closed}"));
     let unreachable: Arc<dyn StorageBackend> = Arc::new(S3Backend::connect(&config).await.unwrap());
-    let error = Repository::open(unreachable, "", &Passphrase::new(PASSPHRASE.into()), StorageClass::DeepArchive)
-        .await
-        .expect_err("nothing listens there");
+    let error = Repository::open(
+        unreachable,
+        "",
+        &Passphrase::new(PASSPHRASE.into()),
+        StorageClass::DeepArchive,
+    )
+    .await
+    .expect_err("nothing listens there");
     assert!(matches!(error, Error::Storage(_)), "{error}");
     let text = error.to_string();
-    assert!(!text.contains(PASSPHRASE), "errors never carry secrets: {text}");
-    assert!(text.contains("127.0.0.1") || text.to_lowercase().contains("connect"), "the error says what failed: {text}");
+    assert!(
+        !text.contains(PASSPHRASE),
+        "errors never carry secrets: {text}"
+    );
+    assert!(
+        text.contains("127.0.0.1") || text.to_lowercase().contains("connect"),
+        "the error says what failed: {text}"
+    );
 }

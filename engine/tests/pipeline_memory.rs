@@ -262,8 +262,9 @@ async fn a_stream_round_trips_through_archived_volumes() {
     }
 
     // Archived volumes refuse reads until restored and thawed.
-    let early: Result<Vec<Bytes>, Error> =
-        download_stream(repository.clone(), manifest.clone()).try_collect().await;
+    let early: Result<Vec<Bytes>, Error> = download_stream(repository.clone(), manifest.clone())
+        .try_collect()
+        .await;
     assert!(
         matches!(
             early,
@@ -365,7 +366,9 @@ async fn swapped_or_replaced_volumes_fail_loudly() {
             .await
             .unwrap();
     }
-    let items: Vec<Result<Bytes, Error>> = download_stream(repository.clone(), manifest.clone()).collect().await;
+    let items: Vec<Result<Bytes, Error>> = download_stream(repository.clone(), manifest.clone())
+        .collect()
+        .await;
     let error = items
         .into_iter()
         .find_map(Result::err)

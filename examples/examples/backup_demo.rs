@@ -116,7 +116,15 @@ async fn run(args: &[String]) -> DemoResult<()> {
                 policy: zib_planner::Policy::default(),
                 prices: zib_planner::PriceTable::default(),
             };
-            match back_up(&repository, source.as_ref(), &options, &SystemClock, &NoProgress).await? {
+            match back_up(
+                &repository,
+                source.as_ref(),
+                &options,
+                &SystemClock,
+                &NoProgress,
+            )
+            .await?
+            {
                 BackupOutcome::UpToDate { decision } => println!("up to date: {}", decision.reason),
                 BackupOutcome::Committed(committed) => {
                     let manifest = &committed.manifest;
@@ -150,7 +158,9 @@ async fn run(args: &[String]) -> DemoResult<()> {
                     let manifest = &backup.manifest;
                     let kind = match &manifest.kind {
                         BackupKind::Full => "full".to_owned(),
-                        BackupKind::Incremental { base_backup, .. } => format!("incremental on {base_backup}"),
+                        BackupKind::Incremental { base_backup, .. } => {
+                            format!("incremental on {base_backup}")
+                        }
                     };
                     println!(
                         "  {} {}@{} {kind}: {} stream bytes, {} volume(s), {} bytes stored",
@@ -202,7 +212,10 @@ async fn run(args: &[String]) -> DemoResult<()> {
             }
         }
         _ => {
-            return Err("usage: backup_demo init|backup|catalog|restore REPO_DIR ... (see the source)".into())
+            return Err(
+                "usage: backup_demo init|backup|catalog|restore REPO_DIR ... (see the source)"
+                    .into(),
+            )
         }
     }
     Ok(())

@@ -156,13 +156,23 @@ pub async fn back_up(
             .collect(),
     )
     .map_err(|error| Error::InvalidInput(format!("the catalog is inconsistent: {error}")))?;
+    // The planner orders snapshots by creation time, which has one-second resolution;
+    // the source lists them in true creation order (createtxg / generation). Times are
+    // made strictly increasing along that order so two snapshots taken within one second
+    // keep their order.
+    let mut previous_created = i64::MIN;
     let local_for_planner: Vec<LocalSnapshot> = local
         .iter()
         .filter_map(|snapshot| {
+            let created = snapshot
+                .created_at
+                .unix_timestamp()
+                .max(previous_created.saturating_add(1));
+            previous_created = created;
             Some(LocalSnapshot {
                 id: SnapshotId(lineage(&record_identity(snapshot).ok()?)),
                 name: format!("{}@{}", options.dataset, snapshot.name),
-                created: UnixTime(snapshot.created_at.unix_timestamp()),
+                created: UnixTime(created),
                 full_bytes: None,
                 incremental: None,
             })

@@ -556,8 +556,15 @@ impl StorageBackend for S3Backend {
                 let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
                     continue;
                 };
+                let Ok(key) = ObjectKey::new(key) else {
+                    tracing::warn!(
+                        key,
+                        "skipping an upload whose key is not a valid object key"
+                    );
+                    continue;
+                };
                 uploads.push(MultipartUploadInfo {
-                    key: ObjectKey::new(key)?,
+                    key,
                     upload_id: UploadId::new(id),
                     initiated: to_system_time(upload.initiated()),
                 });
@@ -629,9 +636,18 @@ impl StorageBackend for S3Backend {
                 .map_err(|e| self.error(Operation::List, prefix, e))?;
             let mut page = Vec::with_capacity(output.contents().len());
             for object in output.contents() {
-                let Some(key) = object.key() else { continue };
+                let Some(name) = object.key() else { continue };
+                // A key another tool wrote that zib could not have written (say `a//b`)
+                // must not make the whole bucket unlistable.
+                let Ok(key) = ObjectKey::new(name) else {
+                    tracing::warn!(
+                        key = name,
+                        "skipping a listed key that is not a valid object key"
+                    );
+                    continue;
+                };
                 page.push(ListEntry {
-                    key: ObjectKey::new(key)?,
+                    key,
                     size: object
                         .size()
                         .and_then(|n| u64::try_from(n).ok())

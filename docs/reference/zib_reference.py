@@ -12,6 +12,14 @@ Usage:
       fails; in that case discard everything written.
   zib_reference.py record KEYRING_FILE RECORD_TYPE REPOSITORY_ID OBJECT_KEY SEALED_TEXT
       Opens a sealed metadata record and writes its plaintext to standard output.
+  zib_reference.py catalog REPOSITORY_DIR
+      Lists the committed backups of a local-directory repository, one per line:
+      backup id, dataset id, kind (full, or incremental:BASE_ID), dataset@snapshot.
+  zib_reference.py stream REPOSITORY_DIR BACKUP_ID
+      Writes one backup's send stream (its volumes decrypted, in order) to standard
+      output, for `zfs receive` or `btrfs receive`, and checks the lengths and hashes
+      the manifest records. Restore a chain by streaming its full backup first, then
+      each incremental in order. Exits non-zero if any check fails; discard the receive.
 
 Ids are given in hex. The passphrase is read from the file named by the environment
 variable ZIB_PASSPHRASE_FILE (its whole contents, minus one trailing newline), or else
@@ -223,6 +231,137 @@ def open_record(key_id, data_key, record_type, repository_id, object_key, sealed
         raise CorruptRecord("authentication failed (altered, or not this object's record)") from None
 
 
+# ---------------------------------------------------------------- on-bucket layout
+
+class CorruptObject(ZibError):
+    pass
+
+
+def read_local_object(root, key):
+    """Bytes and metadata of an object of a local-directory repository
+    ("Local-directory repositories" in FORMAT.md)."""
+    import json
+    with open(os.path.join(root, "objects", *key.split("/")), "rb") as f:
+        data = f.read()
+    if data[:8] != b"ZIBLOCL1" or len(data) < 12:
+        raise CorruptObject("%s: not a local-directory object" % key)
+    (hlen,) = struct.unpack("<I", data[8:12])
+    header = json.loads(data[12:12 + hlen].decode("utf-8"))
+    return data[12 + hlen:], header["metadata"]
+
+
+class _Reader:
+    def __init__(self, data, what):
+        self.data, self.pos, self.what = data, 0, what
+
+    def take(self, n):
+        if self.pos + n > len(self.data):
+            raise CorruptRecord("%s ends early" % self.what)
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def u(self, fmt):
+        return struct.unpack("<" + fmt, self.take(struct.calcsize(fmt)))[0]
+
+    def name(self):
+        return self.take(self.u("H")).decode("utf-8")
+
+    def identity(self):
+        tag = self.u("B")
+        if tag == 1:
+            return "zfs-guid:%d" % self.u("Q")
+        if tag == 2:
+            return "btrfs-uuid:" + self.take(16).hex()
+        raise CorruptRecord("%s: unknown identity tag %d" % (self.what, tag))
+
+
+def parse_manifest(plain, what):
+    """The manifest record of FORMAT.md, "Manifest record"."""
+    r = _Reader(plain, what)
+    if r.u("B") != 1:
+        raise UnsupportedVersion("%s: manifest record version" % what)
+    m = {"source": r.u("B"), "kind": r.u("B"), "flags": r.u("B"), "send_flags": r.u("I")}
+    m["dataset_id"] = r.take(16).hex()
+    m["backup_id"] = r.take(16).hex()
+    m["snapshot_created_at"] = r.u("q")
+    m["committed_at"] = r.u("q")
+    m["stream_len"] = r.u("Q")
+    m["stream_sha256"] = r.take(32)
+    m["stored_len"] = r.u("Q")
+    m["volume_count"] = r.u("I")
+    m["volume_plaintext_len"] = r.u("Q")
+    m["volume_list_sha256"] = r.take(32)
+    m["dataset_name"] = r.name()
+    m["snapshot_name"] = r.name()
+    m["identity"] = r.identity()
+    m["base_backup_id"] = None
+    if m["kind"] == 1:
+        m["base_backup_id"] = r.take(16).hex()
+        m["base_snapshot_name"] = r.name()
+        m["base_identity"] = r.identity()
+    elif m["kind"] != 0:
+        raise CorruptRecord("%s: unknown kind %d" % (what, m["kind"]))
+    if r.pos != len(plain):
+        raise CorruptRecord("%s: trailing bytes" % what)
+    return m
+
+
+def local_catalog(root, key_id, data_key):
+    """Every committed backup: the manifests, opened and parsed."""
+    keyring_bytes, keyring_meta = read_local_object(root, "keyring")
+    repository_id = bytes.fromhex(keyring_meta["zib-repository"])
+    manifests = []
+    base = os.path.join(root, "objects", "manifests")
+    for dataset_id in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        for backup_id in sorted(os.listdir(os.path.join(base, dataset_id))):
+            key = "manifests/%s/%s" % (dataset_id, backup_id)
+            _, meta = read_local_object(root, key)
+            if meta.get("zib-format") != "1" or meta.get("zib-kind") != "manifest":
+                raise CorruptObject("%s: not a format 1 manifest" % key)
+            plain = open_record(key_id, data_key, "manifest", repository_id, key, meta["zib-record"])
+            m = parse_manifest(plain, key)
+            if (m["dataset_id"], m["backup_id"]) != (dataset_id, backup_id):
+                raise CorruptObject("%s: record names another backup" % key)
+            manifests.append(m)
+    return repository_id, manifests
+
+
+def local_stream(root, key_id, data_key, backup_id, write):
+    """Decrypts one backup's volumes in order into `write`, verifying the manifest."""
+    repository_id, manifests = local_catalog(root, key_id, data_key)
+    found = [m for m in manifests if m["backup_id"] == backup_id]
+    if not found:
+        raise CorruptObject("no committed backup %s" % backup_id)
+    m = found[0]
+    stream_hash = hashlib.sha256()
+    list_hash = hashlib.sha256()
+    total = 0
+    for index in range(m["volume_count"]):
+        key = "volumes/%s/%s/%08d" % (m["dataset_id"], backup_id, index)
+        data, _ = read_local_object(root, key)
+        pos = [0]
+
+        def read(n, data=data, pos=pos):
+            out = data[pos[0]:pos[0] + n]
+            pos[0] += len(out)
+            return out
+
+        volume_hash = hashlib.sha256()
+        plain_len = 0
+        for chunk in decrypt_volume(read, key_id, data_key, repository_id, bytes.fromhex(backup_id), index):
+            volume_hash.update(chunk)
+            stream_hash.update(chunk)
+            plain_len += len(chunk)
+            write(chunk)
+        total += plain_len
+        list_hash.update(struct.pack("<IQQ", index, plain_len, len(data)) + volume_hash.digest())
+    if list_hash.digest() != m["volume_list_sha256"]:
+        raise CorruptObject("backup %s: the volumes differ from the manifest's volume list" % backup_id)
+    if total != m["stream_len"] or stream_hash.digest() != m["stream_sha256"]:
+        raise CorruptObject("backup %s: the stream differs from the manifest" % backup_id)
+
+
 # ---------------------------------------------------------------- command line
 
 def _passphrase():
@@ -235,12 +374,15 @@ def _passphrase():
 
 
 def main(argv):
-    if len(argv) < 3 or argv[1] not in ("keyring", "volume", "record"):
+    if len(argv) < 3 or argv[1] not in ("keyring", "volume", "record", "catalog", "stream"):
         sys.stderr.write(__doc__)
         return 2
-    with open(argv[2], "rb") as f:
-        keyring = f.read()
     try:
+        if argv[1] in ("catalog", "stream"):
+            keyring, _ = read_local_object(argv[2], "keyring")
+        else:
+            with open(argv[2], "rb") as f:
+                keyring = f.read()
         key_id, data_key = open_keyring(keyring, _passphrase())
         if argv[1] == "keyring" and len(argv) == 3:
             print("keyring opens; key id %s" % key_id.hex())
@@ -250,6 +392,14 @@ def main(argv):
             with open(argv[3], "rb") as f:
                 for chunk in decrypt_volume(f.read, key_id, data_key, repository_id, backup_id, int(argv[6])):
                     sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+        elif argv[1] == "catalog" and len(argv) == 3:
+            _, manifests = local_catalog(argv[2], key_id, data_key)
+            for m in sorted(manifests, key=lambda m: m["committed_at"]):
+                kind = "full" if m["kind"] == 0 else "incremental:" + m["base_backup_id"]
+                print("%s %s %s %s@%s" % (m["backup_id"], m["dataset_id"], kind, m["dataset_name"], m["snapshot_name"]))
+        elif argv[1] == "stream" and len(argv) == 4:
+            local_stream(argv[2], key_id, data_key, argv[3], sys.stdout.buffer.write)
             sys.stdout.buffer.flush()
         elif argv[1] == "record" and len(argv) == 7:
             plain = open_record(key_id, data_key, argv[3], bytes.fromhex(argv[4]), argv[5], argv[6])

@@ -86,6 +86,12 @@ for _ in $(seq 1 50); do
     sleep 0.2
 done
 zpool list >/dev/null 2>&1 || fail "the zfs-fuse daemon did not come up (zpool list fails)"
+# Pools left by an interrupted earlier run (test fixtures are named zibt-*, the demo's
+# zibdemo*): their backing files are gone with their temporary directories.
+for stale in $(zpool list -H -o name 2>/dev/null | grep -E '^(zibt-|zibdemo)' || true); do
+    echo "destroying stale test pool $stale"
+    zpool destroy -f "$stale" || true
+done
 
 # Loop devices back the BTRFS fixtures.
 [ -e /dev/loop-control ] || modprobe loop 2>/dev/null || true

@@ -106,20 +106,21 @@ if [ "${ZIB_SKIP_LINT:-0}" != 1 ]; then
     cargo clippy --workspace --all-targets --locked -- -D warnings
 fi
 
-step "cargo nextest (the whole test suite, real components required)"
-if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --locked --no-fail-fast
-else
-    echo "cargo-nextest is not installed; falling back to cargo test"
-    cargo test --workspace --locked --no-fail-fast
-fi
-
 step "doc tests"
 cargo test --workspace --doc --locked
 
 if [ -f docs/reference/check_vectors.py ]; then
     step "reference decoder over the format test vectors"
     "$ZIB_PYTHON" docs/reference/check_vectors.py
+fi
+
+# The whole suite last, so its summary is the run's closing line.
+step "cargo nextest (the whole test suite, real components required)"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --no-fail-fast
+else
+    echo "cargo-nextest is not installed; falling back to cargo test"
+    cargo test --workspace --locked --no-fail-fast
 fi
 
 if [ "${ZIB_TEST_OPENZFS_VM:-0}" = 1 ]; then

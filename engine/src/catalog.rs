@@ -8,7 +8,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::TryStreamExt;
-use zib_storage_backend::StorageBackendExt;
+use std::time::{Duration, SystemTime};
+
+use zib_storage_backend::{ObjectKey, StorageBackendExt, UploadId};
+
+use crate::clock::Clock;
 
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, DatasetId};
@@ -26,13 +30,35 @@ pub struct CatalogBackup {
     pub volume_sizes: Vec<u64>,
 }
 
+/// A volume object whose backup has no manifest: a backup that never committed, or
+/// one another host is uploading right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrphanVolume {
+    /// The object's backend key.
+    pub key: ObjectKey,
+    /// When it was written.
+    pub written: SystemTime,
+}
+
+/// A multipart upload that was never completed or aborted (its parts are billed at
+/// S3 Standard rates while it waits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncompleteUpload {
+    /// The key it uploads to.
+    pub key: ObjectKey,
+    /// Its upload id.
+    pub upload_id: UploadId,
+    /// When it was started.
+    pub initiated: SystemTime,
+}
+
 /// Objects that belong to no committed backup.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Leftovers {
-    /// Volume objects whose backup has no manifest (a backup that never committed).
-    pub orphan_volumes: Vec<String>,
-    /// Incomplete multipart uploads under the repository (key, upload id).
-    pub incomplete_uploads: Vec<(String, String)>,
+    /// Volume objects whose backup has no manifest.
+    pub orphan_volumes: Vec<OrphanVolume>,
+    /// Incomplete multipart uploads under the repository.
+    pub incomplete_uploads: Vec<IncompleteUpload>,
 }
 
 /// Every committed backup in the repository, grouped by dataset, oldest first.
@@ -114,7 +140,7 @@ pub async fn read_catalog(repository: &Repository) -> Result<Catalog> {
 
     // Volume sizes from one listing of volumes/.
     let mut volume_sizes: BTreeMap<(DatasetId, BackupId), BTreeMap<u32, u64>> = BTreeMap::new();
-    let mut volume_keys: BTreeMap<(DatasetId, BackupId), Vec<String>> = BTreeMap::new();
+    let mut volume_keys: BTreeMap<(DatasetId, BackupId), Vec<OrphanVolume>> = BTreeMap::new();
     let volumes_listing = format!("{prefix}{}", volumes_prefix());
     let mut listing = backend.list(&volumes_listing);
     while let Some(entry) = listing.try_next().await? {
@@ -134,7 +160,10 @@ pub async fn read_catalog(repository: &Repository) -> Result<Catalog> {
             volume_keys
                 .entry((dataset, backup))
                 .or_default()
-                .push(entry.key.as_str().to_owned());
+                .push(OrphanVolume {
+                    key: entry.key.clone(),
+                    written: entry.last_modified,
+                });
         }
     }
     drop(listing);
@@ -186,10 +215,85 @@ pub async fn read_catalog(repository: &Repository) -> Result<Catalog> {
         }
     }
     for upload in backend.list_multipart_uploads(prefix).await? {
-        catalog.leftovers.incomplete_uploads.push((
-            upload.key.as_str().to_owned(),
-            upload.upload_id.as_str().to_owned(),
-        ));
+        catalog.leftovers.incomplete_uploads.push(IncompleteUpload {
+            key: upload.key,
+            upload_id: upload.upload_id,
+            initiated: upload.initiated,
+        });
     }
     Ok(catalog)
+}
+
+/// What [`clean_up`] may remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupOptions {
+    /// Leftovers younger than this are kept: they may belong to a backup another host is
+    /// running right now (default 7 days, longer than any single volume upload).
+    pub min_age: Duration,
+}
+
+impl Default for CleanupOptions {
+    fn default() -> Self {
+        Self {
+            min_age: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// What [`clean_up`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    /// Orphan volumes deleted.
+    pub deleted_volumes: Vec<ObjectKey>,
+    /// Incomplete uploads aborted.
+    pub aborted_uploads: Vec<ObjectKey>,
+    /// Leftovers kept because they are younger than the minimum age.
+    pub kept_recent: usize,
+}
+
+/// Removes leftovers older than `options.min_age`: volumes of backups that never
+/// committed, and incomplete multipart uploads. Committed backups are never touched
+/// (their volumes have a manifest).
+///
+/// # Errors
+///
+/// Storage errors; what was removed before the error stays removed (each step is
+/// idempotent, so running again finishes the job).
+pub async fn clean_up(
+    repository: &Repository,
+    clock: &dyn Clock,
+    options: &CleanupOptions,
+) -> Result<CleanupReport> {
+    let catalog = read_catalog(repository).await?;
+    let now = clock.now();
+    let old_enough = |since: SystemTime| {
+        now.duration_since(since)
+            .is_ok_and(|age| age >= options.min_age)
+    };
+    let mut report = CleanupReport::default();
+    for upload in catalog.leftovers.incomplete_uploads {
+        if !old_enough(upload.initiated) {
+            report.kept_recent += 1;
+            continue;
+        }
+        match repository
+            .backend()
+            .abort_multipart(&upload.key, &upload.upload_id)
+            .await
+        {
+            // Gone meanwhile (completed or aborted by its owner): nothing to do.
+            Ok(()) | Err(zib_storage_backend::Error::NoSuchUpload { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+        report.aborted_uploads.push(upload.key);
+    }
+    for volume in catalog.leftovers.orphan_volumes {
+        if !old_enough(volume.written) {
+            report.kept_recent += 1;
+            continue;
+        }
+        repository.backend().delete(&volume.key).await?;
+        report.deleted_volumes.push(volume.key);
+    }
+    Ok(report)
 }

@@ -11,10 +11,11 @@
 //!   with bounded memory, and read back verified;
 //! - [`backup`]: the backup pipeline (planner decision, snapshot, send, upload, manifest
 //!   commit, base protection);
-//! - [`catalog`]: the catalog from LIST and HEAD requests alone;
+//! - [`catalog`]: the catalog from LIST and HEAD requests alone, and the clean-up of
+//!   leftovers older than a threshold (never another host's live backup);
 //! - [`restore`]: receiving a chain from readable objects.
 //!
-//! Not yet here: the crash-safe resume journal, clean-up of leftovers, consolidation and
+//! Not yet here: the crash-safe resume journal and per-dataset lock, consolidation and
 //! pruning execution, and the scheduled multi-month restore from Deep Archive.
 //!
 //! This crate never prints, prompts or parses flags: that is the CLI's job. Time comes

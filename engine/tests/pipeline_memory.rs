@@ -445,3 +445,90 @@ async fn an_empty_stream_is_one_empty_volume() {
         "header plus an empty last segment"
     );
 }
+
+#[tokio::test]
+async fn clean_up_removes_only_old_leftovers_and_never_committed_backups() {
+    use zib_engine::catalog::{clean_up, CleanupOptions};
+
+    let (backend, clock, repository) = new_repository().await;
+    let dataset = DatasetId::from_bytes([1; 16]);
+    let shape = shape();
+
+    // A committed backup.
+    let committed_id = BackupId::from_bytes([6; 16]);
+    let plaintext = sample_stream_bytes(7 * MIB);
+    let uploaded = upload_stream(
+        &repository,
+        dataset,
+        committed_id,
+        stream::iter(chunks(&plaintext, MIB)),
+        &shape,
+        &NoProgress,
+        None,
+    )
+    .await
+    .unwrap();
+    commit_manifest(
+        &repository,
+        &manifest_for(dataset, committed_id, &uploaded, &shape),
+    )
+    .await
+    .unwrap();
+
+    // Leftovers: the volumes of a backup that never committed, and an upload never
+    // completed.
+    let orphan_id = BackupId::from_bytes([7; 16]);
+    upload_stream(
+        &repository,
+        dataset,
+        orphan_id,
+        stream::iter(chunks(&plaintext, MIB)),
+        &shape,
+        &NoProgress,
+        None,
+    )
+    .await
+    .unwrap();
+    let stray = repository
+        .key(&ObjectRole::Volume {
+            dataset,
+            backup: BackupId::from_bytes([8; 16]),
+            index: 0,
+        })
+        .unwrap();
+    let upload = backend
+        .create_multipart(&stray, &WriteOptions::new(StorageClass::DeepArchive))
+        .await
+        .unwrap();
+    backend
+        .upload_part(&stray, &upload, 1, Bytes::from(vec![0u8; 5 * MIB]))
+        .await
+        .unwrap();
+    let catalog = read_catalog(&repository).await.unwrap();
+    assert_eq!(catalog.leftovers.orphan_volumes.len(), 2);
+    assert_eq!(catalog.leftovers.incomplete_uploads.len(), 1);
+
+    // Young leftovers may be another host's backup in progress: kept.
+    let report = clean_up(&repository, clock.as_ref(), &CleanupOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.kept_recent, 3);
+    assert!(report.deleted_volumes.is_empty() && report.aborted_uploads.is_empty());
+
+    clock.advance(Duration::from_secs(8 * 24 * 3600));
+    let report = clean_up(&repository, clock.as_ref(), &CleanupOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.deleted_volumes.len(), 2);
+    assert_eq!(report.aborted_uploads, vec![stray]);
+    let catalog = read_catalog(&repository).await.unwrap();
+    assert!(catalog.leftovers.orphan_volumes.is_empty());
+    assert!(catalog.leftovers.incomplete_uploads.is_empty());
+    // The committed backup is whole.
+    let backups = catalog.backups(dataset);
+    assert_eq!(backups.len(), 1);
+    assert_eq!(
+        backups[0].volume_sizes.len() as u32,
+        backups[0].manifest.volume_count
+    );
+}

@@ -5,24 +5,27 @@
 // Test support: a panic with a message is how a check or a set-up step reports failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use zib_crypto::{KdfParams, Passphrase};
-use zib_engine::backup::{back_up, BackupOptions, BackupOutcome, SnapshotChoice};
+use zib_crypto::Passphrase;
+use zib_engine::backup::{back_up, BackupOutcome};
 use zib_engine::catalog::read_catalog;
 use zib_engine::clock::FakeClock;
 use zib_engine::progress::NoProgress;
 use zib_engine::records::{BackupKind, SourceKind};
-use zib_engine::repository::{InitOptions, Repository};
+use zib_engine::repository::Repository;
 use zib_engine::restore::receive_readable_chain;
-use zib_engine::volumes::VolumeShape;
 use zib_snapshot_source::btrfs::BtrfsSource;
-use zib_snapshot_source::{DatasetName, SendFlags};
+use zib_snapshot_source::DatasetName;
 use zib_storage_backend::local_dir::LocalDirBackend;
-use zib_storage_backend::{StorageBackendExt, StorageClass};
+use zib_storage_backend::StorageBackendExt;
 use zib_test_utils::btrfs::BtrfsFs;
 use zib_test_utils::data::{hash_tree, modify_tree, write_tree, Names};
+
+use common::{backup_options, fast_init};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn btrfs_full_then_incremental_into_a_local_directory() {
@@ -35,10 +38,7 @@ async fn btrfs_full_then_incremental_into_a_local_directory() {
         backend.clone(),
         "",
         &Passphrase::new("photos of the grandchildren".into()),
-        &InitOptions {
-            archive_class: StorageClass::DeepArchive,
-            kdf: KdfParams::new(10, 8, 1).unwrap(),
-        },
+        &fast_init(),
         &clock,
     )
     .await
@@ -50,19 +50,7 @@ async fn btrfs_full_then_incremental_into_a_local_directory() {
     let snapshot_dir = fs.mount_point().join("zib snapshots");
     std::fs::create_dir(&snapshot_dir).unwrap();
     let source = BtrfsSource::new(&snapshot_dir);
-    let options = BackupOptions {
-        dataset: DatasetName::path(&subvolume).unwrap(),
-        snapshot: SnapshotChoice::Create,
-        source_kind: SourceKind::Btrfs,
-        send_flags: SendFlags::NONE,
-        shape: VolumeShape {
-            volume_plaintext_len: 1 << 20,
-            part_len: 5 << 20,
-            parts_in_flight: 2,
-        },
-        policy: zib_planner::Policy::default(),
-        prices: zib_planner::PriceTable::default(),
-    };
+    let options = backup_options(DatasetName::path(&subvolume).unwrap(), SourceKind::Btrfs);
 
     let mut manifests = Vec::new();
     for round in 0..2 {

@@ -5,27 +5,28 @@
 // Test support: a panic with a message is how a check or a set-up step reports failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use zib_crypto::{KdfParams, Passphrase};
+use zib_crypto::Passphrase;
 use zib_engine::backup::{back_up, BackupOptions, BackupOutcome, SnapshotChoice};
 use zib_engine::catalog::read_catalog;
 use zib_engine::clock::FakeClock;
 use zib_engine::progress::NoProgress;
 use zib_engine::records::{BackupKind, SourceKind};
-use zib_engine::repository::{InitOptions, Repository};
+use zib_engine::repository::Repository;
 use zib_engine::restore::receive_readable_chain;
-use zib_engine::volumes::VolumeShape;
 use zib_engine::Error;
 use zib_snapshot_source::zfs::ZfsSource;
 use zib_snapshot_source::{
-    ByteStream, Capabilities, DatasetName, Protection, SendFlags, SendRequest, SendStream,
-    SnapshotInfo, SnapshotName, SnapshotSource,
+    ByteStream, Capabilities, DatasetName, Protection, SendRequest, SendStream, SnapshotInfo,
+    SnapshotName, SnapshotSource,
 };
-use zib_storage_backend::s3::{S3Backend, S3Config, StaticCredentials};
+use zib_storage_backend::s3::S3Backend;
 use zib_storage_backend::{
     ByteRange, RestoreTier, StorageBackend, StorageBackendExt, StorageClass,
 };
@@ -33,42 +34,13 @@ use zib_test_utils::data::{hash_tree, modify_tree, write_tree, Names};
 use zib_test_utils::moto::MotoServer;
 use zib_test_utils::zfs::ZfsPool;
 
+use common::{backup_options, fast_init, s3_config, s3_on_moto};
+
 const MARKER: &[u8] = b"ZIB-PLAINTEXT-MARKER-7f3a9c";
 const PASSPHRASE: &str = "a long family passphrase";
 
-fn s3_config(moto: &MotoServer, bucket: &str) -> S3Config {
-    let mut config = S3Config::new(bucket);
-    config.region = Some("us-east-1".to_owned());
-    config.endpoint_url = Some(moto.endpoint());
-    config.credentials = Some(StaticCredentials {
-        access_key_id: "test".to_owned(),
-        secret_access_key: "test".to_owned(),
-    });
-    config
-}
-
-fn fast_init() -> InitOptions {
-    InitOptions {
-        archive_class: StorageClass::DeepArchive,
-        kdf: KdfParams::new(10, 8, 1).unwrap(),
-    }
-}
-
 fn options(dataset: DatasetName) -> BackupOptions {
-    BackupOptions {
-        dataset,
-        snapshot: SnapshotChoice::Create,
-        source_kind: SourceKind::Zfs,
-        send_flags: SendFlags::NONE,
-        // Small volumes so a few MiB of data span several of them.
-        shape: VolumeShape {
-            volume_plaintext_len: 1 << 20,
-            part_len: 5 << 20,
-            parts_in_flight: 2,
-        },
-        policy: zib_planner::Policy::default(),
-        prices: zib_planner::PriceTable::default(),
-    }
+    backup_options(dataset, SourceKind::Zfs)
 }
 
 fn committed(outcome: BackupOutcome) -> zib_engine::backup::CommittedBackup {
@@ -88,12 +60,7 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
     let Some(moto) = MotoServer::start().await else {
         return;
     };
-    let bucket = moto.create_bucket().await;
-    let backend: Arc<dyn StorageBackend> = Arc::new(
-        S3Backend::connect(&s3_config(&moto, &bucket))
-            .await
-            .unwrap(),
-    );
+    let (_, backend) = s3_on_moto(&moto).await;
     let clock = FakeClock::new(SystemTime::now());
 
     let dataset = pool.create_dataset("family photos");
@@ -329,12 +296,7 @@ async fn a_killed_zfs_send_commits_nothing() {
     let Some(moto) = MotoServer::start().await else {
         return;
     };
-    let bucket = moto.create_bucket().await;
-    let backend: Arc<dyn StorageBackend> = Arc::new(
-        S3Backend::connect(&s3_config(&moto, &bucket))
-            .await
-            .unwrap(),
-    );
+    let (_, backend) = s3_on_moto(&moto).await;
     let clock = FakeClock::new(SystemTime::now());
     let dataset = pool.create_dataset("photos");
     write_tree(&pool.mountpoint(&dataset), 3, Names::Ascii).unwrap();
@@ -379,12 +341,7 @@ async fn wrong_passphrase_and_unreachable_bucket_are_clear_errors() {
     let Some(moto) = MotoServer::start().await else {
         return;
     };
-    let bucket = moto.create_bucket().await;
-    let backend: Arc<dyn StorageBackend> = Arc::new(
-        S3Backend::connect(&s3_config(&moto, &bucket))
-            .await
-            .unwrap(),
-    );
+    let (bucket, backend) = s3_on_moto(&moto).await;
     let clock = FakeClock::new(SystemTime::now());
     Repository::init(
         backend.clone(),

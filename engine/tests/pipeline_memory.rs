@@ -5,12 +5,14 @@
 // Helpers outside #[test] functions panic on failure too: that is the report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::{stream, StreamExt, TryStreamExt};
-use zib_crypto::{KdfParams, Passphrase};
+use zib_crypto::Passphrase;
 use zib_engine::backup::commit_manifest;
 use zib_engine::catalog::read_catalog;
 use zib_engine::clock::FakeClock;
@@ -20,10 +22,12 @@ use zib_engine::progress::NoProgress;
 use zib_engine::records::{
     volume_list_hash, BackupKind, ManifestRecord, SendFlagBits, SnapshotIdentity, SourceKind,
 };
-use zib_engine::repository::{InitOptions, Repository};
+use zib_engine::repository::Repository;
 use zib_engine::volumes::{download_stream, upload_stream, VolumeShape};
 use zib_engine::Error;
 use zib_storage_backend::memory::{MemoryBackend, MemoryConfig};
+
+use common::fast_init;
 use zib_storage_backend::{
     ByteRange, PutPrecondition, RestoreTier, StorageBackend, StorageBackendExt, StorageClass,
     WriteOptions,
@@ -31,14 +35,6 @@ use zib_storage_backend::{
 
 const MIB: usize = 1 << 20;
 const MARKER: &[u8] = b"PLAINTEXT-MARKER-family-photos-2026";
-
-fn fast_init() -> InitOptions {
-    InitOptions {
-        archive_class: StorageClass::DeepArchive,
-        // Cheap scrypt so the test is quick; the format allows any cost within the ceiling.
-        kdf: KdfParams::new(10, 8, 1).unwrap(),
-    }
-}
 
 fn clock() -> Arc<FakeClock> {
     Arc::new(FakeClock::new(

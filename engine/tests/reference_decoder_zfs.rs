@@ -6,25 +6,26 @@
 // Test support: a panic with a message is how a check or a set-up step reports failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use zib_crypto::{KdfParams, Passphrase};
-use zib_engine::backup::{back_up, BackupOptions, BackupOutcome, SnapshotChoice};
+use zib_crypto::Passphrase;
+use zib_engine::backup::{back_up, BackupOutcome};
 use zib_engine::clock::FakeClock;
 use zib_engine::progress::NoProgress;
 use zib_engine::records::SourceKind;
-use zib_engine::repository::{InitOptions, Repository};
-use zib_engine::volumes::VolumeShape;
+use zib_engine::repository::Repository;
 use zib_snapshot_source::zfs::ZfsSource;
-use zib_snapshot_source::SendFlags;
 use zib_storage_backend::local_dir::LocalDirBackend;
-use zib_storage_backend::StorageClass;
 use zib_test_utils::data::{hash_tree, modify_tree, write_tree, Names};
 use zib_test_utils::real::component_missing;
 use zib_test_utils::zfs::ZfsPool;
+
+use common::{backup_options, fast_init};
 
 const PASSPHRASE: &str = "grandmother's recipe book";
 
@@ -64,10 +65,7 @@ async fn the_reference_decoder_restores_a_real_backup_into_zfs_receive() {
         backend,
         "",
         &Passphrase::new(PASSPHRASE.into()),
-        &InitOptions {
-            archive_class: StorageClass::DeepArchive,
-            kdf: KdfParams::new(10, 8, 1).unwrap(),
-        },
+        &fast_init(),
         &clock,
     )
     .await
@@ -76,19 +74,7 @@ async fn the_reference_decoder_restores_a_real_backup_into_zfs_receive() {
     let dataset = pool.create_dataset("photos");
     let mountpoint = pool.mountpoint(&dataset);
     write_tree(&mountpoint, 11, Names::Ascii).unwrap();
-    let options = BackupOptions {
-        dataset: dataset.clone(),
-        snapshot: SnapshotChoice::Create,
-        source_kind: SourceKind::Zfs,
-        send_flags: SendFlags::NONE,
-        shape: VolumeShape {
-            volume_plaintext_len: 1 << 20,
-            part_len: 5 << 20,
-            parts_in_flight: 2,
-        },
-        policy: zib_planner::Policy::default(),
-        prices: zib_planner::PriceTable::default(),
-    };
+    let options = backup_options(dataset.clone(), SourceKind::Zfs);
     let source = ZfsSource::new();
     let mut chain = Vec::new();
     for round in 0..2 {

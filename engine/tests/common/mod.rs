@@ -1,0 +1,66 @@
+//! Set-up shared by the engine's integration tests.
+
+// Each test file uses a different subset of these helpers.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use zib_crypto::KdfParams;
+use zib_engine::backup::{BackupOptions, SnapshotChoice};
+use zib_engine::records::SourceKind;
+use zib_engine::repository::InitOptions;
+use zib_engine::volumes::VolumeShape;
+use zib_snapshot_source::{DatasetName, SendFlags};
+use zib_storage_backend::s3::{S3Backend, S3Config, StaticCredentials};
+use zib_storage_backend::{StorageBackend, StorageClass};
+use zib_test_utils::moto::MotoServer;
+
+/// Deep Archive, with a cheap scrypt cost so tests are quick (the format allows any cost
+/// within the v1 ceiling).
+pub(crate) fn fast_init() -> InitOptions {
+    InitOptions {
+        archive_class: StorageClass::DeepArchive,
+        kdf: KdfParams::new(10, 8, 1).unwrap(),
+    }
+}
+
+/// Small volumes so a few MiB of data span several of them.
+pub(crate) fn small_shape() -> VolumeShape {
+    VolumeShape {
+        volume_plaintext_len: 1 << 20,
+        part_len: 5 << 20,
+        parts_in_flight: 2,
+    }
+}
+
+/// Back up `dataset` into a new snapshot, default policy and prices.
+pub(crate) fn backup_options(dataset: DatasetName, source_kind: SourceKind) -> BackupOptions {
+    BackupOptions {
+        dataset,
+        snapshot: SnapshotChoice::Create,
+        source_kind,
+        send_flags: SendFlags::NONE,
+        shape: small_shape(),
+        policy: zib_planner::Policy::default(),
+        prices: zib_planner::PriceTable::default(),
+    }
+}
+
+/// How to reach `bucket` on the moto server.
+pub(crate) fn s3_config(moto: &MotoServer, bucket: &str) -> S3Config {
+    let mut config = S3Config::new(bucket);
+    config.region = Some("us-east-1".to_owned());
+    config.endpoint_url = Some(moto.endpoint());
+    config.credentials = Some(StaticCredentials {
+        access_key_id: "test".to_owned(),
+        secret_access_key: "test".to_owned(),
+    });
+    config
+}
+
+/// A fresh bucket on `moto` and an S3 backend for it.
+pub(crate) async fn s3_on_moto(moto: &MotoServer) -> (String, Arc<dyn StorageBackend>) {
+    let bucket = moto.create_bucket().await;
+    let backend = Arc::new(S3Backend::connect(&s3_config(moto, &bucket)).await.unwrap());
+    (bucket, backend)
+}

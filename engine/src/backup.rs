@@ -5,6 +5,15 @@
 //! backup or nothing a restore would mistake for one: volumes first (invisible to the
 //! catalog without a manifest), the manifest last with a create-if-absent (its existence
 //! is the commit), and only then the base protection on the local dataset.
+//!
+//! Crash-safe resume: the whole run holds the dataset's lock ([`crate::lock`]); the
+//! backup in progress is described in the dataset's journal ([`crate::journal`]),
+//! written before the first upload starts and kept up to date part by part. A run that
+//! finds a journal whose target snapshot still exists continues that backup (same
+//! backup id, kind and base, no new planning) instead of planning a new one; the
+//! journal is deleted once the manifest has committed.
+
+use std::path::PathBuf;
 
 use ring::rand::SystemRandom;
 use zib_planner::{
@@ -21,14 +30,19 @@ use crate::catalog::{read_catalog, Catalog};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, DatasetId};
+use crate::journal::{
+    journal_path, read_journal, set_aside, Journal, JournalFile, JournalIdentity, JournalKind,
+    JournalSnapshot,
+};
 use crate::layout::ObjectRole;
+use crate::lock::lock_dataset;
 use crate::metadata::sealed_metadata;
 use crate::progress::Progress;
 use crate::records::{
     volume_list_hash, BackupKind, ManifestRecord, SendFlagBits, SnapshotIdentity, SourceKind,
 };
 use crate::repository::Repository;
-use crate::volumes::{upload_stream, VolumeShape};
+use crate::volumes::{upload_journalled, Attempt, Recorder, VolumeShape};
 
 /// Which snapshot to back up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +72,13 @@ pub struct BackupOptions {
     pub policy: Policy,
     /// Prices for the cost figures.
     pub prices: PriceTable,
+    /// Local state: the dataset's lock and resume journal live here. Nothing in it is
+    /// needed to restore; deleting it only loses the ability to resume an interrupted
+    /// backup.
+    pub state_dir: PathBuf,
+    /// When another run holds the dataset's lock: wait for it (`true`) or fail at once
+    /// with [`Error::Locked`] (`false`).
+    pub wait_for_lock: bool,
 }
 
 /// A backup that committed.
@@ -90,12 +111,19 @@ pub fn created_marker(repository: &Repository) -> String {
     repository.id().to_string()
 }
 
-/// Backs up one snapshot of `options.dataset` into `repository`.
+/// How often a changed send stream is read again before the backup gives up.
+const MAX_STREAM_RESTARTS: u32 = 3;
+
+/// Backs up one snapshot of `options.dataset` into `repository`, or continues the
+/// backup of it that an earlier run left unfinished.
 ///
 /// # Errors
 ///
-/// Source errors (unknown dataset, `zfs send` failed — nothing is committed then),
-/// storage errors, and [`Error::InvalidInput`] for an impossible request.
+/// [`Error::Locked`] when another run is backing up the dataset (unless
+/// `options.wait_for_lock`); source errors (unknown dataset, `zfs send` failed — nothing
+/// is committed then), storage errors (the upload is kept and the next run resumes it),
+/// [`Error::LocalState`] when the state directory is not writable,
+/// [`Error::StreamUnstable`], and [`Error::InvalidInput`] for an impossible request.
 pub async fn back_up(
     repository: &Repository,
     source: &dyn SnapshotSource,
@@ -104,8 +132,38 @@ pub async fn back_up(
     progress: &dyn Progress,
 ) -> Result<BackupOutcome> {
     options.shape.validate()?;
+    let dataset_name = options.dataset.to_string();
+    // Held until this function returns (dropping it releases the flock).
+    let _lock = lock_dataset(
+        &options.state_dir,
+        repository.id(),
+        &dataset_name,
+        options.wait_for_lock,
+    )
+    .await?;
     let catalog = read_catalog(repository).await?;
     let mut local = source.list_snapshots(&options.dataset).await?;
+    let journal_path = journal_path(&options.state_dir, repository.id(), &dataset_name);
+    if let Some(journal) = open_journal(&journal_path, clock)? {
+        let file = JournalFile::new(journal_path.clone(), journal);
+        match resumable(file.journal(), &catalog, &local, options) {
+            Resumable::Resume(target) => {
+                return resume(repository, source, options, clock, progress, file, &target).await;
+            }
+            Resumable::Committed => {
+                tracing::info!(journal = %journal_path.display(), "the journalled backup committed before its journal was deleted");
+                file.remove().await?;
+            }
+            Resumable::No(reason) => {
+                tracing::warn!(
+                    journal = %journal_path.display(),
+                    "the interrupted backup of {dataset_name} cannot be continued ({reason}); \
+                     discarding its uploads and planning afresh"
+                );
+                Recorder::journalled(file).abandon(repository).await?;
+            }
+        }
+    }
 
     let target = match &options.snapshot {
         SnapshotChoice::Existing(name) => local
@@ -249,43 +307,56 @@ pub async fn back_up(
 
     let backup_id = BackupId::generate(&SystemRandom::new())
         .map_err(|_| Error::InvalidInput("the system random generator failed".into()))?;
+    // Journalled before the first upload starts, so every upload is findable locally.
+    let file = JournalFile::new(
+        journal_path,
+        Journal {
+            repository_id: *repository.id().as_bytes(),
+            dataset_name,
+            dataset_id: *dataset_id.as_bytes(),
+            backup_id: *backup_id.as_bytes(),
+            source: options.source_kind.into(),
+            target: JournalSnapshot {
+                name: target.name.to_string(),
+                identity: target_identity.into(),
+            },
+            snapshot_created_by_zib: matches!(options.snapshot, SnapshotChoice::Create),
+            kind: JournalKind::from(&kind),
+            send_flags: send_flag_bits(options.send_flags).0,
+            shape: (&options.shape).into(),
+            volumes: Vec::new(),
+        },
+    );
+    file.save().await?;
     let expected_len = source.estimate_send_size(&request).await.ok().flatten();
-    progress.phase("sending");
-    let stream = source.send(&request).await?;
-    let uploaded = upload_stream(
+    let manifest = send_and_commit(
         repository,
-        dataset_id,
-        backup_id,
-        stream,
-        &options.shape,
+        source,
+        clock,
         progress,
+        file,
+        &request,
+        &target,
         expected_len,
     )
     .await?;
 
-    let manifest = ManifestRecord {
-        source: options.source_kind,
-        kind,
-        snapshot_created_by_zib: matches!(options.snapshot, SnapshotChoice::Create),
-        send_flags: send_flag_bits(options.send_flags),
-        dataset_id,
-        backup_id,
-        dataset_name: options.dataset.to_string(),
-        snapshot_name: target.name.to_string(),
-        snapshot_identity: target_identity,
-        snapshot_created_at: target.created_at.unix_timestamp(),
-        committed_at: crate::clock::unix_seconds(clock),
-        stream_len: uploaded.stream_len,
-        stream_sha256: uploaded.stream_sha256,
-        stored_len: uploaded.stored_len(),
-        volume_count: u32::try_from(uploaded.volumes.len()).unwrap_or(u32::MAX),
-        volume_plaintext_len: options.shape.volume_plaintext_len,
-        volume_list_sha256: volume_list_hash(&uploaded.volumes),
-    };
-    progress.phase("committing");
-    commit_manifest(repository, &manifest).await?;
+    let protection = protect_base(source, options, &target, &mut warnings).await;
+    Ok(BackupOutcome::Committed(Box::new(CommittedBackup {
+        manifest,
+        decision,
+        protection,
+        warnings,
+    })))
+}
 
-    let protection = match source.protect(&options.dataset, &target.name).await {
+async fn protect_base(
+    source: &dyn SnapshotSource,
+    options: &BackupOptions,
+    target: &SnapshotInfo,
+    warnings: &mut Vec<String>,
+) -> Option<Protection> {
+    match source.protect(&options.dataset, &target.name).await {
         Ok(protection) => Some(protection),
         Err(error) => {
             warnings.push(format!(
@@ -295,13 +366,235 @@ pub async fn back_up(
             ));
             None
         }
+    }
+}
+
+/// Reads the dataset's journal; an unreadable one is reported, moved aside and treated
+/// as absent (its uploads are left for `clean_up`).
+fn open_journal(path: &std::path::Path, clock: &dyn Clock) -> Result<Option<Journal>> {
+    match read_journal(path) {
+        Ok(journal) => Ok(journal),
+        Err(error @ Error::Journal { .. }) => {
+            let aside = set_aside(path, crate::clock::unix_seconds(clock))?;
+            tracing::warn!(
+                %error,
+                moved_to = %aside.display(),
+                "ignoring an unreadable resume journal: the interrupted backup it described \
+                 starts again from scratch; its uploads are removed by `zib cleanup` once old"
+            );
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Whether a journalled backup can be continued.
+enum Resumable {
+    /// Yes: its target snapshot exists with the same identity (and its base, for an
+    /// incremental).
+    Resume(SnapshotInfo),
+    /// Its manifest committed already; only the journal is left.
+    Committed,
+    /// No, because of the reason given.
+    No(String),
+}
+
+fn resumable(
+    journal: &Journal,
+    catalog: &Catalog,
+    local: &[SnapshotInfo],
+    options: &BackupOptions,
+) -> Resumable {
+    let committed = catalog
+        .backups(journal.dataset())
+        .iter()
+        .any(|backup| backup.manifest.backup_id == journal.backup());
+    if committed {
+        return Resumable::Committed;
+    }
+    if journal.source_kind() != options.source_kind {
+        return Resumable::No("it was a backup of another file system".into());
+    }
+    if let SnapshotChoice::Existing(name) = &options.snapshot {
+        if name.to_string() != journal.target.name {
+            return Resumable::No(format!(
+                "it was sending snapshot {}, and snapshot {name} was asked for",
+                journal.target.name
+            ));
+        }
+    }
+    let same = |snapshot: &SnapshotInfo, name: &str, identity: JournalIdentity| {
+        snapshot.name.to_string() == name
+            && record_identity(snapshot).is_ok_and(|id| JournalIdentity::from(id) == identity)
     };
+    let Some(target) = local
+        .iter()
+        .find(|snapshot| same(snapshot, &journal.target.name, journal.target.identity))
+    else {
+        return Resumable::No(format!(
+            "snapshot {} no longer exists with the same identity",
+            journal.target.name
+        ));
+    };
+    if let JournalKind::Incremental {
+        base_snapshot_name,
+        base_identity,
+        ..
+    } = &journal.kind
+    {
+        let base_lineage = lineage(&(*base_identity).into());
+        let base_present = local.iter().any(|snapshot| {
+            snapshot.name.to_string() == *base_snapshot_name
+                && record_identity(snapshot).is_ok_and(|id| lineage(&id) == base_lineage)
+        });
+        if !base_present {
+            return Resumable::No(format!(
+                "its incremental base {base_snapshot_name} no longer exists"
+            ));
+        }
+    }
+    Resumable::Resume(target.clone())
+}
+
+/// Continues the journalled backup: same backup id, kind, base, flags and shape.
+async fn resume(
+    repository: &Repository,
+    source: &dyn SnapshotSource,
+    options: &BackupOptions,
+    clock: &dyn Clock,
+    progress: &dyn Progress,
+    file: JournalFile,
+    target: &SnapshotInfo,
+) -> Result<BackupOutcome> {
+    let journal = file.journal().clone();
+    tracing::info!(
+        backup = %journal.backup(),
+        completed_volumes = journal.completed_volumes(),
+        confirmed_parts = journal.confirmed_parts(),
+        "continuing an interrupted backup"
+    );
+    progress.phase("continuing an interrupted backup");
+    let request = match &journal.kind {
+        JournalKind::Full => SendRequest::full(options.dataset.clone(), target.name.clone()),
+        JournalKind::Incremental {
+            base_snapshot_name, ..
+        } => SendRequest::incremental(
+            options.dataset.clone(),
+            SendBase::Snapshot(snapshot_name(journal.source_kind(), base_snapshot_name)?),
+            target.name.clone(),
+        ),
+    }
+    .with_flags(send_flags_from_bits(journal.send_flag_bits()));
+    let expected_len = source.estimate_send_size(&request).await.ok().flatten();
+    let decision = BackupDecision {
+        snapshot: SnapshotId(lineage(&journal.target.identity.into())),
+        plan: match journal.backup_kind() {
+            BackupKind::Full => PlannedBackup::Full,
+            BackupKind::Incremental {
+                base_backup,
+                base_identity,
+                ..
+            } => PlannedBackup::Incremental {
+                base_backup: zib_planner::BackupId(base_backup.to_string()),
+                base_snapshot: SnapshotId(lineage(&base_identity)),
+            },
+        },
+        reason: format!(
+            "continuing backup {} of {}@{}, which an earlier run left unfinished",
+            journal.backup(),
+            options.dataset,
+            target.name
+        ),
+        estimated_bytes: expected_len,
+        cost: zib_planner::Cost::default(),
+        consolidation: None,
+    };
+    let manifest = send_and_commit(
+        repository,
+        source,
+        clock,
+        progress,
+        file,
+        &request,
+        target,
+        expected_len,
+    )
+    .await?;
+    let mut warnings = Vec::new();
+    let protection = protect_base(source, options, target, &mut warnings).await;
     Ok(BackupOutcome::Committed(Box::new(CommittedBackup {
         manifest,
         decision,
         protection,
         warnings,
     })))
+}
+
+/// Sends the journalled backup's stream (again from the start if it changed under a
+/// resumed upload), commits its manifest, then deletes the journal.
+#[allow(clippy::too_many_arguments)] // private: one call per way in
+async fn send_and_commit(
+    repository: &Repository,
+    source: &dyn SnapshotSource,
+    clock: &dyn Clock,
+    progress: &dyn Progress,
+    file: JournalFile,
+    request: &SendRequest,
+    target: &SnapshotInfo,
+    expected_len: Option<u64>,
+) -> Result<ManifestRecord> {
+    let mut recorder = Recorder::journalled(file);
+    let mut restarts = 0;
+    progress.phase("sending");
+    let uploaded = loop {
+        let stream = source.send(request).await?;
+        match upload_journalled(repository, stream, progress, expected_len, &mut recorder).await? {
+            Attempt::Uploaded(uploaded) => break uploaded,
+            Attempt::StreamChanged { volume } => {
+                restarts += 1;
+                if restarts > MAX_STREAM_RESTARTS {
+                    recorder.abandon(repository).await?;
+                    return Err(Error::StreamUnstable {
+                        snapshot: format!("{}@{}", request.dataset, request.snapshot),
+                        attempts: restarts,
+                    });
+                }
+                progress.phase(&format!(
+                    "the send stream changed at volume {volume}; reading it again"
+                ));
+            }
+        }
+    };
+    let file = recorder
+        .journal_file()
+        .ok_or_else(|| Error::InvalidInput("the journal vanished".into()))?;
+    let journal = file.journal();
+    let manifest = ManifestRecord {
+        source: journal.source_kind(),
+        kind: journal.backup_kind(),
+        snapshot_created_by_zib: journal.snapshot_created_by_zib,
+        send_flags: journal.send_flag_bits(),
+        dataset_id: journal.dataset(),
+        backup_id: journal.backup(),
+        dataset_name: journal.dataset_name.clone(),
+        snapshot_name: journal.target.name.clone(),
+        snapshot_identity: journal.target.identity.into(),
+        snapshot_created_at: target.created_at.unix_timestamp(),
+        committed_at: crate::clock::unix_seconds(clock),
+        stream_len: uploaded.stream_len,
+        stream_sha256: uploaded.stream_sha256,
+        stored_len: uploaded.stored_len(),
+        volume_count: u32::try_from(uploaded.volumes.len()).unwrap_or(u32::MAX),
+        volume_plaintext_len: journal.shape.volume_plaintext_len,
+        volume_list_sha256: volume_list_hash(&uploaded.volumes),
+    };
+    progress.phase("committing");
+    commit_manifest(repository, &manifest).await?;
+    // After the commit: a run killed in between finds the manifest and drops the journal.
+    if let Err(error) = file.remove().await {
+        tracing::warn!(%error, "the backup committed but its journal could not be deleted; the next run will");
+    }
+    Ok(manifest)
 }
 
 /// Writes the manifest: its existence is the backup's commit.
@@ -417,6 +710,15 @@ fn snapshot_name(kind: SourceKind, name: &str) -> Result<SnapshotName> {
     })
 }
 
+fn send_flags_from_bits(bits: SendFlagBits) -> SendFlags {
+    let mut flags = SendFlags::NONE;
+    flags.large_blocks = bits.0 & 1 != 0;
+    flags.compressed = bits.0 & 1 << 1 != 0;
+    flags.embedded = bits.0 & 1 << 2 != 0;
+    flags.raw = bits.0 & 1 << 3 != 0;
+    flags
+}
+
 fn send_flag_bits(flags: SendFlags) -> SendFlagBits {
     SendFlagBits(
         u32::from(flags.large_blocks)
@@ -447,5 +749,11 @@ mod tests {
             send_flag_bits(SendFlags::ALL),
             SendFlagBits(SendFlagBits::KNOWN)
         );
+        for bits in 0..=SendFlagBits::KNOWN {
+            assert_eq!(
+                send_flag_bits(send_flags_from_bits(SendFlagBits(bits))),
+                SendFlagBits(bits)
+            );
+        }
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::TryStreamExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use zib_storage_backend::{ObjectKey, StorageBackendExt, UploadId};
@@ -15,8 +16,10 @@ use zib_storage_backend::{ObjectKey, StorageBackendExt, UploadId};
 use crate::clock::Clock;
 
 use crate::error::{Error, Result};
-use crate::ids::{BackupId, DatasetId};
+use crate::ids::{BackupId, DatasetId, RepositoryId};
+use crate::journal::{list_journals, lock_path_for_journal, read_journal, VolumeState};
 use crate::layout::{manifests_prefix, volumes_prefix, ObjectRole};
+use crate::lock::lock_file;
 use crate::metadata::open_sealed_metadata;
 use crate::records::{BackupKind, ManifestRecord};
 use crate::repository::Repository;
@@ -225,17 +228,22 @@ pub async fn read_catalog(repository: &Repository) -> Result<Catalog> {
 }
 
 /// What [`clean_up`] may remove.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CleanupOptions {
     /// Leftovers younger than this are kept: they may belong to a backup another host is
     /// running right now (default 7 days, longer than any single volume upload).
     pub min_age: Duration,
+    /// This host's state directory (as given to `back_up`), if any: uploads listed in a
+    /// journal whose run died (its lock is free) are aborted whatever their age, and
+    /// uploads of a running backup (its lock is held) are never touched.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for CleanupOptions {
     fn default() -> Self {
         Self {
             min_age: Duration::from_secs(7 * 24 * 3600),
+            state_dir: None,
         }
     }
 }
@@ -249,11 +257,19 @@ pub struct CleanupReport {
     pub aborted_uploads: Vec<ObjectKey>,
     /// Leftovers kept because they are younger than the minimum age.
     pub kept_recent: usize,
+    /// Uploads kept because a backup running on this host owns them (its lock is held).
+    pub kept_live: usize,
 }
 
 /// Removes leftovers older than `options.min_age`: volumes of backups that never
 /// committed, and incomplete multipart uploads. Committed backups are never touched
 /// (their volumes have a manifest).
+///
+/// With `options.state_dir`, this host's journals decide first: the uploads a dead run
+/// journalled (its lock can be taken) are aborted whatever their age — the journal stays,
+/// so its completed volumes can still be resumed — and the uploads a live run journalled
+/// (its lock is held) are kept whatever their age. Each dead journal's lock is held
+/// while its uploads are aborted, so no backup resumes them meanwhile.
 ///
 /// # Errors
 ///
@@ -264,6 +280,10 @@ pub async fn clean_up(
     clock: &dyn Clock,
     options: &CleanupOptions,
 ) -> Result<CleanupReport> {
+    let journals = match &options.state_dir {
+        Some(state_dir) => local_journals(state_dir, repository.id()).await?,
+        None => LocalJournals::default(),
+    };
     let catalog = read_catalog(repository).await?;
     let now = clock.now();
     let old_enough = |since: SystemTime| {
@@ -272,7 +292,12 @@ pub async fn clean_up(
     };
     let mut report = CleanupReport::default();
     for upload in catalog.leftovers.incomplete_uploads {
-        if !old_enough(upload.initiated) {
+        let id = upload.upload_id.as_str();
+        if journals.live.contains(id) {
+            report.kept_live += 1;
+            continue;
+        }
+        if !journals.dead.contains(id) && !old_enough(upload.initiated) {
             report.kept_recent += 1;
             continue;
         }
@@ -295,5 +320,54 @@ pub async fn clean_up(
         repository.backend().delete(&volume.key).await?;
         report.deleted_volumes.push(volume.key);
     }
+    drop(journals);
     Ok(report)
+}
+
+/// Upload ids in this host's journals, by whether their run is alive.
+#[derive(Debug, Default)]
+struct LocalJournals {
+    /// Uploads of runs that hold their lock: never aborted.
+    live: BTreeSet<String>,
+    /// Uploads of runs that died: aborted whatever their age.
+    dead: BTreeSet<String>,
+    /// The dead runs' locks, held until the clean-up ends.
+    _locks: Vec<crate::lock::DatasetLock>,
+}
+
+async fn local_journals(state_dir: &Path, repository: RepositoryId) -> Result<LocalJournals> {
+    let state_dir = state_dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut journals = LocalJournals::default();
+        for path in list_journals(&state_dir, repository)? {
+            let lock = lock_file(&lock_path_for_journal(&path), false)?;
+            let journal = match read_journal(&path) {
+                Ok(Some(journal)) => journal,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "skipping an unreadable journal; its uploads are removed once old");
+                    continue;
+                }
+            };
+            let uploads = journal
+                .volumes
+                .iter()
+                .filter(|volume| matches!(volume.state, VolumeState::Uploading { .. }))
+                .map(|volume| volume.upload_id.clone());
+            match lock {
+                Some(lock) => {
+                    journals.dead.extend(uploads);
+                    journals._locks.push(lock);
+                }
+                None => journals.live.extend(uploads),
+            }
+        }
+        Ok(journals)
+    })
+    .await
+    .map_err(|error| Error::LocalState {
+        path: PathBuf::new(),
+        action: "read the resume journals",
+        source: std::io::Error::other(error.to_string()),
+    })?
 }

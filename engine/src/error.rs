@@ -66,6 +66,57 @@ pub enum Error {
         missing: crate::ids::BackupId,
     },
 
+    /// Another run is backing up this dataset into this repository (it holds the lock).
+    #[error(
+        "another zib backup of {dataset} into this repository is running{} (lock file {}); \
+         wait for it to finish, or ask to wait for the lock",
+        pid.map(|pid| format!(" as process {pid}")).unwrap_or_default(),
+        lock_file.display()
+    )]
+    Locked {
+        /// The dataset name.
+        dataset: String,
+        /// The lock file.
+        lock_file: std::path::PathBuf,
+        /// The holder's process id, when it could be read.
+        pid: Option<u32>,
+    },
+
+    /// A resume journal is not one this zib can read (corrupt, truncated, another
+    /// version).
+    #[error("the resume journal {} cannot be used: {reason}", path.display())]
+    Journal {
+        /// The journal file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A local state file (journal, lock) could not be read or written.
+    #[error("could not {action} at {}: {source}; check that the state directory is writable", path.display())]
+    LocalState {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// The send stream of a snapshot differed each time it was read, so the backup could
+    /// not be resumed consistently.
+    #[error(
+        "the send stream of {snapshot} differed from the previous read {attempts} times in a \
+         row; nothing was committed. Check the source (a zfs-send that is not \
+         deterministic?) and run the backup again"
+    )]
+    StreamUnstable {
+        /// The snapshot (`dataset@name`).
+        snapshot: String,
+        /// How many times the stream was restarted.
+        attempts: u32,
+    },
+
     /// A value the caller supplied is out of range (the message says which and why).
     #[error("{0}")]
     InvalidInput(String),

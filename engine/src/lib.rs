@@ -13,10 +13,11 @@
 //!   commit, base protection);
 //! - [`catalog`]: the catalog from LIST and HEAD requests alone, and the clean-up of
 //!   leftovers older than a threshold (never another host's live backup);
+//! - [`journal`] and [`lock`]: crash-safe resume — the local journal of the backup in
+//!   progress and the per-(repository, dataset) lock that keeps two runs apart;
 //! - [`restore`]: receiving a chain from readable objects.
 //!
-//! Not yet here: the crash-safe resume journal and per-dataset lock, consolidation and
-//! pruning execution, and the scheduled multi-month restore from Deep Archive.
+//! Not yet here: consolidation and pruning execution, and the scheduled multi-month restore from Deep Archive.
 //!
 //! This crate never prints, prompts or parses flags: that is the CLI's job. Time comes
 //! from an injected [`clock::Clock`], progress goes to an injected [`progress::Progress`].
@@ -25,7 +26,9 @@ pub mod backup;
 pub mod catalog;
 pub mod clock;
 pub mod ids;
+pub mod journal;
 pub mod layout;
+pub mod lock;
 pub mod metadata;
 pub mod progress;
 pub mod records;

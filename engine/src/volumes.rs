@@ -5,7 +5,7 @@
 //! whatever the stream's size: the stream is never held whole, and a part is released as
 //! soon as its upload finishes.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -14,15 +14,16 @@ use ring::digest::{Context, SHA256};
 use tokio::task::JoinHandle;
 use zib_crypto::{
     VolumeDecryptor, VolumeEncryptor, VolumeIdentity, VolumeSalt, HEADER_LEN,
-    SEGMENT_CIPHERTEXT_LEN,
+    SEGMENT_CIPHERTEXT_LEN, SEGMENT_LEN,
 };
 use zib_storage_backend::{
-    ByteRange, CompletePrecondition, CompletedPart, ObjectKey, PartInfo, UploadId, WriteOptions,
-    MIN_PART_SIZE,
+    ByteRange, CompletePrecondition, CompletedPart, ETag, ObjectKey, PartInfo, UploadId,
+    WriteOptions, MIN_PART_SIZE,
 };
 
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, DatasetId};
+use crate::journal::{JournalFile, JournalPart, JournalVolume, VolumeState};
 use crate::layout::{ObjectRole, MAX_VOLUME_INDEX};
 use crate::metadata::sealed_metadata;
 use crate::progress::Progress;
@@ -99,6 +100,15 @@ impl VolumeShape {
             usize::try_from(segments * SEGMENT_CIPHERTEXT_LEN).unwrap_or(usize::MAX),
         )
     }
+
+    /// Plaintext bytes of the first part and of every later part but the last: the
+    /// whole segments [`aligned_part_lens`](Self::aligned_part_lens) holds.
+    fn aligned_plaintext_lens(&self) -> (u64, u64) {
+        let first_segments =
+            (self.part_len.saturating_sub(HEADER_LEN)).div_ceil(SEGMENT_CIPHERTEXT_LEN);
+        let segments = self.part_len.div_ceil(SEGMENT_CIPHERTEXT_LEN);
+        (first_segments * SEGMENT_LEN, segments * SEGMENT_LEN)
+    }
 }
 
 /// What a stream became: the figures the manifest records.
@@ -130,7 +140,8 @@ impl UploadedStream {
 /// On any failure — the stream's own error (a `zfs send` that exited non-zero), a
 /// storage error — the volume being uploaded is aborted and the volumes already
 /// completed are deleted (best effort), so nothing is left that costs money; nothing is
-/// ever committed here.
+/// ever committed here. (`back_up` uses the journalled variant, which keeps a failed
+/// upload for the next run to resume.)
 ///
 /// # Errors
 ///
@@ -150,17 +161,29 @@ where
 {
     shape.validate()?;
     let mut completed_keys = Vec::new();
-    let result = upload_volumes(
-        repository,
+    let mut recorder = Recorder::unjournalled();
+    let target = Target {
         dataset,
         backup,
+        shape: *shape,
+    };
+    let result = upload_volumes(
+        repository,
+        &target,
         stream,
-        shape,
         progress,
         expected_len,
         &mut completed_keys,
+        &mut recorder,
     )
     .await;
+    let result = match result {
+        Ok(Attempt::Uploaded(uploaded)) => Ok(uploaded),
+        Ok(Attempt::StreamChanged { .. }) => Err(Error::InvalidInput(
+            "an upload without a journal cannot see a changed stream".into(),
+        )),
+        Err(error) => Err(error),
+    };
     if result.is_err() {
         for key in completed_keys {
             if let Err(error) = repository.backend().delete(&key).await {
@@ -171,26 +194,266 @@ where
     result
 }
 
-#[allow(clippy::too_many_arguments)] // private: the public wrapper names each one
-async fn upload_volumes<S, E>(
-    repository: &Repository,
+/// What one pass over the stream achieved.
+#[derive(Debug)]
+pub(crate) enum Attempt {
+    /// Every volume is stored.
+    Uploaded(UploadedStream),
+    /// The stream differs from what the journal recorded at volume `volume`: that volume
+    /// and the later ones were discarded (uploads aborted, objects deleted, journal
+    /// updated); the caller restarts the stream, and they are uploaded afresh with new
+    /// salts.
+    StreamChanged {
+        /// The first volume that differed.
+        volume: u32,
+    },
+}
+
+/// Where a stream goes.
+#[derive(Debug, Clone, Copy)]
+struct Target {
     dataset: DatasetId,
     backup: BackupId,
-    mut stream: S,
-    shape: &VolumeShape,
+    shape: VolumeShape,
+}
+
+/// The journal of one backup, carried through its passes over the stream (a resumed or
+/// restarted run reads the stream again from the beginning).
+#[derive(Debug)]
+pub(crate) struct Recorder {
+    journal: Option<JournalFile>,
+    /// Stream bytes already reported to progress: re-read bytes are not counted twice.
+    stream_reported: u64,
+    /// Parts (volume, part; part 0 for a whole verified volume) already reported.
+    parts_reported: HashSet<(u32, u32)>,
+    /// The stream itself failed (not the storage).
+    source_failed: bool,
+}
+
+impl Recorder {
+    fn unjournalled() -> Self {
+        Self {
+            journal: None,
+            stream_reported: 0,
+            parts_reported: HashSet::new(),
+            source_failed: false,
+        }
+    }
+
+    pub(crate) fn journalled(file: JournalFile) -> Self {
+        Self {
+            journal: Some(file),
+            ..Self::unjournalled()
+        }
+    }
+
+    pub(crate) fn journal_file(&self) -> Option<&JournalFile> {
+        self.journal.as_ref()
+    }
+
+    async fn save(&self) -> Result<()> {
+        match &self.journal {
+            Some(file) => file.save().await,
+            None => Ok(()),
+        }
+    }
+
+    fn previous(&self, index: u32) -> Option<JournalVolume> {
+        self.journal
+            .as_ref()?
+            .journal()
+            .volumes
+            .get(usize::try_from(index).ok()?)
+            .cloned()
+    }
+
+    fn volume_mut(&mut self, index: u32) -> Option<&mut JournalVolume> {
+        self.journal
+            .as_mut()?
+            .journal_mut()
+            .volumes
+            .get_mut(usize::try_from(index).ok()?)
+    }
+
+    fn report_stream(&mut self, end: u64, progress: &dyn Progress, expected: Option<u64>) {
+        if end > self.stream_reported {
+            progress.stream_bytes(end - self.stream_reported, expected);
+            self.stream_reported = end;
+        }
+    }
+
+    fn report_part(&mut self, volume: u32, part: u32, bytes: u64, progress: &dyn Progress) {
+        if self.parts_reported.insert((volume, part)) {
+            progress.part_uploaded(bytes);
+        }
+    }
+
+    /// Discards journalled volumes from `index` on: aborts their uploads, deletes their
+    /// objects, and journals that they are gone — before anything new is sent for them,
+    /// so an old salt's ciphertext never sits next to a new plaintext's.
+    async fn discard_from(
+        &mut self,
+        repository: &Repository,
+        target: &Target,
+        index: u32,
+    ) -> Result<()> {
+        let Some(file) = self.journal.as_mut() else {
+            return Ok(());
+        };
+        let start = usize::try_from(index).unwrap_or(usize::MAX);
+        let discarded: Vec<JournalVolume> =
+            file.journal().volumes.iter().skip(start).cloned().collect();
+        for volume in &discarded {
+            discard_volume(repository, target, volume).await?;
+        }
+        file.journal_mut().volumes.truncate(start);
+        file.save().await
+    }
+
+    /// Gives the whole backup up: aborts and deletes everything the journal lists and
+    /// deletes the journal.
+    pub(crate) async fn abandon(&mut self, repository: &Repository) -> Result<()> {
+        let Some(file) = self.journal.as_ref() else {
+            return Ok(());
+        };
+        let journal = file.journal();
+        let target = Target {
+            dataset: journal.dataset(),
+            backup: journal.backup(),
+            shape: journal.volume_shape(),
+        };
+        for volume in journal.volumes.clone() {
+            discard_volume(repository, &target, &volume).await?;
+        }
+        file.remove().await
+    }
+}
+
+/// Aborts a journalled volume's upload and deletes its object (either may be gone).
+async fn discard_volume(
+    repository: &Repository,
+    target: &Target,
+    volume: &JournalVolume,
+) -> Result<()> {
+    let key = volume_key(repository, target, volume.index)?;
+    if matches!(volume.state, VolumeState::Uploading { .. }) {
+        match repository
+            .backend()
+            .abort_multipart(&key, &UploadId::new(volume.upload_id.clone()))
+            .await
+        {
+            Ok(()) | Err(zib_storage_backend::Error::NoSuchUpload { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    // The upload may also have completed just before the previous run died.
+    repository.backend().delete(&key).await?;
+    Ok(())
+}
+
+fn volume_key(repository: &Repository, target: &Target, index: u32) -> Result<ObjectKey> {
+    repository.key(&ObjectRole::Volume {
+        dataset: target.dataset,
+        backup: target.backup,
+        index,
+    })
+}
+
+/// Encrypts `stream` into the volumes of the backup `recorder`'s journal describes,
+/// resuming what the journal says is already stored.
+///
+/// On a storage error the journal and the uploads are kept (the next run resumes); on
+/// the stream's own error the backup is abandoned (uploads aborted, volumes deleted,
+/// journal removed), as a failed send leaves nothing to resume from.
+///
+/// # Errors
+///
+/// The stream's error, the storage error that stopped the upload, journal write errors.
+pub(crate) async fn upload_journalled<S, E>(
+    repository: &Repository,
+    stream: S,
     progress: &dyn Progress,
     expected_len: Option<u64>,
-    completed_keys: &mut Vec<ObjectKey>,
-) -> Result<UploadedStream>
+    recorder: &mut Recorder,
+) -> Result<Attempt>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin + Send,
     Error: From<E>,
 {
+    let journal = recorder
+        .journal_file()
+        .ok_or_else(|| Error::InvalidInput("a journalled upload needs a journal".into()))?
+        .journal();
+    let target = Target {
+        dataset: journal.dataset(),
+        backup: journal.backup(),
+        shape: journal.volume_shape(),
+    };
+    target.shape.validate()?;
+    recorder.source_failed = false;
+    let mut completed_keys = Vec::new();
+    let result = upload_volumes(
+        repository,
+        &target,
+        stream,
+        progress,
+        expected_len,
+        &mut completed_keys,
+        recorder,
+    )
+    .await;
+    if let Err(error) = &result {
+        if recorder.source_failed {
+            if let Err(cleanup) = recorder.abandon(repository).await {
+                tracing::warn!(%cleanup, "could not remove the uploads of a failed send; `zib cleanup` will");
+            }
+        } else {
+            tracing::warn!(%error, "the upload stopped; its journal is kept and the next run resumes it");
+        }
+    }
+    result
+}
+
+/// The next non-empty chunk, `None` at the end of the stream; a stream error marks the
+/// source as failed.
+async fn next_chunk<S, E>(stream: &mut S, recorder: &mut Recorder) -> Result<Option<Bytes>>
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+    Error: From<E>,
+{
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(chunk) if chunk.is_empty() => {}
+            Ok(chunk) => return Ok(Some(chunk)),
+            Err(error) => {
+                recorder.source_failed = true;
+                return Err(error.into());
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[allow(clippy::too_many_arguments)] // private: the public wrappers name each one
+async fn upload_volumes<S, E>(
+    repository: &Repository,
+    target: &Target,
+    mut stream: S,
+    progress: &dyn Progress,
+    expected_len: Option<u64>,
+    completed_keys: &mut Vec<ObjectKey>,
+    recorder: &mut Recorder,
+) -> Result<Attempt>
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin + Send,
+    Error: From<E>,
+{
+    let shape = &target.shape;
     let mut stream_hash = Context::new(&SHA256);
     let mut volumes = Vec::new();
     let mut parts = 0u64;
     let mut offset = 0u64;
-    let mut next = next_chunk(&mut stream).await?;
+    let mut next = next_chunk(&mut stream, recorder).await?;
     loop {
         let index = u32::try_from(volumes.len())
             .ok()
@@ -201,11 +464,10 @@ where
                         .into(),
                 )
             })?;
-        let mut volume =
-            VolumeUpload::start(repository, dataset, backup, index, offset, shape).await?;
+        let mut volume = open_volume_sink(repository, target, index, offset, recorder).await?;
         let filled = async {
             while let Some(mut chunk) = next.take() {
-                let room = shape.volume_plaintext_len - volume.plaintext_len;
+                let room = shape.volume_plaintext_len - volume.plaintext_len();
                 if room == 0 {
                     next = Some(chunk);
                     break;
@@ -213,23 +475,44 @@ where
                 let rest = (chunk.len() as u64 > room)
                     .then(|| chunk.split_off(usize::try_from(room).unwrap_or(usize::MAX)));
                 stream_hash.update(&chunk);
-                progress.stream_bytes(chunk.len() as u64, expected_len);
-                volume.push(chunk).await?;
+                volume.push(chunk, recorder).await?;
+                recorder.report_stream(offset + volume.plaintext_len(), progress, expected_len);
+                if volume.changed() {
+                    return Ok(());
+                }
                 match rest {
                     Some(rest) => next = Some(rest),
-                    None => next = next_chunk(&mut stream).await?,
+                    None => next = next_chunk(&mut stream, recorder).await?,
                 }
             }
             Ok::<(), Error>(())
         }
         .await;
-        if let Err(error) = filled {
-            volume.abort().await;
-            return Err(error);
-        }
-        let key = volume.key.clone();
-        let (entry, volume_parts) = volume.finish(progress).await?;
-        completed_keys.push(key);
+        let finished = match filled {
+            Ok(()) => volume.finish(recorder, progress).await,
+            Err(error) => Err(error),
+        };
+        let outcome = match finished {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // Without a journal, or when the source failed, nothing is kept; with a
+                // journal, a storage failure keeps the upload for the next run.
+                let abort = recorder.journal.is_none() || recorder.source_failed;
+                volume.stop(abort).await;
+                return Err(error);
+            }
+        };
+        let Some((entry, volume_parts)) = outcome else {
+            tracing::warn!(
+                volume = index,
+                "the send stream differs from the journalled one; this volume is uploaded \
+                 again with a fresh salt"
+            );
+            volume.stop(false).await;
+            recorder.discard_from(repository, target, index).await?;
+            return Ok(Attempt::StreamChanged { volume: index });
+        };
+        completed_keys.push(volume_key(repository, target, index)?);
         offset += entry.plaintext_len;
         parts += volume_parts;
         volumes.push(entry);
@@ -239,27 +522,327 @@ where
     }
     let mut stream_sha256 = [0u8; 32];
     stream_sha256.copy_from_slice(stream_hash.finish().as_ref());
-    Ok(UploadedStream {
+    Ok(Attempt::Uploaded(UploadedStream {
         stream_len: offset,
         stream_sha256,
         volumes,
         parts,
-    })
+    }))
 }
 
-/// The next non-empty chunk, `None` at the end of the stream.
-async fn next_chunk<S, E>(stream: &mut S) -> Result<Option<Bytes>>
-where
-    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
-    Error: From<E>,
-{
-    while let Some(item) = stream.next().await {
-        let chunk = item?;
-        if !chunk.is_empty() {
-            return Ok(Some(chunk));
+/// Opens volume `index`: resumes the journalled upload, verifies a journalled completed
+/// volume, or starts a fresh upload with a fresh salt.
+async fn open_volume_sink<'r>(
+    repository: &'r Repository,
+    target: &Target,
+    index: u32,
+    stream_offset: u64,
+    recorder: &mut Recorder,
+) -> Result<VolumeSink<'r>> {
+    let key = volume_key(repository, target, index)?;
+    let backend = repository.backend();
+    if let Some(previous) = recorder.previous(index) {
+        match &previous.state {
+            VolumeState::Completed { ciphertext_len, .. } => match backend.head(&key).await {
+                Ok(meta) if meta.size == *ciphertext_len => {
+                    return Ok(VolumeSink::Verify(VerifyVolume {
+                        expected: previous.completed_entry().ok_or_else(|| {
+                            Error::InvalidInput("a completed volume without an entry".into())
+                        })?,
+                        parts: match previous.state {
+                            VolumeState::Completed { parts, .. } => parts,
+                            VolumeState::Uploading { .. } => 0,
+                        },
+                        hash: Context::new(&SHA256),
+                        plaintext_len: 0,
+                        changed: false,
+                    }));
+                }
+                Ok(_) | Err(zib_storage_backend::Error::NotFound { .. }) => {
+                    tracing::warn!(%key, "a journalled volume is missing or altered in the bucket; uploading it again");
+                }
+                Err(error) => return Err(error.into()),
+            },
+            VolumeState::Uploading { parts } => {
+                let upload = UploadId::new(previous.upload_id.clone());
+                let listed = match backend.list_parts(&key, &upload).await {
+                    Ok(listed) => Some(Some(
+                        listed
+                            .into_iter()
+                            .map(|part| (part.number, part.etag.as_str().to_owned()))
+                            .collect::<HashMap<u32, String>>(),
+                    )),
+                    Err(zib_storage_backend::Error::NoSuchUpload { .. }) => {
+                        match backend.head(&key).await {
+                            // Completed just before the previous run died: verify only.
+                            Ok(_) => Some(None),
+                            Err(zib_storage_backend::Error::NotFound { .. }) => {
+                                tracing::warn!(%key, "the journalled upload is gone (aborted by a clean-up?); uploading the volume again");
+                                None
+                            }
+                            Err(error) => return Err(error.into()),
+                        }
+                    }
+                    Err(error) => return Err(error.into()),
+                };
+                if let Some(listed) = listed {
+                    let salt = VolumeSalt::from_bytes(previous.salt);
+                    let resume = Resume {
+                        journalled: parts.clone(),
+                        listed,
+                    };
+                    return Ok(VolumeSink::Upload(VolumeUpload::new(
+                        repository,
+                        target,
+                        key,
+                        upload,
+                        index,
+                        &salt,
+                        Some(resume),
+                    )?));
+                }
+            }
+        }
+        recorder.discard_from(repository, target, index).await?;
+    }
+
+    let role = ObjectRole::Volume {
+        dataset: target.dataset,
+        backup: target.backup,
+        index,
+    };
+    let record = VolumeRecord {
+        dataset_id: target.dataset,
+        backup_id: target.backup,
+        volume_index: index,
+        stream_offset,
+    };
+    let metadata = sealed_metadata(
+        &role,
+        repository.id(),
+        repository.data_key(),
+        &record.encode(),
+    )?;
+    // A fresh salt per upload attempt: the same key and nonce never meet two different
+    // plaintexts, even if this volume is re-sent after the stream changed.
+    let salt = VolumeSalt::generate()?;
+    let options = WriteOptions {
+        storage_class: repository.archive_class().clone(),
+        metadata,
+    };
+    let upload = backend.create_multipart(&key, &options).await?;
+    if let Some(file) = recorder.journal.as_mut() {
+        let volumes = &mut file.journal_mut().volumes;
+        if volumes.len() != usize::try_from(index).unwrap_or(usize::MAX) {
+            return Err(Error::InvalidInput(format!(
+                "the journal lists {} volumes before volume {index}",
+                volumes.len()
+            )));
+        }
+        volumes.push(JournalVolume {
+            index,
+            upload_id: upload.as_str().to_owned(),
+            salt: *salt.as_bytes(),
+            state: VolumeState::Uploading { parts: Vec::new() },
+        });
+        recorder.save().await?;
+    }
+    Ok(VolumeSink::Upload(VolumeUpload::new(
+        repository, target, key, upload, index, &salt, None,
+    )?))
+}
+
+/// Where one volume's plaintext goes.
+// One sink lives per volume, on the stack of the upload loop: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum VolumeSink<'r> {
+    /// Encrypted and uploaded (fresh, or resuming a journalled upload).
+    Upload(VolumeUpload<'r>),
+    /// Only hashed: the volume is stored already and must match its journal entry.
+    Verify(VerifyVolume),
+}
+
+impl VolumeSink<'_> {
+    fn plaintext_len(&self) -> u64 {
+        match self {
+            Self::Upload(upload) => upload.plaintext_len,
+            Self::Verify(verify) => verify.plaintext_len,
         }
     }
-    Ok(None)
+
+    fn changed(&self) -> bool {
+        match self {
+            Self::Upload(upload) => upload.changed,
+            Self::Verify(verify) => verify.changed,
+        }
+    }
+
+    async fn push(&mut self, chunk: Bytes, recorder: &mut Recorder) -> Result<()> {
+        match self {
+            Self::Upload(upload) => upload.push(chunk, recorder).await,
+            Self::Verify(verify) => {
+                verify.push(&chunk);
+                Ok(())
+            }
+        }
+    }
+
+    /// The volume's entry and part count, or `None` when the stream differed from the
+    /// journal.
+    async fn finish(
+        &mut self,
+        recorder: &mut Recorder,
+        progress: &dyn Progress,
+    ) -> Result<Option<(VolumeListEntry, u64)>> {
+        match self {
+            Self::Upload(upload) => upload.finish(recorder, progress).await,
+            Self::Verify(verify) => {
+                let mut plaintext_sha256 = [0u8; 32];
+                plaintext_sha256.copy_from_slice(verify.hash.clone().finish().as_ref());
+                if verify.changed
+                    || verify.plaintext_len != verify.expected.plaintext_len
+                    || plaintext_sha256 != verify.expected.plaintext_sha256
+                {
+                    return Ok(None);
+                }
+                recorder.report_part(
+                    verify.expected.index,
+                    0,
+                    verify.expected.ciphertext_len,
+                    progress,
+                );
+                Ok(Some((verify.expected, verify.parts)))
+            }
+        }
+    }
+
+    /// Lets in-flight parts settle; with `abort`, also aborts the upload.
+    async fn stop(self, abort: bool) {
+        if let Self::Upload(upload) = self {
+            upload.stop(abort).await;
+        }
+    }
+}
+
+/// A stored volume being checked against its journal entry.
+struct VerifyVolume {
+    expected: VolumeListEntry,
+    parts: u64,
+    hash: Context,
+    plaintext_len: u64,
+    changed: bool,
+}
+
+impl VerifyVolume {
+    fn push(&mut self, chunk: &[u8]) {
+        self.hash.update(chunk);
+        self.plaintext_len += chunk.len() as u64;
+        if self.plaintext_len > self.expected.plaintext_len {
+            self.changed = true;
+        }
+    }
+}
+
+/// The plaintext a part encrypts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PlainPart {
+    start: u64,
+    len: u64,
+    sha256: [u8; 32],
+    last: bool,
+}
+
+impl PlainPart {
+    fn matches(&self, journalled: &JournalPart) -> bool {
+        self.start == journalled.plaintext_start
+            && self.len == journalled.plaintext_len
+            && self.sha256 == journalled.plaintext_sha256
+            && self.last == journalled.last
+    }
+}
+
+/// Hashes a volume's plaintext part by part. A part other than the last holds whole
+/// segments (the encryptor seals a segment as soon as it is full), so its plaintext is
+/// a fixed number of segments: the boundaries are known before the ciphertext is cut.
+struct PartPlaintext {
+    first_len: u64,
+    later_len: u64,
+    number: u32,
+    start: u64,
+    len: u64,
+    hash: Context,
+    ready: VecDeque<PlainPart>,
+}
+
+impl PartPlaintext {
+    fn new(shape: &VolumeShape) -> Self {
+        let (first_len, later_len) = shape.aligned_plaintext_lens();
+        Self {
+            first_len,
+            later_len,
+            number: 1,
+            start: 0,
+            len: 0,
+            hash: Context::new(&SHA256),
+            ready: VecDeque::new(),
+        }
+    }
+
+    fn target(&self) -> u64 {
+        if self.number == 1 {
+            self.first_len
+        } else {
+            self.later_len
+        }
+    }
+
+    fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let room = usize::try_from(self.target() - self.len).unwrap_or(usize::MAX);
+            let (now, rest) = data.split_at(room.min(data.len()));
+            self.hash.update(now);
+            self.len += now.len() as u64;
+            data = rest;
+            if self.len == self.target() {
+                self.close(false);
+            }
+        }
+    }
+
+    fn close(&mut self, last: bool) {
+        let hash = std::mem::replace(&mut self.hash, Context::new(&SHA256));
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(hash.finish().as_ref());
+        self.ready.push_back(PlainPart {
+            start: self.start,
+            len: self.len,
+            sha256,
+            last,
+        });
+        self.start += self.len;
+        self.len = 0;
+        self.number += 1;
+    }
+
+    fn next_full(&mut self) -> Result<PlainPart> {
+        self.ready
+            .pop_front()
+            .ok_or_else(|| Error::InvalidInput("a part was cut before its plaintext".into()))
+    }
+
+    fn finish(&mut self) -> Result<PlainPart> {
+        self.close(true);
+        self.next_full()
+    }
+}
+
+/// A journalled upload being resumed.
+struct Resume {
+    /// The parts journalled by the previous run (each verified before anything is sent).
+    journalled: Vec<JournalPart>,
+    /// Parts the bucket holds (number → ETag); `None` when the upload already completed
+    /// into the volume object, so nothing may be sent, only verified.
+    listed: Option<HashMap<u32, String>>,
 }
 
 /// One volume's multipart upload in progress.
@@ -279,56 +862,32 @@ struct VolumeUpload<'r> {
     next_part: u32,
     in_flight: VecDeque<JoinHandle<zib_storage_backend::Result<PartInfo>>>,
     done: Vec<PartInfo>,
+    plain: PartPlaintext,
+    resume: Option<Resume>,
+    /// The stream differs from the journal: nothing more may be sent.
+    changed: bool,
 }
 
 impl<'r> VolumeUpload<'r> {
-    async fn start(
+    fn new(
         repository: &'r Repository,
-        dataset: DatasetId,
-        backup: BackupId,
+        target: &Target,
+        key: ObjectKey,
+        upload: UploadId,
         index: u32,
-        stream_offset: u64,
-        shape: &VolumeShape,
+        salt: &VolumeSalt,
+        resume: Option<Resume>,
     ) -> Result<Self> {
-        let role = ObjectRole::Volume {
-            dataset,
-            backup,
-            index,
-        };
-        let key = repository.key(&role)?;
-        let record = VolumeRecord {
-            dataset_id: dataset,
-            backup_id: backup,
-            volume_index: index,
-            stream_offset,
-        };
-        let metadata = sealed_metadata(
-            &role,
-            repository.id(),
-            repository.data_key(),
-            &record.encode(),
-        )?;
-        // A fresh salt per upload attempt: the same key and nonce never meet two
-        // different plaintexts, even if this volume is re-sent after the stream changed.
-        let salt = VolumeSalt::generate()?;
         let encryptor = VolumeEncryptor::new(
             repository.data_key(),
             VolumeIdentity {
                 repository_id: *repository.id().as_bytes(),
-                backup_id: *backup.as_bytes(),
+                backup_id: *target.backup.as_bytes(),
                 volume_index: index,
             },
-            &salt,
+            salt,
         )?;
-        let options = WriteOptions {
-            storage_class: repository.archive_class().clone(),
-            metadata,
-        };
-        let upload = repository
-            .backend()
-            .create_multipart(&key, &options)
-            .await?;
-        let (first_part_len, part_len) = shape.aligned_part_lens();
+        let (first_part_len, part_len) = target.shape.aligned_part_lens();
         Ok(Self {
             repository,
             key,
@@ -341,10 +900,13 @@ impl<'r> VolumeUpload<'r> {
             buffer: BytesMut::new(),
             first_part_len,
             part_len,
-            parts_in_flight: shape.parts_in_flight,
+            parts_in_flight: target.shape.parts_in_flight,
             next_part: 1,
             in_flight: VecDeque::new(),
             done: Vec::new(),
+            plain: PartPlaintext::new(&target.shape),
+            resume,
+            changed: false,
         })
     }
 
@@ -356,8 +918,9 @@ impl<'r> VolumeUpload<'r> {
         }
     }
 
-    async fn push(&mut self, chunk: Bytes) -> Result<()> {
+    async fn push(&mut self, chunk: Bytes, recorder: &mut Recorder) -> Result<()> {
         self.hash.update(&chunk);
+        self.plain.update(&chunk);
         self.plaintext_len += chunk.len() as u64;
         let encryptor = self
             .encryptor
@@ -366,19 +929,80 @@ impl<'r> VolumeUpload<'r> {
         for piece in encryptor.push_chunk(chunk)? {
             self.buffer.extend_from_slice(&piece);
         }
-        while self.buffer.len() >= self.current_part_target() {
+        while !self.changed && self.buffer.len() >= self.current_part_target() {
             let part = self.buffer.split_to(self.current_part_target()).freeze();
-            self.send_part(part).await?;
+            let plain = self.plain.next_full()?;
+            self.send_part(part, plain, recorder).await?;
         }
         Ok(())
     }
 
-    async fn send_part(&mut self, part: Bytes) -> Result<()> {
-        while self.in_flight.len() >= self.parts_in_flight {
-            self.wait_oldest().await?;
-        }
-        self.ciphertext_len += part.len() as u64;
+    /// Journals the part (its plaintext range and hash, durably) and then sends it — or,
+    /// resuming, checks it against the journal first and skips it when the bucket holds
+    /// it already.
+    async fn send_part(
+        &mut self,
+        part: Bytes,
+        plain: PlainPart,
+        recorder: &mut Recorder,
+    ) -> Result<()> {
         let number = self.next_part;
+        let size = part.len() as u64;
+        let mut journalled = false;
+        if let Some(resume) = &self.resume {
+            let previous = usize::try_from(number - 1)
+                .ok()
+                .and_then(|position| resume.journalled.get(position));
+            match previous {
+                Some(previous) if !plain.matches(previous) => {
+                    self.changed = true;
+                    return Ok(());
+                }
+                Some(previous) => {
+                    journalled = true;
+                    let stored = match &resume.listed {
+                        Some(listed) => previous
+                            .etag
+                            .as_ref()
+                            .filter(|etag| listed.get(&number) == Some(*etag)),
+                        None => previous.etag.as_ref(),
+                    };
+                    if resume.listed.is_none() || stored.is_some() {
+                        let etag = ETag::new(stored.cloned().unwrap_or_default());
+                        self.next_part += 1;
+                        self.ciphertext_len += size;
+                        self.done.push(PartInfo { number, size, etag });
+                        return Ok(());
+                    }
+                }
+                // A completed upload cannot take more parts than it had.
+                None if resume.listed.is_none() => {
+                    self.changed = true;
+                    return Ok(());
+                }
+                None => {}
+            }
+        }
+        while self.in_flight.len() >= self.parts_in_flight {
+            self.wait_oldest(recorder).await?;
+        }
+        if !journalled {
+            if let Some(VolumeState::Uploading { parts }) = recorder
+                .volume_mut(self.index)
+                .map(|volume| &mut volume.state)
+            {
+                parts.push(JournalPart {
+                    number,
+                    plaintext_start: plain.start,
+                    plaintext_len: plain.len,
+                    plaintext_sha256: plain.sha256,
+                    last: plain.last,
+                    etag: None,
+                });
+                recorder.save().await?;
+            }
+        }
+        self.ciphertext_len += size;
         self.next_part += 1;
         let backend = self.repository.backend().clone();
         let key = self.key.clone();
@@ -389,37 +1013,68 @@ impl<'r> VolumeUpload<'r> {
         Ok(())
     }
 
-    async fn wait_oldest(&mut self) -> Result<()> {
+    async fn wait_oldest(&mut self, recorder: &mut Recorder) -> Result<()> {
         if let Some(handle) = self.in_flight.pop_front() {
             let part = handle.await.map_err(|error| {
                 Error::InvalidInput(format!("a part upload task failed: {error}"))
             })??;
+            if let Some(VolumeState::Uploading { parts }) = recorder
+                .volume_mut(self.index)
+                .map(|volume| &mut volume.state)
+            {
+                if let Some(entry) = parts.iter_mut().find(|entry| entry.number == part.number) {
+                    entry.etag = Some(part.etag.as_str().to_owned());
+                    recorder.save().await?;
+                }
+            }
             self.done.push(part);
         }
         Ok(())
     }
 
-    async fn finish(mut self, progress: &dyn Progress) -> Result<(VolumeListEntry, u64)> {
-        let result = async {
-            let encryptor = self
-                .encryptor
-                .take()
-                .ok_or_else(|| Error::InvalidInput("volume already finished".into()))?;
-            let tail = encryptor.finish()?;
-            self.buffer.extend_from_slice(&tail);
-            while self.buffer.len() > self.current_part_target() {
-                let part = self.buffer.split_to(self.current_part_target()).freeze();
-                self.send_part(part).await?;
-            }
+    async fn finish(
+        &mut self,
+        recorder: &mut Recorder,
+        progress: &dyn Progress,
+    ) -> Result<Option<(VolumeListEntry, u64)>> {
+        let encryptor = self
+            .encryptor
+            .take()
+            .ok_or_else(|| Error::InvalidInput("volume already finished".into()))?;
+        let tail = encryptor.finish()?;
+        self.buffer.extend_from_slice(&tail);
+        while !self.changed && self.buffer.len() > self.current_part_target() {
+            let part = self.buffer.split_to(self.current_part_target()).freeze();
+            let plain = self.plain.next_full()?;
+            self.send_part(part, plain, recorder).await?;
+        }
+        if !self.changed {
             let last = self.buffer.split().freeze();
-            self.send_part(last).await?;
-            while !self.in_flight.is_empty() {
-                self.wait_oldest().await?;
+            let plain = self.plain.finish()?;
+            self.send_part(last, plain, recorder).await?;
+        }
+        let produced = (self.next_part - 1) as usize;
+        if let Some(resume) = &self.resume {
+            // A journalled part beyond the stream's end: the stream got shorter.
+            if resume.journalled.len() > produced {
+                self.changed = true;
             }
-            for part in &self.done {
-                progress.part_uploaded(part.size);
-            }
-            self.done.sort_by_key(|part| part.number);
+        }
+        if self.changed {
+            return Ok(None);
+        }
+        while !self.in_flight.is_empty() {
+            self.wait_oldest(recorder).await?;
+        }
+        self.done.sort_by_key(|part| part.number);
+        for part in &self.done {
+            recorder.report_part(self.index, part.number, part.size, progress);
+        }
+        let already_complete = self
+            .resume
+            .as_ref()
+            .is_some_and(|resume| resume.listed.is_none());
+        if !already_complete {
             let parts: Vec<CompletedPart> = self.done.iter().map(CompletedPart::from).collect();
             self.repository
                 .backend()
@@ -430,34 +1085,35 @@ impl<'r> VolumeUpload<'r> {
                     CompletePrecondition::IfAbsent,
                 )
                 .await?;
-            Ok::<_, Error>(parts.len() as u64)
         }
-        .await;
-        match result {
-            Ok(parts) => {
-                let mut plaintext_sha256 = [0u8; 32];
-                plaintext_sha256.copy_from_slice(self.hash.clone().finish().as_ref());
-                Ok((
-                    VolumeListEntry {
-                        index: self.index,
-                        plaintext_len: self.plaintext_len,
-                        ciphertext_len: self.ciphertext_len,
-                        plaintext_sha256,
-                    },
-                    parts,
-                ))
-            }
-            Err(error) => {
-                self.abort().await;
-                Err(error)
-            }
+        let mut plaintext_sha256 = [0u8; 32];
+        plaintext_sha256.copy_from_slice(self.hash.clone().finish().as_ref());
+        let entry = VolumeListEntry {
+            index: self.index,
+            plaintext_len: self.plaintext_len,
+            ciphertext_len: self.ciphertext_len,
+            plaintext_sha256,
+        };
+        let parts = self.done.len() as u64;
+        if let Some(volume) = recorder.volume_mut(self.index) {
+            volume.state = VolumeState::Completed {
+                plaintext_len: entry.plaintext_len,
+                ciphertext_len: entry.ciphertext_len,
+                plaintext_sha256,
+                parts,
+            };
+            recorder.save().await?;
         }
+        Ok(Some((entry, parts)))
     }
 
-    async fn abort(mut self) {
-        // Let in-flight parts settle first, so none lands after the abort.
+    async fn stop(mut self, abort: bool) {
+        // Let in-flight parts settle first, so none lands after an abort.
         while let Some(handle) = self.in_flight.pop_front() {
             let _ = handle.await;
+        }
+        if !abort {
+            return;
         }
         if let Err(error) = self
             .repository

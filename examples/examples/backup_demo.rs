@@ -115,6 +115,9 @@ async fn run(args: &[String]) -> DemoResult<()> {
                 },
                 policy: zib_planner::Policy::default(),
                 prices: zib_planner::PriceTable::default(),
+                // Lock and resume journal, next to the demo repository.
+                state_dir: format!("{}.state", dir.trim_end_matches('/')).into(),
+                wait_for_lock: false,
             };
             match back_up(
                 &repository,

@@ -43,7 +43,15 @@ pub(crate) fn backup_options(dataset: DatasetName, source_kind: SourceKind) -> B
         shape: small_shape(),
         policy: zib_planner::Policy::default(),
         prices: zib_planner::PriceTable::default(),
+        state_dir: test_state_dir().to_owned(),
+        wait_for_lock: false,
     }
+}
+
+/// A state directory for this test process (tests that resume pass their own).
+pub(crate) fn test_state_dir() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
 }
 
 /// How to reach `bucket` on the moto server.

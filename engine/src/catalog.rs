@@ -257,7 +257,8 @@ pub struct CleanupReport {
     pub aborted_uploads: Vec<ObjectKey>,
     /// Leftovers kept because they are younger than the minimum age.
     pub kept_recent: usize,
-    /// Uploads kept because a backup running on this host owns them (its lock is held).
+    /// Uploads and volumes kept because a backup running on this host owns them (its
+    /// lock is held).
     pub kept_live: usize,
 }
 
@@ -268,7 +269,7 @@ pub struct CleanupReport {
 /// With `options.state_dir`, this host's journals decide first: the uploads a dead run
 /// journalled (its lock can be taken) are aborted whatever their age — the journal stays,
 /// so its completed volumes can still be resumed — and the uploads a live run journalled
-/// (its lock is held) are kept whatever their age. Each dead journal's lock is held
+/// (its lock is held), and the volumes it completed, are kept whatever their age. Each dead journal's lock is held
 /// while its uploads are aborted, so no backup resumes them meanwhile.
 ///
 /// # Errors
@@ -313,6 +314,20 @@ pub async fn clean_up(
         report.aborted_uploads.push(upload.key);
     }
     for volume in catalog.leftovers.orphan_volumes {
+        let role = volume
+            .key
+            .as_str()
+            .strip_prefix(repository.prefix())
+            .and_then(ObjectRole::parse);
+        if let Some(ObjectRole::Volume {
+            dataset, backup, ..
+        }) = role
+        {
+            if journals.live_backups.contains(&(dataset, backup)) {
+                report.kept_live += 1;
+                continue;
+            }
+        }
         if !old_enough(volume.written) {
             report.kept_recent += 1;
             continue;
@@ -329,6 +344,9 @@ pub async fn clean_up(
 struct LocalJournals {
     /// Uploads of runs that hold their lock: never aborted.
     live: BTreeSet<String>,
+    /// Backups those runs are uploading: their volumes are never deleted (they have no
+    /// manifest yet, and a large backup may take longer than the minimum age).
+    live_backups: BTreeSet<(DatasetId, BackupId)>,
     /// Uploads of runs that died: aborted whatever their age.
     dead: BTreeSet<String>,
     /// The dead runs' locks, held until the clean-up ends.
@@ -359,7 +377,12 @@ async fn local_journals(state_dir: &Path, repository: RepositoryId) -> Result<Lo
                     journals.dead.extend(uploads);
                     journals._locks.push(lock);
                 }
-                None => journals.live.extend(uploads),
+                None => {
+                    journals.live.extend(uploads);
+                    journals
+                        .live_backups
+                        .insert((journal.dataset(), journal.backup()));
+                }
             }
         }
         Ok(journals)

@@ -196,7 +196,7 @@ where
 
 /// What one pass over the stream achieved.
 #[derive(Debug)]
-pub(crate) enum Attempt {
+pub enum Attempt {
     /// Every volume is stored.
     Uploaded(UploadedStream),
     /// The stream differs from what the journal recorded at volume `volume`: that volume
@@ -207,6 +207,38 @@ pub(crate) enum Attempt {
         /// The first volume that differed.
         volume: u32,
     },
+}
+
+/// Uploads `stream` as the backup `journal` describes, journalled durably at
+/// `journal_path` — resuming the uploads the journal lists — and leaves the journal in
+/// place (the caller deletes it once the manifest commits). This is
+/// [`back_up`](crate::backup::back_up)'s upload step, for callers that bring their own
+/// stream.
+///
+/// On [`Attempt::StreamChanged`] the journal no longer lists the volumes that differed:
+/// call again with the stream from its beginning.
+///
+/// # Errors
+///
+/// As [`upload_stream`]; a storage error keeps the journal and the uploads for the next
+/// call, the stream's own error discards them (and the journal). [`Error::LocalState`]
+/// when the journal cannot be written.
+pub async fn upload_resumable<S, E>(
+    repository: &Repository,
+    journal_path: &std::path::Path,
+    journal: crate::journal::Journal,
+    stream: S,
+    progress: &dyn Progress,
+    expected_len: Option<u64>,
+) -> Result<Attempt>
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin + Send,
+    Error: From<E>,
+{
+    let file = JournalFile::new(journal_path.to_owned(), journal);
+    file.save().await?;
+    let mut recorder = Recorder::journalled(file);
+    upload_journalled(repository, stream, progress, expected_len, &mut recorder).await
 }
 
 /// Where a stream goes.

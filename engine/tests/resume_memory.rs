@@ -1,0 +1,569 @@
+//! Crash-safe resume at the stream level, against the in-memory backend: an upload
+//! stopped by a storage failure continues without re-sending confirmed parts; a stream
+//! that changed between runs is detected and the affected volume re-uploaded under a
+//! fresh salt, never mixed; clean-up follows the local journals.
+
+// Helpers outside #[test] functions panic on failure too: that is the report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::{stream, TryStreamExt};
+use zib_crypto::{KdfParams, Passphrase};
+use zib_engine::backup::commit_manifest;
+use zib_engine::catalog::{clean_up, CleanupOptions};
+use zib_engine::clock::FakeClock;
+use zib_engine::ids::{BackupId, DatasetId};
+use zib_engine::journal::{
+    journal_path, read_journal, Journal, JournalIdentity, JournalKind, JournalShape,
+    JournalSnapshot, JournalSource, VolumeState,
+};
+use zib_engine::layout::ObjectRole;
+use zib_engine::lock::lock_dataset;
+use zib_engine::progress::Progress;
+use zib_engine::records::{
+    volume_list_hash, BackupKind, ManifestRecord, SendFlagBits, SnapshotIdentity, SourceKind,
+};
+use zib_engine::repository::{InitOptions, Repository};
+use zib_engine::volumes::{
+    download_stream, upload_resumable, Attempt, UploadedStream, VolumeShape,
+};
+use zib_engine::Error;
+use zib_storage_backend::counting::Counting;
+use zib_storage_backend::faults::{Fault, FaultInjecting, FaultRule, Trigger};
+use zib_storage_backend::memory::{MemoryBackend, MemoryConfig};
+use zib_storage_backend::{ByteRange, Operation, StorageBackend, StorageBackendExt, StorageClass};
+
+const MIB: usize = 1 << 20;
+const PASSPHRASE: &str = "correct horse battery staple";
+const DATASET: &str = "tank/photos";
+/// 30 MiB in 12 MiB volumes of 5 MiB parts: parts 3 + 3 + 2.
+const STREAM_LEN: usize = 30 * MIB;
+
+fn shape() -> VolumeShape {
+    VolumeShape {
+        volume_plaintext_len: 12 * MIB as u64,
+        part_len: 5 * MIB as u64,
+        parts_in_flight: 2,
+    }
+}
+
+fn stream_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+fn chunked(bytes: &[u8]) -> impl futures::Stream<Item = Result<Bytes, Error>> + Unpin + Send {
+    let chunks: Vec<Result<Bytes, Error>> = bytes
+        .chunks(256 * 1024 + 7)
+        .map(|chunk| Ok(Bytes::copy_from_slice(chunk)))
+        .collect();
+    stream::iter(chunks)
+}
+
+struct Setup {
+    backend: Arc<MemoryBackend>,
+    repository: Repository,
+    state: tempfile::TempDir,
+    journal_path: PathBuf,
+    journal: Journal,
+}
+
+/// A repository whose objects are readable at once (STANDARD), and a new backup's
+/// journal.
+async fn setup() -> Setup {
+    let clock = Arc::new(FakeClock::new(
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    ));
+    let backend = Arc::new(MemoryBackend::new(MemoryConfig::default(), clock.clone()));
+    let (repository, _) = Repository::init(
+        backend.clone(),
+        "family",
+        &Passphrase::new(PASSPHRASE.into()),
+        &InitOptions {
+            archive_class: StorageClass::Standard,
+            kdf: KdfParams::new(10, 8, 1).unwrap(),
+        },
+        clock.as_ref(),
+    )
+    .await
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let journal_path = journal_path(state.path(), repository.id(), DATASET);
+    let random = ring::rand::SystemRandom::new();
+    let journal = Journal {
+        repository_id: *repository.id().as_bytes(),
+        dataset_name: DATASET.into(),
+        dataset_id: *DatasetId::generate(&random).unwrap().as_bytes(),
+        backup_id: *BackupId::generate(&random).unwrap().as_bytes(),
+        source: JournalSource::Zfs,
+        target: JournalSnapshot {
+            name: "zib-20270115T000000Z".into(),
+            identity: JournalIdentity::ZfsGuid(42),
+        },
+        snapshot_created_by_zib: true,
+        kind: JournalKind::Full,
+        send_flags: 0,
+        shape: JournalShape::from(&shape()),
+        volumes: Vec::new(),
+    };
+    Setup {
+        backend,
+        repository,
+        state,
+        journal_path,
+        journal,
+    }
+}
+
+impl Setup {
+    /// The same repository through another backend stack (same objects).
+    async fn through(&self, backend: Arc<dyn StorageBackend>) -> Repository {
+        Repository::open(
+            backend,
+            "family",
+            &Passphrase::new(PASSPHRASE.into()),
+            StorageClass::Standard,
+        )
+        .await
+        .unwrap()
+    }
+
+    fn journal_on_disk(&self) -> Journal {
+        read_journal(&self.journal_path)
+            .unwrap()
+            .expect("a journal")
+    }
+
+    /// Runs the upload through a backend that refuses the `nth` part upload; the run
+    /// stops with that storage error and keeps its journal.
+    async fn interrupted(&self, bytes: &[u8], fault: FaultRule) -> Journal {
+        let faulty = self
+            .through(Arc::new(FaultInjecting::new(
+                self.backend.clone(),
+                vec![fault],
+                7,
+            )))
+            .await;
+        let error = upload_resumable(
+            &faulty,
+            &self.journal_path,
+            self.journal.clone(),
+            chunked(bytes),
+            &Bytes_(Default::default()),
+            None,
+        )
+        .await
+        .expect_err("the injected fault stops the upload");
+        assert!(matches!(error, Error::Storage(_)), "{error}");
+        self.journal_on_disk()
+    }
+
+    fn volume_key(&self, journal: &Journal, index: u32) -> zib_storage_backend::ObjectKey {
+        self.repository
+            .key(&ObjectRole::Volume {
+                dataset: journal.dataset(),
+                backup: journal.backup(),
+                index,
+            })
+            .unwrap()
+    }
+
+    /// Commits and reads the backup back: the bytes must be `expected`.
+    async fn commit_and_read_back(&self, uploaded: &UploadedStream, expected: &[u8]) {
+        let manifest = ManifestRecord {
+            source: SourceKind::Zfs,
+            kind: BackupKind::Full,
+            snapshot_created_by_zib: true,
+            send_flags: SendFlagBits(0),
+            dataset_id: self.journal.dataset(),
+            backup_id: self.journal.backup(),
+            dataset_name: DATASET.into(),
+            snapshot_name: "zib-20270115T000000Z".into(),
+            snapshot_identity: SnapshotIdentity::ZfsGuid(42),
+            snapshot_created_at: 1_800_000_000,
+            committed_at: 1_800_000_100,
+            stream_len: uploaded.stream_len,
+            stream_sha256: uploaded.stream_sha256,
+            stored_len: uploaded.stored_len(),
+            volume_count: uploaded.volumes.len() as u32,
+            volume_plaintext_len: shape().volume_plaintext_len,
+            volume_list_sha256: volume_list_hash(&uploaded.volumes),
+        };
+        commit_manifest(&self.repository, &manifest).await.unwrap();
+        let read: Vec<Bytes> =
+            download_stream(Arc::new(self.through(self.backend.clone()).await), manifest)
+                .try_collect()
+                .await
+                .unwrap();
+        assert!(read.concat() == expected, "the stored stream differs");
+        assert!(
+            self.backend
+                .list_multipart_uploads("")
+                .await
+                .unwrap()
+                .is_empty(),
+            "no upload may be left"
+        );
+    }
+
+    /// Whether volume `index`'s header (58 bytes, which carry the salt) holds `salt`.
+    async fn has_salt(&self, journal: &Journal, index: u32, salt: &[u8; 32]) -> bool {
+        let header = self
+            .backend
+            .get_bytes(
+                &self.volume_key(journal, index),
+                ByteRange::new(0, 58).unwrap(),
+            )
+            .await
+            .unwrap();
+        header.windows(32).any(|window| window == salt)
+    }
+}
+
+/// Counts the bytes progress reports.
+#[derive(Default)]
+struct Bytes_(std::sync::Mutex<(u64, u64)>);
+
+impl Progress for Bytes_ {
+    fn stream_bytes(&self, bytes: u64, _: Option<u64>) {
+        self.0.lock().unwrap().0 += bytes;
+    }
+    fn part_uploaded(&self, bytes: u64) {
+        self.0.lock().unwrap().1 += bytes;
+    }
+}
+
+fn fail_part(nth: u64) -> FaultRule {
+    FaultRule {
+        operation: Some(Operation::UploadPart),
+        trigger: Trigger::Nth(nth),
+        fault: Fault::PermissionDenied,
+    }
+}
+
+fn uploading_parts(journal: &Journal) -> (usize, usize) {
+    journal
+        .volumes
+        .iter()
+        .filter_map(|volume| match &volume.state {
+            VolumeState::Uploading { parts } => Some((
+                parts.len(),
+                parts.iter().filter(|part| part.etag.is_some()).count(),
+            )),
+            VolumeState::Completed { .. } => None,
+        })
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_upload_resumes_without_resending_confirmed_parts() {
+    let setup = setup().await;
+    let bytes = stream_bytes(STREAM_LEN, 0x2545_f491_4f6c_dd1d);
+    // Part 5 is the second part of volume 1.
+    let before = setup.interrupted(&bytes, fail_part(5)).await;
+    assert_eq!(before.completed_volumes(), 1, "{before:?}");
+    assert_eq!(before.volumes.len(), 2);
+    let (journalled, confirmed_in_flight) = uploading_parts(&before);
+    assert!(journalled >= 2, "part 5 is journalled before it is sent");
+    assert!(confirmed_in_flight >= 1);
+    let confirmed = before.confirmed_parts();
+
+    let counting = Counting::new(setup.backend.clone());
+    let repository = setup.through(Arc::new(counting.clone())).await;
+    let progress = Bytes_::default();
+    let uploaded = match upload_resumable(
+        &repository,
+        &setup.journal_path,
+        setup.journal_on_disk(),
+        chunked(&bytes),
+        &progress,
+        None,
+    )
+    .await
+    .unwrap()
+    {
+        Attempt::Uploaded(uploaded) => uploaded,
+        other => panic!("expected the upload to finish: {other:?}"),
+    };
+    assert_eq!(uploaded.parts, 8);
+    let sent = counting.count(Operation::UploadPart);
+    assert_eq!(
+        sent,
+        uploaded.parts - confirmed,
+        "only unconfirmed parts are sent"
+    );
+    // Of the parts the first run had journalled, only the unconfirmed ones (at most the
+    // parts in flight) went again.
+    let never_journalled = uploaded.parts - 3 - journalled as u64;
+    let resent = sent - never_journalled;
+    assert!(
+        resent >= 1 && resent <= shape().parts_in_flight as u64,
+        "{resent}"
+    );
+    // Volume 0 was verified, not uploaded; volume 1's upload was continued.
+    assert_eq!(counting.count(Operation::CreateMultipart), 1);
+    assert_eq!(counting.count(Operation::CompleteMultipart), 2);
+    // Progress counts each stream byte and each stored byte once.
+    let (streamed, stored) = *progress.0.lock().unwrap();
+    assert_eq!(streamed, STREAM_LEN as u64);
+    assert_eq!(stored, uploaded.stored_len());
+    // The salts are the journalled ones: the same ciphertext was produced again.
+    for volume in &before.volumes {
+        assert!(setup.has_salt(&before, volume.index, &volume.salt).await);
+    }
+    setup.commit_and_read_back(&uploaded, &bytes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_completed_but_not_journalled_is_verified_not_sent_again() {
+    let setup = setup().await;
+    let bytes = stream_bytes(STREAM_LEN, 0x1234_5678_9abc_def1);
+    // Volume 0's completion takes effect, but its answer is lost: the journal still
+    // says "uploading" while the object exists.
+    let before = setup
+        .interrupted(
+            &bytes,
+            FaultRule {
+                operation: Some(Operation::CompleteMultipart),
+                trigger: Trigger::Nth(1),
+                fault: Fault::LostAnswer,
+            },
+        )
+        .await;
+    assert_eq!(before.completed_volumes(), 0);
+    assert!(setup
+        .backend
+        .exists(&setup.volume_key(&before, 0))
+        .await
+        .unwrap());
+
+    let counting = Counting::new(setup.backend.clone());
+    let repository = setup.through(Arc::new(counting.clone())).await;
+    let Attempt::Uploaded(uploaded) = upload_resumable(
+        &repository,
+        &setup.journal_path,
+        setup.journal_on_disk(),
+        chunked(&bytes),
+        &Bytes_::default(),
+        None,
+    )
+    .await
+    .unwrap() else {
+        panic!("expected the upload to finish")
+    };
+    // Volume 0 (3 parts) is neither re-sent nor re-completed.
+    assert_eq!(counting.count(Operation::UploadPart), uploaded.parts - 3);
+    assert_eq!(counting.count(Operation::CompleteMultipart), 2);
+    setup.commit_and_read_back(&uploaded, &bytes).await;
+}
+
+/// The first run stops in volume 1; the stream then differs from `change_at` on.
+async fn changed_stream(change_at: usize, changed_volume: u32) {
+    let setup = setup().await;
+    let old = stream_bytes(STREAM_LEN, 0x0bad_cafe_dead_beef);
+    let before = setup.interrupted(&old, fail_part(5)).await;
+    assert_eq!(before.volumes.len(), 2);
+    let mut new = old.clone();
+    for byte in &mut new[change_at..change_at + 1000] {
+        *byte ^= 0x5a;
+    }
+
+    let Attempt::StreamChanged { volume } = upload_resumable(
+        &setup.repository,
+        &setup.journal_path,
+        setup.journal_on_disk(),
+        chunked(&new),
+        &Bytes_::default(),
+        None,
+    )
+    .await
+    .unwrap() else {
+        panic!("the changed stream must be detected")
+    };
+    assert_eq!(volume, changed_volume);
+    // Before anything of the new stream was sent under an old salt, everything of the
+    // old one from that volume on is gone: the upload aborted, a completed volume
+    // deleted, the journal shortened.
+    let after = setup.journal_on_disk();
+    assert_eq!(after.volumes.len(), changed_volume as usize);
+    assert!(setup
+        .backend
+        .list_multipart_uploads("")
+        .await
+        .unwrap()
+        .is_empty());
+    for index in changed_volume..2 {
+        assert!(!setup
+            .backend
+            .exists(&setup.volume_key(&before, index))
+            .await
+            .unwrap());
+    }
+
+    // The stream is read again from its beginning.
+    let Attempt::Uploaded(uploaded) = upload_resumable(
+        &setup.repository,
+        &setup.journal_path,
+        after,
+        chunked(&new),
+        &Bytes_::default(),
+        None,
+    )
+    .await
+    .unwrap() else {
+        panic!("the second read must finish")
+    };
+    for volume in &before.volumes {
+        let kept = setup.has_salt(&before, volume.index, &volume.salt).await;
+        if volume.index < changed_volume {
+            assert!(kept, "an unchanged volume is kept");
+        } else {
+            assert!(!kept, "a changed volume gets a fresh salt");
+        }
+    }
+    // Every volume decrypts and hashes to the new stream: no old part is mixed in.
+    setup.commit_and_read_back(&uploaded, &new).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_changed_in_the_volume_being_uploaded_restarts_it_with_a_fresh_salt() {
+    // Inside the first part of volume 1, which the first run confirmed.
+    changed_stream(13 * MIB, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_changed_in_a_completed_volume_replaces_it_with_a_fresh_salt() {
+    changed_stream(2 * MIB, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_got_shorter_is_detected() {
+    let setup = setup().await;
+    let old = stream_bytes(STREAM_LEN, 0x7777_1111_2222_3333);
+    setup.interrupted(&old, fail_part(5)).await;
+    // Ends inside volume 1's confirmed first part.
+    let shorter = &old[..13 * MIB];
+    let attempt = upload_resumable(
+        &setup.repository,
+        &setup.journal_path,
+        setup.journal_on_disk(),
+        chunked(shorter),
+        &Bytes_::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(attempt, Attempt::StreamChanged { volume: 1 }),
+        "{attempt:?}"
+    );
+    let Attempt::Uploaded(uploaded) = upload_resumable(
+        &setup.repository,
+        &setup.journal_path,
+        setup.journal_on_disk(),
+        chunked(shorter),
+        &Bytes_::default(),
+        None,
+    )
+    .await
+    .unwrap() else {
+        panic!("the second read must finish")
+    };
+    setup.commit_and_read_back(&uploaded, shorter).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_up_aborts_a_dead_runs_young_upload_and_keeps_a_live_ones() {
+    let setup = setup().await;
+    let bytes = stream_bytes(STREAM_LEN, 0x4444_5555_6666_7777);
+    let before = setup.interrupted(&bytes, fail_part(5)).await;
+    let clock = FakeClock::new(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+    let with_state = CleanupOptions {
+        state_dir: Some(setup.state.path().to_owned()),
+        ..CleanupOptions::default()
+    };
+    let uploads = || async { setup.backend.list_multipart_uploads("").await.unwrap() };
+    assert_eq!(uploads().await.len(), 1);
+
+    // Without the journals: young, so kept.
+    let report = clean_up(&setup.repository, &clock, &CleanupOptions::default())
+        .await
+        .unwrap();
+    assert!(report.aborted_uploads.is_empty());
+    assert_eq!(uploads().await.len(), 1);
+
+    // A live run holds the lock: kept even when old enough.
+    let held = lock_dataset(setup.state.path(), setup.repository.id(), DATASET, false)
+        .await
+        .unwrap();
+    let report = clean_up(
+        &setup.repository,
+        &clock,
+        &CleanupOptions {
+            min_age: Duration::ZERO,
+            ..with_state.clone()
+        },
+    )
+    .await
+    .unwrap();
+    // Its upload and its completed volume 0 (no manifest yet) both stay.
+    assert_eq!(report.kept_live, 2, "{report:?}");
+    assert!(report.aborted_uploads.is_empty(), "{report:?}");
+    assert!(report.deleted_volumes.is_empty(), "{report:?}");
+    assert_eq!(uploads().await.len(), 1);
+    drop(held);
+
+    // The run is dead (its lock is free): its upload goes, however young; the young
+    // orphan volume 0 stays.
+    let report = clean_up(&setup.repository, &clock, &with_state)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.aborted_uploads,
+        vec![setup.volume_key(&before, 1)],
+        "{report:?}"
+    );
+    assert!(report.deleted_volumes.is_empty());
+    assert!(uploads().await.is_empty());
+
+    // The journal stays usable: the next run verifies volume 0 and re-uploads volume 1
+    // under a fresh salt.
+    let Attempt::Uploaded(uploaded) = upload_resumable(
+        &setup.repository,
+        &setup.journal_path,
+        setup.journal_on_disk(),
+        chunked(&bytes),
+        &Bytes_::default(),
+        None,
+    )
+    .await
+    .unwrap() else {
+        panic!("the resumed upload must finish")
+    };
+    assert!(setup.has_salt(&before, 0, &before.volumes[0].salt).await);
+    assert!(!setup.has_salt(&before, 1, &before.volumes[1].salt).await);
+    setup.commit_and_read_back(&uploaded, &bytes).await;
+}
+
+#[test]
+fn journal_paths_stay_inside_the_state_directory() {
+    let path = journal_path(
+        Path::new("/var/lib/zib"),
+        zib_engine::ids::RepositoryId::from_bytes([3; 16]),
+        "../x",
+    );
+    assert!(path.starts_with("/var/lib/zib/03030303030303030303030303030303"));
+}

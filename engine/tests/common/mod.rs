@@ -56,9 +56,14 @@ pub(crate) fn test_state_dir() -> &'static std::path::Path {
 
 /// How to reach `bucket` on the moto server.
 pub(crate) fn s3_config(moto: &MotoServer, bucket: &str) -> S3Config {
+    s3_config_at(&moto.endpoint(), bucket)
+}
+
+/// How to reach `bucket` on a moto server at `endpoint` (or a proxy in front of it).
+pub(crate) fn s3_config_at(endpoint: &str, bucket: &str) -> S3Config {
     let mut config = S3Config::new(bucket);
     config.region = Some("us-east-1".to_owned());
-    config.endpoint_url = Some(moto.endpoint());
+    config.endpoint_url = Some(endpoint.to_owned());
     config.credentials = Some(StaticCredentials {
         access_key_id: "test".to_owned(),
         secret_access_key: "test".to_owned(),

@@ -1,0 +1,660 @@
+//! Crash-safe resume with real components: a real backup process killed with SIGKILL
+//! mid-upload (zfs-fuse + moto behind the fault proxy) and run again; the dataset lock
+//! between concurrent runs; journals that cannot be continued.
+
+// Test support: a panic with a message is how a check or a set-up step reports failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use zib_crypto::{Passphrase, HEADER_LEN, SEGMENT_CIPHERTEXT_LEN};
+use zib_engine::backup::{back_up, BackupOptions, BackupOutcome, CommittedBackup, SnapshotChoice};
+use zib_engine::catalog::read_catalog;
+use zib_engine::clock::FakeClock;
+use zib_engine::journal::{journal_path, read_journal, Journal, VolumeState};
+use zib_engine::progress::NoProgress;
+use zib_engine::records::SourceKind;
+use zib_engine::repository::Repository;
+use zib_engine::restore::receive_readable_chain;
+use zib_engine::volumes::VolumeShape;
+use zib_engine::Error;
+use zib_snapshot_source::zfs::ZfsSource;
+use zib_snapshot_source::{
+    ByteStream, Capabilities, DatasetName, Protection, SendRequest, SendStream, SnapshotInfo,
+    SnapshotName, SnapshotSource,
+};
+use zib_storage_backend::counting::Counting;
+use zib_storage_backend::faults::{Fault, FaultInjecting, FaultRule, Trigger};
+use zib_storage_backend::local_dir::LocalDirBackend;
+use zib_storage_backend::s3::S3Backend;
+use zib_storage_backend::{
+    Operation, RestoreTier, StorageBackend, StorageBackendExt, StorageClass,
+};
+use zib_test_utils::data::{hash_tree, TestRng};
+use zib_test_utils::moto::MotoServer;
+use zib_test_utils::proxy::{FaultProxy, ProxyFault, ProxyRule, ProxyTrigger};
+use zib_test_utils::zfs::ZfsPool;
+
+use common::{backup_options, fast_init, s3_config_at, s3_on_moto};
+
+const MIB: usize = 1 << 20;
+const PASSPHRASE: &str = "a long family passphrase";
+const SNAPSHOT: &str = "before-the-trip";
+/// Carries the job of a child backup process (see `resume_child_process`).
+const CHILD_JOB: &str = "ZIB_TEST_RESUME_CHILD_JOB";
+
+/// 12 MiB volumes in 5 MiB parts (3 parts each), 2 in flight.
+fn shape() -> VolumeShape {
+    VolumeShape {
+        volume_plaintext_len: 12 * MIB as u64,
+        part_len: 5 * MIB as u64,
+        parts_in_flight: 2,
+    }
+}
+
+fn options(dataset: DatasetName, snapshot: &str, state_dir: &Path) -> BackupOptions {
+    BackupOptions {
+        snapshot: SnapshotChoice::Existing(SnapshotName::zfs(snapshot).unwrap()),
+        shape: shape(),
+        state_dir: state_dir.to_owned(),
+        ..backup_options(dataset, SourceKind::Zfs)
+    }
+}
+
+fn committed(outcome: BackupOutcome) -> CommittedBackup {
+    match outcome {
+        BackupOutcome::Committed(committed) => *committed,
+        BackupOutcome::UpToDate { decision } => {
+            panic!("expected a backup, got up to date: {}", decision.reason)
+        }
+    }
+}
+
+/// Parts a volume object of `len` bytes was uploaded in (every part but the last is
+/// exactly the aligned part length).
+fn parts_of(len: u64, shape: &VolumeShape) -> u64 {
+    let first = HEADER_LEN
+        + (shape.part_len - HEADER_LEN).div_ceil(SEGMENT_CIPHERTEXT_LEN) * SEGMENT_CIPHERTEXT_LEN;
+    let later = shape.part_len.div_ceil(SEGMENT_CIPHERTEXT_LEN) * SEGMENT_CIPHERTEXT_LEN;
+    if len <= first {
+        1
+    } else {
+        1 + (len - first).div_ceil(later)
+    }
+}
+
+/// Parts the journal lists: all parts of completed volumes plus the journalled parts of
+/// the volume being uploaded.
+fn journalled_parts(journal: &Journal) -> u64 {
+    journal
+        .volumes
+        .iter()
+        .map(|volume| match &volume.state {
+            VolumeState::Uploading { parts } => parts.len() as u64,
+            VolumeState::Completed { parts, .. } => *parts,
+        })
+        .sum()
+}
+
+/// Writes `megabytes` of incompressible files into the dataset and snapshots it.
+async fn dataset_with_data(pool: &ZfsPool, name: &str, megabytes: usize, seed: u64) -> DatasetName {
+    let dataset = pool.create_dataset(name);
+    let mountpoint = pool.mountpoint(&dataset);
+    let mut rng = TestRng::new(seed);
+    for file in 0..megabytes.div_ceil(10) {
+        let len = (megabytes - file * 10).min(10) * MIB;
+        std::fs::write(mountpoint.join(format!("photo-{file}.raw")), rng.bytes(len)).unwrap();
+    }
+    ZfsSource::new()
+        .create_snapshot(&dataset, &SnapshotName::zfs(SNAPSHOT).unwrap(), None)
+        .await
+        .unwrap();
+    dataset
+}
+
+/// The child side of the kill test: a whole backup in its own process, through the
+/// proxy. Does nothing unless the parent test started this binary with a job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_child_process() {
+    let Ok(job) = std::env::var(CHILD_JOB) else {
+        return;
+    };
+    let fields: Vec<&str> = job.lines().collect();
+    let [endpoint, bucket, dataset, state_dir] = fields[..] else {
+        panic!("malformed job {job:?}");
+    };
+    let backend = Arc::new(
+        S3Backend::connect(&s3_config_at(endpoint, bucket))
+            .await
+            .unwrap(),
+    );
+    let repository = Repository::open(
+        backend,
+        "zib",
+        &Passphrase::new(PASSPHRASE.into()),
+        StorageClass::DeepArchive,
+    )
+    .await
+    .unwrap();
+    let outcome = back_up(
+        &repository,
+        &ZfsSource::new(),
+        &options(
+            DatasetName::zfs(dataset).unwrap(),
+            SNAPSHOT,
+            Path::new(state_dir),
+        ),
+        &FakeClock::new(SystemTime::now()),
+        &NoProgress,
+    )
+    .await;
+    panic!("this backup should have been killed before it ended: {outcome:?}");
+}
+
+fn child_output(child: &mut Child, stderr: &Path) -> Option<String> {
+    child.try_wait().unwrap().map(|status| {
+        format!(
+            "the backup process exited ({status}) before it was killed: {}",
+            std::fs::read_to_string(stderr).unwrap_or_default()
+        )
+    })
+}
+
+/// Kills a real backup process while the proxy stalls the `stalled`-th part upload,
+/// after the journal shows the parts before it confirmed; then runs the backup again.
+async fn kill_and_resume(stalled: u64) {
+    let Some(pool) = ZfsPool::create() else {
+        return;
+    };
+    let Some(moto) = MotoServer::start().await else {
+        return;
+    };
+    let (bucket, backend) = s3_on_moto(&moto).await;
+    let upstream: SocketAddr = format!("127.0.0.1:{}", moto.port()).parse().unwrap();
+    let proxy = FaultProxy::start(
+        upstream,
+        vec![ProxyRule {
+            operation: Some(Operation::UploadPart),
+            trigger: ProxyTrigger::Nth(stalled),
+            fault: ProxyFault::Stall(Duration::from_secs(600)),
+        }],
+        1,
+    )
+    .await
+    .unwrap();
+    let clock = FakeClock::new(SystemTime::now());
+    // 40 MiB of stream: 4 volumes, 10 parts.
+    let dataset = dataset_with_data(&pool, "photos", 40, stalled).await;
+    let expected = hash_tree(&pool.mountpoint(&dataset)).unwrap();
+    let (repository, _) = Repository::init(
+        backend.clone(),
+        "zib",
+        &Passphrase::new(PASSPHRASE.into()),
+        &fast_init(),
+        &clock,
+    )
+    .await
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let journal_file = journal_path(state.path(), repository.id(), &dataset.to_string());
+
+    let stderr = state.path().join("child.stderr");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "resume_child_process", "--nocapture"])
+        .env(
+            CHILD_JOB,
+            format!(
+                "{}\n{bucket}\n{dataset}\n{}",
+                proxy.endpoint(),
+                state.path().display()
+            ),
+        )
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+
+    // Wait for the stalled part to reach the proxy, then for the journal to settle:
+    // behind a stalled part nothing more can be confirmed (ETags are journalled in order).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut last = None;
+    let mut unchanged_since = Instant::now();
+    loop {
+        if let Some(exit) = child_output(&mut child, &stderr) {
+            panic!("{exit}");
+        }
+        assert!(Instant::now() < deadline, "the backup made no progress");
+        if proxy.seen(Operation::UploadPart) >= stalled {
+            let confirmed = read_journal(&journal_file)
+                .unwrap()
+                .map(|journal| journal.confirmed_parts());
+            if confirmed != last {
+                last = confirmed;
+                unchanged_since = Instant::now();
+            } else if unchanged_since.elapsed() > Duration::from_secs(1) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = read_journal(&journal_file)
+        .unwrap()
+        .expect("the journal outlives the killed run");
+    let confirmed = at_kill.confirmed_parts();
+    // Requests can overtake each other by one in flight: the stalled request is part
+    // `stalled` or a neighbour.
+    assert!(
+        confirmed + 2 >= stalled && confirmed < stalled + 1,
+        "{confirmed} parts confirmed, request {stalled} stalled"
+    );
+
+    // Run again, counting requests.
+    let counting = Counting::new(backend.clone());
+    let repository = Repository::open(
+        Arc::new(counting.clone()),
+        "zib",
+        &Passphrase::new(PASSPHRASE.into()),
+        StorageClass::DeepArchive,
+    )
+    .await
+    .unwrap();
+    let source = ZfsSource::new();
+    let backup = committed(
+        back_up(
+            &repository,
+            &source,
+            &options(dataset.clone(), SNAPSHOT, state.path()),
+            &clock,
+            &NoProgress,
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(
+        backup.manifest.backup_id,
+        at_kill.backup(),
+        "the same backup"
+    );
+    assert_eq!(backup.manifest.dataset_id, at_kill.dataset());
+    assert!(
+        backup.decision.reason.contains("continuing"),
+        "{}",
+        backup.decision.reason
+    );
+    assert!(
+        !journal_file.exists(),
+        "the journal goes once the manifest commits"
+    );
+
+    let catalog = read_catalog(&repository).await.unwrap();
+    let stored = &catalog.backups(backup.manifest.dataset_id)[0];
+    assert_eq!(stored.volume_sizes.len(), 4);
+    let total: u64 = stored
+        .volume_sizes
+        .iter()
+        .map(|len| parts_of(*len, &shape()))
+        .sum();
+    let sent = counting.count(Operation::UploadPart);
+    assert_eq!(
+        sent,
+        total - confirmed,
+        "confirmed parts are not sent again"
+    );
+    let resent = sent - (total - journalled_parts(&at_kill));
+    assert!(
+        (1..=shape().parts_in_flight as u64).contains(&resent),
+        "{resent} parts re-sent; at most the {} in flight may be",
+        shape().parts_in_flight
+    );
+    assert!(
+        catalog.leftovers.incomplete_uploads.is_empty(),
+        "{:?}",
+        catalog.leftovers
+    );
+    assert!(
+        catalog.leftovers.orphan_volumes.is_empty(),
+        "{:?}",
+        catalog.leftovers
+    );
+
+    // The stored stream is the snapshot: zfs receive takes it, files are identical.
+    for entry in backend.list_all("zib/volumes/").await.unwrap() {
+        backend
+            .request_restore(&entry.key, 1, RestoreTier::Bulk)
+            .await
+            .unwrap();
+    }
+    let target = pool.dataset("restored");
+    receive_readable_chain(
+        Arc::new(repository),
+        &catalog,
+        backup.manifest.dataset_id,
+        backup.manifest.backup_id,
+        &source,
+        &target,
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(hash_tree(&pool.mountpoint(&target)).unwrap(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_killed_mid_volume_resumes_the_same_backup() {
+    // Request 5: the second part of volume 1.
+    kill_and_resume(5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_killed_at_a_volume_boundary_resumes_the_same_backup() {
+    // Request 7: the first part of volume 2, right after volume 1 completed.
+    kill_and_resume(7).await;
+}
+
+/// A source whose sends of one dataset wait at a gate, so a backup can be caught
+/// running.
+struct Gated {
+    inner: ZfsSource,
+    dataset: DatasetName,
+    entered: tokio::sync::Notify,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl SnapshotSource for Gated {
+    async fn capabilities(
+        &self,
+        dataset: &DatasetName,
+    ) -> zib_snapshot_source::Result<Capabilities> {
+        self.inner.capabilities(dataset).await
+    }
+    async fn list_snapshots(
+        &self,
+        dataset: &DatasetName,
+    ) -> zib_snapshot_source::Result<Vec<SnapshotInfo>> {
+        self.inner.list_snapshots(dataset).await
+    }
+    async fn create_snapshot(
+        &self,
+        dataset: &DatasetName,
+        snapshot: &SnapshotName,
+        marker: Option<&str>,
+    ) -> zib_snapshot_source::Result<SnapshotInfo> {
+        self.inner.create_snapshot(dataset, snapshot, marker).await
+    }
+    async fn destroy_snapshot(
+        &self,
+        dataset: &DatasetName,
+        snapshot: &SnapshotName,
+    ) -> zib_snapshot_source::Result<()> {
+        self.inner.destroy_snapshot(dataset, snapshot).await
+    }
+    async fn estimate_send_size(
+        &self,
+        request: &SendRequest,
+    ) -> zib_snapshot_source::Result<Option<u64>> {
+        self.inner.estimate_send_size(request).await
+    }
+    async fn send(&self, request: &SendRequest) -> zib_snapshot_source::Result<SendStream> {
+        if request.dataset == self.dataset {
+            self.entered.notify_one();
+            self.gate.acquire().await.unwrap().forget();
+        }
+        self.inner.send(request).await
+    }
+    async fn receive(
+        &self,
+        target: &DatasetName,
+        stream: ByteStream,
+    ) -> zib_snapshot_source::Result<SnapshotInfo> {
+        self.inner.receive(target, stream).await
+    }
+    async fn protect(
+        &self,
+        dataset: &DatasetName,
+        snapshot: &SnapshotName,
+    ) -> zib_snapshot_source::Result<Protection> {
+        self.inner.protect(dataset, snapshot).await
+    }
+    async fn release(&self, protection: &Protection) -> zib_snapshot_source::Result<()> {
+        self.inner.release(protection).await
+    }
+}
+
+async fn local_repository(dir: &Path, clock: &FakeClock) -> (Arc<dyn StorageBackend>, Repository) {
+    let backend: Arc<dyn StorageBackend> =
+        Arc::new(LocalDirBackend::open(dir, Arc::new(clock.clone())).unwrap());
+    let (repository, _) = Repository::init(
+        backend.clone(),
+        "",
+        &Passphrase::new(PASSPHRASE.into()),
+        &fast_init(),
+        clock,
+    )
+    .await
+    .unwrap();
+    (backend, repository)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_on_a_dataset_gets_the_lock_error_another_dataset_does_not() {
+    let Some(pool) = ZfsPool::create() else {
+        return;
+    };
+    let photos = dataset_with_data(&pool, "photos", 3, 1).await;
+    let music = dataset_with_data(&pool, "music", 3, 2).await;
+    let repository_dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new(SystemTime::now());
+    let (_, repository) = local_repository(repository_dir.path(), &clock).await;
+    let state = tempfile::tempdir().unwrap();
+    let source = Gated {
+        inner: ZfsSource::new(),
+        dataset: photos.clone(),
+        entered: tokio::sync::Notify::new(),
+        gate: tokio::sync::Semaphore::new(0),
+    };
+    let first_options = options(photos.clone(), SNAPSHOT, state.path());
+    let first = back_up(&repository, &source, &first_options, &clock, &NoProgress);
+    let others = async {
+        // The first run is sending: it holds the lock of `photos`.
+        source.entered.notified().await;
+        let started = Instant::now();
+        let error = back_up(
+            &repository,
+            &source,
+            &options(photos.clone(), SNAPSHOT, state.path()),
+            &clock,
+            &NoProgress,
+        )
+        .await
+        .expect_err("a second run on the same dataset must not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "it fails at once"
+        );
+        match &error {
+            Error::Locked { dataset, pid, .. } => {
+                assert_eq!(dataset, &photos.to_string());
+                assert_eq!(*pid, Some(std::process::id()));
+            }
+            other => panic!("expected the lock error, got {other}"),
+        }
+        assert!(error.to_string().contains("another zib backup"), "{error}");
+
+        // Another dataset is not blocked.
+        let music_backup = committed(
+            back_up(
+                &repository,
+                &source,
+                &options(music.clone(), SNAPSHOT, state.path()),
+                &clock,
+                &NoProgress,
+            )
+            .await
+            .unwrap(),
+        );
+        assert_eq!(music_backup.manifest.dataset_name, music.to_string());
+
+        // A run that asks to wait does so until the first one is done.
+        let waiting_options = BackupOptions {
+            wait_for_lock: true,
+            ..options(photos.clone(), SNAPSHOT, state.path())
+        };
+        let mut waiting = Box::pin(back_up(
+            &repository,
+            &source,
+            &waiting_options,
+            &clock,
+            &NoProgress,
+        ));
+        tokio::select! {
+            outcome = &mut waiting => panic!("the waiting run must wait: {outcome:?}"),
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        source.gate.add_permits(1);
+        waiting.await
+    };
+    let (first, waited) = tokio::join!(first, others);
+    let first = committed(first.unwrap());
+    // The waiting run found the snapshot backed up by the first.
+    match waited.unwrap() {
+        BackupOutcome::UpToDate { .. } => {}
+        BackupOutcome::Committed(backup) => panic!(
+            "the waiting run should find {} backed up, committed {}",
+            SNAPSHOT, backup.manifest.backup_id
+        ),
+    }
+    assert_eq!(first.manifest.dataset_name, photos.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
+    let Some(pool) = ZfsPool::create() else {
+        return;
+    };
+    let dataset = dataset_with_data(&pool, "photos", 14, 3).await;
+    let repository_dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new(SystemTime::now());
+    let (backend, repository) = local_repository(repository_dir.path(), &clock).await;
+    let state = tempfile::tempdir().unwrap();
+    let journal_file = journal_path(state.path(), repository.id(), &dataset.to_string());
+    let source = ZfsSource::new();
+
+    // A corrupt journal: reported, moved aside, and the backup planned afresh.
+    std::fs::create_dir_all(journal_file.parent().unwrap()).unwrap();
+    std::fs::write(&journal_file, b"ZIBJRNL\n\x01\0\0\0 not really").unwrap();
+    let fresh = committed(
+        back_up(
+            &repository,
+            &source,
+            &options(dataset.clone(), SNAPSHOT, state.path()),
+            &clock,
+            &NoProgress,
+        )
+        .await
+        .unwrap(),
+    );
+    let aside: Vec<PathBuf> = std::fs::read_dir(journal_file.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().contains(".journal.unreadable-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the unreadable journal is kept aside");
+    assert!(!journal_file.exists());
+
+    // An interrupted backup of a snapshot that is then destroyed: its uploads and
+    // volumes are discarded and a new backup is planned.
+    std::fs::write(
+        pool.mountpoint(&dataset).join("more.raw"),
+        TestRng::new(9).bytes(MIB),
+    )
+    .unwrap();
+    let doomed = SnapshotName::zfs("doomed").unwrap();
+    source
+        .create_snapshot(&dataset, &doomed, None)
+        .await
+        .unwrap();
+    let faulty = Repository::open(
+        Arc::new(FaultInjecting::new(
+            backend.clone(),
+            vec![FaultRule {
+                operation: Some(Operation::UploadPart),
+                trigger: Trigger::Nth(1),
+                fault: Fault::PermissionDenied,
+            }],
+            3,
+        )),
+        "",
+        &Passphrase::new(PASSPHRASE.into()),
+        StorageClass::DeepArchive,
+    )
+    .await
+    .unwrap();
+    // An incremental on top of the first backup; its first part is refused.
+    let error = back_up(
+        &faulty,
+        &source,
+        &BackupOptions {
+            shape: VolumeShape {
+                volume_plaintext_len: 12 * MIB as u64,
+                part_len: 5 * MIB as u64,
+                parts_in_flight: 1,
+            },
+            ..options(dataset.clone(), "doomed", state.path())
+        },
+        &clock,
+        &NoProgress,
+    )
+    .await
+    .expect_err("the injected fault stops the backup");
+    assert!(matches!(error, Error::Storage(_)), "{error}");
+    let interrupted = read_journal(&journal_file).unwrap().expect("journal kept");
+    assert_ne!(interrupted.backup(), fresh.manifest.backup_id);
+    assert_eq!(
+        read_catalog(&repository)
+            .await
+            .unwrap()
+            .leftovers
+            .incomplete_uploads
+            .len(),
+        1
+    );
+    source.destroy_snapshot(&dataset, &doomed).await.unwrap();
+
+    clock.advance(Duration::from_secs(60));
+    let replanned = back_up(
+        &repository,
+        &source,
+        &BackupOptions {
+            snapshot: SnapshotChoice::Create,
+            ..options(dataset.clone(), SNAPSHOT, state.path())
+        },
+        &clock,
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    let replanned = committed(replanned);
+    assert_ne!(replanned.manifest.backup_id, interrupted.backup());
+    let catalog = read_catalog(&repository).await.unwrap();
+    assert!(
+        catalog.leftovers.incomplete_uploads.is_empty(),
+        "{:?}",
+        catalog.leftovers
+    );
+    assert!(
+        catalog.leftovers.orphan_volumes.is_empty(),
+        "{:?}",
+        catalog.leftovers
+    );
+    assert!(!journal_file.exists());
+}

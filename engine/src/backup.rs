@@ -153,6 +153,16 @@ pub async fn back_up(
             Resumable::Committed => {
                 tracing::info!(journal = %journal_path.display(), "the journalled backup committed before its journal was deleted");
                 file.remove().await?;
+                // The run stopped between the commit and the protection of the base.
+                let target = local
+                    .iter()
+                    .find(|snapshot| snapshot.name.to_string() == file.journal().target.name)
+                    .cloned();
+                if let Some(target) = target {
+                    if let Err(error) = source.protect(&options.dataset, &target.name).await {
+                        tracing::info!(%error, "protecting the committed backup's snapshot as the next base");
+                    }
+                }
             }
             Resumable::No(reason) => {
                 tracing::warn!(

@@ -18,7 +18,10 @@ use zib_crypto::{Passphrase, HEADER_LEN, SEGMENT_CIPHERTEXT_LEN};
 use zib_engine::backup::{back_up, BackupOptions, BackupOutcome, CommittedBackup, SnapshotChoice};
 use zib_engine::catalog::read_catalog;
 use zib_engine::clock::FakeClock;
-use zib_engine::journal::{journal_path, read_journal, Journal, VolumeState};
+use zib_engine::journal::{
+    encode_journal, journal_path, read_journal, Journal, JournalKind, JournalShape,
+    JournalSnapshot, JournalSource, JournalVolume, VolumeState,
+};
 use zib_engine::progress::NoProgress;
 use zib_engine::records::SourceKind;
 use zib_engine::repository::Repository;
@@ -238,7 +241,9 @@ async fn kill_and_resume(stalled: u64) {
             if confirmed != last {
                 last = confirmed;
                 unchanged_since = Instant::now();
-            } else if unchanged_since.elapsed() > Duration::from_secs(1) {
+            } else if confirmed.is_some_and(|confirmed| confirmed + 2 >= stalled)
+                && unchanged_since.elapsed() > Duration::from_secs(1)
+            {
                 break;
             }
         }
@@ -657,4 +662,48 @@ async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
         catalog.leftovers
     );
     assert!(!journal_file.exists());
+
+    // A journal whose backup committed (the run died between the commit and deleting
+    // it): dropped, nothing sent again.
+    let manifest = &replanned.manifest;
+    let leftover = Journal {
+        repository_id: *repository.id().as_bytes(),
+        dataset_name: dataset.to_string(),
+        dataset_id: *manifest.dataset_id.as_bytes(),
+        backup_id: *manifest.backup_id.as_bytes(),
+        source: JournalSource::Zfs,
+        target: JournalSnapshot {
+            name: manifest.snapshot_name.clone(),
+            identity: manifest.snapshot_identity.into(),
+        },
+        snapshot_created_by_zib: true,
+        kind: JournalKind::from(&manifest.kind),
+        send_flags: 0,
+        shape: JournalShape::from(&shape()),
+        // Were this journal discarded instead, its volume would be deleted.
+        volumes: vec![JournalVolume {
+            index: 0,
+            upload_id: "completed".into(),
+            salt: [0; 32],
+            state: VolumeState::Completed {
+                plaintext_len: manifest.stream_len,
+                ciphertext_len: manifest.stored_len,
+                plaintext_sha256: manifest.stream_sha256,
+                parts: 1,
+            },
+        }],
+    };
+    std::fs::write(&journal_file, encode_journal(&leftover).unwrap()).unwrap();
+    let again = back_up(
+        &repository,
+        &source,
+        &options(dataset.clone(), &manifest.snapshot_name, state.path()),
+        &clock,
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(again, BackupOutcome::UpToDate { .. }), "{again:?}");
+    assert!(!journal_file.exists());
+    assert_eq!(read_catalog(&repository).await.unwrap(), catalog);
 }

@@ -351,7 +351,17 @@ pub async fn back_up(
     )
     .await?;
 
-    let protection = protect_base(source, options, &target, &mut warnings).await;
+    let protection = match source.protect(&options.dataset, &target.name).await {
+        Ok(protection) => Some(protection),
+        Err(error) => {
+            warnings.push(format!(
+                "the backup committed, but {}@{} could not be protected as the next incremental \
+                 base ({error}); if it is destroyed, the next backup will be a full",
+                options.dataset, target.name
+            ));
+            None
+        }
+    };
     Ok(BackupOutcome::Committed(Box::new(CommittedBackup {
         manifest,
         decision,

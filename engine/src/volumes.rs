@@ -4,6 +4,13 @@
 //! Memory is bounded by (parts in flight + 1) × part size plus one chunk of the source,
 //! whatever the stream's size: the stream is never held whole, and a part is released as
 //! soon as its upload finishes.
+//!
+//! With a journal ([`upload_resumable`], and `back_up`), every part's plaintext range and
+//! SHA-256 are journalled before the part is sent, and a resumed upload re-encrypts the
+//! stream with the journalled salts, checking each journalled part against its hash
+//! before anything is sent under that salt: parts the bucket confirmed are skipped, and
+//! any difference discards the volume so it is uploaded again under a fresh salt. The
+//! checks hash as the bytes stream by; nothing extra is buffered.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;

@@ -559,6 +559,12 @@ where
             break;
         }
     }
+    // The stream ended before volumes an earlier read had journalled: they belong to no
+    // stream now.
+    let produced = u32::try_from(volumes.len()).unwrap_or(u32::MAX);
+    if recorder.previous(produced).is_some() {
+        recorder.discard_from(repository, target, produced).await?;
+    }
     let mut stream_sha256 = [0u8; 32];
     stream_sha256.copy_from_slice(stream_hash.finish().as_ref());
     Ok(Attempt::Uploaded(UploadedStream {

@@ -486,6 +486,38 @@ async fn a_stream_that_got_shorter_is_detected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_beyond_the_end_of_a_shorter_stream_are_removed() {
+    let setup = setup().await;
+    let old = stream_bytes(STREAM_LEN, 0x9999_8888_7777_6666);
+    // The first part of volume 2 is refused: volumes 0 and 1 are complete, 2 started.
+    let before = setup.interrupted(&old, fail_part(7)).await;
+    assert_eq!(before.volumes.len(), 3);
+    assert_eq!(before.completed_volumes(), 2);
+    // The stream now ends exactly after volume 1.
+    let shorter = &old[..24 * MIB];
+    let Attempt::Uploaded(uploaded) = upload_resumable(
+        &setup.repository,
+        &setup.journal_path,
+        setup.journal_on_disk(),
+        chunked(shorter),
+        &Bytes_::default(),
+        None,
+    )
+    .await
+    .unwrap() else {
+        panic!("the shorter stream is stored")
+    };
+    assert_eq!(uploaded.volumes.len(), 2);
+    assert!(setup.journal_on_disk().volumes.len() == 2);
+    assert!(!setup
+        .backend
+        .exists(&setup.volume_key(&before, 2))
+        .await
+        .unwrap());
+    setup.commit_and_read_back(&uploaded, shorter).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_up_aborts_a_dead_runs_young_upload_and_keeps_a_live_ones() {
     let setup = setup().await;
     let bytes = stream_bytes(STREAM_LEN, 0x4444_5555_6666_7777);

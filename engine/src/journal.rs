@@ -483,17 +483,19 @@ pub fn list_journals(state_dir: &Path, repository: RepositoryId) -> Result<Vec<P
 
 /// A journal and the file it is kept in.
 #[derive(Debug)]
-pub(crate) struct JournalFile {
+pub struct JournalFile {
     path: PathBuf,
     journal: Journal,
 }
 
 impl JournalFile {
-    pub(crate) fn new(path: PathBuf, journal: Journal) -> Self {
+    /// A journal to be kept at `path` (nothing is written until [`save`](Self::save)).
+    pub fn new(path: PathBuf, journal: Journal) -> Self {
         Self { path, journal }
     }
 
-    pub(crate) fn journal(&self) -> &Journal {
+    /// The journal's current state.
+    pub fn journal(&self) -> &Journal {
         &self.journal
     }
 
@@ -508,7 +510,11 @@ impl JournalFile {
     /// directory) rather than appended to: it is small (completed volumes are one entry
     /// each; only the volume in flight lists its parts), a rename is atomic, and a reader
     /// therefore always sees one complete, checksummed state — no torn tail to repair.
-    pub(crate) async fn save(&self) -> Result<()> {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LocalState`] when the state directory cannot be written.
+    pub async fn save(&self) -> Result<()> {
         let bytes = encode_journal(&self.journal)?;
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || write_durably(&path, &bytes))
@@ -521,7 +527,11 @@ impl JournalFile {
     }
 
     /// Deletes the journal (after the manifest committed, or when it is abandoned).
-    pub(crate) async fn remove(&self) -> Result<()> {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LocalState`] when the file cannot be deleted.
+    pub async fn remove(&self) -> Result<()> {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || remove_durably(&path))
             .await

@@ -20,9 +20,10 @@ use zib_engine::journal::{
 };
 
 fn main() {
+    let temporary = tempfile::tempdir().expect("a temporary directory");
     let dir = match std::env::args().nth(1).filter(|arg| arg != "--bench") {
         Some(dir) => std::path::PathBuf::from(dir),
-        None => tempfile::tempdir().expect("a temporary directory").keep(),
+        None => temporary.path().to_owned(),
     };
     let mut volumes: Vec<JournalVolume> = (0..1023)
         .map(|index| JournalVolume {

@@ -267,10 +267,11 @@ pub struct CleanupReport {
 /// (their volumes have a manifest).
 ///
 /// With `options.state_dir`, this host's journals decide first: the uploads a dead run
-/// journalled (its lock can be taken) are aborted whatever their age — the journal stays,
-/// so its completed volumes can still be resumed — and the uploads a live run journalled
-/// (its lock is held), and the volumes it completed, are kept whatever their age. Each dead journal's lock is held
-/// while its uploads are aborted, so no backup resumes them meanwhile.
+/// journalled (its lock can be taken) are aborted whatever their age — the journal
+/// stays, so its completed volumes can still be resumed — and the uploads a live run
+/// journalled (its lock is held), and the volumes it completed, are kept whatever their
+/// age. Each dead journal's lock is held while its uploads are aborted, so no backup
+/// resumes them meanwhile.
 ///
 /// # Errors
 ///

@@ -8,8 +8,8 @@
 
 use ring::rand::SystemRandom;
 use zib_planner::{
-    decide_backup, BackupDecision, LocalSnapshot, PlannedBackup, Policy, PriceTable, RemoteBackup,
-    SnapshotId, UnixTime,
+    decide_backup, BackupDecision, IncrementalEstimate, LocalSnapshot, PlannedBackup, Policy,
+    PriceTable, RemoteBackup, SnapshotId, UnixTime,
 };
 use zib_snapshot_source::{
     DatasetName, Protection, SendBase, SendFlags, SendRequest, SnapshotInfo, SnapshotName,
@@ -24,6 +24,7 @@ use crate::ids::{BackupId, DatasetId};
 use crate::layout::ObjectRole;
 use crate::metadata::sealed_metadata;
 use crate::progress::Progress;
+use crate::prune::{prune_after_commit, Committed, PruneReport};
 use crate::records::{
     volume_list_hash, BackupKind, ManifestRecord, SendFlagBits, SnapshotIdentity, SourceKind,
 };
@@ -58,6 +59,10 @@ pub struct BackupOptions {
     pub policy: Policy,
     /// Prices for the cost figures.
     pub prices: PriceTable,
+    /// Destroy the local snapshots zib created once a newer backup has committed (the
+    /// newest stays as the next incremental base). Snapshots zib did not create are never
+    /// destroyed, whatever this says.
+    pub prune_created_snapshots: bool,
 }
 
 /// A backup that committed.
@@ -69,6 +74,9 @@ pub struct CommittedBackup {
     pub decision: BackupDecision,
     /// How the sent snapshot is protected as the next incremental base, if it could be.
     pub protection: Option<Protection>,
+    /// What happened to the older snapshots zib created, and the previous base's
+    /// protection.
+    pub pruned: PruneReport,
     /// Things the user should know (e.g. no base protection on BTRFS).
     pub warnings: Vec<String>,
 }
@@ -179,15 +187,34 @@ pub async fn back_up(
         })
         .collect();
     let target_identity = record_identity(&target)?;
-    let decision = decide_backup(
-        &planner_catalog,
-        &local_for_planner,
-        Some(&SnapshotId(lineage(&target_identity))),
-        &options.policy,
-        &options.prices,
-        UnixTime(crate::clock::unix_seconds(clock)),
-    )
-    .map_err(|error| Error::InvalidInput(format!("planning the backup failed: {error}")))?;
+    let target_id = SnapshotId(lineage(&target_identity));
+    let plan = |local: &[LocalSnapshot]| {
+        decide_backup(
+            &planner_catalog,
+            local,
+            Some(&target_id),
+            &options.policy,
+            &options.prices,
+            UnixTime(crate::clock::unix_seconds(clock)),
+        )
+        .map_err(|error| Error::InvalidInput(format!("planning the backup failed: {error}")))
+    };
+    // A first plan names the base; the source's size estimates for the full and for the
+    // incremental from that base then let the planner choose between them (a full can be
+    // cheaper than a large incremental, and starts a shorter chain).
+    let mut decision = plan(&local_for_planner)?;
+    if !matches!(decision.plan, PlannedBackup::UpToDate) {
+        let estimated = with_size_estimates(
+            source,
+            options,
+            &local,
+            &target,
+            &decision.plan,
+            local_for_planner,
+        )
+        .await;
+        decision = plan(&estimated)?;
+    }
 
     let mut warnings = Vec::new();
     let kind = match &decision.plan {
@@ -285,23 +312,106 @@ pub async fn back_up(
     progress.phase("committing");
     commit_manifest(repository, &manifest).await?;
 
-    let protection = match source.protect(&options.dataset, &target.name).await {
-        Ok(protection) => Some(protection),
-        Err(error) => {
-            warnings.push(format!(
-                "the backup committed, but {}@{} could not be protected as the next incremental \
-                 base ({error}); if it is destroyed, the next backup will be a full",
-                options.dataset, target.name
-            ));
-            None
+    let protection_available = source
+        .capabilities(&options.dataset)
+        .await
+        .is_ok_and(|capabilities| capabilities.protection_available());
+    let protection = if protection_available {
+        match source.protect(&options.dataset, &target.name).await {
+            Ok(protection) => Some(protection),
+            Err(error) => {
+                warnings.push(format!(
+                    "the backup committed, but {}@{} could not be protected as the next \
+                     incremental base ({error}); if it is destroyed, the next backup will be a full",
+                    options.dataset, target.name
+                ));
+                None
+            }
         }
+    } else {
+        warnings.push(format!(
+            "{}@{} cannot be protected (the file system has no holds or bookmarks): keep \
+             that snapshot, or the next backup will be a full",
+            options.dataset, target.name
+        ));
+        None
     };
+    let pruned = prune_after_commit(
+        source,
+        Committed {
+            dataset: &options.dataset,
+            target: &target,
+            protection: protection.as_ref(),
+            protection_available,
+            earlier_backups: backups,
+            local: &local,
+            marker: &created_marker(repository),
+        },
+        options.prune_created_snapshots,
+    )
+    .await;
     Ok(BackupOutcome::Committed(Box::new(CommittedBackup {
         manifest,
         decision,
         protection,
+        pruned,
         warnings,
     })))
+}
+
+/// `local` with the target's full and incremental stream sizes filled in, where the
+/// source can estimate them (zfs-fuse cannot; OpenZFS can).
+async fn with_size_estimates(
+    source: &dyn SnapshotSource,
+    options: &BackupOptions,
+    local: &[SnapshotInfo],
+    target: &SnapshotInfo,
+    plan: &PlannedBackup,
+    mut for_planner: Vec<LocalSnapshot>,
+) -> Vec<LocalSnapshot> {
+    let estimate = |request: SendRequest| async move {
+        match source
+            .estimate_send_size(&request.with_flags(options.send_flags))
+            .await
+        {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::debug!(%error, "no send size estimate");
+                None
+            }
+        }
+    };
+    let full_bytes = estimate(SendRequest::full(
+        options.dataset.clone(),
+        target.name.clone(),
+    ))
+    .await;
+    let mut incremental = None;
+    if let PlannedBackup::Incremental { base_snapshot, .. } = plan {
+        let base = local.iter().find(|snapshot| {
+            record_identity(snapshot).is_ok_and(|id| lineage(&id) == base_snapshot.0)
+        });
+        if let Some(base) = base {
+            incremental = estimate(SendRequest::incremental(
+                options.dataset.clone(),
+                SendBase::Snapshot(base.name.clone()),
+                target.name.clone(),
+            ))
+            .await
+            .map(|bytes| IncrementalEstimate {
+                base: base_snapshot.clone(),
+                bytes,
+            });
+        }
+    }
+    let target_lineage = record_identity(target).map(|id| lineage(&id)).ok();
+    for snapshot in &mut for_planner {
+        if Some(&snapshot.id.0) == target_lineage.as_ref() {
+            snapshot.full_bytes = full_bytes;
+            snapshot.incremental = incremental.clone();
+        }
+    }
+    for_planner
 }
 
 /// Writes the manifest: its existence is the backup's commit.

@@ -115,6 +115,7 @@ async fn run(args: &[String]) -> DemoResult<()> {
                 },
                 policy: zib_planner::Policy::default(),
                 prices: zib_planner::PriceTable::default(),
+                prune_created_snapshots: true,
             };
             match back_up(
                 &repository,

@@ -43,6 +43,7 @@ pub(crate) fn backup_options(dataset: DatasetName, source_kind: SourceKind) -> B
         shape: small_shape(),
         policy: zib_planner::Policy::default(),
         prices: zib_planner::PriceTable::default(),
+        prune_created_snapshots: true,
     }
 }
 

@@ -143,6 +143,12 @@ async fn run(args: &[String]) -> DemoResult<()> {
                         manifest.stored_len
                     );
                     println!("  why: {}", committed.decision.reason);
+                    for snapshot in &committed.pruned.destroyed {
+                        println!("  pruned superseded snapshot {snapshot} (zib created it)");
+                    }
+                    for warning in &committed.pruned.warnings {
+                        println!("  warning: {warning}");
+                    }
                     for warning in &committed.warnings {
                         println!("  warning: {warning}");
                     }

@@ -137,9 +137,17 @@ pub async fn back_up(
         }
     };
 
-    let dataset_id = find_dataset(&catalog, &options.dataset, &local)
-        .map_or_else(|| DatasetId::generate(&SystemRandom::new()), Ok)
-        .map_err(|_| Error::InvalidInput("the system random generator failed".into()))?;
+    // OpenZFS bookmarks of backed-up snapshots the user destroyed since: still good
+    // incremental bases, so a snapshot rotation tool does not force a new full.
+    let bookmarks =
+        bookmarks_without_snapshot(source.list_bookmarks(&options.dataset).await?, &local);
+    let dataset_id = find_dataset(
+        &catalog,
+        &options.dataset,
+        &[local.as_slice(), bookmarks.as_slice()].concat(),
+    )
+    .map_or_else(|| DatasetId::generate(&SystemRandom::new()), Ok)
+    .map_err(|_| Error::InvalidInput("the system random generator failed".into()))?;
     let backups = catalog.backups(dataset_id);
 
     let planner_catalog = zib_planner::Catalog::new(
@@ -169,9 +177,15 @@ pub async fn back_up(
     // made strictly increasing along that order so two snapshots taken within one second
     // keep their order.
     let mut previous_created = i64::MIN;
-    let local_for_planner: Vec<LocalSnapshot> = local
+    let mut points: Vec<(&SnapshotInfo, char)> = local
         .iter()
-        .filter_map(|snapshot| {
+        .map(|snapshot| (snapshot, '@'))
+        .chain(bookmarks.iter().map(|bookmark| (bookmark, '#')))
+        .collect();
+    points.sort_by_key(|(point, _)| point.created_txg);
+    let local_for_planner: Vec<LocalSnapshot> = points
+        .iter()
+        .filter_map(|(snapshot, separator)| {
             let created = snapshot
                 .created_at
                 .unix_timestamp()
@@ -179,7 +193,7 @@ pub async fn back_up(
             previous_created = created;
             Some(LocalSnapshot {
                 id: SnapshotId(lineage(&record_identity(snapshot).ok()?)),
-                name: format!("{}@{}", options.dataset, snapshot.name),
+                name: format!("{}{separator}{}", options.dataset, snapshot.name),
                 created: UnixTime(created),
                 full_bytes: None,
                 incremental: None,
@@ -208,6 +222,7 @@ pub async fn back_up(
             source,
             options,
             &local,
+            &bookmarks,
             &target,
             &decision.plan,
             local_for_planner,
@@ -217,6 +232,7 @@ pub async fn back_up(
     }
 
     let mut warnings = Vec::new();
+    let mut send_base = None;
     let kind = match &decision.plan {
         PlannedBackup::UpToDate => {
             return Ok(BackupOutcome::UpToDate {
@@ -238,14 +254,10 @@ pub async fn back_up(
                 .ok_or_else(|| {
                     Error::InvalidInput(format!("planner returned unknown base backup {base_id}"))
                 })?;
-            let base_local = local
-                .iter()
-                .find(|snapshot| {
-                    record_identity(snapshot).is_ok_and(|id| lineage(&id) == base_snapshot.0)
-                })
-                .ok_or_else(|| {
-                    Error::InvalidInput(format!("base snapshot {base_snapshot} vanished"))
-                })?;
+            let (base_local, base) =
+                find_base(&local, &bookmarks, base_snapshot, options.source_kind)?.ok_or_else(
+                    || Error::InvalidInput(format!("base snapshot {base_snapshot} vanished")),
+                )?;
             if base_manifest.send_flags != send_flag_bits(options.send_flags) {
                 warnings.push(format!(
                     "the send flags changed since backup {base_id}; sending a full stream (an \
@@ -253,6 +265,7 @@ pub async fn back_up(
                 ));
                 BackupKind::Full
             } else {
+                send_base = Some(base);
                 BackupKind::Incremental {
                     base_backup: base_id,
                     base_snapshot_name: base_local.name.to_string(),
@@ -262,15 +275,9 @@ pub async fn back_up(
         }
     };
 
-    let request = match &kind {
-        BackupKind::Full => SendRequest::full(options.dataset.clone(), target.name.clone()),
-        BackupKind::Incremental {
-            base_snapshot_name, ..
-        } => SendRequest::incremental(
-            options.dataset.clone(),
-            SendBase::Snapshot(snapshot_name(options.source_kind, base_snapshot_name)?),
-            target.name.clone(),
-        ),
+    let request = match send_base {
+        None => SendRequest::full(options.dataset.clone(), target.name.clone()),
+        Some(base) => SendRequest::incremental(options.dataset.clone(), base, target.name.clone()),
     }
     .with_flags(options.send_flags);
 
@@ -345,6 +352,7 @@ pub async fn back_up(
             protection_available,
             earlier_backups: backups,
             local: &local,
+            bookmarks: &bookmarks,
             marker: &created_marker(repository),
         },
         options.prune_created_snapshots,
@@ -365,6 +373,7 @@ async fn with_size_estimates(
     source: &dyn SnapshotSource,
     options: &BackupOptions,
     local: &[SnapshotInfo],
+    bookmarks: &[SnapshotInfo],
     target: &SnapshotInfo,
     plan: &PlannedBackup,
     mut for_planner: Vec<LocalSnapshot>,
@@ -388,13 +397,11 @@ async fn with_size_estimates(
     .await;
     let mut incremental = None;
     if let PlannedBackup::Incremental { base_snapshot, .. } = plan {
-        let base = local.iter().find(|snapshot| {
-            record_identity(snapshot).is_ok_and(|id| lineage(&id) == base_snapshot.0)
-        });
-        if let Some(base) = base {
+        let base = find_base(local, bookmarks, base_snapshot, options.source_kind);
+        if let Ok(Some((_, base))) = base {
             incremental = estimate(SendRequest::incremental(
                 options.dataset.clone(),
-                SendBase::Snapshot(base.name.clone()),
+                base,
                 target.name.clone(),
             ))
             .await
@@ -460,6 +467,44 @@ pub fn zib_snapshot_name(unix_seconds: i64) -> String {
         second % 3600 / 60,
         second % 60
     )
+}
+
+/// The bookmarks whose snapshot no longer exists (a bookmark of an existing snapshot
+/// adds nothing: the snapshot is the better base).
+fn bookmarks_without_snapshot(
+    bookmarks: Vec<SnapshotInfo>,
+    snapshots: &[SnapshotInfo],
+) -> Vec<SnapshotInfo> {
+    bookmarks
+        .into_iter()
+        .filter(|bookmark| {
+            !snapshots
+                .iter()
+                .any(|snapshot| snapshot.identity.same_snapshot(&bookmark.identity))
+        })
+        .collect()
+}
+
+/// The local snapshot — or, failing that, bookmark — with the planner's base identity,
+/// and how to send from it.
+fn find_base<'a>(
+    local: &'a [SnapshotInfo],
+    bookmarks: &'a [SnapshotInfo],
+    base: &SnapshotId,
+    kind: SourceKind,
+) -> Result<Option<(&'a SnapshotInfo, SendBase)>> {
+    let matches =
+        |info: &&SnapshotInfo| record_identity(info).is_ok_and(|id| lineage(&id) == base.0);
+    if let Some(snapshot) = local.iter().find(matches) {
+        return Ok(Some((
+            snapshot,
+            SendBase::Snapshot(snapshot_name(kind, snapshot.name.as_str())?),
+        )));
+    }
+    Ok(bookmarks
+        .iter()
+        .find(matches)
+        .map(|bookmark| (bookmark, SendBase::Bookmark(bookmark.name.clone()))))
 }
 
 /// The dataset id to continue: one whose backups' snapshots exist locally (a renamed or

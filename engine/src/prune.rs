@@ -42,6 +42,8 @@ pub(crate) struct Committed<'a> {
     pub(crate) earlier_backups: &'a [CatalogBackup],
     /// The local snapshots, oldest first.
     pub(crate) local: &'a [SnapshotInfo],
+    /// Bookmarks whose snapshot is gone (OpenZFS).
+    pub(crate) bookmarks: &'a [SnapshotInfo],
     /// The `zib:created` value of this repository.
     pub(crate) marker: &'a str,
 }
@@ -71,7 +73,13 @@ pub(crate) async fn prune_after_commit(
         .collect();
 
     if let Some(new_base) = committed.protection {
-        let previous_base = older
+        let mut points: Vec<&SnapshotInfo> = older
+            .iter()
+            .copied()
+            .chain(committed.bookmarks.iter())
+            .collect();
+        points.sort_by_key(|point| point.created_txg);
+        let previous_base = points
             .iter()
             .rev()
             .find(|snapshot| backed_up(committed.earlier_backups, snapshot).is_some());

@@ -1,7 +1,7 @@
 #!/bin/bash
 # openzfs-vm-tier.sh -- opt-in test tier: runs the ZFS snapshot-source conformance suite
-# against real OpenZFS 2.3 inside the zfsvm VM (the host kernel has no ZFS module; the
-# default tier runs the same suite on zfs-fuse).
+# and the engine's bookmark-base test against real OpenZFS 2.3 inside the zfsvm VM (the
+# host kernel has no ZFS module; the default tier runs the same tests on zfs-fuse).
 #
 #   scripts/openzfs-vm-tier.sh            build the test binary, boot the VM, run, stop it
 #   KEEP=1 scripts/openzfs-vm-tier.sh     leave the VM running afterwards
@@ -24,21 +24,29 @@ export ZFSVM_SHARE=${ZFSVM_SHARE:-/tmp/zfsvm-share}
 
 log() { printf '[openzfs-vm-tier %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-log "building the ZFS conformance test binary"
+log "building the test binaries: ZFS conformance, and the engine's bookmark-base test"
 cd "$REPO"
-binary=$(cargo test -p zib-test-utils --test snapshot_zfs --no-run --message-format=json 2>/dev/null \
-  | python3 -c 'import json, sys
+# Prints the executable of the integration test target named $1 from cargo's JSON.
+executable_of() {
+  python3 -c 'import json, sys
 for line in sys.stdin:
     try: message = json.loads(line)
     except ValueError: continue
-    if message.get("reason") == "compiler-artifact" and message.get("target", {}).get("name") == "snapshot_zfs" and message.get("executable"):
-        print(message["executable"])')
-[ -n "$binary" ] && [ -x "$binary" ] || { log "could not build the test binary"; exit 1; }
+    if message.get("reason") == "compiler-artifact" and message.get("target", {}).get("name") == sys.argv[1] and message.get("executable"):
+        print(message["executable"])' "$1"
+}
+binary=$(cargo test -p zib-test-utils --test snapshot_zfs --no-run --message-format=json 2>/dev/null \
+  | executable_of snapshot_zfs)
+[ -n "$binary" ] && [ -x "$binary" ] || { log "could not build the conformance test binary"; exit 1; }
+engine_binary=$(cargo test -p zib-engine --test bookmark_base_zfs --no-run --message-format=json 2>/dev/null \
+  | executable_of bookmark_base_zfs)
+[ -n "$engine_binary" ] && [ -x "$engine_binary" ] || { log "could not build the engine test binary"; exit 1; }
 
 log "building (or reusing) the VM image"
 "$ZFSVM_DIR/build.sh"
 mkdir -p "$ZFSVM_SHARE"
 cp "$binary" "$ZFSVM_SHARE/zib-snapshot-zfs-conformance"
+cp "$engine_binary" "$ZFSVM_SHARE/zib-engine-bookmark-base"
 
 stop_vm() { if [ "${KEEP:-0}" != 1 ]; then "$ZFSVM_DIR/stop.sh" >/dev/null 2>&1 || true; fi; }
 trap stop_vm EXIT
@@ -52,6 +60,9 @@ set +e
 "$ZFSVM_DIR/run.sh" env ZIB_REAL_COMPONENTS=1 ZIB_ZFS_DIALECT=openzfs TMPDIR=/var/tmp RUST_BACKTRACE=1 \
   /host/zib-snapshot-zfs-conformance --test-threads=2
 rc=$?
+"$ZFSVM_DIR/run.sh" env ZIB_REAL_COMPONENTS=1 ZIB_ZFS_DIALECT=openzfs TMPDIR=/var/tmp RUST_BACKTRACE=1 \
+  /host/zib-engine-bookmark-base
+engine_rc=$?
 set -e
-log "suite finished with status $rc in $(( $(date +%s) - T0 ))s"
-exit $rc
+log "suites finished (conformance $rc, engine $engine_rc) in $(( $(date +%s) - T0 ))s"
+[ "$rc" = 0 ] && [ "$engine_rc" = 0 ]

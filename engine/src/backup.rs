@@ -17,8 +17,8 @@ use std::path::PathBuf;
 
 use ring::rand::SystemRandom;
 use zib_planner::{
-    decide_backup, BackupDecision, LocalSnapshot, PlannedBackup, Policy, PriceTable, RemoteBackup,
-    SnapshotId, UnixTime,
+    decide_backup, BackupDecision, IncrementalEstimate, LocalSnapshot, PlannedBackup, Policy,
+    PriceTable, RemoteBackup, SnapshotId, UnixTime,
 };
 use zib_snapshot_source::{
     DatasetName, Protection, SendBase, SendFlags, SendRequest, SnapshotInfo, SnapshotName,
@@ -26,7 +26,7 @@ use zib_snapshot_source::{
 };
 use zib_storage_backend::{PutPrecondition, WriteOptions};
 
-use crate::catalog::{read_catalog, Catalog};
+use crate::catalog::{read_catalog, Catalog, CatalogBackup};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, DatasetId};
@@ -38,6 +38,7 @@ use crate::layout::ObjectRole;
 use crate::lock::lock_dataset;
 use crate::metadata::sealed_metadata;
 use crate::progress::Progress;
+use crate::prune::{prune_after_commit, Committed, PruneReport};
 use crate::records::{
     volume_list_hash, BackupKind, ManifestRecord, SendFlagBits, SnapshotIdentity, SourceKind,
 };
@@ -79,6 +80,10 @@ pub struct BackupOptions {
     /// When another run holds the dataset's lock: wait for it (`true`) or fail at once
     /// with [`Error::Locked`] (`false`).
     pub wait_for_lock: bool,
+    /// Destroy the local snapshots zib created once a newer backup has committed (the
+    /// newest stays as the next incremental base). Snapshots zib did not create are never
+    /// destroyed, whatever this says.
+    pub prune_created_snapshots: bool,
 }
 
 /// A backup that committed.
@@ -90,6 +95,9 @@ pub struct CommittedBackup {
     pub decision: BackupDecision,
     /// How the sent snapshot is protected as the next incremental base, if it could be.
     pub protection: Option<Protection>,
+    /// What happened to the older snapshots zib created, and the previous base's
+    /// protection.
+    pub pruned: PruneReport,
     /// Things the user should know (e.g. no base protection on BTRFS).
     pub warnings: Vec<String>,
 }
@@ -143,12 +151,24 @@ pub async fn back_up(
     .await?;
     let catalog = read_catalog(repository).await?;
     let mut local = source.list_snapshots(&options.dataset).await?;
+    // OpenZFS bookmarks of backed-up snapshots the user destroyed since: still good
+    // incremental bases, so a snapshot rotation tool does not force a new full.
+    let bookmarks =
+        bookmarks_without_snapshot(source.list_bookmarks(&options.dataset).await?, &local);
     let journal_path = journal_path(&options.state_dir, repository.id(), &dataset_name);
     if let Some(journal) = open_journal(&journal_path, clock)? {
         let file = JournalFile::new(journal_path.clone(), journal);
-        match resumable(file.journal(), &catalog, &local, options) {
+        match resumable(file.journal(), &catalog, &local, &bookmarks, options) {
             Resumable::Resume(target) => {
-                return resume(repository, source, options, clock, progress, file, &target).await;
+                let found = LocalPoints {
+                    earlier_backups: catalog.backups(file.journal().dataset()),
+                    local: &local,
+                    bookmarks: &bookmarks,
+                };
+                return resume(
+                    repository, source, options, clock, progress, file, &target, found,
+                )
+                .await;
             }
             Resumable::Committed => {
                 tracing::info!(journal = %journal_path.display(), "the journalled backup committed before its journal was deleted");
@@ -197,9 +217,13 @@ pub async fn back_up(
         }
     };
 
-    let dataset_id = find_dataset(&catalog, &options.dataset, &local)
-        .map_or_else(|| DatasetId::generate(&SystemRandom::new()), Ok)
-        .map_err(|_| Error::InvalidInput("the system random generator failed".into()))?;
+    let dataset_id = find_dataset(
+        &catalog,
+        &options.dataset,
+        &[local.as_slice(), bookmarks.as_slice()].concat(),
+    )
+    .map_or_else(|| DatasetId::generate(&SystemRandom::new()), Ok)
+    .map_err(|_| Error::InvalidInput("the system random generator failed".into()))?;
     let backups = catalog.backups(dataset_id);
 
     let planner_catalog = zib_planner::Catalog::new(
@@ -229,9 +253,15 @@ pub async fn back_up(
     // made strictly increasing along that order so two snapshots taken within one second
     // keep their order.
     let mut previous_created = i64::MIN;
-    let local_for_planner: Vec<LocalSnapshot> = local
+    let mut points: Vec<(&SnapshotInfo, char)> = local
         .iter()
-        .filter_map(|snapshot| {
+        .map(|snapshot| (snapshot, '@'))
+        .chain(bookmarks.iter().map(|bookmark| (bookmark, '#')))
+        .collect();
+    points.sort_by_key(|(point, _)| point.created_txg);
+    let local_for_planner: Vec<LocalSnapshot> = points
+        .iter()
+        .filter_map(|(snapshot, separator)| {
             let created = snapshot
                 .created_at
                 .unix_timestamp()
@@ -239,7 +269,7 @@ pub async fn back_up(
             previous_created = created;
             Some(LocalSnapshot {
                 id: SnapshotId(lineage(&record_identity(snapshot).ok()?)),
-                name: format!("{}@{}", options.dataset, snapshot.name),
+                name: format!("{}{separator}{}", options.dataset, snapshot.name),
                 created: UnixTime(created),
                 full_bytes: None,
                 incremental: None,
@@ -247,17 +277,38 @@ pub async fn back_up(
         })
         .collect();
     let target_identity = record_identity(&target)?;
-    let decision = decide_backup(
-        &planner_catalog,
-        &local_for_planner,
-        Some(&SnapshotId(lineage(&target_identity))),
-        &options.policy,
-        &options.prices,
-        UnixTime(crate::clock::unix_seconds(clock)),
-    )
-    .map_err(|error| Error::InvalidInput(format!("planning the backup failed: {error}")))?;
+    let target_id = SnapshotId(lineage(&target_identity));
+    let plan = |local: &[LocalSnapshot]| {
+        decide_backup(
+            &planner_catalog,
+            local,
+            Some(&target_id),
+            &options.policy,
+            &options.prices,
+            UnixTime(crate::clock::unix_seconds(clock)),
+        )
+        .map_err(|error| Error::InvalidInput(format!("planning the backup failed: {error}")))
+    };
+    // A first plan names the base; the source's size estimates for the full and for the
+    // incremental from that base then let the planner choose between them (a full can be
+    // cheaper than a large incremental, and starts a shorter chain).
+    let mut decision = plan(&local_for_planner)?;
+    if !matches!(decision.plan, PlannedBackup::UpToDate) {
+        let estimated = with_size_estimates(
+            source,
+            options,
+            &local,
+            &bookmarks,
+            &target,
+            &decision.plan,
+            local_for_planner,
+        )
+        .await;
+        decision = plan(&estimated)?;
+    }
 
     let mut warnings = Vec::new();
+    let mut send_base = None;
     let kind = match &decision.plan {
         PlannedBackup::UpToDate => {
             return Ok(BackupOutcome::UpToDate {
@@ -279,14 +330,10 @@ pub async fn back_up(
                 .ok_or_else(|| {
                     Error::InvalidInput(format!("planner returned unknown base backup {base_id}"))
                 })?;
-            let base_local = local
-                .iter()
-                .find(|snapshot| {
-                    record_identity(snapshot).is_ok_and(|id| lineage(&id) == base_snapshot.0)
-                })
-                .ok_or_else(|| {
-                    Error::InvalidInput(format!("base snapshot {base_snapshot} vanished"))
-                })?;
+            let (base_local, base) =
+                find_base(&local, &bookmarks, base_snapshot, options.source_kind)?.ok_or_else(
+                    || Error::InvalidInput(format!("base snapshot {base_snapshot} vanished")),
+                )?;
             if base_manifest.send_flags != send_flag_bits(options.send_flags) {
                 warnings.push(format!(
                     "the send flags changed since backup {base_id}; sending a full stream (an \
@@ -294,6 +341,7 @@ pub async fn back_up(
                 ));
                 BackupKind::Full
             } else {
+                send_base = Some(base);
                 BackupKind::Incremental {
                     base_backup: base_id,
                     base_snapshot_name: base_local.name.to_string(),
@@ -303,15 +351,9 @@ pub async fn back_up(
         }
     };
 
-    let request = match &kind {
-        BackupKind::Full => SendRequest::full(options.dataset.clone(), target.name.clone()),
-        BackupKind::Incremental {
-            base_snapshot_name, ..
-        } => SendRequest::incremental(
-            options.dataset.clone(),
-            SendBase::Snapshot(snapshot_name(options.source_kind, base_snapshot_name)?),
-            target.name.clone(),
-        ),
+    let request = match send_base {
+        None => SendRequest::full(options.dataset.clone(), target.name.clone()),
+        Some(base) => SendRequest::incremental(options.dataset.clone(), base, target.name.clone()),
     }
     .with_flags(options.send_flags);
 
@@ -351,42 +393,81 @@ pub async fn back_up(
     )
     .await?;
 
-    let protection = match source.protect(&options.dataset, &target.name).await {
-        Ok(protection) => Some(protection),
-        Err(error) => {
-            warnings.push(format!(
-                "the backup committed, but {}@{} could not be protected as the next incremental \
-                 base ({error}); if it is destroyed, the next backup will be a full",
-                options.dataset, target.name
-            ));
-            None
-        }
+    let found = LocalPoints {
+        earlier_backups: backups,
+        local: &local,
+        bookmarks: &bookmarks,
     };
+    let (protection, pruned) =
+        after_commit(repository, source, options, &target, found, &mut warnings).await;
     Ok(BackupOutcome::Committed(Box::new(CommittedBackup {
         manifest,
         decision,
         protection,
+        pruned,
         warnings,
     })))
 }
 
-async fn protect_base(
+/// What a run found before it sent: the dataset's committed backups, its snapshots and
+/// the bookmarks whose snapshot is gone.
+#[derive(Clone, Copy)]
+struct LocalPoints<'a> {
+    earlier_backups: &'a [CatalogBackup],
+    local: &'a [SnapshotInfo],
+    bookmarks: &'a [SnapshotInfo],
+}
+
+/// After the commit: protects the sent snapshot as the next incremental base, then
+/// prunes what it supersedes.
+async fn after_commit(
+    repository: &Repository,
     source: &dyn SnapshotSource,
     options: &BackupOptions,
     target: &SnapshotInfo,
+    found: LocalPoints<'_>,
     warnings: &mut Vec<String>,
-) -> Option<Protection> {
-    match source.protect(&options.dataset, &target.name).await {
-        Ok(protection) => Some(protection),
-        Err(error) => {
-            warnings.push(format!(
-                "the backup committed, but {}@{} could not be protected as the next incremental \
-                 base ({error}); if it is destroyed, the next backup will be a full",
-                options.dataset, target.name
-            ));
-            None
+) -> (Option<Protection>, PruneReport) {
+    let protection_available = source
+        .capabilities(&options.dataset)
+        .await
+        .is_ok_and(|capabilities| capabilities.protection_available());
+    let protection = if protection_available {
+        match source.protect(&options.dataset, &target.name).await {
+            Ok(protection) => Some(protection),
+            Err(error) => {
+                warnings.push(format!(
+                    "the backup committed, but {}@{} could not be protected as the next \
+                     incremental base ({error}); if it is destroyed, the next backup will be a full",
+                    options.dataset, target.name
+                ));
+                None
+            }
         }
-    }
+    } else {
+        warnings.push(format!(
+            "{}@{} cannot be protected (the file system has no holds or bookmarks): keep \
+             that snapshot, or the next backup will be a full",
+            options.dataset, target.name
+        ));
+        None
+    };
+    let pruned = prune_after_commit(
+        source,
+        Committed {
+            dataset: &options.dataset,
+            target,
+            protection: protection.as_ref(),
+            protection_available,
+            earlier_backups: found.earlier_backups,
+            local: found.local,
+            bookmarks: found.bookmarks,
+            marker: &created_marker(repository),
+        },
+        options.prune_created_snapshots,
+    )
+    .await;
+    (protection, pruned)
 }
 
 /// Reads the dataset's journal; an unreadable one is reported, moved aside and treated
@@ -423,6 +504,7 @@ fn resumable(
     journal: &Journal,
     catalog: &Catalog,
     local: &[SnapshotInfo],
+    bookmarks: &[SnapshotInfo],
     options: &BackupOptions,
 ) -> Resumable {
     let committed = catalog
@@ -463,7 +545,7 @@ fn resumable(
     } = &journal.kind
     {
         let base_lineage = lineage(&(*base_identity).into());
-        let base_present = local.iter().any(|snapshot| {
+        let base_present = local.iter().chain(bookmarks).any(|snapshot| {
             snapshot.name.to_string() == *base_snapshot_name
                 && record_identity(snapshot).is_ok_and(|id| lineage(&id) == base_lineage)
         });
@@ -477,6 +559,7 @@ fn resumable(
 }
 
 /// Continues the journalled backup: same backup id, kind, base, flags and shape.
+#[allow(clippy::too_many_arguments)] // private: one call site, each argument named there
 async fn resume(
     repository: &Repository,
     source: &dyn SnapshotSource,
@@ -485,6 +568,7 @@ async fn resume(
     progress: &dyn Progress,
     file: JournalFile,
     target: &SnapshotInfo,
+    found: LocalPoints<'_>,
 ) -> Result<BackupOutcome> {
     let journal = file.journal().clone();
     tracing::info!(
@@ -496,13 +580,22 @@ async fn resume(
     progress.phase("continuing an interrupted backup");
     let request = match &journal.kind {
         JournalKind::Full => SendRequest::full(options.dataset.clone(), target.name.clone()),
-        JournalKind::Incremental {
-            base_snapshot_name, ..
-        } => SendRequest::incremental(
-            options.dataset.clone(),
-            SendBase::Snapshot(snapshot_name(journal.source_kind(), base_snapshot_name)?),
-            target.name.clone(),
-        ),
+        JournalKind::Incremental { base_identity, .. } => {
+            let base_id = SnapshotId(lineage(&(*base_identity).into()));
+            let (_, base) = find_base(
+                found.local,
+                found.bookmarks,
+                &base_id,
+                journal.source_kind(),
+            )?
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "the base of the interrupted backup {} vanished",
+                    journal.backup()
+                ))
+            })?;
+            SendRequest::incremental(options.dataset.clone(), base, target.name.clone())
+        }
     }
     .with_flags(send_flags_from_bits(journal.send_flag_bits()));
     let expected_len = source.estimate_send_size(&request).await.ok().flatten();
@@ -541,11 +634,13 @@ async fn resume(
     )
     .await?;
     let mut warnings = Vec::new();
-    let protection = protect_base(source, options, target, &mut warnings).await;
+    let (protection, pruned) =
+        after_commit(repository, source, options, target, found, &mut warnings).await;
     Ok(BackupOutcome::Committed(Box::new(CommittedBackup {
         manifest,
         decision,
         protection,
+        pruned,
         warnings,
     })))
 }
@@ -617,6 +712,60 @@ async fn send_and_commit(
     Ok(manifest)
 }
 
+/// `local` with the target's full and incremental stream sizes filled in, where the
+/// source can estimate them (zfs-fuse cannot; OpenZFS can).
+async fn with_size_estimates(
+    source: &dyn SnapshotSource,
+    options: &BackupOptions,
+    local: &[SnapshotInfo],
+    bookmarks: &[SnapshotInfo],
+    target: &SnapshotInfo,
+    plan: &PlannedBackup,
+    mut for_planner: Vec<LocalSnapshot>,
+) -> Vec<LocalSnapshot> {
+    let estimate = |request: SendRequest| async move {
+        match source
+            .estimate_send_size(&request.with_flags(options.send_flags))
+            .await
+        {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::debug!(%error, "no send size estimate");
+                None
+            }
+        }
+    };
+    let full_bytes = estimate(SendRequest::full(
+        options.dataset.clone(),
+        target.name.clone(),
+    ))
+    .await;
+    let mut incremental = None;
+    if let PlannedBackup::Incremental { base_snapshot, .. } = plan {
+        let base = find_base(local, bookmarks, base_snapshot, options.source_kind);
+        if let Ok(Some((_, base))) = base {
+            incremental = estimate(SendRequest::incremental(
+                options.dataset.clone(),
+                base,
+                target.name.clone(),
+            ))
+            .await
+            .map(|bytes| IncrementalEstimate {
+                base: base_snapshot.clone(),
+                bytes,
+            });
+        }
+    }
+    let target_lineage = record_identity(target).map(|id| lineage(&id)).ok();
+    for snapshot in &mut for_planner {
+        if Some(&snapshot.id.0) == target_lineage.as_ref() {
+            snapshot.full_bytes = full_bytes;
+            snapshot.incremental = incremental.clone();
+        }
+    }
+    for_planner
+}
+
 /// Writes the manifest: its existence is the backup's commit.
 ///
 /// # Errors
@@ -663,6 +812,44 @@ pub fn zib_snapshot_name(unix_seconds: i64) -> String {
         second % 3600 / 60,
         second % 60
     )
+}
+
+/// The bookmarks whose snapshot no longer exists (a bookmark of an existing snapshot
+/// adds nothing: the snapshot is the better base).
+fn bookmarks_without_snapshot(
+    bookmarks: Vec<SnapshotInfo>,
+    snapshots: &[SnapshotInfo],
+) -> Vec<SnapshotInfo> {
+    bookmarks
+        .into_iter()
+        .filter(|bookmark| {
+            !snapshots
+                .iter()
+                .any(|snapshot| snapshot.identity.same_snapshot(&bookmark.identity))
+        })
+        .collect()
+}
+
+/// The local snapshot — or, failing that, bookmark — with the planner's base identity,
+/// and how to send from it.
+fn find_base<'a>(
+    local: &'a [SnapshotInfo],
+    bookmarks: &'a [SnapshotInfo],
+    base: &SnapshotId,
+    kind: SourceKind,
+) -> Result<Option<(&'a SnapshotInfo, SendBase)>> {
+    let matches =
+        |info: &&SnapshotInfo| record_identity(info).is_ok_and(|id| lineage(&id) == base.0);
+    if let Some(snapshot) = local.iter().find(matches) {
+        return Ok(Some((
+            snapshot,
+            SendBase::Snapshot(snapshot_name(kind, snapshot.name.as_str())?),
+        )));
+    }
+    Ok(bookmarks
+        .iter()
+        .find(matches)
+        .map(|bookmark| (bookmark, SendBase::Bookmark(bookmark.name.clone()))))
 }
 
 /// The dataset id to continue: one whose backups' snapshots exist locally (a renamed or

@@ -11,13 +11,16 @@
 //!   with bounded memory, and read back verified;
 //! - [`backup`]: the backup pipeline (planner decision, snapshot, send, upload, manifest
 //!   commit, base protection);
+//! - [`prune`]: after a commit, the base protection moves to the new snapshot and the
+//!   superseded snapshots zib created are destroyed;
 //! - [`catalog`]: the catalog from LIST and HEAD requests alone, and the clean-up of
 //!   leftovers older than a threshold (never another host's live backup);
 //! - [`journal`] and [`lock`]: crash-safe resume — the local journal of the backup in
 //!   progress and the per-(repository, dataset) lock that keeps two runs apart;
 //! - [`restore`]: receiving a chain from readable objects.
 //!
-//! Not yet here: consolidation and pruning execution, and the scheduled multi-month restore from Deep Archive.
+//! Not yet here: consolidation execution, and the scheduled multi-month restore from
+//! Deep Archive.
 //!
 //! This crate never prints, prompts or parses flags: that is the CLI's job. Time comes
 //! from an injected [`clock::Clock`], progress goes to an injected [`progress::Progress`].
@@ -31,6 +34,7 @@ pub mod layout;
 pub mod lock;
 pub mod metadata;
 pub mod progress;
+pub mod prune;
 pub mod records;
 pub mod repository;
 pub mod restore;

@@ -19,7 +19,7 @@ use zib_engine::records::{BackupKind, SourceKind};
 use zib_engine::repository::Repository;
 use zib_engine::restore::receive_readable_chain;
 use zib_snapshot_source::btrfs::BtrfsSource;
-use zib_snapshot_source::DatasetName;
+use zib_snapshot_source::{DatasetName, SnapshotSource};
 use zib_storage_backend::local_dir::LocalDirBackend;
 use zib_storage_backend::StorageBackendExt;
 use zib_test_utils::btrfs::BtrfsFs;
@@ -73,6 +73,16 @@ async fn btrfs_full_then_incremental_into_a_local_directory() {
         manifests[1].kind
     );
     let expected = hash_tree(&subvolume).unwrap();
+    // The first snapshot zib created is pruned once the second backup committed; the
+    // newest stays as the next base (BTRFS cannot hold it, so it is simply kept).
+    let local: Vec<String> = source
+        .list_snapshots(&options.dataset)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|snapshot| snapshot.name.to_string())
+        .collect();
+    assert_eq!(local, vec![manifests[1].snapshot_name.clone()]);
 
     let catalog = read_catalog(&repository).await.unwrap();
     let dataset_id = manifests[0].dataset_id;

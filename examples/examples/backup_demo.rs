@@ -118,6 +118,7 @@ async fn run(args: &[String]) -> DemoResult<()> {
                 // Lock and resume journal, next to the demo repository.
                 state_dir: format!("{}.state", dir.trim_end_matches('/')).into(),
                 wait_for_lock: false,
+                prune_created_snapshots: true,
             };
             match back_up(
                 &repository,
@@ -145,6 +146,12 @@ async fn run(args: &[String]) -> DemoResult<()> {
                         manifest.stored_len
                     );
                     println!("  why: {}", committed.decision.reason);
+                    for snapshot in &committed.pruned.destroyed {
+                        println!("  pruned superseded snapshot {snapshot} (zib created it)");
+                    }
+                    for warning in &committed.pruned.warnings {
+                        println!("  warning: {warning}");
+                    }
                     for warning in &committed.warnings {
                         println!("  warning: {warning}");
                     }

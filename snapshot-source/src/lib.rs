@@ -330,6 +330,20 @@ pub trait SnapshotSource: Send + Sync {
     /// [`Error::DatasetNotFound`] when the dataset does not exist.
     async fn list_snapshots(&self, dataset: &DatasetName) -> Result<Vec<SnapshotInfo>>;
 
+    /// The dataset's bookmarks (OpenZFS), oldest first, each described like a snapshot:
+    /// its short name after `#`, the guid of the snapshot it was made from, and that
+    /// snapshot's creation txg and time; `zib_created` is always `None`. A bookmark can be
+    /// the base of an incremental send ([`SendBase::Bookmark`]) after its snapshot is
+    /// gone. Sources without bookmarks (zfs-fuse, BTRFS) return an empty list.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DatasetNotFound`] when the dataset does not exist.
+    async fn list_bookmarks(&self, dataset: &DatasetName) -> Result<Vec<SnapshotInfo>> {
+        let _ = dataset;
+        Ok(Vec::new())
+    }
+
     /// Creates a (read-only) snapshot. On ZFS, `marker` is stored as the
     /// [`ZIB_CREATED_PROPERTY`] user property in the same atomic step; sources without
     /// user properties ignore it (see [`Capabilities::user_properties`]).

@@ -32,6 +32,8 @@ pub const DEFAULT_HOLD_TAG: &str = "zib";
 /// Snapshot name used by probes; probes pass `-n` so even an existing one is not sent.
 const PROBE_SNAPSHOT: &str = "zib-capability-probe";
 const SNAPSHOT_PROPERTIES: &str = "guid,createtxg,creation,zib:created";
+/// Bookmarks carry no user properties.
+const BOOKMARK_PROPERTIES: &str = "guid,createtxg,creation";
 const PACKAGE: &str = "zfsutils-linux (OpenZFS) or zfs-fuse";
 
 /// A ZFS snapshot source driving the `zfs` and `zpool` commands.
@@ -208,14 +210,17 @@ impl ZfsSource {
     /// Runs a `zfs get -H -p -o name,property,value` and parses the snapshots of
     /// `dataset` in its output (other lines, such as child datasets, are ignored), oldest
     /// first.
+    ///
+    /// `separator` is `@` for snapshots, `#` for bookmarks.
     async fn snapshot_infos(
         &self,
         args: &[&str],
         dataset: &DatasetName,
+        separator: char,
     ) -> Result<Vec<SnapshotInfo>> {
         let output = self.zfs.run(args).await?;
         let command = self.zfs.describe(args);
-        let prefix = format!("{dataset}@");
+        let prefix = format!("{dataset}{separator}");
         let mut by_name: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for line in output.lines().filter(|line| line.starts_with(&prefix)) {
             // Names may hold spaces but never tabs, so three tab-separated fields remain.
@@ -453,7 +458,29 @@ impl SnapshotSource for ZfsSource {
             SNAPSHOT_PROPERTIES,
             dataset.as_str(),
         ];
-        self.snapshot_infos(&args, dataset).await
+        self.snapshot_infos(&args, dataset, '@').await
+    }
+
+    async fn list_bookmarks(&self, dataset: &DatasetName) -> Result<Vec<SnapshotInfo>> {
+        self.ensure_dataset(dataset).await?;
+        if !self.bookmarks_enabled(dataset).await? {
+            return Ok(Vec::new());
+        }
+        let args = [
+            "get",
+            "-H",
+            "-p",
+            "-r",
+            "-d",
+            "1",
+            "-t",
+            "bookmark",
+            "-o",
+            "name,property,value",
+            BOOKMARK_PROPERTIES,
+            dataset.as_str(),
+        ];
+        self.snapshot_infos(&args, dataset, '#').await
     }
 
     async fn create_snapshot(
@@ -498,6 +525,7 @@ impl SnapshotSource for ZfsSource {
                     &full,
                 ],
                 dataset,
+                '@',
             )
             .await?;
         info.into_iter()

@@ -556,6 +556,12 @@ pub async fn base_protection(fx: &dyn SourceFixture) {
             .destroy_snapshot(&p.dataset, &p.one.name)
             .await
             .expect("a bookmarked snapshot can go");
+        // The bookmark is listed with the identity and creation of its snapshot.
+        let bookmarks = source.list_bookmarks(&p.dataset).await.expect("bookmarks");
+        assert_eq!(bookmarks.len(), 1, "{bookmarks:?}");
+        assert_eq!(bookmarks[0].name, p.one.name);
+        assert!(bookmarks[0].identity.same_snapshot(&p.one.identity));
+        assert_eq!(bookmarks[0].created_txg, p.one.created_txg);
         let request = SendRequest::incremental(
             p.dataset.clone(),
             SendBase::Bookmark(p.one.name.clone()),
@@ -581,6 +587,11 @@ pub async fn base_protection(fx: &dyn SourceFixture) {
             matches!(protection, Protection::Hold { .. }),
             "{protection:?}"
         );
+        assert!(source
+            .list_bookmarks(&p.dataset)
+            .await
+            .expect("no bookmarks, but an answer")
+            .is_empty());
         let error = source
             .destroy_snapshot(&p.dataset, &p.one.name)
             .await

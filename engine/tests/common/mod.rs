@@ -45,6 +45,7 @@ pub(crate) fn backup_options(dataset: DatasetName, source_kind: SourceKind) -> B
         prices: zib_planner::PriceTable::default(),
         state_dir: test_state_dir().to_owned(),
         wait_for_lock: false,
+        prune_created_snapshots: true,
     }
 }
 

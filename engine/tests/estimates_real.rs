@@ -1,0 +1,170 @@
+//! The source's send size estimates reach the planner: on a real zfs-fuse pool (which
+//! cannot estimate by itself) a source that reports an incremental no smaller than a
+//! full makes the backup a full, as the planner's cost model says it should.
+
+// Test support: a panic with a message is how a check or a set-up step reports failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use zib_crypto::Passphrase;
+use zib_engine::backup::{back_up, BackupOutcome, CommittedBackup};
+use zib_engine::clock::FakeClock;
+use zib_engine::progress::NoProgress;
+use zib_engine::records::{BackupKind, SourceKind};
+use zib_engine::repository::Repository;
+use zib_snapshot_source::zfs::ZfsSource;
+use zib_snapshot_source::{
+    ByteStream, Capabilities, DatasetName, Protection, SendRequest, SendStream, SnapshotInfo,
+    SnapshotName, SnapshotSource,
+};
+use zib_storage_backend::local_dir::LocalDirBackend;
+use zib_test_utils::data::{modify_tree, write_tree, Names};
+use zib_test_utils::zfs::ZfsPool;
+
+use common::{backup_options, fast_init};
+
+/// Real ZFS, with fixed size estimates: a full is 1 MB, an incremental 2 MB. Records
+/// every estimate asked for.
+struct Estimating {
+    zfs: ZfsSource,
+    asked: Mutex<Vec<SendRequest>>,
+}
+
+#[async_trait]
+impl SnapshotSource for Estimating {
+    async fn capabilities(
+        &self,
+        dataset: &DatasetName,
+    ) -> zib_snapshot_source::Result<Capabilities> {
+        self.zfs.capabilities(dataset).await
+    }
+    async fn list_snapshots(
+        &self,
+        dataset: &DatasetName,
+    ) -> zib_snapshot_source::Result<Vec<SnapshotInfo>> {
+        self.zfs.list_snapshots(dataset).await
+    }
+    async fn create_snapshot(
+        &self,
+        dataset: &DatasetName,
+        snapshot: &SnapshotName,
+        marker: Option<&str>,
+    ) -> zib_snapshot_source::Result<SnapshotInfo> {
+        self.zfs.create_snapshot(dataset, snapshot, marker).await
+    }
+    async fn destroy_snapshot(
+        &self,
+        dataset: &DatasetName,
+        snapshot: &SnapshotName,
+    ) -> zib_snapshot_source::Result<()> {
+        self.zfs.destroy_snapshot(dataset, snapshot).await
+    }
+    async fn estimate_send_size(
+        &self,
+        request: &SendRequest,
+    ) -> zib_snapshot_source::Result<Option<u64>> {
+        self.asked.lock().unwrap().push(request.clone());
+        Ok(Some(if request.base.is_some() {
+            2_000_000
+        } else {
+            1_000_000
+        }))
+    }
+    async fn send(&self, request: &SendRequest) -> zib_snapshot_source::Result<SendStream> {
+        self.zfs.send(request).await
+    }
+    async fn receive(
+        &self,
+        target: &DatasetName,
+        stream: ByteStream,
+    ) -> zib_snapshot_source::Result<SnapshotInfo> {
+        self.zfs.receive(target, stream).await
+    }
+    async fn protect(
+        &self,
+        dataset: &DatasetName,
+        snapshot: &SnapshotName,
+    ) -> zib_snapshot_source::Result<Protection> {
+        self.zfs.protect(dataset, snapshot).await
+    }
+    async fn release(&self, protection: &Protection) -> zib_snapshot_source::Result<()> {
+        self.zfs.release(protection).await
+    }
+}
+
+fn committed(outcome: BackupOutcome) -> CommittedBackup {
+    match outcome {
+        BackupOutcome::Committed(committed) => *committed,
+        BackupOutcome::UpToDate { decision } => {
+            panic!("expected a backup, got up to date: {}", decision.reason)
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_estimated_larger_than_a_full_is_sent_as_a_full() {
+    let Some(pool) = ZfsPool::create() else {
+        return;
+    };
+    let repository_dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new(SystemTime::now());
+    let backend =
+        Arc::new(LocalDirBackend::open(repository_dir.path(), Arc::new(clock.clone())).unwrap());
+    let (repository, _) = Repository::init(
+        backend,
+        "",
+        &Passphrase::new("estimates passphrase".into()),
+        &fast_init(),
+        &clock,
+    )
+    .await
+    .unwrap();
+    let source = Estimating {
+        zfs: ZfsSource::new(),
+        asked: Mutex::new(Vec::new()),
+    };
+    let dataset = pool.create_dataset("scans");
+    let mountpoint = pool.mountpoint(&dataset);
+    write_tree(&mountpoint, 61, Names::Ascii).unwrap();
+    let options = backup_options(dataset.clone(), SourceKind::Zfs);
+
+    let first = committed(
+        back_up(&repository, &source, &options, &clock, &NoProgress)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(first.manifest.kind, BackupKind::Full);
+    assert_eq!(first.decision.estimated_bytes, Some(1_000_000));
+
+    modify_tree(&mountpoint, 62).unwrap();
+    clock.advance(Duration::from_secs(3600));
+    let second = committed(
+        back_up(&repository, &source, &options, &clock, &NoProgress)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        second.manifest.kind,
+        BackupKind::Full,
+        "{}",
+        second.decision.reason
+    );
+    assert!(
+        second.decision.reason.contains("no smaller than a full"),
+        "{}",
+        second.decision.reason
+    );
+    // The incremental was estimated from the first backup's snapshot.
+    let asked = source.asked.lock().unwrap();
+    assert!(
+        asked.iter().any(|request| request.base.is_some()
+            && request.snapshot.as_str() == second.manifest.snapshot_name),
+        "{asked:?}"
+    );
+}

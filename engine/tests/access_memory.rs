@@ -289,6 +289,6 @@ async fn clean_up_removes_a_probe_left_by_an_interrupted_check() {
     let old = clean_up(&repository, clock.as_ref(), &options)
         .await
         .unwrap();
-    assert_eq!(old.deleted_probes, [probe.clone()]);
+    assert_eq!(old.deleted_probes, std::slice::from_ref(&probe));
     assert!(!store.exists(&probe).await.unwrap());
 }

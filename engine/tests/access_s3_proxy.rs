@@ -233,7 +233,7 @@ async fn init_runs_every_step_and_sets_the_lifecycle_rule() {
     );
     // As moto stores it.
     let rules = setup.direct.abort_incomplete_uploads_rules().await.unwrap();
-    assert_eq!(rules, [rule.clone()]);
+    assert_eq!(rules, std::slice::from_ref(rule));
     // Exactly one probe was written, and it is gone.
     assert_eq!(setup.proxy.seen(Operation::Put), 4); // probe, README, keyring copy, keyring
     let keys = setup.direct.list_all("").await.unwrap();

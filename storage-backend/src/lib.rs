@@ -2,10 +2,13 @@
 //!
 //! [`StorageBackend`] is the small trait zib stores its objects through: multipart
 //! uploads that can be resumed, small conditional puts, `head` with the archive state,
-//! paginated listing, ranged reads that refuse archived objects, restore requests and
-//! deletes. Implementations: [`s3`] (aws-sdk-s3, Glacier Deep Archive by default),
-//! [`local_dir`] (a directory on a local or external disk) and [`memory`] (tests and
-//! simulations, with archive semantics on a fake clock). Decorators wrap any of them:
+//! paginated listing, ranged reads that refuse archived objects, restore requests,
+//! deletes, and the bucket lifecycle rules that abort incomplete multipart uploads
+//! (read, and added or replaced by id without touching the bucket's other rules).
+//! Implementations: [`s3`] (aws-sdk-s3, Glacier Deep Archive by default), [`local_dir`]
+//! (a directory on a local or external disk; lifecycle rules do not apply) and
+//! [`memory`] (tests and simulations, with archive semantics on a fake clock; lifecycle
+//! rules stored, not enforced). Decorators wrap any of them:
 //! [`retry`] (the one retry layer), [`counting`] (requests by operation) and [`faults`]
 //! (injected failures). Conveniences live in [`StorageBackendExt`].
 //!

@@ -126,6 +126,42 @@ async fn each_refused_operation_names_its_permission_and_leaves_nothing() {
 }
 
 #[tokio::test]
+async fn a_probe_that_cannot_be_deleted_is_named_and_the_only_leftover() {
+    // The delete before writing is allowed, the one after is not (a policy that changed
+    // in between): the error names the permission and the probe is all that remains,
+    // for clean-up to remove later.
+    let clock = clock();
+    let store = memory(&clock);
+    let backend = Arc::new(FaultInjecting::new(
+        store.clone(),
+        vec![FaultRule {
+            operation: Some(Operation::Delete),
+            trigger: Trigger::Nth(2),
+            fault: Fault::PermissionDenied,
+        }],
+        1,
+    ));
+    let error = init(backend, &clock).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::AccessDenied {
+                step: AccessStep::DeleteProbe,
+                permission: "s3:DeleteObject",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let keys = store.list_all("").await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0]
+        .key
+        .as_str()
+        .starts_with(&format!("{PREFIX}access-probe/")));
+}
+
+#[tokio::test]
 async fn refused_restore_and_lifecycle_are_warnings() {
     for operation in [
         Operation::RequestRestore,

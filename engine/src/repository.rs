@@ -119,7 +119,7 @@ impl Repository {
                 location: keyring_key.as_str().to_owned(),
             });
         }
-        let access = check_access(
+        let mut access = check_access(
             backend.as_ref(),
             &prefix,
             &AccessCheckOptions {
@@ -180,7 +180,6 @@ impl Repository {
         if let Some(warning) = lifecycle.warning() {
             tracing::warn!(%warning, "bucket lifecycle rule");
         }
-        let mut access = access;
         // The check saw the rule before init set it; report it as it is now.
         access.lifecycle = lifecycle.clone();
         let report = InitReport {

@@ -255,6 +255,8 @@ pub struct CleanupReport {
     pub deleted_volumes: Vec<ObjectKey>,
     /// Incomplete uploads aborted.
     pub aborted_uploads: Vec<ObjectKey>,
+    /// Access-check probes left behind by an interrupted check, deleted.
+    pub deleted_probes: Vec<ObjectKey>,
     /// Leftovers kept because they are younger than the minimum age.
     pub kept_recent: usize,
     /// Uploads and volumes kept because a backup running on this host owns them (its
@@ -263,7 +265,8 @@ pub struct CleanupReport {
 }
 
 /// Removes leftovers older than `options.min_age`: volumes of backups that never
-/// committed, and incomplete multipart uploads. Committed backups are never touched
+/// committed, incomplete multipart uploads, and access-check probes an interrupted check
+/// left behind. Committed backups are never touched
 /// (their volumes have a manifest).
 ///
 /// With `options.state_dir`, this host's journals decide first: the uploads a dead run
@@ -335,6 +338,17 @@ pub async fn clean_up(
         }
         repository.backend().delete(&volume.key).await?;
         report.deleted_volumes.push(volume.key);
+    }
+    let probes =
+        crate::access::leftover_probes(repository.backend().as_ref(), repository.prefix()).await?;
+    for probe in probes {
+        // Same age rule: a probe this young may belong to a check running right now.
+        if !old_enough(probe.last_modified) {
+            report.kept_recent += 1;
+            continue;
+        }
+        repository.backend().delete(&probe.key).await?;
+        report.deleted_probes.push(probe.key);
     }
     drop(journals);
     Ok(report)

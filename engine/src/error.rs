@@ -117,6 +117,24 @@ pub enum Error {
         attempts: u32,
     },
 
+    /// The storage refused a request zib needs: the credentials lack an IAM permission.
+    #[error(
+        "zib may not {step} (refused with 403 Access Denied): add the permission \
+         {permission} on {resource} to the IAM policy of the user or role zib runs as \
+         (docs/PERMISSIONS.md lists every permission zib needs)"
+    )]
+    AccessDenied {
+        /// The step of the access check (or of init/open) that was refused.
+        step: crate::access::AccessStep,
+        /// The IAM action to allow, such as `s3:PutObject`.
+        permission: &'static str,
+        /// Where to allow it: "the bucket" or the objects under the repository prefix.
+        resource: String,
+        /// The storage error (a `PermissionDenied`).
+        #[source]
+        source: zib_storage_backend::Error,
+    },
+
     /// A value the caller supplied is out of range (the message says which and why).
     #[error("{0}")]
     InvalidInput(String),

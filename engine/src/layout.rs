@@ -11,6 +11,7 @@
 //! keyring-archive/<yyyymmddThhmmssZ>            archived copies of the keyring
 //! manifests/<dataset-id>/<backup-id>            a backup's commit record
 //! volumes/<dataset-id>/<backup-id>/<index>      a backup's volumes, index as 8 digits
+//! access-probe/<16 hex digits>                  transient: the access check's probe
 //! ```
 //!
 //! Manifests and volumes live under separate prefixes so the catalog lists manifests
@@ -52,6 +53,12 @@ pub enum ObjectRole {
         /// Position of the volume in the stream, from 0.
         index: u32,
     },
+    /// The zero-byte object the access check writes and deletes at once to prove it may
+    /// (see [`crate::access`]); one left behind by a crash is removed by clean-up.
+    AccessProbe {
+        /// Random, so concurrent checks never touch each other's probe.
+        nonce: u64,
+    },
 }
 
 const README: &str = "README.txt";
@@ -59,6 +66,7 @@ const KEYRING: &str = "keyring";
 const KEYRING_ARCHIVE_DIR: &str = "keyring-archive/";
 const MANIFESTS_DIR: &str = "manifests/";
 const VOLUMES_DIR: &str = "volumes/";
+const ACCESS_PROBE_DIR: &str = "access-probe/";
 
 impl ObjectRole {
     /// The object's key relative to the repository root.
@@ -79,6 +87,7 @@ impl ObjectRole {
                 backup,
                 index,
             } => format!("{VOLUMES_DIR}{dataset}/{backup}/{index:08}"),
+            Self::AccessProbe { nonce } => format!("{ACCESS_PROBE_DIR}{nonce:016x}"),
         }
     }
 
@@ -116,6 +125,14 @@ impl ObjectRole {
                 index: index.parse().ok()?,
             });
         }
+        if let Some(hex) = key.strip_prefix(ACCESS_PROBE_DIR) {
+            if hex.len() != 16 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                return None;
+            }
+            return u64::from_str_radix(hex, 16)
+                .ok()
+                .map(|nonce| Self::AccessProbe { nonce });
+        }
         None
     }
 }
@@ -139,6 +156,11 @@ pub fn volumes_prefix() -> &'static str {
 /// Prefix under which one backup's volumes live.
 pub fn backup_volumes_prefix(dataset: DatasetId, backup: BackupId) -> String {
     format!("{VOLUMES_DIR}{dataset}/{backup}/")
+}
+
+/// Prefix under which access probes live (clean-up lists this for probes left behind).
+pub fn access_probes_prefix() -> &'static str {
+    ACCESS_PROBE_DIR
 }
 
 /// `yyyymmddThhmmssZ` for seconds since the epoch (UTC), years 0000–9999.
@@ -244,6 +266,13 @@ mod tests {
             .key(),
             "volumes/11111111111111111111111111111111/abababababababababababababababab/00000007"
         );
+        assert_eq!(
+            ObjectRole::AccessProbe {
+                nonce: 0x0123_4567_89ab_cdef
+            }
+            .key(),
+            "access-probe/0123456789abcdef"
+        );
     }
 
     #[test]
@@ -269,6 +298,8 @@ mod tests {
                 backup: backup(),
                 index: MAX_VOLUME_INDEX,
             },
+            ObjectRole::AccessProbe { nonce: 0 },
+            ObjectRole::AccessProbe { nonce: u64::MAX },
         ];
         for role in roles {
             assert_eq!(ObjectRole::parse(&role.key()), Some(role), "{}", role.key());
@@ -289,6 +320,9 @@ mod tests {
             "volumes/11111111111111111111111111111111/abababababababababababababababab/0000000x",
             "volumes/11111111111111111111111111111111/abababababababababababababababab/00000007/",
             "photos/IMG_0001.jpg",
+            "access-probe/0123456789ABCDEF",
+            "access-probe/0123456789abcde",
+            "access-probe/0123456789abcdef/x",
         ] {
             assert_eq!(ObjectRole::parse(key), None, "{key}");
         }

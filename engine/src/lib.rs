@@ -7,6 +7,8 @@
 //!   (the one place keys are spelled), object [`metadata`] with sealed [`records`];
 //! - [`repository`]: init (keyring, its archived copy, README; create-if-absent) and
 //!   open (wrong passphrase is the first error);
+//! - [`access`]: the step-by-step access check (each refusal names the IAM permission
+//!   to add) and the bucket lifecycle rule that aborts abandoned uploads;
 //! - [`volumes`]: a send stream cut into encrypted volumes uploaded as multipart uploads
 //!   with bounded memory, and read back verified;
 //! - [`backup`]: the backup pipeline (planner decision, snapshot, send, upload, manifest
@@ -25,6 +27,7 @@
 //! This crate never prints, prompts or parses flags: that is the CLI's job. Time comes
 //! from an injected [`clock::Clock`], progress goes to an injected [`progress::Progress`].
 
+pub mod access;
 pub mod backup;
 pub mod catalog;
 pub mod clock;

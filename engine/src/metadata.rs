@@ -43,6 +43,8 @@ pub enum ObjectKind {
     Volume,
     /// A manifest.
     Manifest,
+    /// The access check's transient probe.
+    AccessProbe,
 }
 
 impl ObjectKind {
@@ -53,6 +55,7 @@ impl ObjectKind {
             Self::Keyring => "keyring",
             Self::Volume => "volume",
             Self::Manifest => "manifest",
+            Self::AccessProbe => "access-probe",
         }
     }
 
@@ -63,6 +66,7 @@ impl ObjectKind {
             ObjectRole::Keyring | ObjectRole::KeyringArchive { .. } => Self::Keyring,
             ObjectRole::Volume { .. } => Self::Volume,
             ObjectRole::Manifest { .. } => Self::Manifest,
+            ObjectRole::AccessProbe { .. } => Self::AccessProbe,
         }
     }
 }

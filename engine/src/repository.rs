@@ -5,6 +5,13 @@
 //! create-if-absent puts, so two hosts initialising the same place cannot overwrite each
 //! other; [`Repository::open`] reads the keyring and unlocks it before any other work,
 //! so a wrong passphrase is the first error a user sees.
+//!
+//! `init` runs the whole [access check](crate::access) before writing anything, so a
+//! missing permission is reported, with the permission's name, before the location holds
+//! half a repository; then it sets the bucket's lifecycle rule for abandoned uploads when
+//! allowed. `open` writes nothing: a refusal while reading the keyring names the missing
+//! permission, and [`Repository::check_access`] reports the rest (a missing lifecycle rule
+//! is a warning there).
 
 use std::sync::Arc;
 
@@ -15,6 +22,10 @@ use zib_storage_backend::{
     StorageBackendExt, StorageClass, WriteOptions,
 };
 
+use crate::access::{
+    check_access, check_listing, ensure_lifecycle_rule, keyring_read_error, AccessCheckOptions,
+    AccessReport, LifecycleStatus,
+};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::ids::RepositoryId;
@@ -69,6 +80,13 @@ pub struct InitReport {
     pub keyring: Vec<u8>,
     /// Key of the archived copy of the keyring.
     pub keyring_archive_key: String,
+    /// What the access check found before anything was written (warnings for missing
+    /// permissions that backups do not need at once), with the lifecycle rule as it is
+    /// after init.
+    pub access: AccessReport,
+    /// The bucket rule that aborts abandoned uploads: set, already present, not
+    /// applicable, or missing with a warning naming the permission to add.
+    pub lifecycle: LifecycleStatus,
 }
 
 impl Repository {
@@ -77,8 +95,9 @@ impl Repository {
     ///
     /// # Errors
     ///
-    /// [`Error::AlreadyInitialised`] when a keyring exists there (nothing is written);
-    /// storage errors (permission, unreachable) as they come.
+    /// [`Error::AccessDenied`] when a permission zib needs is missing (nothing is
+    /// written; the error names the permission); [`Error::AlreadyInitialised`] when a
+    /// keyring exists there (nothing is written); storage errors as they come.
     pub async fn init(
         backend: Arc<dyn StorageBackend>,
         prefix: &str,
@@ -88,11 +107,27 @@ impl Repository {
     ) -> Result<(Self, InitReport)> {
         let prefix = normalise_prefix(prefix)?;
         let keyring_key = object_key(&prefix, &ObjectRole::Keyring)?;
-        if backend.exists(&keyring_key).await? {
+        // Listing first: without s3:ListBucket, S3 answers a HEAD of a missing key with
+        // 403, which would otherwise be blamed on the wrong permission.
+        check_listing(backend.as_ref(), &prefix).await?;
+        if backend
+            .exists(&keyring_key)
+            .await
+            .map_err(|error| keyring_read_error(&prefix, error))?
+        {
             return Err(Error::AlreadyInitialised {
                 location: keyring_key.as_str().to_owned(),
             });
         }
+        let mut access = check_access(
+            backend.as_ref(),
+            &prefix,
+            &AccessCheckOptions {
+                write_probe: true,
+                read_keyring: false,
+            },
+        )
+        .await?;
         let id = RepositoryId::generate(&ring::rand::SystemRandom::new())
             .map_err(|_| Error::InvalidInput("the system random generator failed".into()))?;
         let (keyring, data_key) = Keyring::create(passphrase, options.kdf)?;
@@ -141,10 +176,18 @@ impl Repository {
             }
             other => other?,
         }
+        let lifecycle = ensure_lifecycle_rule(backend.as_ref(), &prefix).await;
+        if let Some(warning) = lifecycle.warning() {
+            tracing::warn!(%warning, "bucket lifecycle rule");
+        }
+        // The check saw the rule before init set it; report it as it is now.
+        access.lifecycle = lifecycle.clone();
         let report = InitReport {
             repository_id: id,
             keyring: keyring_bytes,
             keyring_archive_key: format!("{prefix}{}", archive_role.key()),
+            access,
+            lifecycle,
         };
         Ok((
             Self {
@@ -162,8 +205,9 @@ impl Repository {
     ///
     /// # Errors
     ///
-    /// [`Error::NotARepository`] when there is no keyring; [`Error::Crypto`] with
-    /// `WrongPassphrase` or a corrupt keyring; storage errors as they come.
+    /// [`Error::NotARepository`] when there is no keyring; [`Error::AccessDenied`] when
+    /// the keyring may not be listed or read (naming the permission); [`Error::Crypto`]
+    /// with `WrongPassphrase` or a corrupt keyring; storage errors as they come.
     pub async fn open(
         backend: Arc<dyn StorageBackend>,
         prefix: &str,
@@ -177,6 +221,12 @@ impl Repository {
                 return Err(Error::NotARepository {
                     location: keyring_key.as_str().to_owned(),
                 })
+            }
+            // S3 refuses a HEAD without s3:GetObject, and also a HEAD of a missing key
+            // without s3:ListBucket: a listing tells which permission is missing.
+            Err(error @ StorageError::PermissionDenied { .. }) => {
+                check_listing(backend.as_ref(), &prefix).await?;
+                return Err(keyring_read_error(&prefix, error));
             }
             other => other?,
         };
@@ -192,7 +242,10 @@ impl Repository {
                 object: keyring_key.as_str().to_owned(),
                 reason: format!("{error}"),
             })?;
-        let bytes = backend.get_bytes(&keyring_key, ByteRange::full()).await?;
+        let bytes = backend
+            .get_bytes(&keyring_key, ByteRange::full())
+            .await
+            .map_err(|error| keyring_read_error(&prefix, error))?;
         let data_key = zib_crypto::open_keyring(&bytes, passphrase)?;
         Ok(Self {
             backend,
@@ -201,6 +254,27 @@ impl Repository {
             data_key,
             archive_class,
         })
+    }
+
+    /// Checks, step by step, what the credentials may do in this repository (see
+    /// [`check_access`]), and whether the bucket's lifecycle rule for abandoned uploads
+    /// is in place (reported, never written). With `write_probe` a zero-byte probe
+    /// object is written and deleted again; without, the check only reads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AccessDenied`] naming the first missing permission that backups need;
+    /// storage errors as they come.
+    pub async fn check_access(&self, write_probe: bool) -> Result<AccessReport> {
+        check_access(
+            self.backend.as_ref(),
+            &self.prefix,
+            &AccessCheckOptions {
+                write_probe,
+                read_keyring: true,
+            },
+        )
+        .await
     }
 
     /// The repository's id.
@@ -285,13 +359,13 @@ async fn put_small(
     Ok(())
 }
 
-fn object_key(prefix: &str, role: &ObjectRole) -> Result<ObjectKey> {
+pub(crate) fn object_key(prefix: &str, role: &ObjectRole) -> Result<ObjectKey> {
     let text = format!("{prefix}{}", role.key());
     ObjectKey::new(text.clone())
         .map_err(|error| Error::InvalidInput(format!("object key {text:?}: {error}")))
 }
 
-fn normalise_prefix(prefix: &str) -> Result<String> {
+pub(crate) fn normalise_prefix(prefix: &str) -> Result<String> {
     let trimmed = prefix.trim_matches('/');
     if trimmed.is_empty() {
         return Ok(String::new());

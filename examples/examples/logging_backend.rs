@@ -21,9 +21,9 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use zib_storage_backend::memory::{MemoryBackend, MemoryConfig};
 use zib_storage_backend::{
-    ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag, FakeClock, ListEntry,
-    MultipartUploadInfo, ObjectKey, ObjectMeta, PartInfo, PutPrecondition, RestoreTier, Result,
-    StorageBackend, UploadId, WriteOptions,
+    AbortIncompleteUploadsRule, ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag,
+    FakeClock, ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, PartInfo, PutPrecondition,
+    RestoreTier, Result, StorageBackend, UploadId, WriteOptions,
 };
 use zib_test_utils::storage_conformance::{run_all, ArchiveModel, SuiteParams};
 
@@ -172,6 +172,29 @@ impl<B: StorageBackend> StorageBackend for Logging<B> {
             key.as_str(),
             started,
             self.inner.delete(key).await,
+        )
+    }
+
+    async fn abort_incomplete_uploads_rules(&self) -> Result<Vec<AbortIncompleteUploadsRule>> {
+        let started = Instant::now();
+        logged(
+            "abort_incomplete_uploads_rules",
+            "",
+            started,
+            self.inner.abort_incomplete_uploads_rules().await,
+        )
+    }
+
+    async fn put_abort_incomplete_uploads_rule(
+        &self,
+        rule: &AbortIncompleteUploadsRule,
+    ) -> Result<()> {
+        let started = Instant::now();
+        logged(
+            "put_abort_incomplete_uploads_rule",
+            &rule.prefix,
+            started,
+            self.inner.put_abort_incomplete_uploads_rule(rule).await,
         )
     }
 }

@@ -8,9 +8,9 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 use crate::{
-    ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag, ListEntry,
-    MultipartUploadInfo, ObjectKey, ObjectMeta, Operation, PartInfo, PutPrecondition, RestoreTier,
-    Result, StorageBackend, UploadId, WriteOptions,
+    AbortIncompleteUploadsRule, ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag,
+    ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, Operation, PartInfo, PutPrecondition,
+    RestoreTier, Result, StorageBackend, UploadId, WriteOptions,
 };
 
 /// Counts every call to the wrapped backend, by [`Operation`], failed calls included.
@@ -125,5 +125,16 @@ impl<B: StorageBackend> StorageBackend for Counting<B> {
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
         self.hit(Operation::Delete);
         self.inner.delete(key).await
+    }
+    async fn abort_incomplete_uploads_rules(&self) -> Result<Vec<AbortIncompleteUploadsRule>> {
+        self.hit(Operation::GetLifecycle);
+        self.inner.abort_incomplete_uploads_rules().await
+    }
+    async fn put_abort_incomplete_uploads_rule(
+        &self,
+        rule: &AbortIncompleteUploadsRule,
+    ) -> Result<()> {
+        self.hit(Operation::PutLifecycle);
+        self.inner.put_abort_incomplete_uploads_rule(rule).await
     }
 }

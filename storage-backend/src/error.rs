@@ -131,6 +131,16 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The operation has no meaning for this backend (for example, bucket lifecycle
+    /// rules on a local directory), so there is nothing to do and nothing to fix.
+    #[error("{operation} does not apply here: {reason}")]
+    NotApplicable {
+        /// The operation.
+        operation: Operation,
+        /// Why it does not apply, for humans.
+        reason: String,
+    },
+
     /// The backend could not be configured (credentials chain, region, endpoint, root).
     #[error("storage configuration error: {message}")]
     Config {

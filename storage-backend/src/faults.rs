@@ -10,9 +10,9 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::{
-    ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag, Error, ListEntry,
-    MultipartUploadInfo, ObjectKey, ObjectMeta, Operation, PartInfo, PutPrecondition, RestoreTier,
-    Result, StorageBackend, UploadId, WriteOptions,
+    AbortIncompleteUploadsRule, ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag,
+    Error, ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, Operation, PartInfo,
+    PutPrecondition, RestoreTier, Result, StorageBackend, UploadId, WriteOptions,
 };
 
 /// When a rule fires.
@@ -267,5 +267,24 @@ impl<B: StorageBackend> StorageBackend for FaultInjecting<B> {
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
         self.wrap(Operation::Delete, key.as_str(), self.inner.delete(key))
             .await
+    }
+    async fn abort_incomplete_uploads_rules(&self) -> Result<Vec<AbortIncompleteUploadsRule>> {
+        self.wrap(
+            Operation::GetLifecycle,
+            "",
+            self.inner.abort_incomplete_uploads_rules(),
+        )
+        .await
+    }
+    async fn put_abort_incomplete_uploads_rule(
+        &self,
+        rule: &AbortIncompleteUploadsRule,
+    ) -> Result<()> {
+        self.wrap(
+            Operation::PutLifecycle,
+            "",
+            self.inner.put_abort_incomplete_uploads_rule(rule),
+        )
+        .await
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! [`StorageBackend`] is the small trait zib stores its objects through: multipart
 //! uploads that can be resumed, small conditional puts, `head` with the archive state,
-//! paginated listing, ranged reads that refuse archived objects, restore requests and
-//! deletes. Implementations: [`s3`] (aws-sdk-s3, Glacier Deep Archive by default),
-//! [`local_dir`] (a directory on a local or external disk) and [`memory`] (tests and
-//! simulations, with archive semantics on a fake clock). Decorators wrap any of them:
+//! paginated listing, ranged reads that refuse archived objects, restore requests,
+//! deletes, and the bucket lifecycle rules that abort incomplete multipart uploads
+//! (read, and added or replaced by id without touching the bucket's other rules).
+//! Implementations: [`s3`] (aws-sdk-s3, Glacier Deep Archive by default), [`local_dir`]
+//! (a directory on a local or external disk; lifecycle rules do not apply) and
+//! [`memory`] (tests and simulations, with archive semantics on a fake clock; lifecycle
+//! rules stored, not enforced). Decorators wrap any of them:
 //! [`retry`] (the one retry layer), [`counting`] (requests by operation) and [`faults`]
 //! (injected failures). Conveniences live in [`StorageBackendExt`].
 //!
@@ -35,10 +38,10 @@ pub use error::{BoxError, Error, Result};
 pub use ext::StorageBackendExt;
 pub use key::{ObjectKey, MAX_KEY_BYTES};
 pub use types::{
-    validate_metadata, validate_part_number, ArchiveState, ByteRange, ByteStream,
-    CompletePrecondition, CompletedPart, ETag, ListEntry, MultipartUploadInfo, ObjectMeta,
-    Operation, PartInfo, PutPrecondition, RestoreTier, StorageClass, UploadId, UserMetadata,
-    WriteOptions, MAX_PART_NUMBER, MAX_USER_METADATA_BYTES, MIN_PART_SIZE,
+    validate_metadata, validate_part_number, AbortIncompleteUploadsRule, ArchiveState, ByteRange,
+    ByteStream, CompletePrecondition, CompletedPart, ETag, ListEntry, MultipartUploadInfo,
+    ObjectMeta, Operation, PartInfo, PutPrecondition, RestoreTier, StorageClass, UploadId,
+    UserMetadata, WriteOptions, MAX_PART_NUMBER, MAX_USER_METADATA_BYTES, MIN_PART_SIZE,
 };
 
 /// An object store with cold-storage semantics.
@@ -161,6 +164,33 @@ pub trait StorageBackend: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// Transport and permission errors.
     async fn delete(&self, key: &ObjectKey) -> Result<()>;
+
+    /// Every rule of the bucket's lifecycle configuration that aborts incomplete
+    /// multipart uploads, zib's and anyone else's, in the configuration's order. A bucket
+    /// without a lifecycle configuration has none (not an error). Rules that only apply
+    /// to tagged objects are left out: they never match an upload.
+    ///
+    /// # Errors
+    /// [`Error::NotApplicable`] for a backend without incomplete-upload billing (a local
+    /// directory); [`Error::PermissionDenied`] without `s3:GetLifecycleConfiguration`;
+    /// transport errors.
+    async fn abort_incomplete_uploads_rules(&self) -> Result<Vec<AbortIncompleteUploadsRule>>;
+
+    /// Adds `rule` to the bucket's lifecycle configuration, or replaces the rule with
+    /// the same id. Every other rule MUST be kept unchanged: implementations read the
+    /// whole configuration, change only that rule and write it back. (S3 has no
+    /// conditional write for lifecycle configurations: a concurrent edit by someone else
+    /// between the read and the write is lost. zib only writes at `init`.)
+    ///
+    /// # Errors
+    /// [`Error::NotApplicable`] for a backend without incomplete-upload billing;
+    /// [`Error::PermissionDenied`] without `s3:GetLifecycleConfiguration` or
+    /// `s3:PutLifecycleConfiguration`; [`Error::InvalidInput`] when the server refuses
+    /// the configuration; transport errors.
+    async fn put_abort_incomplete_uploads_rule(
+        &self,
+        rule: &AbortIncompleteUploadsRule,
+    ) -> Result<()>;
 }
 
 /// A shared backend is a backend, so decorators can wrap `Arc<dyn StorageBackend>`.
@@ -221,5 +251,14 @@ impl<T: StorageBackend + ?Sized> StorageBackend for std::sync::Arc<T> {
     }
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
         (**self).delete(key).await
+    }
+    async fn abort_incomplete_uploads_rules(&self) -> Result<Vec<AbortIncompleteUploadsRule>> {
+        (**self).abort_incomplete_uploads_rules().await
+    }
+    async fn put_abort_incomplete_uploads_rule(
+        &self,
+        rule: &AbortIncompleteUploadsRule,
+    ) -> Result<()> {
+        (**self).put_abort_incomplete_uploads_rule(rule).await
     }
 }

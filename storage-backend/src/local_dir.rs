@@ -39,10 +39,10 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use crate::multipart::{check_completion, multipart_etag};
 use crate::pages::paginate;
 use crate::{
-    validate_metadata, validate_part_number, ArchiveState, ByteRange, ByteStream, Clock,
-    CompletePrecondition, CompletedPart, ETag, Error, ListEntry, MultipartUploadInfo, ObjectKey,
-    ObjectMeta, Operation, PartInfo, PutPrecondition, RestoreTier, Result, StorageBackend,
-    StorageClass, UploadId, UserMetadata, WriteOptions, MIN_PART_SIZE,
+    validate_metadata, validate_part_number, AbortIncompleteUploadsRule, ArchiveState, ByteRange,
+    ByteStream, Clock, CompletePrecondition, CompletedPart, ETag, Error, ListEntry,
+    MultipartUploadInfo, ObjectKey, ObjectMeta, Operation, PartInfo, PutPrecondition, RestoreTier,
+    Result, StorageBackend, StorageClass, UploadId, UserMetadata, WriteOptions, MIN_PART_SIZE,
 };
 
 const MAGIC: &[u8; 8] = b"ZIBLOCL1";
@@ -850,5 +850,27 @@ impl StorageBackend for LocalDirBackend {
             Ok(())
         })
         .await
+    }
+
+    async fn abort_incomplete_uploads_rules(&self) -> Result<Vec<AbortIncompleteUploadsRule>> {
+        Err(no_lifecycle(Operation::GetLifecycle))
+    }
+
+    async fn put_abort_incomplete_uploads_rule(
+        &self,
+        _rule: &AbortIncompleteUploadsRule,
+    ) -> Result<()> {
+        Err(no_lifecycle(Operation::PutLifecycle))
+    }
+}
+
+/// Lifecycle rules exist to stop S3 billing the parts of abandoned uploads; a local
+/// directory bills nothing, and `clean_up` removes its abandoned uploads.
+fn no_lifecycle(operation: Operation) -> Error {
+    Error::NotApplicable {
+        operation,
+        reason: "no lifecycle rule is needed: local directories have no incomplete-upload \
+                 billing"
+            .to_owned(),
     }
 }

@@ -20,10 +20,10 @@ use futures::stream::{self, BoxStream, StreamExt};
 use crate::multipart::{check_completion, multipart_etag, single_etag};
 use crate::pages::paginate;
 use crate::{
-    validate_metadata, validate_part_number, ArchiveState, ByteRange, ByteStream, Clock,
-    CompletePrecondition, CompletedPart, ETag, Error, ListEntry, MultipartUploadInfo, ObjectKey,
-    ObjectMeta, Operation, PartInfo, PutPrecondition, RestoreTier, Result, StorageBackend,
-    StorageClass, UploadId, WriteOptions, MIN_PART_SIZE,
+    validate_metadata, validate_part_number, AbortIncompleteUploadsRule, ArchiveState, ByteRange,
+    ByteStream, Clock, CompletePrecondition, CompletedPart, ETag, Error, ListEntry,
+    MultipartUploadInfo, ObjectKey, ObjectMeta, Operation, PartInfo, PutPrecondition, RestoreTier,
+    Result, StorageBackend, StorageClass, UploadId, WriteOptions, MIN_PART_SIZE,
 };
 
 /// How the in-memory backend behaves.
@@ -82,6 +82,7 @@ struct State {
     objects: BTreeMap<ObjectKey, StoredObject>,
     uploads: HashMap<String, Upload>,
     next_upload: u64,
+    lifecycle_rules: Vec<AbortIncompleteUploadsRule>,
 }
 
 /// The in-memory backend. Clones share the same store.
@@ -428,6 +429,24 @@ impl StorageBackend for MemoryBackend {
 
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
         self.state().objects.remove(key);
+        Ok(())
+    }
+
+    // The rules are stored, not enforced: nothing here ages uploads out. Enough to test
+    // what a caller reads and writes.
+    async fn abort_incomplete_uploads_rules(&self) -> Result<Vec<AbortIncompleteUploadsRule>> {
+        Ok(self.state().lifecycle_rules.clone())
+    }
+
+    async fn put_abort_incomplete_uploads_rule(
+        &self,
+        rule: &AbortIncompleteUploadsRule,
+    ) -> Result<()> {
+        let mut state = self.state();
+        match state.lifecycle_rules.iter_mut().find(|r| r.id == rule.id) {
+            Some(existing) => *existing = rule.clone(),
+            None => state.lifecycle_rules.push(rule.clone()),
+        }
         Ok(())
     }
 }

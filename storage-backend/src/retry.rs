@@ -26,9 +26,9 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::multipart::{multipart_etag, single_etag};
 use crate::{
-    ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag, Error, ListEntry,
-    MultipartUploadInfo, ObjectKey, ObjectMeta, Operation, PartInfo, PutPrecondition, RestoreTier,
-    Result, StorageBackend, UploadId, WriteOptions,
+    AbortIncompleteUploadsRule, ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag,
+    Error, ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, Operation, PartInfo,
+    PutPrecondition, RestoreTier, Result, StorageBackend, UploadId, WriteOptions,
 };
 
 /// How often and how patiently to retry.
@@ -372,6 +372,26 @@ impl<B: StorageBackend + 'static> StorageBackend for Retrying<B> {
         self.run(Operation::Delete, || self.inner.delete(key))
             .await
             .0
+    }
+
+    async fn abort_incomplete_uploads_rules(&self) -> Result<Vec<AbortIncompleteUploadsRule>> {
+        self.run(Operation::GetLifecycle, || {
+            self.inner.abort_incomplete_uploads_rules()
+        })
+        .await
+        .0
+    }
+
+    // Idempotent (add or replace by id), so a retry after a lost answer is harmless.
+    async fn put_abort_incomplete_uploads_rule(
+        &self,
+        rule: &AbortIncompleteUploadsRule,
+    ) -> Result<()> {
+        self.run(Operation::PutLifecycle, || {
+            self.inner.put_abort_incomplete_uploads_rule(rule)
+        })
+        .await
+        .0
     }
 }
 

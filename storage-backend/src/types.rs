@@ -54,11 +54,15 @@ pub enum Operation {
     RequestRestore,
     /// Deletion.
     Delete,
+    /// Read of the bucket's lifecycle configuration.
+    GetLifecycle,
+    /// Write of the bucket's lifecycle configuration.
+    PutLifecycle,
 }
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 12] = [
+    pub const ALL: [Operation; 14] = [
         Operation::Put,
         Operation::CreateMultipart,
         Operation::UploadPart,
@@ -71,6 +75,8 @@ impl Operation {
         Operation::Get,
         Operation::RequestRestore,
         Operation::Delete,
+        Operation::GetLifecycle,
+        Operation::PutLifecycle,
     ];
 }
 
@@ -89,6 +95,8 @@ impl fmt::Display for Operation {
             Operation::Get => "get",
             Operation::RequestRestore => "restore",
             Operation::Delete => "delete",
+            Operation::GetLifecycle => "get-bucket-lifecycle-configuration",
+            Operation::PutLifecycle => "put-bucket-lifecycle-configuration",
         };
         f.write_str(name)
     }
@@ -512,4 +520,32 @@ pub fn validate_part_number(number: u32) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A bucket lifecycle rule that aborts incomplete multipart uploads some days after they
+/// were started.
+///
+/// Parts of an upload that was never completed or aborted are billed at S3 Standard rates
+/// for as long as they wait; such a rule is the bucket's own safety net for uploads whose
+/// owner died. Only the parts of a lifecycle configuration that matter for this action are
+/// represented: a backend keeps every other rule, and every other action of a rule, as it
+/// found them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbortIncompleteUploadsRule {
+    /// The rule's id, unique within the bucket's lifecycle configuration.
+    pub id: String,
+    /// The key prefix the rule applies to (empty: the whole bucket).
+    pub prefix: String,
+    /// Days after an upload was started before the bucket aborts it.
+    pub days_after_initiation: u32,
+    /// Whether the rule is in force (`Status` `Enabled`).
+    pub enabled: bool,
+}
+
+impl AbortIncompleteUploadsRule {
+    /// True when this rule aborts every upload under `prefix` after at most `max_days`
+    /// days: it is enabled and its own prefix is a prefix of `prefix`.
+    pub fn covers(&self, prefix: &str, max_days: u32) -> bool {
+        self.enabled && prefix.starts_with(&self.prefix) && self.days_after_initiation <= max_days
+    }
 }

@@ -302,3 +302,45 @@ async fn seeded_fractions_are_reproducible() {
     let failures = a.iter().filter(|f| **f).count();
     assert!((15..45).contains(&failures), "{failures} of 100 at p=0.3");
 }
+
+#[tokio::test]
+async fn lifecycle_calls_pass_through_every_decorator() {
+    let (stack, sleeps) = stack(vec![
+        rule(Operation::PutLifecycle, Trigger::Nth(1), Fault::LostAnswer),
+        rule(
+            Operation::GetLifecycle,
+            Trigger::Nth(1),
+            Fault::PermissionDenied,
+        ),
+    ]);
+    let ours = zib_storage_backend::AbortIncompleteUploadsRule {
+        id: "zib-abort-incomplete-uploads".to_owned(),
+        prefix: "home/".to_owned(),
+        days_after_initiation: 7,
+        enabled: true,
+    };
+    // A lost answer is retried; adding or replacing by id makes the retry harmless.
+    stack
+        .put_abort_incomplete_uploads_rule(&ours)
+        .await
+        .unwrap();
+    assert_eq!(reached(&stack, Operation::PutLifecycle), 2);
+    assert_eq!(sleeps.0.lock().unwrap().len(), 1);
+    // A refusal is not retried.
+    let err = stack.abort_incomplete_uploads_rules().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::PermissionDenied {
+                operation: Operation::GetLifecycle,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(reached(&stack, Operation::GetLifecycle), 0);
+    assert_eq!(
+        stack.abort_incomplete_uploads_rules().await.unwrap(),
+        [ours]
+    );
+}

@@ -343,6 +343,8 @@ pub fn classify(method: &hyper::Method, uri: &hyper::Uri) -> Operation {
         .split_once('/')
         .is_some_and(|(_, key)| !key.is_empty());
     match method.as_str() {
+        "GET" if has("lifecycle") => Operation::GetLifecycle,
+        "PUT" if has("lifecycle") => Operation::PutLifecycle,
         "PUT" if has("uploadId") => Operation::UploadPart,
         "PUT" => Operation::Put,
         "POST" if has("uploads") => Operation::CreateMultipart,

@@ -17,9 +17,9 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use zib_storage_backend::{
-    ArchiveState, ByteRange, CompletePrecondition, CompletedPart, Error, FakeClock, ObjectKey,
-    PutPrecondition, RestoreTier, StorageBackend, StorageBackendExt, StorageClass, UserMetadata,
-    WriteOptions, MAX_USER_METADATA_BYTES, MIN_PART_SIZE,
+    AbortIncompleteUploadsRule, ArchiveState, ByteRange, CompletePrecondition, CompletedPart,
+    Error, FakeClock, ObjectKey, PutPrecondition, RestoreTier, StorageBackend, StorageBackendExt,
+    StorageClass, UserMetadata, WriteOptions, MAX_USER_METADATA_BYTES, MIN_PART_SIZE,
 };
 
 /// How a backend treats objects in an archive storage class.
@@ -39,6 +39,15 @@ pub enum ArchiveModel {
     },
 }
 
+/// Whether a backend keeps bucket lifecycle rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifecycleModel {
+    /// Rules that abort incomplete uploads are read and written, others kept.
+    Rules,
+    /// No incomplete-upload billing: both lifecycle calls answer `NotApplicable`.
+    NotApplicable,
+}
+
 /// What the suite may expect of a backend, and where it works.
 #[derive(Debug, Clone)]
 pub struct SuiteParams {
@@ -48,6 +57,8 @@ pub struct SuiteParams {
     pub archive: ArchiveModel,
     /// Number of keys for the pagination check (more than one 1,000-key page).
     pub pagination_keys: usize,
+    /// Lifecycle rules ([`LifecycleModel::Rules`] unless set otherwise).
+    pub lifecycle: LifecycleModel,
 }
 
 impl SuiteParams {
@@ -57,7 +68,14 @@ impl SuiteParams {
             prefix: unique_prefix(),
             archive,
             pagination_keys: 1005,
+            lifecycle: LifecycleModel::Rules,
         }
+    }
+
+    /// The same parameters with another lifecycle model.
+    pub fn with_lifecycle(mut self, lifecycle: LifecycleModel) -> Self {
+        self.lifecycle = lifecycle;
+        self
     }
 
     fn key(&self, name: &str) -> ObjectKey {
@@ -951,6 +969,83 @@ pub async fn unusual_keys(backend: &dyn StorageBackend, params: &SuiteParams) {
     assert!(backend.list_all(&params.prefix).await.unwrap().is_empty());
 }
 
+/// Lifecycle rules that abort incomplete uploads: a rule is added, read back exactly,
+/// replaced by id without touching other rules; or, for a backend without such billing,
+/// both calls answer `NotApplicable`.
+pub async fn lifecycle_rules(backend: &dyn StorageBackend, params: &SuiteParams) {
+    // Rules are bucket-wide: ids and prefixes carry this test's unique prefix so that
+    // tests sharing a bucket do not see each other's rules as their own.
+    let tag = params.prefix.trim_end_matches('/').replace('/', "-");
+    let rule = |name: &str, prefix: String, days: u32| AbortIncompleteUploadsRule {
+        id: format!("{tag}-{name}"),
+        prefix,
+        days_after_initiation: days,
+        enabled: true,
+    };
+    let users = rule("users", format!("{}other/", params.prefix), 30);
+    let ours = rule("ours", params.prefix.clone(), 7);
+    match params.lifecycle {
+        LifecycleModel::NotApplicable => {
+            assert!(
+                matches!(
+                    backend.abort_incomplete_uploads_rules().await,
+                    Err(Error::NotApplicable { .. })
+                ),
+                "reading lifecycle rules must be NotApplicable"
+            );
+            assert!(
+                matches!(
+                    backend.put_abort_incomplete_uploads_rule(&ours).await,
+                    Err(Error::NotApplicable { .. })
+                ),
+                "writing a lifecycle rule must be NotApplicable"
+            );
+        }
+        LifecycleModel::Rules => {
+            let mine = |rules: Vec<AbortIncompleteUploadsRule>| -> Vec<AbortIncompleteUploadsRule> {
+                rules
+                    .into_iter()
+                    .filter(|r| r.id.starts_with(&format!("{tag}-")))
+                    .collect()
+            };
+            let before = backend.abort_incomplete_uploads_rules().await.unwrap();
+            assert!(mine(before.clone()).is_empty(), "{before:?}");
+
+            backend
+                .put_abort_incomplete_uploads_rule(&users)
+                .await
+                .unwrap();
+            backend
+                .put_abort_incomplete_uploads_rule(&ours)
+                .await
+                .unwrap();
+            let rules = backend.abort_incomplete_uploads_rules().await.unwrap();
+            assert_eq!(mine(rules.clone()), [users.clone(), ours.clone()]);
+            for rule in &before {
+                assert!(rules.contains(rule), "{rule:?} was lost");
+            }
+            assert!(ours.covers(&format!("{}x/", params.prefix), 7));
+            assert!(!users.covers(&params.prefix, 7));
+
+            // Replaced by id: one rule with the new settings, the other unchanged.
+            let changed = AbortIncompleteUploadsRule {
+                days_after_initiation: 3,
+                enabled: false,
+                ..ours.clone()
+            };
+            backend
+                .put_abort_incomplete_uploads_rule(&changed)
+                .await
+                .unwrap();
+            let rules = backend.abort_incomplete_uploads_rules().await.unwrap();
+            assert_eq!(mine(rules.clone()), [users.clone(), changed]);
+            for rule in &before {
+                assert!(rules.contains(rule), "{rule:?} was lost");
+            }
+        }
+    }
+}
+
 /// Runs every behaviour of the suite, each under its own prefix.
 pub async fn run_all(backend: &dyn StorageBackend, params: &SuiteParams) {
     macro_rules! each {
@@ -974,7 +1069,8 @@ pub async fn run_all(backend: &dyn StorageBackend, params: &SuiteParams) {
         archive_and_restore,
         conditional_put,
         conditional_complete,
-        unusual_keys
+        unusual_keys,
+        lifecycle_rules
     );
 }
 
@@ -998,7 +1094,8 @@ macro_rules! storage_conformance_tests {
             archive_and_restore,
             conditional_put,
             conditional_complete,
-            unusual_keys
+            unusual_keys,
+            lifecycle_rules
         );
     };
     (@each $setup:path; $($name:ident),*) => {$(

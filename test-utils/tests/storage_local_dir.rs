@@ -10,14 +10,17 @@ use zib_storage_backend::{
     ByteRange, CompletePrecondition, CompletedPart, Error, ObjectKey, PutPrecondition,
     StorageBackend, StorageBackendExt, StorageClass, SystemClock, WriteOptions, MIN_PART_SIZE,
 };
-use zib_test_utils::storage_conformance::{test_bytes, ArchiveModel, SuiteParams, SuiteTarget};
+use zib_test_utils::storage_conformance::{
+    test_bytes, ArchiveModel, LifecycleModel, SuiteParams, SuiteTarget,
+};
 
 async fn local_dir() -> Option<SuiteTarget> {
     let dir = tempfile::tempdir().unwrap();
     let backend = LocalDirBackend::open(dir.path(), Arc::new(SystemClock)).unwrap();
     Some(SuiteTarget {
         backend: Arc::new(backend),
-        params: SuiteParams::new(ArchiveModel::NoArchive),
+        params: SuiteParams::new(ArchiveModel::NoArchive)
+            .with_lifecycle(LifecycleModel::NotApplicable),
         guard: Box::new(dir),
     })
 }

@@ -1,0 +1,330 @@
+//! The access check and the lifecycle rule on the in-memory and local-directory
+//! backends, with refusals injected by the fault decorator: every step's permission,
+//! nothing left behind, the lifecycle rule's outcomes, and clean-up of a stale probe.
+
+// Helpers outside #[test] functions panic on failure too: that is the report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use zib_crypto::Passphrase;
+use zib_engine::access::{
+    check_access, ensure_lifecycle_rule, lifecycle_status, AccessCheckOptions, AccessStep,
+    LifecycleStatus, ABORT_AFTER_DAYS, LIFECYCLE_RULE_ID,
+};
+use zib_engine::catalog::{clean_up, read_catalog, CleanupOptions};
+use zib_engine::clock::FakeClock;
+use zib_engine::layout::ObjectRole;
+use zib_engine::repository::{InitReport, Repository};
+use zib_engine::Error;
+use zib_storage_backend::faults::{Fault, FaultInjecting, FaultRule, Trigger};
+use zib_storage_backend::local_dir::LocalDirBackend;
+use zib_storage_backend::memory::{MemoryBackend, MemoryConfig};
+use zib_storage_backend::{
+    AbortIncompleteUploadsRule, ObjectKey, Operation, PutPrecondition, StorageBackend,
+    StorageBackendExt, StorageClass, WriteOptions,
+};
+
+use common::fast_init;
+
+const PREFIX: &str = "home/";
+
+fn clock() -> Arc<FakeClock> {
+    Arc::new(FakeClock::new(
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    ))
+}
+
+fn memory(clock: &Arc<FakeClock>) -> Arc<MemoryBackend> {
+    Arc::new(MemoryBackend::new(MemoryConfig::default(), clock.clone()))
+}
+
+fn refusing(
+    inner: Arc<MemoryBackend>,
+    operation: Operation,
+) -> Arc<FaultInjecting<Arc<MemoryBackend>>> {
+    Arc::new(FaultInjecting::new(
+        inner,
+        vec![FaultRule {
+            operation: Some(operation),
+            trigger: Trigger::From(1),
+            fault: Fault::PermissionDenied,
+        }],
+        1,
+    ))
+}
+
+async fn init(
+    backend: Arc<dyn StorageBackend>,
+    clock: &FakeClock,
+) -> zib_engine::Result<InitReport> {
+    Repository::init(
+        backend,
+        PREFIX,
+        &Passphrase::new("passphrase".into()),
+        &fast_init(),
+        clock,
+    )
+    .await
+    .map(|(_, report)| report)
+}
+
+#[tokio::test]
+async fn each_refused_operation_names_its_permission_and_leaves_nothing() {
+    let cases = [
+        (Operation::List, AccessStep::ListObjects, "s3:ListBucket"),
+        (Operation::Head, AccessStep::ReadKeyring, "s3:GetObject"),
+        (
+            Operation::Delete,
+            AccessStep::DeleteProbeBeforeWriting,
+            "s3:DeleteObject",
+        ),
+        (Operation::Put, AccessStep::WriteProbe, "s3:PutObject"),
+        (Operation::Get, AccessStep::ReadProbe, "s3:GetObject"),
+        (
+            Operation::ListMultipartUploads,
+            AccessStep::ListUploads,
+            "s3:ListBucketMultipartUploads",
+        ),
+        (
+            Operation::AbortMultipart,
+            AccessStep::AbortUpload,
+            "s3:AbortMultipartUpload",
+        ),
+    ];
+    for (operation, step, permission) in cases {
+        let clock = clock();
+        let store = memory(&clock);
+        let error = init(refusing(store.clone(), operation), &clock)
+            .await
+            .unwrap_err();
+        match &error {
+            Error::AccessDenied {
+                step: refused,
+                permission: named,
+                ..
+            } => assert_eq!(
+                (*refused, *named),
+                (step, permission),
+                "{operation}: {error}"
+            ),
+            other => panic!("{operation}: expected AccessDenied, got {other:?}"),
+        }
+        assert!(error.to_string().contains(permission), "{error}");
+        assert_eq!(store.object_count(), 0, "{operation}: something was left");
+        assert!(store.list_multipart_uploads("").await.unwrap().is_empty());
+        assert!(store
+            .abort_incomplete_uploads_rules()
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_probe_that_cannot_be_deleted_is_named_and_the_only_leftover() {
+    // The delete before writing is allowed, the one after is not (a policy that changed
+    // in between): the error names the permission and the probe is all that remains,
+    // for clean-up to remove later.
+    let clock = clock();
+    let store = memory(&clock);
+    let backend = Arc::new(FaultInjecting::new(
+        store.clone(),
+        vec![FaultRule {
+            operation: Some(Operation::Delete),
+            trigger: Trigger::Nth(2),
+            fault: Fault::PermissionDenied,
+        }],
+        1,
+    ));
+    let error = init(backend, &clock).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::AccessDenied {
+                step: AccessStep::DeleteProbe,
+                permission: "s3:DeleteObject",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let keys = store.list_all("").await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0]
+        .key
+        .as_str()
+        .starts_with(&format!("{PREFIX}access-probe/")));
+}
+
+#[tokio::test]
+async fn refused_restore_and_lifecycle_are_warnings() {
+    for operation in [
+        Operation::RequestRestore,
+        Operation::GetLifecycle,
+        Operation::PutLifecycle,
+    ] {
+        let clock = clock();
+        let store = memory(&clock);
+        let report = init(refusing(store.clone(), operation), &clock)
+            .await
+            .unwrap();
+        let warnings = report.access.warning_messages();
+        let permission = match operation {
+            Operation::RequestRestore => "s3:RestoreObject",
+            Operation::GetLifecycle => "s3:GetLifecycleConfiguration",
+            _ => "s3:PutLifecycleConfiguration",
+        };
+        assert_eq!(warnings.len(), 1, "{operation}: {warnings:?}");
+        assert!(warnings[0].contains(permission), "{}", warnings[0]);
+        // The repository was created, the probe is gone.
+        let keys: Vec<String> = store
+            .list_all("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key.to_string())
+            .collect();
+        assert!(keys.contains(&format!("{PREFIX}keyring")), "{keys:?}");
+        assert!(keys.iter().all(|k| !k.contains("access-probe")), "{keys:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_rule_is_set_once_and_a_wrong_one_of_zibs_is_corrected() {
+    let clock = clock();
+    let store = memory(&clock);
+    let users = AbortIncompleteUploadsRule {
+        id: "users-own".into(),
+        prefix: "elsewhere/".into(),
+        days_after_initiation: 1,
+        enabled: true,
+    };
+    store
+        .put_abort_incomplete_uploads_rule(&users)
+        .await
+        .unwrap();
+    // zib's rule from some earlier, edited configuration: disabled.
+    let stale = AbortIncompleteUploadsRule {
+        id: LIFECYCLE_RULE_ID.into(),
+        prefix: PREFIX.into(),
+        days_after_initiation: ABORT_AFTER_DAYS,
+        enabled: false,
+    };
+    store
+        .put_abort_incomplete_uploads_rule(&stale)
+        .await
+        .unwrap();
+    assert!(matches!(
+        lifecycle_status(store.as_ref(), PREFIX).await,
+        LifecycleStatus::Missing { .. }
+    ));
+
+    let status = ensure_lifecycle_rule(store.as_ref(), PREFIX).await;
+    let LifecycleStatus::Set { rule } = status else {
+        panic!("{status:?}");
+    };
+    assert!(rule.enabled);
+    assert_eq!(
+        store.abort_incomplete_uploads_rules().await.unwrap(),
+        [users, rule.clone()]
+    );
+    // Once present, nothing more is written.
+    assert_eq!(
+        ensure_lifecycle_rule(store.as_ref(), PREFIX).await,
+        LifecycleStatus::Present { rule }
+    );
+}
+
+#[tokio::test]
+async fn a_local_directory_needs_no_lifecycle_rule() {
+    let clock = clock();
+    let dir = tempfile::tempdir().unwrap();
+    let backend: Arc<dyn StorageBackend> =
+        Arc::new(LocalDirBackend::open(dir.path(), clock.clone()).unwrap());
+    let report = init(backend.clone(), &clock).await.unwrap();
+    let LifecycleStatus::NotApplicable { reason } = &report.lifecycle else {
+        panic!("{:?}", report.lifecycle);
+    };
+    assert!(reason.contains("local directories"), "{reason}");
+    assert!(report.access.warning_messages().is_empty());
+    assert!(report.access.passed.contains(&AccessStep::AbortUpload));
+    let keys = backend.list_all("").await.unwrap();
+    assert!(
+        keys.iter()
+            .all(|e| !e.key.as_str().contains("access-probe")),
+        "{keys:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_read_only_check_of_a_missing_repository_says_so() {
+    let clock = clock();
+    let store = memory(&clock);
+    let result = check_access(
+        store.as_ref(),
+        PREFIX,
+        &AccessCheckOptions {
+            write_probe: false,
+            read_keyring: true,
+        },
+    )
+    .await;
+    assert!(
+        matches!(result, Err(Error::NotARepository { .. })),
+        "{result:?}"
+    );
+    assert_eq!(store.object_count(), 0);
+}
+
+#[tokio::test]
+async fn clean_up_removes_a_probe_left_by_an_interrupted_check() {
+    let clock = clock();
+    let store = memory(&clock);
+    let (repository, _) = Repository::init(
+        store.clone(),
+        PREFIX,
+        &Passphrase::new("passphrase".into()),
+        &fast_init(),
+        clock.as_ref(),
+    )
+    .await
+    .unwrap();
+    let probe = ObjectKey::new(format!(
+        "{PREFIX}{}",
+        ObjectRole::AccessProbe { nonce: 42 }.key()
+    ))
+    .unwrap();
+    store
+        .put(
+            &probe,
+            Bytes::new(),
+            &WriteOptions::new(StorageClass::Standard),
+            &PutPrecondition::IfAbsent,
+        )
+        .await
+        .unwrap();
+    // The catalog does not mistake it for anything.
+    let catalog = read_catalog(&repository).await.unwrap();
+    assert!(catalog.datasets.is_empty());
+    assert!(catalog.leftovers.orphan_volumes.is_empty());
+
+    let options = CleanupOptions::default();
+    let young = clean_up(&repository, clock.as_ref(), &options)
+        .await
+        .unwrap();
+    assert!(young.deleted_probes.is_empty());
+    assert_eq!(young.kept_recent, 1);
+    assert!(store.exists(&probe).await.unwrap());
+
+    clock.advance(options.min_age);
+    let old = clean_up(&repository, clock.as_ref(), &options)
+        .await
+        .unwrap();
+    assert_eq!(old.deleted_probes, std::slice::from_ref(&probe));
+    assert!(!store.exists(&probe).await.unwrap());
+}

@@ -12,7 +12,11 @@
 //!
 //! - (a) a pre-generated 2 GiB file of incompressible bytes, read once beforehand so it
 //!   is in the page cache, streamed in 256 KiB chunks exactly as a send stream arrives
-//!   (`tokio_util::io::ReaderStream`); baseline `cat SRC > DST && sync`;
+//!   (`tokio_util::io::ReaderStream`); baseline `cat SRC > DST && sync`. The same
+//!   stream also goes through the pipeline with its parts discarded instead of stored
+//!   (a decorator around the local-directory backend that drops part bytes): the
+//!   difference between the two rows is what storing costs, the rest is the pipeline's
+//!   own work (reading, hashing, encrypting, cutting parts);
 //! - (b) a live `zfs send` (zfs-fuse) of a dataset holding ~1.5 GiB of files, through
 //!   the snapshot source `ZfsSource`; baseline `zfs send … > DST && sync`. Skipped, with
 //!   a message, when zfs-fuse is not installed or not running;
@@ -57,7 +61,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use ring::rand::SystemRandom;
 use tempfile::TempDir;
@@ -72,6 +78,11 @@ use zib_engine::Error;
 use zib_snapshot_source::zfs::ZfsSource;
 use zib_snapshot_source::{DatasetName, SendRequest, SnapshotName, SnapshotSource};
 use zib_storage_backend::local_dir::LocalDirBackend;
+use zib_storage_backend::{
+    ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag, ListEntry,
+    MultipartUploadInfo, ObjectKey, ObjectMeta, PartInfo, PutPrecondition, RestoreTier,
+    Result as StorageResult, StorageBackend, UploadId, WriteOptions,
+};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -89,15 +100,25 @@ fn main() {
         .filter(|arg| *arg != "--bench")
         .collect();
     match args.first().copied() {
-        Some("child-file") => child(Source::File(PathBuf::from(args[1])), args[2]),
+        Some("child-file") => child(Source::File(PathBuf::from(args[1])), args[2], Sink::Store),
+        Some("child-file-discard") => child(
+            Source::File(PathBuf::from(args[1])),
+            args[2],
+            Sink::DiscardParts,
+        ),
         Some("child-zfs") => child(
             Source::Zfs {
                 dataset: args[1].to_owned(),
                 snapshot: args[2].to_owned(),
             },
             args[3],
+            Sink::Store,
         ),
-        Some("child-generated") => child(Source::Generated(args[1].parse().unwrap()), args[2]),
+        Some("child-generated") => child(
+            Source::Generated(args[1].parse().unwrap()),
+            args[2],
+            Sink::Store,
+        ),
         _ => run(&Options::parse(&args)),
     }
 }
@@ -221,6 +242,7 @@ fn bench_file(options: &Options, table: &mut Table) {
     let label = format!("(a) {} GiB cached file", fmt_gib(options.stream_len));
     let mut baseline = Runs::default();
     let mut pipeline = Runs::default();
+    let mut discard = Runs::default();
     for round in 1..=options.rounds {
         let dest = work.path().join("copy.bin");
         sync();
@@ -234,13 +256,33 @@ fn bench_file(options: &Options, table: &mut Table) {
             repo.path().to_str().unwrap(),
         ]));
         drop(repo);
+        let repo = scratch(work.path(), "repo-");
+        discard.push(spawn_child(&[
+            "child-file-discard",
+            source.to_str().unwrap(),
+            repo.path().to_str().unwrap(),
+        ]));
+        drop(repo);
         eprintln!(
-            "(a) round {round}: baseline {:.0} MiB/s, pipeline {:.0} MiB/s",
+            "(a) round {round}: baseline {:.0} MiB/s, pipeline {:.0} MiB/s, parts discarded {:.0} MiB/s",
             baseline.last_rate(),
-            pipeline.last_rate()
+            pipeline.last_rate(),
+            discard.last_rate()
         );
     }
-    table.add(&label, "cat SRC > DST && sync", baseline, pipeline);
+    table.add(
+        &label,
+        "cat SRC > DST && sync",
+        &baseline,
+        "zib pipeline",
+        &pipeline,
+    );
+    table.add_pipeline(
+        &label,
+        "zib pipeline, parts discarded (not stored)",
+        &baseline,
+        &discard,
+    );
 }
 
 /// (b): a live zfs-fuse `zfs send` → pipeline, next to `zfs send … > DST && sync`.
@@ -301,7 +343,13 @@ fn bench_zfs(options: &Options, table: &mut Table) {
             pipeline.last_rate()
         );
     }
-    table.add(&label, "zfs send … > DST && sync", baseline, pipeline);
+    table.add(
+        &label,
+        "zfs send … > DST && sync",
+        &baseline,
+        "zib pipeline",
+        &pipeline,
+    );
     drop(pool);
 }
 
@@ -347,6 +395,15 @@ fn bench_rss(options: &Options) -> Vec<(u64, Runs)> {
 // The measured child process
 // ---------------------------------------------------------------------------------------
 
+/// Where the measured child's parts go.
+#[derive(Clone, Copy)]
+enum Sink {
+    /// Into the local-directory repository.
+    Store,
+    /// Nowhere: [`DiscardParts`] around the local-directory repository.
+    DiscardParts,
+}
+
 enum Source {
     File(PathBuf),
     Zfs { dataset: String, snapshot: String },
@@ -355,13 +412,17 @@ enum Source {
 
 /// Initialises a repository in `repo_dir`, uploads the source's stream, and prints one
 /// `RESULT` line: bytes, seconds, user and system CPU seconds, peak RSS in KiB.
-fn child(source: Source, repo_dir: &str) {
+fn child(source: Source, repo_dir: &str, sink: Sink) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let measurement = runtime.block_on(async {
-        let backend = Arc::new(LocalDirBackend::open(repo_dir, Arc::new(SystemClock)).unwrap());
+        let local = LocalDirBackend::open(repo_dir, Arc::new(SystemClock)).unwrap();
+        let backend: Arc<dyn StorageBackend> = match sink {
+            Sink::Store => Arc::new(local),
+            Sink::DiscardParts => Arc::new(DiscardParts(local)),
+        };
         // The default scrypt cost, as a real run has: its 128 MiB are freed before the
         // upload and are below the pipeline's own peak.
         let (repository, _) = Repository::init(
@@ -628,7 +689,24 @@ struct Table {
 }
 
 impl Table {
-    fn add(&mut self, label: &str, baseline_name: &str, baseline: Runs, pipeline: Runs) {
+    fn add(
+        &mut self,
+        label: &str,
+        baseline_name: &str,
+        baseline: &Runs,
+        pipeline_name: &str,
+        pipeline: &Runs,
+    ) {
+        let mib = baseline.0.first().map_or(0, |m| m.bytes) / MIB;
+        self.rows.push(format!(
+            "| {label} ({mib} MiB) | baseline: {baseline_name} | {} | | {} |",
+            fmt_spread(&baseline.rates(), 0),
+            fmt_spread(&baseline.cpus(), 2),
+        ));
+        self.add_pipeline(label, pipeline_name, baseline, pipeline);
+    }
+
+    fn add_pipeline(&mut self, label: &str, name: &str, baseline: &Runs, pipeline: &Runs) {
         // The ratio is taken per round (pipeline and baseline ran back to back), then
         // summarised, so one slow round does not skew it.
         let ratios: Vec<f64> = pipeline
@@ -639,12 +717,7 @@ impl Table {
             .collect();
         let mib = pipeline.0.first().map_or(0, |m| m.bytes) / MIB;
         self.rows.push(format!(
-            "| {label} ({mib} MiB) | baseline: {baseline_name} | {} | | {} |",
-            fmt_spread(&baseline.rates(), 0),
-            fmt_spread(&baseline.cpus(), 2),
-        ));
-        self.rows.push(format!(
-            "| {label} ({mib} MiB) | zib pipeline | {} | {} | {} |",
+            "| {label} ({mib} MiB) | {name} | {} | {} | {} |",
             fmt_spread(&pipeline.rates(), 0),
             fmt_spread(&ratios, 2),
             fmt_spread(&pipeline.cpus(), 2),
@@ -914,5 +987,98 @@ impl Drop for BenchPool {
             "could not destroy the benchmark pool {}: destroy it with `zpool destroy -f {}`",
             self.name, self.name
         );
+    }
+}
+
+/// The local-directory backend with multipart part bytes dropped instead of stored: what
+/// the pipeline costs without its storage. Parts get a placeholder ETag, completion
+/// aborts the (empty) upload so no object appears; everything else is the local
+/// directory's. For this benchmark only: nothing it "uploads" can be read back.
+#[derive(Debug)]
+struct DiscardParts(LocalDirBackend);
+
+#[async_trait]
+impl StorageBackend for DiscardParts {
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+        options: &WriteOptions,
+        precondition: &PutPrecondition,
+    ) -> StorageResult<ETag> {
+        self.0.put(key, data, options, precondition).await
+    }
+
+    async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        options: &WriteOptions,
+    ) -> StorageResult<UploadId> {
+        self.0.create_multipart(key, options).await
+    }
+
+    async fn upload_part(
+        &self,
+        _key: &ObjectKey,
+        _upload: &UploadId,
+        number: u32,
+        data: Bytes,
+    ) -> StorageResult<PartInfo> {
+        Ok(PartInfo {
+            number,
+            size: data.len() as u64,
+            etag: ETag::new(format!("\"discarded-{number}\"")),
+        })
+    }
+
+    async fn list_parts(&self, key: &ObjectKey, upload: &UploadId) -> StorageResult<Vec<PartInfo>> {
+        self.0.list_parts(key, upload).await
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        upload: &UploadId,
+        _parts: &[CompletedPart],
+        _precondition: CompletePrecondition,
+    ) -> StorageResult<ETag> {
+        self.0.abort_multipart(key, upload).await?;
+        Ok(ETag::new("\"discarded\""))
+    }
+
+    async fn abort_multipart(&self, key: &ObjectKey, upload: &UploadId) -> StorageResult<()> {
+        self.0.abort_multipart(key, upload).await
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+    ) -> StorageResult<Vec<MultipartUploadInfo>> {
+        self.0.list_multipart_uploads(prefix).await
+    }
+
+    async fn head(&self, key: &ObjectKey) -> StorageResult<ObjectMeta> {
+        self.0.head(key).await
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, StorageResult<ListEntry>> {
+        self.0.list(prefix)
+    }
+
+    async fn get(&self, key: &ObjectKey, range: ByteRange) -> StorageResult<ByteStream> {
+        self.0.get(key, range).await
+    }
+
+    async fn request_restore(
+        &self,
+        key: &ObjectKey,
+        days: u32,
+        tier: RestoreTier,
+    ) -> StorageResult<()> {
+        self.0.request_restore(key, days, tier).await
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> StorageResult<()> {
+        self.0.delete(key).await
     }
 }

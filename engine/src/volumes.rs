@@ -338,7 +338,7 @@ impl<'r> VolumeUpload<'r> {
             hash: Context::new(&SHA256),
             plaintext_len: 0,
             ciphertext_len: 0,
-            buffer: BytesMut::new(),
+            buffer: BytesMut::with_capacity(first_part_len),
             first_part_len,
             part_len,
             parts_in_flight: shape.parts_in_flight,
@@ -364,11 +364,30 @@ impl<'r> VolumeUpload<'r> {
             .as_mut()
             .ok_or_else(|| Error::InvalidInput("volume already finished".into()))?;
         for piece in encryptor.push_chunk(chunk)? {
-            self.buffer.extend_from_slice(&piece);
+            self.append(&piece).await?;
         }
-        while self.buffer.len() >= self.current_part_target() {
-            let part = self.buffer.split_to(self.current_part_target()).freeze();
-            self.send_part(part).await?;
+        Ok(())
+    }
+
+    /// Copies ciphertext into the part being filled. A full part is sent when more bytes
+    /// arrive, so a part that the volume's last bytes fill exactly is left for `finish`.
+    ///
+    /// Each part is one allocation of exactly its size, filled once: growing one buffer
+    /// instead would copy a part's bytes again on every doubling, and a part split off it
+    /// would pin the buffer's whole allocation — pages the next part had already
+    /// written — while it uploads (measured: `engine/benches/pipeline.rs`).
+    async fn append(&mut self, mut bytes: &[u8]) -> Result<()> {
+        while !bytes.is_empty() {
+            let target = self.current_part_target();
+            if self.buffer.len() == target {
+                let full =
+                    std::mem::replace(&mut self.buffer, BytesMut::with_capacity(self.part_len));
+                self.send_part(full.freeze()).await?;
+                continue;
+            }
+            let take = (target - self.buffer.len()).min(bytes.len());
+            self.buffer.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
         }
         Ok(())
     }
@@ -406,12 +425,8 @@ impl<'r> VolumeUpload<'r> {
                 .take()
                 .ok_or_else(|| Error::InvalidInput("volume already finished".into()))?;
             let tail = encryptor.finish()?;
-            self.buffer.extend_from_slice(&tail);
-            while self.buffer.len() > self.current_part_target() {
-                let part = self.buffer.split_to(self.current_part_target()).freeze();
-                self.send_part(part).await?;
-            }
-            let last = self.buffer.split().freeze();
+            self.append(&tail).await?;
+            let last = std::mem::take(&mut self.buffer).freeze();
             self.send_part(last).await?;
             while !self.in_flight.is_empty() {
                 self.wait_oldest().await?;

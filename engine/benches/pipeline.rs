@@ -438,6 +438,7 @@ fn child(source: Source, repo_dir: &str, sink: Sink) {
         let dataset = DatasetId::generate(&random).unwrap();
         let backup = BackupId::generate(&random).unwrap();
         let shape = VolumeShape::default();
+        let rss_before_kib = status_kib("VmRSS:");
         let before = cpu_times();
         let started = Instant::now();
         let uploaded = match source {
@@ -472,7 +473,8 @@ fn child(source: Source, repo_dir: &str, sink: Sink) {
             elapsed,
             user: after.user - before.user,
             system: after.system - before.system,
-            max_rss_kib: peak_rss_kib(),
+            max_rss_kib: status_kib("VmHWM:"),
+            rss_before_kib,
         }
     });
     println!("{}", measurement.to_line());
@@ -529,6 +531,9 @@ struct Measurement {
     user: f64,
     system: f64,
     max_rss_kib: u64,
+    /// Resident set size when the upload started (the program, its runtime and the
+    /// repository; the key derivation's memory already freed).
+    rss_before_kib: u64,
 }
 
 impl Measurement {
@@ -542,12 +547,13 @@ impl Measurement {
 
     fn to_line(&self) -> String {
         format!(
-            "RESULT {} {:.6} {:.2} {:.2} {}",
+            "RESULT {} {:.6} {:.2} {:.2} {} {}",
             self.bytes,
             self.elapsed.as_secs_f64(),
             self.user,
             self.system,
-            self.max_rss_kib
+            self.max_rss_kib,
+            self.rss_before_kib
         )
     }
 
@@ -560,6 +566,7 @@ impl Measurement {
             user: next()?.parse().ok()?,
             system: next()?.parse().ok()?,
             max_rss_kib: next()?.parse().ok()?,
+            rss_before_kib: next()?.parse().ok()?,
         })
     }
 }
@@ -604,6 +611,7 @@ fn copy_to_file(program: &str, args: &[&str], dest: &Path) -> Measurement {
         user: after.children_user - before.children_user,
         system: after.children_system - before.children_system,
         max_rss_kib: 0,
+        rss_before_kib: 0,
     }
 }
 
@@ -632,12 +640,13 @@ fn cpu_times() -> CpuTimes {
     }
 }
 
-/// The process's peak resident set size (`VmHWM`, what `ru_maxrss` reports), KiB.
-fn peak_rss_kib() -> u64 {
+/// A memory figure of this process from `/proc/self/status`, in KiB: `VmHWM:` is the
+/// peak resident set size (what `ru_maxrss` reports), `VmRSS:` the current one.
+fn status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
@@ -751,8 +760,8 @@ fn print_rss(results: &[(u64, Runs)], shape: &VolumeShape) {
         bound as f64 / MIB as f64
     );
     println!();
-    println!("| stream | peak RSS MiB | MiB/s | CPU s |");
-    println!("|---|---|---|---|");
+    println!("| stream | peak RSS MiB | RSS at upload start MiB | MiB/s | CPU s |");
+    println!("|---|---|---|---|---|");
     let mut medians = Vec::new();
     for (len, runs) in results {
         let rss: Vec<f64> = runs
@@ -760,11 +769,17 @@ fn print_rss(results: &[(u64, Runs)], shape: &VolumeShape) {
             .iter()
             .map(|m| m.max_rss_kib as f64 / 1024.0)
             .collect();
+        let start: Vec<f64> = runs
+            .0
+            .iter()
+            .map(|m| m.rss_before_kib as f64 / 1024.0)
+            .collect();
         medians.push(spread(&rss).0);
         println!(
-            "| {} GiB generated | {} | {} | {} |",
+            "| {} GiB generated | {} | {} | {} | {} |",
             fmt_gib(*len),
             fmt_spread(&rss, 1),
+            fmt_spread(&start, 1),
             fmt_spread(&runs.rates(), 0),
             fmt_spread(&runs.cpus(), 2)
         );

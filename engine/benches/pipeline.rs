@@ -945,6 +945,16 @@ fn zfs_unavailable() -> Option<String> {
     if !found("zfs") || !found("zpool") {
         return Some("zfs-fuse is not installed (`apt-get install zfs-fuse`)".to_owned());
     }
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            == Some("0")
+    });
+    if !root {
+        return Some("creating a zfs-fuse pool needs root (run the benchmark as root)".to_owned());
+    }
     let running = Command::new("zpool")
         .arg("list")
         .output()

@@ -19,7 +19,7 @@
 //!   own work (reading, hashing, encrypting, cutting parts);
 //! - (b) a live `zfs send` (zfs-fuse) of a dataset holding ~1.5 GiB of files, through
 //!   the snapshot source `ZfsSource`; baseline `zfs send … > DST && sync`. Skipped, with
-//!   a message, when zfs-fuse is not installed or not running;
+//!   a message, when zfs-fuse is not installed or not running, or without root;
 //! - peak RSS of a 1 GiB and an 8 GiB stream generated on the fly (no source file) with
 //!   the default `VolumeShape`, against the documented bound.
 //!

@@ -4,7 +4,8 @@
 //! each next to a plain copy onto the same file system in the same run.
 //!
 //! Run: `scripts/bench-pipeline.sh` (release build; options below), or
-//! `cargo bench -p zib-engine --bench pipeline -- [OPTIONS]`.
+//! `cargo bench -p zib-engine --bench pipeline -- [OPTIONS]`. Run without any argument
+//! (as `cargo test --benches` does) it makes a quick smoke run with 64 MiB streams.
 //!
 //! Measurements, each repeated `--rounds` times (default 3) with the baseline and the
 //! pipeline interleaved so background load hits both alike; the table shows the median
@@ -93,12 +94,32 @@ const ZFS_FILE_LEN: u64 = 64 * MIB;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    // `cargo bench` passes `--bench`; it means nothing here.
-    let args: Vec<&str> = args
-        .iter()
-        .map(String::as_str)
-        .filter(|arg| *arg != "--bench")
-        .collect();
+    // `cargo bench` passes `--bench`; `cargo test --benches` (or `--all-targets`) runs
+    // this binary with no arguments at all: then a quick smoke run with small sizes
+    // checks that the benchmark still works without taking minutes and gigabytes.
+    let smoke = args.is_empty();
+    let args: Vec<&str> = if smoke {
+        eprintln!(
+            "not run by `cargo bench`: a smoke run with small sizes (figures: scripts/bench-pipeline.sh)"
+        );
+        vec![
+            "--rounds",
+            "1",
+            "--stream-gib",
+            "0.0625",
+            "--rss-gib",
+            "0.0625",
+            "--only",
+            "a",
+            "--only",
+            "rss",
+        ]
+    } else {
+        args.iter()
+            .map(String::as_str)
+            .filter(|arg| *arg != "--bench")
+            .collect()
+    };
     match args.first().copied() {
         Some("child-file") => child(Source::File(PathBuf::from(args[1])), args[2], Sink::Store),
         Some("child-file-discard") => child(

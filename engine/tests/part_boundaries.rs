@@ -1,0 +1,245 @@
+//! Where the pipeline cuts a volume into multipart parts: every part but the last is
+//! exactly the shape's aligned part length (header plus whole segments for the first,
+//! whole segments after), whatever the source's chunk sizes and whether the chunks are
+//! uniquely owned or slices of one shared buffer.
+
+// Helpers outside #[test] functions panic on failure too: that is the report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream};
+use zib_crypto::{Passphrase, HEADER_LEN, SEGMENT_CIPHERTEXT_LEN};
+use zib_engine::clock::FakeClock;
+use zib_engine::ids::{BackupId, DatasetId};
+use zib_engine::progress::NoProgress;
+use zib_engine::repository::Repository;
+use zib_engine::volumes::{upload_stream, VolumeShape};
+use zib_engine::Error;
+use zib_storage_backend::memory::{MemoryBackend, MemoryConfig};
+use zib_storage_backend::{
+    AbortIncompleteUploadsRule, ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag,
+    ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, PartInfo, PutPrecondition, RestoreTier,
+    Result as StorageResult, StorageBackend, UploadId, WriteOptions,
+};
+
+use common::fast_init;
+
+const MIB: usize = 1 << 20;
+
+/// The in-memory backend, recording the number and size of every part uploaded per key.
+#[derive(Debug)]
+struct RecordingParts {
+    inner: MemoryBackend,
+    parts: Mutex<BTreeMap<String, BTreeMap<u32, u64>>>,
+}
+
+#[async_trait]
+impl StorageBackend for RecordingParts {
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+        options: &WriteOptions,
+        precondition: &PutPrecondition,
+    ) -> StorageResult<ETag> {
+        self.inner.put(key, data, options, precondition).await
+    }
+
+    async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        options: &WriteOptions,
+    ) -> StorageResult<UploadId> {
+        self.inner.create_multipart(key, options).await
+    }
+
+    async fn upload_part(
+        &self,
+        key: &ObjectKey,
+        upload: &UploadId,
+        number: u32,
+        data: Bytes,
+    ) -> StorageResult<PartInfo> {
+        let size = data.len() as u64;
+        let info = self.inner.upload_part(key, upload, number, data).await?;
+        self.parts
+            .lock()
+            .unwrap()
+            .entry(key.as_str().to_owned())
+            .or_default()
+            .insert(number, size);
+        Ok(info)
+    }
+
+    async fn list_parts(&self, key: &ObjectKey, upload: &UploadId) -> StorageResult<Vec<PartInfo>> {
+        self.inner.list_parts(key, upload).await
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        upload: &UploadId,
+        parts: &[CompletedPart],
+        precondition: CompletePrecondition,
+    ) -> StorageResult<ETag> {
+        self.inner
+            .complete_multipart(key, upload, parts, precondition)
+            .await
+    }
+
+    async fn abort_multipart(&self, key: &ObjectKey, upload: &UploadId) -> StorageResult<()> {
+        self.inner.abort_multipart(key, upload).await
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+    ) -> StorageResult<Vec<MultipartUploadInfo>> {
+        self.inner.list_multipart_uploads(prefix).await
+    }
+
+    async fn head(&self, key: &ObjectKey) -> StorageResult<ObjectMeta> {
+        self.inner.head(key).await
+    }
+
+    async fn abort_incomplete_uploads_rules(
+        &self,
+    ) -> StorageResult<Vec<AbortIncompleteUploadsRule>> {
+        self.inner.abort_incomplete_uploads_rules().await
+    }
+
+    async fn put_abort_incomplete_uploads_rule(
+        &self,
+        rule: &AbortIncompleteUploadsRule,
+    ) -> StorageResult<()> {
+        self.inner.put_abort_incomplete_uploads_rule(rule).await
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, StorageResult<ListEntry>> {
+        self.inner.list(prefix)
+    }
+
+    async fn get(&self, key: &ObjectKey, range: ByteRange) -> StorageResult<ByteStream> {
+        self.inner.get(key, range).await
+    }
+
+    async fn request_restore(
+        &self,
+        key: &ObjectKey,
+        days: u32,
+        tier: RestoreTier,
+    ) -> StorageResult<()> {
+        self.inner.request_restore(key, days, tier).await
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> StorageResult<()> {
+        self.inner.delete(key).await
+    }
+}
+
+/// Uploads `len` bytes in `chunk`-byte pieces (slices of one buffer when `shared`) and
+/// checks every volume's part sizes.
+async fn check_parts(len: usize, chunk: usize, shared: bool) {
+    let clock = Arc::new(FakeClock::new(
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    ));
+    let backend = Arc::new(RecordingParts {
+        inner: MemoryBackend::new(MemoryConfig::default(), clock.clone()),
+        parts: Mutex::default(),
+    });
+    let (repository, _) = Repository::init(
+        backend.clone(),
+        "",
+        &Passphrase::new("part boundaries".into()),
+        &fast_init(),
+        clock.as_ref(),
+    )
+    .await
+    .unwrap();
+    let shape = VolumeShape {
+        volume_plaintext_len: 12 * MIB as u64,
+        part_len: 5 * MIB as u64,
+        parts_in_flight: 2,
+    };
+    let all = Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let chunks: Vec<Result<Bytes, Error>> = (0..len)
+        .step_by(chunk)
+        .map(|start| {
+            let piece = all.slice(start..(start + chunk).min(len));
+            Ok(if shared {
+                piece
+            } else {
+                Bytes::copy_from_slice(&piece)
+            })
+        })
+        .collect();
+    let random = ring::rand::SystemRandom::new();
+    let uploaded = upload_stream(
+        &repository,
+        DatasetId::generate(&random).unwrap(),
+        BackupId::generate(&random).unwrap(),
+        stream::iter(chunks),
+        &shape,
+        &NoProgress,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(uploaded.stream_len, len as u64);
+
+    let segments = |bytes: u64| bytes.div_ceil(SEGMENT_CIPHERTEXT_LEN) * SEGMENT_CIPHERTEXT_LEN;
+    let first = HEADER_LEN + segments(shape.part_len - HEADER_LEN);
+    let later = segments(shape.part_len);
+    let recorded = backend.parts.lock().unwrap().clone();
+    assert_eq!(
+        recorded.len(),
+        uploaded.volumes.len(),
+        "one upload per volume"
+    );
+    // Volume keys sort in stream order (layout's documented property).
+    for (volume, (key, parts)) in uploaded.volumes.iter().zip(&recorded) {
+        let numbers: Vec<u32> = parts.keys().copied().collect();
+        let expected_numbers: Vec<u32> = (1..=parts.len() as u32).collect();
+        assert_eq!(numbers, expected_numbers, "{key}: part numbers");
+        let sizes: Vec<u64> = parts.values().copied().collect();
+        let (last, full) = sizes.split_last().unwrap();
+        for (index, size) in full.iter().enumerate() {
+            let want = if index == 0 { first } else { later };
+            assert_eq!(*size, want, "{key}: part {} size", index + 1);
+        }
+        let limit = if full.is_empty() { first } else { later };
+        assert!(*last > 0 && *last <= limit, "{key}: last part {last} bytes");
+        assert_eq!(
+            sizes.iter().sum::<u64>(),
+            volume.ciphertext_len,
+            "{key}: parts add up to the volume"
+        );
+        assert_eq!(
+            volume.ciphertext_len,
+            zib_crypto::ciphertext_len(volume.plaintext_len)
+        );
+    }
+}
+
+#[tokio::test]
+async fn parts_are_cut_at_aligned_lengths_from_owned_chunks() {
+    // Two full volumes (3 parts each) and a short third; chunks straddle part ends.
+    check_parts(24 * MIB + 777_777, 333_333, false).await;
+}
+
+#[tokio::test]
+async fn parts_are_cut_at_aligned_lengths_from_shared_chunks() {
+    check_parts(24 * MIB + 777_777, 1_048_573, true).await;
+}
+
+#[tokio::test]
+async fn a_stream_shorter_than_a_part_is_one_part() {
+    check_parts(1_000_003, 65_536, false).await;
+}

@@ -117,6 +117,26 @@ pub enum Error {
         attempts: u32,
     },
 
+    /// A volume the backup uploaded is missing from the bucket, or has another size,
+    /// when checked just before the commit (a clean-up or a lifecycle rule removed it?).
+    /// Nothing was committed; the next run uploads that volume and the later ones again.
+    #[error(
+        "volume {key} of backup {backup} {}, just before the commit; nothing was committed. \
+         Was it removed by `zib cleanup` on another host or by a lifecycle rule? Run the \
+         backup again: it uploads that volume and the later ones again",
+        match found { Some(size) => format!("has {size} bytes instead of {expected}"), None => "is missing from the bucket".to_owned() }
+    )]
+    VolumeMissing {
+        /// The volume's key.
+        key: String,
+        /// The backup it belongs to.
+        backup: crate::ids::BackupId,
+        /// The size the upload produced.
+        expected: u64,
+        /// The size the bucket reports, `None` when the object is absent.
+        found: Option<u64>,
+    },
+
     /// A value the caller supplied is out of range (the message says which and why).
     #[error("{0}")]
     InvalidInput(String),

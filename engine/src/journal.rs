@@ -587,13 +587,15 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Moves an unreadable journal aside (`….journal.unreadable-<unix seconds>`) so the next
-/// run starts afresh while the file stays for inspection; returns where it went.
-pub(crate) fn set_aside(path: &Path, unix_seconds: i64) -> Result<PathBuf> {
-    let aside = path.with_extension(format!("journal.unreadable-{unix_seconds}"));
+/// Moves a journal aside (`….journal.<why>-<unix seconds>`, `why` being `unreadable` or
+/// `abandoned`) so the next run starts afresh while the file stays for inspection (it is
+/// no longer a journal: clean-up ages its uploads like any other leftover); returns
+/// where it went.
+pub(crate) fn set_aside(path: &Path, why: &str, unix_seconds: i64) -> Result<PathBuf> {
+    let aside = path.with_extension(format!("journal.{why}-{unix_seconds}"));
     std::fs::rename(path, &aside).map_err(|source| Error::LocalState {
         path: path.to_owned(),
-        action: "move an unreadable resume journal aside",
+        action: "move a resume journal aside",
         source,
     })?;
     Ok(aside)

@@ -119,7 +119,7 @@ pub(crate) fn lock_file(path: &Path, wait: bool) -> Result<Option<DatasetLock>> 
 }
 
 /// The pid recorded by the lock's holder, if it can be read.
-fn holder_pid(path: &Path) -> Option<u32> {
+pub(crate) fn holder_pid(path: &Path) -> Option<u32> {
     let mut text = String::new();
     File::open(path).ok()?.read_to_string(&mut text).ok()?;
     text.trim().parse().ok()

@@ -733,7 +733,6 @@ async fn send_and_commit(
             }
         }
     };
-    recorder.confirm_stored(repository, &uploaded).await?;
     let file = recorder
         .journal_file()
         .ok_or_else(|| Error::InvalidInput("the journal vanished".into()))?;

@@ -237,7 +237,9 @@ pub enum Attempt {
 /// # Errors
 ///
 /// As [`upload_stream`]; a storage error or the stream's own error keeps the journal and
-/// the uploads for the next call. [`Error::Locked`] when another run holds the lock;
+/// the uploads for the next call. [`Error::VolumeMissing`] when a volume is gone from the
+/// bucket (or has another size) once all are uploaded: it and the later volumes are
+/// dropped from the journal, and the next call uploads them again under fresh salts. [`Error::Locked`] when another run holds the lock;
 /// [`Error::InvalidInput`] when `journal` names another backup than the file at
 /// `journal_path`, or lists volumes while no file exists; [`Error::LocalState`] when the
 /// journal cannot be written; [`Error::Journal`] when the file is unreadable.
@@ -509,7 +511,9 @@ fn volume_key(repository: &Repository, target: &Target, index: u32) -> Result<Ob
 /// resuming what the journal says is already stored.
 ///
 /// On any error — the storage's or the stream's own — the journal and the uploads are
-/// kept, and the next run resumes them.
+/// kept, and the next run resumes them. Once every volume is uploaded, each is checked
+/// in the bucket (HEAD, size) before this returns, as the commit that follows must not
+/// name a volume that is gone.
 ///
 /// # Errors
 ///
@@ -556,6 +560,9 @@ where
     // stored is trusted blindly, and terabytes already uploaded are not thrown away.
     // (A backup whose snapshot is gone is discarded by the next run, which cannot send
     // it again.)
+    if let Ok(Attempt::Uploaded(uploaded)) = &result {
+        recorder.confirm_stored(repository, uploaded).await?;
+    }
     if let Err(error) = &result {
         tracing::warn!(%error, source_failed = recorder.source_failed, "the upload stopped; its journal is kept and the next run resumes it");
     }

@@ -129,9 +129,13 @@ const MAX_STREAM_RESTARTS: u32 = 3;
 ///
 /// [`Error::Locked`] when another run is backing up the dataset (unless
 /// `options.wait_for_lock`); source errors (unknown dataset, `zfs send` failed — nothing
-/// is committed then), storage errors (the upload is kept and the next run resumes it),
+/// is committed then, and the upload is kept for the next run) and storage errors (the
+/// upload is kept and the next run resumes it), [`Error::VolumeMissing`] when a volume
+/// vanished from the bucket before the commit (the next run sends it again),
 /// [`Error::LocalState`] when the state directory is not writable,
-/// [`Error::StreamUnstable`], and [`Error::InvalidInput`] for an impossible request.
+/// [`Error::StreamUnstable`], and [`Error::InvalidInput`] for an impossible request — or
+/// for a snapshot other than the one an unfinished backup is sending (the message says
+/// how to finish or discard that backup).
 pub async fn back_up(
     repository: &Repository,
     source: &dyn SnapshotSource,

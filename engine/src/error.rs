@@ -93,7 +93,7 @@ pub enum Error {
     },
 
     /// A local state file (journal, lock) could not be read or written.
-    #[error("could not {action} at {}: {source}; check that the state directory is writable", path.display())]
+    #[error("could not {action} at {}: {source}{}", path.display(), local_state_hint(action, source))]
     LocalState {
         /// The file or directory.
         path: std::path::PathBuf,
@@ -142,5 +142,53 @@ pub enum Error {
     InvalidInput(String),
 }
 
+/// What to do about a local state error, from what failed.
+fn local_state_hint(action: &str, source: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match source.kind() {
+        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
+            "; check that the state directory is writable by this user"
+        }
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => "; free space in the state directory",
+        _ if action.contains("lock") => {
+            "; the state directory must be on a file system that supports flock (a local \
+             disk, not a network mount without lock support)"
+        }
+        _ => "",
+    }
+}
+
 /// The engine's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local_state(action: &'static str, kind: std::io::ErrorKind) -> String {
+        Error::LocalState {
+            path: "/var/lib/zib/x.lock".into(),
+            action,
+            source: std::io::Error::from(kind),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn local_state_errors_say_what_to_do_for_what_failed() {
+        let denied = local_state(
+            "write the resume journal",
+            std::io::ErrorKind::PermissionDenied,
+        );
+        assert!(denied.contains("/var/lib/zib/x.lock"), "{denied}");
+        assert!(denied.contains("writable"), "{denied}");
+        let unsupported = local_state("take the dataset lock", std::io::ErrorKind::Unsupported);
+        assert!(unsupported.contains("flock"), "{unsupported}");
+        assert!(!unsupported.contains("writable"), "{unsupported}");
+        let other = local_state("read the resume journal", std::io::ErrorKind::InvalidData);
+        assert!(
+            !other.contains("writable") && !other.contains("flock"),
+            "{other}"
+        );
+    }
+}

@@ -8,7 +8,7 @@
 //! With a journal ([`upload_resumable`], and `back_up`), every part's plaintext range and
 //! SHA-256 are journalled before the part is sent, and a resumed upload re-encrypts the
 //! stream with the journalled salts, checking each journalled part against its hash
-//! before anything is sent under that salt: parts the bucket confirmed are skipped, and
+//! before that part is sent under its salt: parts the bucket confirmed are skipped, and
 //! any difference discards the volume so it is uploaded again under a fresh salt. The
 //! checks hash as the bytes stream by; nothing extra is buffered.
 
@@ -704,16 +704,17 @@ async fn open_volume_sink<'r>(
     let backend = repository.backend();
     if let Some(previous) = recorder.previous(index) {
         match &previous.state {
-            VolumeState::Completed { ciphertext_len, .. } => match backend.head(&key).await {
+            VolumeState::Completed {
+                ciphertext_len,
+                parts,
+                ..
+            } => match backend.head(&key).await {
                 Ok(meta) if meta.size == *ciphertext_len => {
                     return Ok(VolumeSink::Verify(VerifyVolume {
                         expected: previous.completed_entry().ok_or_else(|| {
                             Error::InvalidInput("a completed volume without an entry".into())
                         })?,
-                        parts: match previous.state {
-                            VolumeState::Completed { parts, .. } => parts,
-                            VolumeState::Uploading { .. } => 0,
-                        },
+                        parts: *parts,
                         hash: Context::new(&SHA256),
                         plaintext_len: 0,
                         changed: false,
@@ -793,14 +794,18 @@ async fn open_volume_sink<'r>(
     };
     let upload = backend.create_multipart(&key, &options).await?;
     if let Some(file) = recorder.journal.as_mut() {
-        let volumes = &mut file.journal_mut().volumes;
-        if volumes.len() != usize::try_from(index).unwrap_or(usize::MAX) {
-            return Err(Error::InvalidInput(format!(
-                "the journal lists {} volumes before volume {index}",
-                volumes.len()
-            )));
+        let listed = file.journal().volumes.len();
+        if listed != usize::try_from(index).unwrap_or(usize::MAX) {
+            return Err(Error::Journal {
+                path: file.path().to_owned(),
+                reason: format!(
+                    "it lists {listed} volumes before volume {index}; move the journal aside \
+                     and run the backup again (it starts afresh, and `zib cleanup` removes \
+                     the old uploads once old)"
+                ),
+            });
         }
-        volumes.push(JournalVolume {
+        file.journal_mut().volumes.push(JournalVolume {
             index,
             upload_id: upload.as_str().to_owned(),
             salt: *salt.as_bytes(),
@@ -1177,7 +1182,10 @@ impl<'r> VolumeUpload<'r> {
     async fn wait_oldest(&mut self, recorder: &mut Recorder) -> Result<()> {
         if let Some(handle) = self.in_flight.pop_front() {
             let part = handle.await.map_err(|error| {
-                Error::InvalidInput(format!("a part upload task failed: {error}"))
+                Error::InvalidInput(format!(
+                    "a part upload task failed ({error}); the upload and its journal are \
+                     kept: run the backup again to resume it"
+                ))
             })??;
             if let Some(VolumeState::Uploading { parts }) = recorder
                 .volume_mut(self.index)

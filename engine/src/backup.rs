@@ -133,9 +133,9 @@ const MAX_STREAM_RESTARTS: u32 = 3;
 /// upload is kept and the next run resumes it), [`Error::VolumeMissing`] when a volume
 /// vanished from the bucket before the commit (the next run sends it again),
 /// [`Error::LocalState`] when the state directory is not writable,
-/// [`Error::StreamUnstable`], and [`Error::InvalidInput`] for an impossible request — or
-/// for a snapshot other than the one an unfinished backup is sending (the message says
-/// how to finish or discard that backup).
+/// [`Error::StreamUnstable`], [`Error::UnfinishedBackup`] when another snapshot is asked
+/// for than the one an unfinished backup is sending (the message says how to finish or
+/// discard that backup), and [`Error::InvalidInput`] for an impossible request.
 pub async fn back_up(
     repository: &Repository,
     source: &dyn SnapshotSource,
@@ -213,16 +213,13 @@ pub async fn back_up(
             }
             Resumable::OtherSnapshot { asked } => {
                 let journal = file.journal();
-                return Err(Error::InvalidInput(format!(
-                    "backup {} of {dataset_name}@{} is unfinished (journal {}), and snapshot \
-                     {asked} was asked for. Finish it first by running the backup again \
-                     without naming a snapshot, or naming {}; or discard it by moving the \
-                     journal aside and running `zib cleanup`",
-                    journal.backup(),
-                    journal.target.name,
-                    journal_path.display(),
-                    journal.target.name,
-                )));
+                return Err(Error::UnfinishedBackup {
+                    dataset: dataset_name,
+                    backup: journal.backup(),
+                    snapshot: journal.target.name.clone(),
+                    asked,
+                    journal: journal_path,
+                });
             }
         }
     }
@@ -725,7 +722,10 @@ async fn send_and_commit(
             Attempt::StreamChanged { volume } => {
                 restarts += 1;
                 if restarts > MAX_STREAM_RESTARTS {
-                    recorder.abandon(repository).await?;
+                    // The journal stays if the discard fails: the next run tries again.
+                    if let Err(error) = recorder.abandon(repository).await {
+                        tracing::warn!(%error, "could not discard the uploads of an unstable stream");
+                    }
                     return Err(Error::StreamUnstable {
                         snapshot: format!("{}@{}", request.dataset, request.snapshot),
                         attempts: restarts,

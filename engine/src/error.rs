@@ -137,6 +137,28 @@ pub enum Error {
         found: Option<u64>,
     },
 
+    /// A snapshot was asked for while an unfinished backup of another snapshot of the
+    /// dataset could still be finished: it is neither continued nor dropped silently.
+    #[error(
+        "backup {backup} of {dataset}@{snapshot} is unfinished (journal {}), and snapshot \
+         {asked} was asked for. Finish it first by running the backup again without naming \
+         a snapshot, or naming {snapshot}; or discard it by moving the journal aside and \
+         running `zib cleanup`",
+        journal.display()
+    )]
+    UnfinishedBackup {
+        /// The dataset.
+        dataset: String,
+        /// The unfinished backup.
+        backup: crate::ids::BackupId,
+        /// The snapshot it is sending.
+        snapshot: String,
+        /// The snapshot asked for.
+        asked: String,
+        /// Its journal file.
+        journal: std::path::PathBuf,
+    },
+
     /// A value the caller supplied is out of range (the message says which and why).
     #[error("{0}")]
     InvalidInput(String),

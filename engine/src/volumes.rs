@@ -229,7 +229,7 @@ pub enum Attempt {
 /// resumed; when none exists, `journal` starts a new backup and must list no volumes.
 /// The lock that guards `journal_path` (the dataset lock of
 /// [`lock_dataset`](crate::lock::lock_dataset)) is taken for the whole call, so two
-/// callers never resume one journal at once.
+/// callers never resume one journal at once; the caller must not hold it itself.
 ///
 /// On [`Attempt::StreamChanged`] the journal no longer lists the volumes that differed:
 /// call again with the stream from its beginning.

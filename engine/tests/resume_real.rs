@@ -791,7 +791,7 @@ async fn an_unfinished_backup_is_not_dropped_for_another_snapshot_nor_blocks_whe
     )
     .await
     .expect_err("an unfinished backup of another snapshot must not be dropped silently");
-    assert!(matches!(error, Error::InvalidInput(_)), "{error}");
+    assert!(matches!(error, Error::UnfinishedBackup { .. }), "{error}");
     let message = error.to_string();
     assert!(
         message.contains(&interrupted.backup().to_string()) && message.contains("unfinished"),

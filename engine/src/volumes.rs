@@ -239,8 +239,8 @@ pub enum Attempt {
 /// As [`upload_stream`]; a storage error or the stream's own error keeps the journal and
 /// the uploads for the next call. [`Error::VolumeMissing`] when a volume is gone from the
 /// bucket (or has another size) once all are uploaded: it and the later volumes are
-/// dropped from the journal, and the next call uploads them again under fresh salts. [`Error::Locked`] when another run holds the lock;
-/// [`Error::InvalidInput`] when `journal` names another backup than the file at
+/// dropped from the journal, and the next call uploads them again under fresh salts.
+/// [`Error::Locked`] when another run holds the lock; [`Error::InvalidInput`] when `journal` names another backup than the file at
 /// `journal_path`, or lists volumes while no file exists; [`Error::LocalState`] when the
 /// journal cannot be written; [`Error::Journal`] when the file is unreadable.
 pub async fn upload_resumable<S, E>(
@@ -554,15 +554,15 @@ where
         recorder,
     )
     .await;
+    if let Ok(Attempt::Uploaded(uploaded)) = &result {
+        recorder.confirm_stored(repository, uploaded).await?;
+    }
     // Whatever stopped the upload — the storage, or the send itself (killed, out of
     // memory, dataset busy) — the journal and the uploads are kept: a resumed run checks
     // every journalled part against the new stream before relying on it, so nothing
     // stored is trusted blindly, and terabytes already uploaded are not thrown away.
     // (A backup whose snapshot is gone is discarded by the next run, which cannot send
     // it again.)
-    if let Ok(Attempt::Uploaded(uploaded)) = &result {
-        recorder.confirm_stored(repository, uploaded).await?;
-    }
     if let Err(error) = &result {
         tracing::warn!(%error, source_failed = recorder.source_failed, "the upload stopped; its journal is kept and the next run resumes it");
     }

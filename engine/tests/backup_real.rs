@@ -289,7 +289,7 @@ impl SnapshotSource for KilledSend {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_zfs_send_commits_nothing() {
+async fn a_killed_zfs_send_commits_nothing_and_the_next_run_resumes_it() {
     let Some(pool) = ZfsPool::create() else {
         return;
     };

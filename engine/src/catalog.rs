@@ -255,7 +255,8 @@ pub struct CleanupReport {
     pub deleted_volumes: Vec<ObjectKey>,
     /// Incomplete uploads aborted.
     pub aborted_uploads: Vec<ObjectKey>,
-    /// Leftovers kept because they are younger than the minimum age.
+    /// Leftovers kept because they, or another leftover of the same backup, are younger
+    /// than the minimum age.
     pub kept_recent: usize,
     /// Uploads and volumes kept because a backup running on this host owns them (its
     /// lock is held).

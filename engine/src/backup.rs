@@ -129,9 +129,13 @@ const MAX_STREAM_RESTARTS: u32 = 3;
 ///
 /// [`Error::Locked`] when another run is backing up the dataset (unless
 /// `options.wait_for_lock`); source errors (unknown dataset, `zfs send` failed — nothing
-/// is committed then), storage errors (the upload is kept and the next run resumes it),
+/// is committed then, and the upload is kept for the next run) and storage errors (the
+/// upload is kept and the next run resumes it), [`Error::VolumeMissing`] when a volume
+/// vanished from the bucket before the commit (the next run sends it again),
 /// [`Error::LocalState`] when the state directory is not writable,
-/// [`Error::StreamUnstable`], and [`Error::InvalidInput`] for an impossible request.
+/// [`Error::StreamUnstable`], [`Error::UnfinishedBackup`] when another snapshot is asked
+/// for than the one an unfinished backup is sending (the message says how to finish or
+/// discard that backup), and [`Error::InvalidInput`] for an impossible request.
 pub async fn back_up(
     repository: &Repository,
     source: &dyn SnapshotSource,
@@ -190,7 +194,32 @@ pub async fn back_up(
                     "the interrupted backup of {dataset_name} cannot be continued ({reason}); \
                      discarding its uploads and planning afresh"
                 );
-                Recorder::journalled(file).abandon(repository).await?;
+                // A discard that fails (a bucket policy that denies deletes, say) must
+                // not stop every later run: the journal goes aside, and the leftovers
+                // to the age-based clean-up.
+                if let Err(error) = Recorder::journalled(file).abandon(repository).await {
+                    let aside = set_aside(
+                        &journal_path,
+                        "abandoned",
+                        crate::clock::unix_seconds(clock),
+                    )?;
+                    tracing::warn!(
+                        %error,
+                        moved_to = %aside.display(),
+                        "could not discard the uploads of the interrupted backup; its journal \
+                         was moved aside and `zib cleanup` removes its uploads once old"
+                    );
+                }
+            }
+            Resumable::OtherSnapshot { asked } => {
+                let journal = file.journal();
+                return Err(Error::UnfinishedBackup {
+                    dataset: dataset_name,
+                    backup: journal.backup(),
+                    snapshot: journal.target.name.clone(),
+                    asked,
+                    journal: journal_path,
+                });
             }
         }
     }
@@ -390,6 +419,7 @@ pub async fn back_up(
         &request,
         &target,
         expected_len,
+        options.shape.parts_in_flight,
     )
     .await?;
 
@@ -476,7 +506,7 @@ fn open_journal(path: &std::path::Path, clock: &dyn Clock) -> Result<Option<Jour
     match read_journal(path) {
         Ok(journal) => Ok(journal),
         Err(error @ Error::Journal { .. }) => {
-            let aside = set_aside(path, crate::clock::unix_seconds(clock))?;
+            let aside = set_aside(path, "unreadable", crate::clock::unix_seconds(clock))?;
             tracing::warn!(
                 %error,
                 moved_to = %aside.display(),
@@ -498,6 +528,12 @@ enum Resumable {
     Committed,
     /// No, because of the reason given.
     No(String),
+    /// Another snapshot was asked for: the unfinished backup is neither continued nor
+    /// silently discarded.
+    OtherSnapshot {
+        /// The snapshot asked for.
+        asked: String,
+    },
 }
 
 fn resumable(
@@ -517,14 +553,6 @@ fn resumable(
     if journal.source_kind() != options.source_kind {
         return Resumable::No("it was a backup of another file system".into());
     }
-    if let SnapshotChoice::Existing(name) = &options.snapshot {
-        if name.to_string() != journal.target.name {
-            return Resumable::No(format!(
-                "it was sending snapshot {}, and snapshot {name} was asked for",
-                journal.target.name
-            ));
-        }
-    }
     let same = |snapshot: &SnapshotInfo, name: &str, identity: JournalIdentity| {
         snapshot.name.to_string() == name
             && record_identity(snapshot).is_ok_and(|id| JournalIdentity::from(id) == identity)
@@ -538,12 +566,36 @@ fn resumable(
             journal.target.name
         ));
     };
+    // Only a backup that could be finished is worth refusing for: one whose snapshot is
+    // gone is discarded whatever is asked.
+    if let SnapshotChoice::Existing(name) = &options.snapshot {
+        if name.to_string() != journal.target.name {
+            return Resumable::OtherSnapshot {
+                asked: name.to_string(),
+            };
+        }
+    }
     if let JournalKind::Incremental {
         base_snapshot_name,
         base_identity,
         ..
     } = &journal.kind
     {
+        // The manifest would name a base that is gone: the chain could not be restored.
+        let base_backup = match journal.backup_kind() {
+            BackupKind::Incremental { base_backup, .. } => Some(base_backup),
+            BackupKind::Full => None,
+        };
+        let base_committed = catalog
+            .backups(journal.dataset())
+            .iter()
+            .any(|backup| Some(backup.manifest.backup_id) == base_backup);
+        if !base_committed {
+            return Resumable::No(format!(
+                "its base backup {} is no longer in the repository",
+                base_backup.map(|id| id.to_string()).unwrap_or_default()
+            ));
+        }
         let base_lineage = lineage(&(*base_identity).into());
         let base_present = local.iter().chain(bookmarks).any(|snapshot| {
             snapshot.name.to_string() == *base_snapshot_name
@@ -631,6 +683,7 @@ async fn resume(
         &request,
         target,
         expected_len,
+        options.shape.parts_in_flight,
     )
     .await?;
     let mut warnings = Vec::new();
@@ -657,8 +710,9 @@ async fn send_and_commit(
     request: &SendRequest,
     target: &SnapshotInfo,
     expected_len: Option<u64>,
+    parts_in_flight: usize,
 ) -> Result<ManifestRecord> {
-    let mut recorder = Recorder::journalled(file);
+    let mut recorder = Recorder::journalled(file).with_parts_in_flight(parts_in_flight);
     let mut restarts = 0;
     progress.phase("sending");
     let uploaded = loop {
@@ -668,7 +722,10 @@ async fn send_and_commit(
             Attempt::StreamChanged { volume } => {
                 restarts += 1;
                 if restarts > MAX_STREAM_RESTARTS {
-                    recorder.abandon(repository).await?;
+                    // The journal stays if the discard fails: the next run tries again.
+                    if let Err(error) = recorder.abandon(repository).await {
+                        tracing::warn!(%error, "could not discard the uploads of an unstable stream");
+                    }
                     return Err(Error::StreamUnstable {
                         snapshot: format!("{}@{}", request.dataset, request.snapshot),
                         attempts: restarts,

@@ -257,7 +257,8 @@ pub struct CleanupReport {
     pub aborted_uploads: Vec<ObjectKey>,
     /// Access-check probes left behind by an interrupted check, deleted.
     pub deleted_probes: Vec<ObjectKey>,
-    /// Leftovers kept because they are younger than the minimum age.
+    /// Leftovers kept because they, or another leftover of the same backup, are younger
+    /// than the minimum age.
     pub kept_recent: usize,
     /// Uploads and volumes kept because a backup running on this host owns them (its
     /// lock is held).
@@ -269,12 +270,18 @@ pub struct CleanupReport {
 /// left behind. Committed backups are never touched
 /// (their volumes have a manifest).
 ///
-/// With `options.state_dir`, this host's journals decide first: the uploads a dead run
-/// journalled (its lock can be taken) are aborted whatever their age — the journal
-/// stays, so its completed volumes can still be resumed — and the uploads a live run
-/// journalled (its lock is held), and the volumes it completed, are kept whatever their
-/// age. Each dead journal's lock is held while its uploads are aborted, so no backup
-/// resumes them meanwhile.
+/// Leftovers are aged per backup, not per object: a backup's orphan volumes are deleted
+/// only when every one of its volumes and every incomplete upload of it is older than
+/// the minimum age. (S3 dates a multipart object by the start of its upload, so one
+/// volume can look old while the backup is still being written, or resumed.)
+///
+/// With `options.state_dir`, this host's journals decide first. They are read after the
+/// bucket is listed, so every upload listed was started before its journal was read: the
+/// uploads and volumes of a backup whose run is alive (its lock is held) are kept
+/// whatever their age, matched by the (dataset, backup) their key names; the uploads a
+/// dead run journalled (its lock can be taken) are aborted whatever their age — the
+/// journal stays, so its completed volumes can still be resumed. Each dead journal's
+/// lock is held while its uploads are aborted, so no backup resumes them meanwhile.
 ///
 /// # Errors
 ///
@@ -285,20 +292,47 @@ pub async fn clean_up(
     clock: &dyn Clock,
     options: &CleanupOptions,
 ) -> Result<CleanupReport> {
+    // The listing first: an upload a run starts after it is not seen at all, and one it
+    // started before is named by the journal read next.
+    let catalog = read_catalog(repository).await?;
     let journals = match &options.state_dir {
         Some(state_dir) => local_journals(state_dir, repository.id()).await?,
         None => LocalJournals::default(),
     };
-    let catalog = read_catalog(repository).await?;
     let now = clock.now();
     let old_enough = |since: SystemTime| {
         now.duration_since(since)
             .is_ok_and(|age| age >= options.min_age)
     };
+    let backup_of = |key: &ObjectKey| match key
+        .as_str()
+        .strip_prefix(repository.prefix())
+        .and_then(ObjectRole::parse)
+    {
+        Some(ObjectRole::Volume {
+            dataset, backup, ..
+        }) => Some((dataset, backup)),
+        _ => None,
+    };
+    // Backups with anything young: their orphan volumes all wait.
+    let mut young_backups = BTreeSet::new();
+    for upload in &catalog.leftovers.incomplete_uploads {
+        if !old_enough(upload.initiated) {
+            young_backups.extend(backup_of(&upload.key));
+        }
+    }
+    for volume in &catalog.leftovers.orphan_volumes {
+        if !old_enough(volume.written) {
+            young_backups.extend(backup_of(&volume.key));
+        }
+    }
+    let live = |key: &ObjectKey| {
+        backup_of(key).is_some_and(|backup| journals.live_backups.contains(&backup))
+    };
     let mut report = CleanupReport::default();
     for upload in catalog.leftovers.incomplete_uploads {
         let id = upload.upload_id.as_str();
-        if journals.live.contains(id) {
+        if journals.live.contains(id) || live(&upload.key) {
             report.kept_live += 1;
             continue;
         }
@@ -318,21 +352,14 @@ pub async fn clean_up(
         report.aborted_uploads.push(upload.key);
     }
     for volume in catalog.leftovers.orphan_volumes {
-        let role = volume
-            .key
-            .as_str()
-            .strip_prefix(repository.prefix())
-            .and_then(ObjectRole::parse);
-        if let Some(ObjectRole::Volume {
-            dataset, backup, ..
-        }) = role
-        {
-            if journals.live_backups.contains(&(dataset, backup)) {
-                report.kept_live += 1;
-                continue;
-            }
+        if live(&volume.key) {
+            report.kept_live += 1;
+            continue;
         }
-        if !old_enough(volume.written) {
+        let young = backup_of(&volume.key).map_or(!old_enough(volume.written), |backup| {
+            young_backups.contains(&backup)
+        });
+        if young {
             report.kept_recent += 1;
             continue;
         }
@@ -370,6 +397,7 @@ struct LocalJournals {
 
 async fn local_journals(state_dir: &Path, repository: RepositoryId) -> Result<LocalJournals> {
     let state_dir = state_dir.to_owned();
+    let state_dir_for_error = state_dir.clone();
     tokio::task::spawn_blocking(move || {
         let mut journals = LocalJournals::default();
         for path in list_journals(&state_dir, repository)? {
@@ -404,7 +432,7 @@ async fn local_journals(state_dir: &Path, repository: RepositoryId) -> Result<Lo
     })
     .await
     .map_err(|error| Error::LocalState {
-        path: PathBuf::new(),
+        path: crate::journal::repository_state_dir(&state_dir_for_error, repository),
         action: "read the resume journals",
         source: std::io::Error::other(error.to_string()),
     })?

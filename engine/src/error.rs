@@ -93,7 +93,7 @@ pub enum Error {
     },
 
     /// A local state file (journal, lock) could not be read or written.
-    #[error("could not {action} at {}: {source}; check that the state directory is writable", path.display())]
+    #[error("could not {action} at {}: {source}{}", path.display(), local_state_hint(action, source))]
     LocalState {
         /// The file or directory.
         path: std::path::PathBuf,
@@ -135,10 +135,100 @@ pub enum Error {
         source: zib_storage_backend::Error,
     },
 
+    /// A volume the backup uploaded is missing from the bucket, or has another size,
+    /// when checked just before the commit (a clean-up or a lifecycle rule removed it?).
+    /// Nothing was committed; the next run uploads that volume and the later ones again.
+    #[error(
+        "volume {key} of backup {backup} {}, just before the commit; nothing was committed. \
+         Was it removed by `zib cleanup` on another host or by a lifecycle rule? Run the \
+         backup again: it uploads that volume and the later ones again",
+        match found { Some(size) => format!("has {size} bytes instead of {expected}"), None => "is missing from the bucket".to_owned() }
+    )]
+    VolumeMissing {
+        /// The volume's key.
+        key: String,
+        /// The backup it belongs to.
+        backup: crate::ids::BackupId,
+        /// The size the upload produced.
+        expected: u64,
+        /// The size the bucket reports, `None` when the object is absent.
+        found: Option<u64>,
+    },
+
+    /// A snapshot was asked for while an unfinished backup of another snapshot of the
+    /// dataset could still be finished: it is neither continued nor dropped silently.
+    #[error(
+        "backup {backup} of {dataset}@{snapshot} is unfinished (journal {}), and snapshot \
+         {asked} was asked for. Finish it first by running the backup again without naming \
+         a snapshot, or naming {snapshot}; or discard it by moving the journal aside and \
+         running `zib cleanup`",
+        journal.display()
+    )]
+    UnfinishedBackup {
+        /// The dataset.
+        dataset: String,
+        /// The unfinished backup.
+        backup: crate::ids::BackupId,
+        /// The snapshot it is sending.
+        snapshot: String,
+        /// The snapshot asked for.
+        asked: String,
+        /// Its journal file.
+        journal: std::path::PathBuf,
+    },
+
     /// A value the caller supplied is out of range (the message says which and why).
     #[error("{0}")]
     InvalidInput(String),
 }
 
+/// What to do about a local state error, from what failed.
+fn local_state_hint(action: &str, source: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match source.kind() {
+        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
+            "; check that the state directory is writable by this user"
+        }
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => "; free space in the state directory",
+        _ if action.contains("lock") => {
+            "; the state directory must be on a file system that supports flock (a local \
+             disk, not a network mount without lock support)"
+        }
+        _ => "",
+    }
+}
+
 /// The engine's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local_state(action: &'static str, kind: std::io::ErrorKind) -> String {
+        Error::LocalState {
+            path: "/var/lib/zib/x.lock".into(),
+            action,
+            source: std::io::Error::from(kind),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn local_state_errors_say_what_to_do_for_what_failed() {
+        let denied = local_state(
+            "write the resume journal",
+            std::io::ErrorKind::PermissionDenied,
+        );
+        assert!(denied.contains("/var/lib/zib/x.lock"), "{denied}");
+        assert!(denied.contains("writable"), "{denied}");
+        let unsupported = local_state("take the dataset lock", std::io::ErrorKind::Unsupported);
+        assert!(unsupported.contains("flock"), "{unsupported}");
+        assert!(!unsupported.contains("writable"), "{unsupported}");
+        let other = local_state("read the resume journal", std::io::ErrorKind::InvalidData);
+        assert!(
+            !other.contains("writable") && !other.contains("flock"),
+            "{other}"
+        );
+    }
+}

@@ -2,7 +2,7 @@
 //! where it stopped, without re-sending what the bucket already holds.
 //!
 //! One journal per (repository, dataset), in the state directory the caller names
-//! (`<state dir>/<repository id>/<dataset>.journal`). It is local state, not part of the
+//! (`<state dir>/<repository id>/<dataset name in hex>.journal`). It is local state, not part of the
 //! on-bucket format: deleting the state directory loses nothing but resumability (the
 //! next run plans afresh; `clean_up` removes what the old run left once it is old).
 //!
@@ -10,14 +10,18 @@
 //! (name and identity), the kind and base, the send flags and the volume shape — and, per
 //! volume, its multipart upload id and encryption salt; per part of the volume being
 //! uploaded, its number, the plaintext range it covers, the plaintext's SHA-256 and,
-//! once S3 confirmed it, its ETag. A completed volume keeps only its list entry (lengths
-//! and plaintext hash), so the journal stays a few hundred bytes per volume plus one
-//! line per part of the volume in flight, whatever the stream's size.
+//! once S3 confirmed it, its ETag. A completed volume keeps its upload id and salt and its
+//! list entry (lengths and plaintext hash) but drops its parts, so the journal stays a
+//! few hundred bytes per volume plus one line per part of the volume in flight, whatever
+//! the stream's size.
 //!
 //! Why the plaintext hash is written before the part is sent: a resumed run re-encrypts
 //! with the journalled salt, which reproduces the ciphertext only for identical
-//! plaintext. Checking every journalled part's hash before sending anything under that
-//! salt guarantees that one salt never encrypts two different plaintexts in the bucket.
+//! plaintext. Each journalled part's hash is checked before that part is sent again
+//! under the salt (and a mismatch discards the volume before anything more is sent), so
+//! one salt never encrypts two different plaintexts in the bucket — provided the journal
+//! on disk is the one resumed, which the dataset lock and
+//! [`upload_resumable`](crate::volumes::upload_resumable) ensure.
 //!
 //! File format (version 1): the 8-byte magic `ZIBJRNL\n`, the version as a little-endian
 //! `u32`, the body length as a little-endian `u64`, the body ([`Journal`] in bincode 1.3,
@@ -332,11 +336,13 @@ impl From<&VolumeShape> for JournalShape {
 ///
 /// # Errors
 ///
-/// [`Error::Journal`] if bincode refuses the value (it does not for these types).
+/// [`Error::InvalidInput`] if bincode refuses the value (it does not for these types).
 pub fn encode_journal(journal: &Journal) -> Result<Vec<u8>> {
-    let body = bincode::serialize(journal).map_err(|error| Error::Journal {
-        path: PathBuf::new(),
-        reason: format!("could not encode the journal: {error}"),
+    let body = bincode::serialize(journal).map_err(|error| {
+        Error::InvalidInput(format!(
+            "could not encode the resume journal of {}: {error}",
+            journal.dataset_name
+        ))
     })?;
     let mut bytes = Vec::with_capacity(PREFIX_LEN + body.len() + CHECKSUM_LEN);
     bytes.extend_from_slice(&JOURNAL_MAGIC);
@@ -499,6 +505,11 @@ impl JournalFile {
         &self.journal
     }
 
+    /// Where the journal is kept.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub(crate) fn journal_mut(&mut self) -> &mut Journal {
         &mut self.journal
     }
@@ -587,13 +598,15 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Moves an unreadable journal aside (`….journal.unreadable-<unix seconds>`) so the next
-/// run starts afresh while the file stays for inspection; returns where it went.
-pub(crate) fn set_aside(path: &Path, unix_seconds: i64) -> Result<PathBuf> {
-    let aside = path.with_extension(format!("journal.unreadable-{unix_seconds}"));
+/// Moves a journal aside (`….journal.<why>-<unix seconds>`, `why` being `unreadable` or
+/// `abandoned`) so the next run starts afresh while the file stays for inspection (it is
+/// no longer a journal: clean-up ages its uploads like any other leftover); returns
+/// where it went.
+pub(crate) fn set_aside(path: &Path, why: &str, unix_seconds: i64) -> Result<PathBuf> {
+    let aside = path.with_extension(format!("journal.{why}-{unix_seconds}"));
     std::fs::rename(path, &aside).map_err(|source| Error::LocalState {
         path: path.to_owned(),
-        action: "move an unreadable resume journal aside",
+        action: "move a resume journal aside",
         source,
     })?;
     Ok(aside)

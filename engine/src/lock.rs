@@ -49,6 +49,7 @@ pub async fn lock_dataset(
 ) -> Result<DatasetLock> {
     let path = lock_path(state_dir, repository, dataset_name);
     let dataset = dataset_name.to_owned();
+    let lock_file_path = path.clone();
     tokio::task::spawn_blocking(move || {
         if wait {
             lock_file(&path, true)?.ok_or_else(|| Error::LocalState {
@@ -66,7 +67,7 @@ pub async fn lock_dataset(
     })
     .await
     .map_err(|error| Error::LocalState {
-        path: PathBuf::new(),
+        path: lock_file_path,
         action: "take the dataset lock",
         source: std::io::Error::other(error.to_string()),
     })?
@@ -119,7 +120,7 @@ pub(crate) fn lock_file(path: &Path, wait: bool) -> Result<Option<DatasetLock>> 
 }
 
 /// The pid recorded by the lock's holder, if it can be read.
-fn holder_pid(path: &Path) -> Option<u32> {
+pub(crate) fn holder_pid(path: &Path) -> Option<u32> {
     let mut text = String::new();
     File::open(path).ok()?.read_to_string(&mut text).ok()?;
     text.trim().parse().ok()

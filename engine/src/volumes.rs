@@ -8,7 +8,7 @@
 //! With a journal ([`upload_resumable`], and `back_up`), every part's plaintext range and
 //! SHA-256 are journalled before the part is sent, and a resumed upload re-encrypts the
 //! stream with the journalled salts, checking each journalled part against its hash
-//! before anything is sent under that salt: parts the bucket confirmed are skipped, and
+//! before that part is sent under its salt: parts the bucket confirmed are skipped, and
 //! any difference discards the volume so it is uploaded again under a fresh salt. The
 //! checks hash as the bytes stream by; nothing extra is buffered.
 
@@ -222,14 +222,27 @@ pub enum Attempt {
 /// [`back_up`](crate::backup::back_up)'s upload step, for callers that bring their own
 /// stream.
 ///
+/// The journal on disk is authoritative: its salts are the ones already used in the
+/// bucket, so resuming from any other copy could send different plaintext under a used
+/// salt. When a journal exists at `journal_path`, `journal` only names the backup (its
+/// repository, dataset and backup ids must match the file's) and the file's volumes are
+/// resumed; when none exists, `journal` starts a new backup and must list no volumes.
+/// The lock that guards `journal_path` (the dataset lock of
+/// [`lock_dataset`](crate::lock::lock_dataset)) is taken for the whole call, so two
+/// callers never resume one journal at once; the caller must not hold it itself.
+///
 /// On [`Attempt::StreamChanged`] the journal no longer lists the volumes that differed:
 /// call again with the stream from its beginning.
 ///
 /// # Errors
 ///
-/// As [`upload_stream`]; a storage error keeps the journal and the uploads for the next
-/// call, the stream's own error discards them (and the journal). [`Error::LocalState`]
-/// when the journal cannot be written.
+/// As [`upload_stream`]; a storage error or the stream's own error keeps the journal and
+/// the uploads for the next call. [`Error::VolumeMissing`] when a volume is gone from the
+/// bucket (or has another size) once all are uploaded: it and the later volumes are
+/// dropped from the journal, and the next call uploads them again under fresh salts.
+/// [`Error::Locked`] when another run holds the lock; [`Error::InvalidInput`] when `journal` names another backup than the file at
+/// `journal_path`, or lists volumes while no file exists; [`Error::LocalState`] when the
+/// journal cannot be written; [`Error::Journal`] when the file is unreadable.
 pub async fn upload_resumable<S, E>(
     repository: &Repository,
     journal_path: &std::path::Path,
@@ -242,9 +255,55 @@ where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin + Send,
     Error: From<E>,
 {
-    let file = JournalFile::new(journal_path.to_owned(), journal);
-    file.save().await?;
-    let mut recorder = Recorder::journalled(file);
+    let parts_in_flight = journal.volume_shape().parts_in_flight;
+    let lock_path = crate::journal::lock_path_for_journal(journal_path);
+    let _lock = {
+        let path = lock_path.clone();
+        tokio::task::spawn_blocking(move || crate::lock::lock_file(&path, false))
+            .await
+            .map_err(|error| Error::LocalState {
+                path: lock_path.clone(),
+                action: "take the dataset lock",
+                source: std::io::Error::other(error.to_string()),
+            })??
+            .ok_or_else(|| Error::Locked {
+                dataset: journal.dataset_name.clone(),
+                pid: crate::lock::holder_pid(&lock_path),
+                lock_file: lock_path.clone(),
+            })?
+    };
+    let journal = match crate::journal::read_journal(journal_path)? {
+        Some(on_disk) => {
+            let same = on_disk.repository_id == journal.repository_id
+                && on_disk.dataset_id == journal.dataset_id
+                && on_disk.backup_id == journal.backup_id;
+            if !same {
+                return Err(Error::InvalidInput(format!(
+                    "the journal at {} belongs to backup {} of dataset {}, not to backup {}; \
+                     finish that backup first (or move its journal aside and run `zib cleanup`)",
+                    journal_path.display(),
+                    on_disk.backup(),
+                    on_disk.dataset_name,
+                    journal.backup()
+                )));
+            }
+            on_disk
+        }
+        None if !journal.volumes.is_empty() => {
+            return Err(Error::InvalidInput(format!(
+                "no journal exists at {}, and the one given lists uploaded volumes: a backup \
+                 can only be resumed from its journal file; start it with no volumes",
+                journal_path.display()
+            )));
+        }
+        None => {
+            let file = JournalFile::new(journal_path.to_owned(), journal);
+            file.save().await?;
+            file.journal().clone()
+        }
+    };
+    let mut recorder = Recorder::journalled(JournalFile::new(journal_path.to_owned(), journal))
+        .with_parts_in_flight(parts_in_flight);
     upload_journalled(repository, stream, progress, expected_len, &mut recorder).await
 }
 
@@ -267,6 +326,9 @@ pub(crate) struct Recorder {
     parts_reported: HashSet<(u32, u32)>,
     /// The stream itself failed (not the storage).
     source_failed: bool,
+    /// Parts in flight for this run: the current options', not the journal's (only the
+    /// volume and part sizes shape the ciphertext; concurrency may change between runs).
+    parts_in_flight: Option<usize>,
 }
 
 impl Recorder {
@@ -276,6 +338,7 @@ impl Recorder {
             stream_reported: 0,
             parts_reported: HashSet::new(),
             source_failed: false,
+            parts_in_flight: None,
         }
     }
 
@@ -284,6 +347,12 @@ impl Recorder {
             journal: Some(file),
             ..Self::unjournalled()
         }
+    }
+
+    /// Uploads this run's parts `parts_in_flight` at a time, whatever the journal says.
+    pub(crate) fn with_parts_in_flight(mut self, parts_in_flight: usize) -> Self {
+        self.parts_in_flight = Some(parts_in_flight);
+        self
     }
 
     pub(crate) fn journal_file(&self) -> Option<&JournalFile> {
@@ -349,6 +418,46 @@ impl Recorder {
         file.save().await
     }
 
+    /// Checks, just before the commit, that every volume of `uploaded` is in the bucket
+    /// with the size the upload produced. A missing or altered one (removed by another
+    /// host's clean-up, or a lifecycle rule) is discarded with the later ones, so the
+    /// next run uploads them again under fresh salts, and the backup fails: a manifest
+    /// naming a missing volume would only be found out at restore.
+    pub(crate) async fn confirm_stored(
+        &mut self,
+        repository: &Repository,
+        uploaded: &UploadedStream,
+    ) -> Result<()> {
+        let Some(file) = self.journal.as_ref() else {
+            return Ok(());
+        };
+        let journal = file.journal();
+        let target = Target {
+            dataset: journal.dataset(),
+            backup: journal.backup(),
+            shape: journal.volume_shape(),
+        };
+        for volume in &uploaded.volumes {
+            let key = volume_key(repository, &target, volume.index)?;
+            let found = match repository.backend().head(&key).await {
+                Ok(meta) if meta.size == volume.ciphertext_len => continue,
+                Ok(meta) => Some(meta.size),
+                Err(zib_storage_backend::Error::NotFound { .. }) => None,
+                Err(error) => return Err(error.into()),
+            };
+            if let Err(error) = self.discard_from(repository, &target, volume.index).await {
+                tracing::warn!(%error, "could not discard the volumes after a missing one; the next run retries");
+            }
+            return Err(Error::VolumeMissing {
+                key: key.to_string(),
+                backup: target.backup,
+                expected: volume.ciphertext_len,
+                found,
+            });
+        }
+        Ok(())
+    }
+
     /// Gives the whole backup up: aborts and deletes everything the journal lists and
     /// deletes the journal.
     pub(crate) async fn abandon(&mut self, repository: &Repository) -> Result<()> {
@@ -401,9 +510,10 @@ fn volume_key(repository: &Repository, target: &Target, index: u32) -> Result<Ob
 /// Encrypts `stream` into the volumes of the backup `recorder`'s journal describes,
 /// resuming what the journal says is already stored.
 ///
-/// On a storage error the journal and the uploads are kept (the next run resumes); on
-/// the stream's own error the backup is abandoned (uploads aborted, volumes deleted,
-/// journal removed), as a failed send leaves nothing to resume from.
+/// On any error — the storage's or the stream's own — the journal and the uploads are
+/// kept, and the next run resumes them. Once every volume is uploaded, each is checked
+/// in the bucket (HEAD, size) before this returns, as the commit that follows must not
+/// name a volume that is gone.
 ///
 /// # Errors
 ///
@@ -423,11 +533,14 @@ where
         .journal_file()
         .ok_or_else(|| Error::InvalidInput("a journalled upload needs a journal".into()))?
         .journal();
-    let target = Target {
+    let mut target = Target {
         dataset: journal.dataset(),
         backup: journal.backup(),
         shape: journal.volume_shape(),
     };
+    if let Some(parts_in_flight) = recorder.parts_in_flight {
+        target.shape.parts_in_flight = parts_in_flight;
+    }
     target.shape.validate()?;
     recorder.source_failed = false;
     let mut completed_keys = Vec::new();
@@ -441,14 +554,17 @@ where
         recorder,
     )
     .await;
+    if let Ok(Attempt::Uploaded(uploaded)) = &result {
+        recorder.confirm_stored(repository, uploaded).await?;
+    }
+    // Whatever stopped the upload — the storage, or the send itself (killed, out of
+    // memory, dataset busy) — the journal and the uploads are kept: a resumed run checks
+    // every journalled part against the new stream before relying on it, so nothing
+    // stored is trusted blindly, and terabytes already uploaded are not thrown away.
+    // (A backup whose snapshot is gone is discarded by the next run, which cannot send
+    // it again.)
     if let Err(error) = &result {
-        if recorder.source_failed {
-            if let Err(cleanup) = recorder.abandon(repository).await {
-                tracing::warn!(%cleanup, "could not remove the uploads of a failed send; `zib cleanup` will");
-            }
-        } else {
-            tracing::warn!(%error, "the upload stopped; its journal is kept and the next run resumes it");
-        }
+        tracing::warn!(%error, source_failed = recorder.source_failed, "the upload stopped; its journal is kept and the next run resumes it");
     }
     result
 }
@@ -534,9 +650,9 @@ where
         let outcome = match finished {
             Ok(outcome) => outcome,
             Err(error) => {
-                // Without a journal, or when the source failed, nothing is kept; with a
-                // journal, a storage failure keeps the upload for the next run.
-                let abort = recorder.journal.is_none() || recorder.source_failed;
+                // Without a journal nothing is kept; with one, the upload is kept for
+                // the next run whatever failed.
+                let abort = recorder.journal.is_none();
                 volume.stop(abort).await;
                 return Err(error);
             }
@@ -588,16 +704,17 @@ async fn open_volume_sink<'r>(
     let backend = repository.backend();
     if let Some(previous) = recorder.previous(index) {
         match &previous.state {
-            VolumeState::Completed { ciphertext_len, .. } => match backend.head(&key).await {
+            VolumeState::Completed {
+                ciphertext_len,
+                parts,
+                ..
+            } => match backend.head(&key).await {
                 Ok(meta) if meta.size == *ciphertext_len => {
                     return Ok(VolumeSink::Verify(VerifyVolume {
                         expected: previous.completed_entry().ok_or_else(|| {
                             Error::InvalidInput("a completed volume without an entry".into())
                         })?,
-                        parts: match previous.state {
-                            VolumeState::Completed { parts, .. } => parts,
-                            VolumeState::Uploading { .. } => 0,
-                        },
+                        parts: *parts,
                         hash: Context::new(&SHA256),
                         plaintext_len: 0,
                         changed: false,
@@ -677,14 +794,18 @@ async fn open_volume_sink<'r>(
     };
     let upload = backend.create_multipart(&key, &options).await?;
     if let Some(file) = recorder.journal.as_mut() {
-        let volumes = &mut file.journal_mut().volumes;
-        if volumes.len() != usize::try_from(index).unwrap_or(usize::MAX) {
-            return Err(Error::InvalidInput(format!(
-                "the journal lists {} volumes before volume {index}",
-                volumes.len()
-            )));
+        let listed = file.journal().volumes.len();
+        if listed != usize::try_from(index).unwrap_or(usize::MAX) {
+            return Err(Error::Journal {
+                path: file.path().to_owned(),
+                reason: format!(
+                    "it lists {listed} volumes before volume {index}; move the journal aside \
+                     and run the backup again (it starts afresh, and `zib cleanup` removes \
+                     the old uploads once old)"
+                ),
+            });
         }
-        volumes.push(JournalVolume {
+        file.journal_mut().volumes.push(JournalVolume {
             index,
             upload_id: upload.as_str().to_owned(),
             salt: *salt.as_bytes(),
@@ -1104,7 +1225,10 @@ impl<'r> VolumeUpload<'r> {
     async fn wait_oldest(&mut self, recorder: &mut Recorder) -> Result<()> {
         if let Some(handle) = self.in_flight.pop_front() {
             let part = handle.await.map_err(|error| {
-                Error::InvalidInput(format!("a part upload task failed: {error}"))
+                Error::InvalidInput(format!(
+                    "a part upload task failed ({error}); the upload and its journal are \
+                     kept: run the backup again to resume it"
+                ))
             })??;
             if let Some(VolumeState::Uploading { parts }) = recorder
                 .volume_mut(self.index)

@@ -289,7 +289,7 @@ impl SnapshotSource for KilledSend {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_zfs_send_commits_nothing() {
+async fn a_killed_zfs_send_commits_nothing_and_the_next_run_resumes_it() {
     let Some(pool) = ZfsPool::create() else {
         return;
     };
@@ -313,7 +313,7 @@ async fn a_killed_zfs_send_commits_nothing() {
     let result = back_up(
         &repository,
         &KilledSend(ZfsSource::new()),
-        &options(dataset),
+        &options(dataset.clone()),
         &clock,
         &NoProgress,
     )
@@ -323,17 +323,64 @@ async fn a_killed_zfs_send_commits_nothing() {
 
     let catalog = read_catalog(&repository).await.unwrap();
     assert!(catalog.datasets.is_empty(), "nothing may be committed");
-    assert!(
-        catalog.leftovers.orphan_volumes.is_empty(),
-        "{:?}",
-        catalog.leftovers
-    );
-    assert!(
-        catalog.leftovers.incomplete_uploads.is_empty(),
-        "{:?}",
-        catalog.leftovers
-    );
     assert!(backend.list_all("manifests/").await.unwrap().is_empty());
+    // What was uploaded is kept for the next run: the journal names the backup.
+    let journal = zib_engine::journal::read_journal(&zib_engine::journal::journal_path(
+        &options(dataset.clone()).state_dir,
+        repository.id(),
+        dataset.as_str(),
+    ))
+    .unwrap()
+    .expect("a failed send keeps its journal");
+
+    // A plain source resumes that same backup and commits it.
+    let source = ZfsSource::new();
+    let resumed = committed(
+        back_up(
+            &repository,
+            &source,
+            &options(dataset.clone()),
+            &clock,
+            &NoProgress,
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(resumed.manifest.backup_id, journal.backup());
+    let catalog = read_catalog(&repository).await.unwrap();
+    assert!(
+        catalog.leftovers.orphan_volumes.is_empty()
+            && catalog.leftovers.incomplete_uploads.is_empty(),
+        "{:?}",
+        catalog.leftovers
+    );
+    for entry in backend.list_all("").await.unwrap() {
+        let key = entry.key.as_str();
+        if !(key.starts_with("volumes/") || key.starts_with("manifests/")) {
+            continue;
+        }
+        backend
+            .request_restore(&entry.key, 1, RestoreTier::Bulk)
+            .await
+            .unwrap();
+    }
+    let dataset_id = catalog.dataset_named(dataset.as_str()).unwrap();
+    let target = pool.dataset("restored");
+    receive_readable_chain(
+        Arc::new(repository),
+        &catalog,
+        dataset_id,
+        resumed.manifest.backup_id,
+        &source,
+        &target,
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        hash_tree(&pool.mountpoint(&target)).unwrap(),
+        hash_tree(&pool.mountpoint(&dataset)).unwrap()
+    );
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use zib_engine::catalog::{clean_up, CleanupOptions};
 use zib_engine::clock::FakeClock;
 use zib_engine::ids::{BackupId, DatasetId};
 use zib_engine::journal::{
-    journal_path, read_journal, Journal, JournalIdentity, JournalKind, JournalShape,
+    journal_path, read_journal, Journal, JournalFile, JournalIdentity, JournalKind, JournalShape,
     JournalSnapshot, JournalSource, VolumeState,
 };
 use zib_engine::layout::ObjectRole;
@@ -74,6 +74,7 @@ fn chunked(bytes: &[u8]) -> impl futures::Stream<Item = Result<Bytes, Error>> + 
 }
 
 struct Setup {
+    clock: Arc<FakeClock>,
     backend: Arc<MemoryBackend>,
     repository: Repository,
     state: tempfile::TempDir,
@@ -120,6 +121,7 @@ async fn setup() -> Setup {
         volumes: Vec::new(),
     };
     Setup {
+        clock,
         backend,
         repository,
         state,
@@ -588,6 +590,314 @@ async fn clean_up_aborts_a_dead_runs_young_upload_and_keeps_a_live_ones() {
     assert!(setup.has_salt(&before, 0, &before.volumes[0].salt).await);
     assert!(!setup.has_salt(&before, 1, &before.volumes[1].salt).await);
     setup.commit_and_read_back(&uploaded, &bytes).await;
+}
+
+/// Runs `upload_resumable` with the journal's header (no volumes) to the end.
+async fn resumed(setup: &Setup, repository: &Repository, bytes: &[u8]) -> UploadedStream {
+    match upload_resumable(
+        repository,
+        &setup.journal_path,
+        setup.journal.clone(),
+        chunked(bytes),
+        &Bytes_::default(),
+        None,
+    )
+    .await
+    .unwrap()
+    {
+        Attempt::Uploaded(uploaded) => uploaded,
+        other => panic!("expected the upload to finish: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_on_disk_decides_a_resumed_upload() {
+    let setup = setup().await;
+    let bytes = stream_bytes(STREAM_LEN, 0x3141_5926_5358_9793);
+    let before = setup.interrupted(&bytes, fail_part(5)).await;
+
+    // A journal naming another backup does not replace the one on disk.
+    let mut other = setup.journal.clone();
+    other.backup_id = [9; 16];
+    let error = upload_resumable(
+        &setup.repository,
+        &setup.journal_path,
+        other,
+        chunked(&bytes),
+        &Bytes_::default(),
+        None,
+    )
+    .await
+    .expect_err("another backup's journal must be refused");
+    assert!(matches!(error, Error::InvalidInput(_)), "{error}");
+    assert!(
+        error.to_string().contains("finish that backup first"),
+        "{error}"
+    );
+    assert_eq!(setup.journal_on_disk(), before);
+
+    // While another run holds the dataset lock, nothing is resumed.
+    let held = lock_dataset(setup.state.path(), setup.repository.id(), DATASET, false)
+        .await
+        .unwrap();
+    let error = upload_resumable(
+        &setup.repository,
+        &setup.journal_path,
+        setup.journal.clone(),
+        chunked(&bytes),
+        &Bytes_::default(),
+        None,
+    )
+    .await
+    .expect_err("the lock is held");
+    assert!(matches!(error, Error::Locked { .. }), "{error}");
+    drop(held);
+
+    // A stale copy without the volumes (the header only) resumes what the file lists:
+    // the journalled salts, volume 0 verified, volume 1 continued.
+    let counting = Counting::new(setup.backend.clone());
+    let repository = setup.through(Arc::new(counting.clone())).await;
+    let uploaded = resumed(&setup, &repository, &bytes).await;
+    assert_eq!(counting.count(Operation::CreateMultipart), 1);
+    for volume in &before.volumes {
+        assert!(setup.has_salt(&before, volume.index, &volume.salt).await);
+    }
+    setup.commit_and_read_back(&uploaded, &bytes).await;
+
+    // With no file, a journal listing volumes (salts from elsewhere) is refused.
+    let fresh = crate::setup().await;
+    let error = upload_resumable(
+        &fresh.repository,
+        &fresh.journal_path,
+        Journal {
+            volumes: before.volumes.clone(),
+            ..fresh.journal.clone()
+        },
+        chunked(&bytes),
+        &Bytes_::default(),
+        None,
+    )
+    .await
+    .expect_err("volumes without a journal file must be refused");
+    assert!(matches!(error, Error::InvalidInput(_)), "{error}");
+    assert!(read_journal(&fresh.journal_path).unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_in_flight_come_from_the_current_run_not_the_journal() {
+    let setup = setup().await;
+    let bytes = stream_bytes(STREAM_LEN, 0x2718_2818_2845_9045);
+    let mut before = setup.interrupted(&bytes, fail_part(5)).await;
+    // A journal written with a concurrency this run cannot use (0 is refused by every
+    // shape check): the run's own (2, from the header it is given) applies.
+    before.shape.parts_in_flight = 0;
+    JournalFile::new(setup.journal_path.clone(), before)
+        .save()
+        .await
+        .unwrap();
+    let uploaded = resumed(&setup, &setup.repository, &bytes).await;
+    setup.commit_and_read_back(&uploaded, &bytes).await;
+}
+
+/// Deletes one volume object when the `at`-th part is reported: the volumes before it
+/// are complete by then.
+struct DeleteVolumeAt {
+    backend: Arc<MemoryBackend>,
+    key: zib_storage_backend::ObjectKey,
+    at: u64,
+    parts: std::sync::Mutex<u64>,
+}
+
+impl Progress for DeleteVolumeAt {
+    fn part_uploaded(&self, _: u64) {
+        let mut parts = self.parts.lock().unwrap();
+        *parts += 1;
+        if *parts == self.at {
+            futures::executor::block_on(self.backend.delete(&self.key)).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_gone_before_the_commit_fails_the_upload_and_is_sent_again_fresh() {
+    let setup = setup().await;
+    let bytes = stream_bytes(STREAM_LEN, 0x1618_0339_8874_9894);
+    let progress = DeleteVolumeAt {
+        backend: setup.backend.clone(),
+        key: setup.volume_key(&setup.journal, 0),
+        // Volume 0 has 3 parts; the 4th is volume 1's first.
+        at: 4,
+        parts: std::sync::Mutex::new(0),
+    };
+    let error = upload_resumable(
+        &setup.repository,
+        &setup.journal_path,
+        setup.journal.clone(),
+        chunked(&bytes),
+        &progress,
+        None,
+    )
+    .await
+    .expect_err("a volume missing before the commit fails the upload");
+    match &error {
+        Error::VolumeMissing {
+            key, found: None, ..
+        } => assert_eq!(*key, setup.volume_key(&setup.journal, 0).to_string()),
+        other => panic!("expected the missing volume, got {other}"),
+    }
+    // Volume 0 and the later ones are dropped, objects and journal entries alike.
+    let after = setup.journal_on_disk();
+    assert!(after.volumes.is_empty(), "{after:?}");
+    for index in 0..3 {
+        assert!(!setup
+            .backend
+            .exists(&setup.volume_key(&setup.journal, index))
+            .await
+            .unwrap());
+    }
+    let uploaded = resumed(&setup, &setup.repository, &bytes).await;
+    let journal = setup.journal_on_disk();
+    assert_eq!(journal.completed_volumes(), 3);
+    setup.commit_and_read_back(&uploaded, &bytes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_volume_gone_when_resuming_is_uploaded_again_under_a_fresh_salt() {
+    let setup = setup().await;
+    let bytes = stream_bytes(STREAM_LEN, 0x5772_1566_4901_5328);
+    let before = setup.interrupted(&bytes, fail_part(5)).await;
+    assert_eq!(before.completed_volumes(), 1);
+    setup
+        .backend
+        .delete(&setup.volume_key(&before, 0))
+        .await
+        .unwrap();
+    let uploaded = resumed(&setup, &setup.repository, &bytes).await;
+    for volume in &before.volumes {
+        assert!(
+            !setup.has_salt(&before, volume.index, &volume.salt).await,
+            "volume {} is sent again under a fresh salt",
+            volume.index
+        );
+    }
+    setup.commit_and_read_back(&uploaded, &bytes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_up_keeps_a_backups_old_volumes_while_it_has_a_young_upload() {
+    let setup = setup().await;
+    let bytes = stream_bytes(STREAM_LEN, 0x6931_4718_0559_9453);
+    let before = setup.interrupted(&bytes, fail_part(5)).await;
+    // Eight days later the upload of volume 1 is gone (a lifecycle rule), and the
+    // backup is resumed: volume 0 verified, volume 1 started again — and stopped again.
+    setup.clock.advance(Duration::from_secs(8 * 24 * 3600));
+    setup
+        .backend
+        .abort_multipart(
+            &setup.volume_key(&before, 1),
+            &zib_storage_backend::UploadId::new(before.volumes[1].upload_id.clone()),
+        )
+        .await
+        .unwrap();
+    let faulty = setup
+        .through(Arc::new(FaultInjecting::new(
+            setup.backend.clone(),
+            vec![fail_part(2)],
+            7,
+        )))
+        .await;
+    upload_resumable(
+        &faulty,
+        &setup.journal_path,
+        setup.journal.clone(),
+        chunked(&bytes),
+        &Bytes_::default(),
+        None,
+    )
+    .await
+    .expect_err("the injected fault stops the upload");
+    assert_eq!(
+        setup
+            .backend
+            .list_multipart_uploads("")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Volume 0 is eight days old, the backup's upload a moment: nothing goes.
+    let report = clean_up(
+        &setup.repository,
+        setup.clock.as_ref(),
+        &CleanupOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(report.deleted_volumes.is_empty(), "{report:?}");
+    assert!(report.aborted_uploads.is_empty(), "{report:?}");
+    assert_eq!(report.kept_recent, 2, "{report:?}");
+    let uploaded = resumed(&setup, &setup.repository, &bytes).await;
+    assert!(setup.has_salt(&before, 0, &before.volumes[0].salt).await);
+    setup.commit_and_read_back(&uploaded, &bytes).await;
+
+    // Once everything of a backup is old, its orphan volumes go.
+    let abandoned = crate::setup().await;
+    abandoned.interrupted(&bytes, fail_part(5)).await;
+    abandoned.clock.advance(Duration::from_secs(8 * 24 * 3600));
+    let report = clean_up(
+        &abandoned.repository,
+        abandoned.clock.as_ref(),
+        &CleanupOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.deleted_volumes.len(), 1, "{report:?}");
+    assert_eq!(report.aborted_uploads.len(), 1, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_up_keeps_every_upload_of_a_live_backup_by_its_key() {
+    let setup = setup().await;
+    let bytes = stream_bytes(STREAM_LEN, 0x1414_2135_6237_3095);
+    let before = setup.interrupted(&bytes, fail_part(5)).await;
+    // The live run holds its lock and has just started volume 2's upload, which its
+    // journal does not name yet (the upload is created before it is journalled).
+    let held = lock_dataset(setup.state.path(), setup.repository.id(), DATASET, false)
+        .await
+        .unwrap();
+    let key = setup.volume_key(&before, 2);
+    setup
+        .backend
+        .create_multipart(
+            &key,
+            &zib_storage_backend::WriteOptions::new(StorageClass::Standard),
+        )
+        .await
+        .unwrap();
+    let report = clean_up(
+        &setup.repository,
+        setup.clock.as_ref(),
+        &CleanupOptions {
+            min_age: Duration::ZERO,
+            state_dir: Some(setup.state.path().to_owned()),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(report.aborted_uploads.is_empty(), "{report:?}");
+    assert!(report.deleted_volumes.is_empty(), "{report:?}");
+    assert_eq!(report.kept_live, 3, "{report:?}");
+    assert_eq!(
+        setup
+            .backend
+            .list_multipart_uploads("")
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    drop(held);
 }
 
 #[test]

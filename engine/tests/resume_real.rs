@@ -15,7 +15,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use zib_crypto::{Passphrase, HEADER_LEN, SEGMENT_CIPHERTEXT_LEN};
-use zib_engine::backup::{back_up, BackupOptions, BackupOutcome, CommittedBackup, SnapshotChoice};
+use zib_engine::backup::{
+    back_up, record_identity, BackupOptions, BackupOutcome, CommittedBackup, SnapshotChoice,
+};
 use zib_engine::catalog::read_catalog;
 use zib_engine::clock::FakeClock;
 use zib_engine::journal::{
@@ -23,7 +25,7 @@ use zib_engine::journal::{
     JournalSnapshot, JournalSource, JournalVolume, VolumeState,
 };
 use zib_engine::progress::NoProgress;
-use zib_engine::records::SourceKind;
+use zib_engine::records::{BackupKind, SourceKind};
 use zib_engine::repository::Repository;
 use zib_engine::restore::receive_readable_chain;
 use zib_engine::volumes::VolumeShape;
@@ -706,4 +708,213 @@ async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
     assert!(matches!(again, BackupOutcome::UpToDate { .. }), "{again:?}");
     assert!(!journal_file.exists());
     assert_eq!(read_catalog(&repository).await.unwrap(), catalog);
+}
+
+/// The repository at `backend`, through a decorator that fails `rules`.
+async fn through_faults(backend: &Arc<dyn StorageBackend>, rules: Vec<FaultRule>) -> Repository {
+    Repository::open(
+        Arc::new(FaultInjecting::new(backend.clone(), rules, 3)),
+        "",
+        &Passphrase::new(PASSPHRASE.into()),
+        StorageClass::DeepArchive,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_backup_is_not_dropped_for_another_snapshot_nor_blocks_when_undeletable() {
+    let Some(pool) = ZfsPool::create() else {
+        return;
+    };
+    let dataset = dataset_with_data(&pool, "photos", 14, 11).await;
+    std::fs::write(
+        pool.mountpoint(&dataset).join("more.raw"),
+        TestRng::new(12).bytes(MIB),
+    )
+    .unwrap();
+    let source = ZfsSource::new();
+    source
+        .create_snapshot(&dataset, &SnapshotName::zfs("later").unwrap(), None)
+        .await
+        .unwrap();
+    let repository_dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new(SystemTime::now());
+    let (backend, repository) = local_repository(repository_dir.path(), &clock).await;
+    let state = tempfile::tempdir().unwrap();
+    let journal_file = journal_path(state.path(), repository.id(), &dataset.to_string());
+
+    // A backup of the first snapshot stops at its second part.
+    let faulty = through_faults(
+        &backend,
+        vec![FaultRule {
+            operation: Some(Operation::UploadPart),
+            trigger: Trigger::Nth(2),
+            fault: Fault::PermissionDenied,
+        }],
+    )
+    .await;
+    let one_at_a_time = VolumeShape {
+        parts_in_flight: 1,
+        ..shape()
+    };
+    back_up(
+        &faulty,
+        &source,
+        &BackupOptions {
+            shape: one_at_a_time,
+            ..options(dataset.clone(), SNAPSHOT, state.path())
+        },
+        &clock,
+        &NoProgress,
+    )
+    .await
+    .expect_err("the injected fault stops the backup");
+    let interrupted = read_journal(&journal_file).unwrap().expect("journal kept");
+    let uploads = || async {
+        read_catalog(&repository)
+            .await
+            .unwrap()
+            .leftovers
+            .incomplete_uploads
+            .len()
+    };
+    assert_eq!(uploads().await, 1);
+
+    // Asking for another snapshot names the unfinished backup and keeps it.
+    let error = back_up(
+        &repository,
+        &source,
+        &options(dataset.clone(), "later", state.path()),
+        &clock,
+        &NoProgress,
+    )
+    .await
+    .expect_err("an unfinished backup of another snapshot must not be dropped silently");
+    assert!(matches!(error, Error::UnfinishedBackup { .. }), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains(&interrupted.backup().to_string()) && message.contains("unfinished"),
+        "{message}"
+    );
+    assert_eq!(
+        read_journal(&journal_file).unwrap(),
+        Some(interrupted.clone())
+    );
+    assert_eq!(uploads().await, 1);
+
+    // Its snapshot is destroyed, so it cannot be finished; the bucket refuses to abort
+    // or delete anything: the journal goes aside and a new backup is made.
+    source
+        .destroy_snapshot(&dataset, &SnapshotName::zfs(SNAPSHOT).unwrap())
+        .await
+        .unwrap();
+    let denying = through_faults(
+        &backend,
+        [Operation::AbortMultipart, Operation::Delete]
+            .into_iter()
+            .map(|operation| FaultRule {
+                operation: Some(operation),
+                trigger: Trigger::From(1),
+                fault: Fault::PermissionDenied,
+            })
+            .collect(),
+    )
+    .await;
+    let fresh = committed(
+        back_up(
+            &denying,
+            &source,
+            &options(dataset.clone(), "later", state.path()),
+            &clock,
+            &NoProgress,
+        )
+        .await
+        .unwrap(),
+    );
+    assert_ne!(fresh.manifest.backup_id, interrupted.backup());
+    assert!(!journal_file.exists());
+    let aside = std::fs::read_dir(journal_file.parent().unwrap())
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".journal.abandoned-")
+        })
+        .count();
+    assert_eq!(aside, 1, "the journal is moved aside");
+    // The leftovers wait for the clean-up.
+    assert_eq!(uploads().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journalled_incremental_whose_base_backup_is_gone_is_not_resumed() {
+    let Some(pool) = ZfsPool::create() else {
+        return;
+    };
+    let dataset = dataset_with_data(&pool, "photos", 3, 21).await;
+    std::fs::write(
+        pool.mountpoint(&dataset).join("more.raw"),
+        TestRng::new(22).bytes(MIB),
+    )
+    .unwrap();
+    let source = ZfsSource::new();
+    let later = source
+        .create_snapshot(&dataset, &SnapshotName::zfs("later").unwrap(), None)
+        .await
+        .unwrap();
+    let base = source
+        .list_snapshots(&dataset)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|snapshot| snapshot.name.to_string() == SNAPSHOT)
+        .unwrap();
+    let repository_dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new(SystemTime::now());
+    let (_, repository) = local_repository(repository_dir.path(), &clock).await;
+    let state = tempfile::tempdir().unwrap();
+    let journal_file = journal_path(state.path(), repository.id(), &dataset.to_string());
+    // An incremental on top of a backup the repository does not hold (deleted since).
+    let journal = Journal {
+        repository_id: *repository.id().as_bytes(),
+        dataset_name: dataset.to_string(),
+        dataset_id: [5; 16],
+        backup_id: [6; 16],
+        source: JournalSource::Zfs,
+        target: JournalSnapshot {
+            name: "later".into(),
+            identity: record_identity(&later).unwrap().into(),
+        },
+        snapshot_created_by_zib: false,
+        kind: JournalKind::Incremental {
+            base_backup: [7; 16],
+            base_snapshot_name: SNAPSHOT.into(),
+            base_identity: record_identity(&base).unwrap().into(),
+        },
+        send_flags: 0,
+        shape: JournalShape::from(&shape()),
+        volumes: Vec::new(),
+    };
+    std::fs::create_dir_all(journal_file.parent().unwrap()).unwrap();
+    std::fs::write(&journal_file, encode_journal(&journal).unwrap()).unwrap();
+
+    let outcome = committed(
+        back_up(
+            &repository,
+            &source,
+            &options(dataset.clone(), "later", state.path()),
+            &clock,
+            &NoProgress,
+        )
+        .await
+        .unwrap(),
+    );
+    // Planned afresh: a full, as the repository holds nothing to build on.
+    assert_eq!(outcome.manifest.kind, BackupKind::Full);
+    assert_ne!(outcome.manifest.backup_id, journal.backup());
+    assert!(!journal_file.exists());
 }

@@ -1,7 +1,9 @@
 //! Throughput, CPU time and peak memory of the whole backup pipeline — source →
 //! SHA-256 → encrypt → multipart parts → local-directory backend — through the engine's
-//! public API (`Repository::init` on a `LocalDirBackend`, then `volumes::upload_stream`),
-//! each next to a plain copy onto the same file system in the same run.
+//! public API (`Repository::init` on a `LocalDirBackend`, then `volumes::upload_resumable`
+//! — `back_up`'s upload step, with the resume journal written durably before each part
+//! is sent and when it is confirmed), each next to a plain copy onto the same file
+//! system in the same run.
 //!
 //! Run: `scripts/bench-pipeline.sh` (release build; options below), or
 //! `cargo bench -p zib-engine --bench pipeline -- [OPTIONS]`. Run without any argument
@@ -72,9 +74,13 @@ use tokio_util::io::ReaderStream;
 use zib_crypto::Passphrase;
 use zib_engine::clock::SystemClock;
 use zib_engine::ids::{BackupId, DatasetId};
+use zib_engine::journal::{
+    journal_path, Journal, JournalIdentity, JournalKind, JournalShape, JournalSnapshot,
+    JournalSource,
+};
 use zib_engine::progress::NoProgress;
 use zib_engine::repository::{InitOptions, Repository};
-use zib_engine::volumes::{upload_stream, VolumeShape};
+use zib_engine::volumes::{upload_resumable, Attempt, VolumeShape};
 use zib_engine::Error;
 use zib_snapshot_source::zfs::ZfsSource;
 use zib_snapshot_source::{DatasetName, SendRequest, SnapshotName, SnapshotSource};
@@ -459,6 +465,7 @@ fn child(source: Source, repo_dir: &str, sink: Sink) {
         let dataset = DatasetId::generate(&random).unwrap();
         let backup = BackupId::generate(&random).unwrap();
         let shape = VolumeShape::default();
+        let state_parent = Path::new(repo_dir).parent().unwrap_or(Path::new("/tmp"));
         let rss_before_kib = status_kib("VmRSS:");
         let before = cpu_times();
         let started = Instant::now();
@@ -470,7 +477,7 @@ fn child(source: Source, repo_dir: &str, sink: Sink) {
                         Error::InvalidInput(format!("reading the source file: {error}"))
                     })
                 });
-                upload(&repository, dataset, backup, stream, &shape).await
+                upload(&repository, dataset, backup, stream, &shape, state_parent).await
             }
             Source::Zfs {
                 dataset: name,
@@ -481,10 +488,18 @@ fn child(source: Source, repo_dir: &str, sink: Sink) {
                     SnapshotName::zfs(&snapshot).unwrap(),
                 );
                 let stream = ZfsSource::new().send(&request).await.unwrap();
-                upload(&repository, dataset, backup, stream, &shape).await
+                upload(&repository, dataset, backup, stream, &shape, state_parent).await
             }
             Source::Generated(len) => {
-                upload(&repository, dataset, backup, generated(len), &shape).await
+                upload(
+                    &repository,
+                    dataset,
+                    backup,
+                    generated(len),
+                    &shape,
+                    state_parent,
+                )
+                .await
             }
         };
         let elapsed = started.elapsed();
@@ -501,29 +516,57 @@ fn child(source: Source, repo_dir: &str, sink: Sink) {
     println!("{}", measurement.to_line());
 }
 
+/// Uploads `stream` the way `back_up` does: through the resume journal, written durably
+/// (fsync) before each part is sent and when it is confirmed, in a state directory next
+/// to the repository.
 async fn upload<S, E>(
     repository: &Repository,
     dataset: DatasetId,
     backup: BackupId,
     stream: S,
     shape: &VolumeShape,
+    state_parent: &Path,
 ) -> u64
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
     Error: From<E>,
 {
-    upload_stream(
+    // On the same file system as the repository, as a real run's state directory
+    // usually is.
+    let state_dir = tempfile::tempdir_in(state_parent).unwrap();
+    let journal_path = journal_path(state_dir.path(), repository.id(), "bench/dataset");
+    let journal = Journal {
+        repository_id: *repository.id().as_bytes(),
+        dataset_name: "bench/dataset".into(),
+        dataset_id: *dataset.as_bytes(),
+        backup_id: *backup.as_bytes(),
+        source: JournalSource::Zfs,
+        target: JournalSnapshot {
+            name: "bench".into(),
+            identity: JournalIdentity::ZfsGuid(1),
+        },
+        snapshot_created_by_zib: true,
+        kind: JournalKind::Full,
+        send_flags: 0,
+        shape: JournalShape::from(shape),
+        volumes: Vec::new(),
+    };
+    match upload_resumable(
         repository,
-        dataset,
-        backup,
+        &journal_path,
+        journal,
         stream,
-        shape,
         &NoProgress,
         None,
     )
     .await
     .unwrap()
-    .stream_len
+    {
+        Attempt::Uploaded(uploaded) => uploaded.stream_len,
+        Attempt::StreamChanged { volume } => {
+            panic!("a fresh upload cannot change (volume {volume})")
+        }
+    }
 }
 
 /// `len` bytes from a fast deterministic generator, in fresh 256 KiB chunks.

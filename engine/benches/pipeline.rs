@@ -215,6 +215,8 @@ fn gib(g: f64) -> u64 {
 
 fn run(options: &Options) {
     let shape = VolumeShape::default();
+    std::fs::create_dir_all(&options.dir)
+        .unwrap_or_else(|error| panic!("cannot create {}: {error}", options.dir.display()));
     println!("zib pipeline benchmark");
     println!("  machine: {}", machine());
     println!(

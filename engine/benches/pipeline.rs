@@ -450,7 +450,7 @@ fn child(source: Source, repo_dir: &str, sink: Sink) {
         let local = LocalDirBackend::open(repo_dir, Arc::new(SystemClock)).unwrap();
         let backend: Arc<dyn StorageBackend> = match sink {
             Sink::Store => Arc::new(local),
-            Sink::DiscardParts => Arc::new(DiscardParts(local)),
+            Sink::DiscardParts => Arc::new(DiscardParts::new(local)),
         };
         // The default scrypt cost, as a real run has: its 128 MiB are freed before the
         // upload and are below the pipeline's own peak.
@@ -1085,8 +1085,24 @@ impl Drop for BenchPool {
 /// the pipeline costs without its storage. Parts get a placeholder ETag, completion
 /// aborts the (empty) upload so no object appears; everything else is the local
 /// directory's. For this benchmark only: nothing it "uploads" can be read back.
+///
+/// `head` answers for a discarded object with the size its parts had, so the engine's
+/// check that every volume exists before the commit passes as it would have.
 #[derive(Debug)]
-struct DiscardParts(LocalDirBackend);
+struct DiscardParts {
+    inner: LocalDirBackend,
+    /// Bytes "uploaded" per upload id, then per completed key.
+    sizes: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+impl DiscardParts {
+    fn new(inner: LocalDirBackend) -> Self {
+        Self {
+            inner,
+            sizes: std::sync::Mutex::default(),
+        }
+    }
+}
 
 #[async_trait]
 impl StorageBackend for DiscardParts {
@@ -1097,7 +1113,7 @@ impl StorageBackend for DiscardParts {
         options: &WriteOptions,
         precondition: &PutPrecondition,
     ) -> StorageResult<ETag> {
-        self.0.put(key, data, options, precondition).await
+        self.inner.put(key, data, options, precondition).await
     }
 
     async fn create_multipart(
@@ -1105,16 +1121,22 @@ impl StorageBackend for DiscardParts {
         key: &ObjectKey,
         options: &WriteOptions,
     ) -> StorageResult<UploadId> {
-        self.0.create_multipart(key, options).await
+        self.inner.create_multipart(key, options).await
     }
 
     async fn upload_part(
         &self,
         _key: &ObjectKey,
-        _upload: &UploadId,
+        upload: &UploadId,
         number: u32,
         data: Bytes,
     ) -> StorageResult<PartInfo> {
+        *self
+            .sizes
+            .lock()
+            .unwrap()
+            .entry(upload.as_str().to_owned())
+            .or_default() += data.len() as u64;
         Ok(PartInfo {
             number,
             size: data.len() as u64,
@@ -1123,7 +1145,7 @@ impl StorageBackend for DiscardParts {
     }
 
     async fn list_parts(&self, key: &ObjectKey, upload: &UploadId) -> StorageResult<Vec<PartInfo>> {
-        self.0.list_parts(key, upload).await
+        self.inner.list_parts(key, upload).await
     }
 
     async fn complete_multipart(
@@ -1133,44 +1155,59 @@ impl StorageBackend for DiscardParts {
         _parts: &[CompletedPart],
         _precondition: CompletePrecondition,
     ) -> StorageResult<ETag> {
-        self.0.abort_multipart(key, upload).await?;
+        self.inner.abort_multipart(key, upload).await?;
+        let mut sizes = self.sizes.lock().unwrap();
+        let size = sizes.remove(upload.as_str()).unwrap_or(0);
+        sizes.insert(key.as_str().to_owned(), size);
         Ok(ETag::new("\"discarded\""))
     }
 
     async fn abort_multipart(&self, key: &ObjectKey, upload: &UploadId) -> StorageResult<()> {
-        self.0.abort_multipart(key, upload).await
+        self.inner.abort_multipart(key, upload).await
     }
 
     async fn list_multipart_uploads(
         &self,
         prefix: &str,
     ) -> StorageResult<Vec<MultipartUploadInfo>> {
-        self.0.list_multipart_uploads(prefix).await
+        self.inner.list_multipart_uploads(prefix).await
     }
 
     async fn head(&self, key: &ObjectKey) -> StorageResult<ObjectMeta> {
-        self.0.head(key).await
+        let discarded = self.sizes.lock().unwrap().get(key.as_str()).copied();
+        match discarded {
+            Some(size) => Ok(ObjectMeta {
+                key: key.clone(),
+                size,
+                storage_class: zib_storage_backend::StorageClass::DeepArchive,
+                metadata: Default::default(),
+                etag: ETag::new("\"discarded\""),
+                last_modified: std::time::SystemTime::now(),
+                archive_state: zib_storage_backend::ArchiveState::Archived,
+            }),
+            None => self.inner.head(key).await,
+        }
     }
 
     async fn abort_incomplete_uploads_rules(
         &self,
     ) -> StorageResult<Vec<AbortIncompleteUploadsRule>> {
-        self.0.abort_incomplete_uploads_rules().await
+        self.inner.abort_incomplete_uploads_rules().await
     }
 
     async fn put_abort_incomplete_uploads_rule(
         &self,
         rule: &AbortIncompleteUploadsRule,
     ) -> StorageResult<()> {
-        self.0.put_abort_incomplete_uploads_rule(rule).await
+        self.inner.put_abort_incomplete_uploads_rule(rule).await
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, StorageResult<ListEntry>> {
-        self.0.list(prefix)
+        self.inner.list(prefix)
     }
 
     async fn get(&self, key: &ObjectKey, range: ByteRange) -> StorageResult<ByteStream> {
-        self.0.get(key, range).await
+        self.inner.get(key, range).await
     }
 
     async fn request_restore(
@@ -1179,10 +1216,10 @@ impl StorageBackend for DiscardParts {
         days: u32,
         tier: RestoreTier,
     ) -> StorageResult<()> {
-        self.0.request_restore(key, days, tier).await
+        self.inner.request_restore(key, days, tier).await
     }
 
     async fn delete(&self, key: &ObjectKey) -> StorageResult<()> {
-        self.0.delete(key).await
+        self.inner.delete(key).await
     }
 }

@@ -70,6 +70,8 @@ pub enum AccessStep {
     ListUploads,
     /// Abort a multipart upload (one that does not exist).
     AbortUpload,
+    /// List the parts of a multipart upload (one that does not exist).
+    ListParts,
     /// Read the bucket's lifecycle configuration.
     ReadLifecycle,
     /// Write the bucket's lifecycle configuration.
@@ -87,6 +89,7 @@ impl AccessStep {
             Self::RestoreProbe => "s3:RestoreObject",
             Self::ListUploads => "s3:ListBucketMultipartUploads",
             Self::AbortUpload => "s3:AbortMultipartUpload",
+            Self::ListParts => "s3:ListMultipartUploadParts",
             Self::ReadLifecycle => "s3:GetLifecycleConfiguration",
             Self::WriteLifecycle => "s3:PutLifecycleConfiguration",
         }
@@ -113,6 +116,7 @@ impl AccessStep {
             Self::RestoreProbe => "restoring backups from the archive class",
             Self::ListUploads => "finding interrupted uploads",
             Self::AbortUpload => "cleaning up interrupted uploads",
+            Self::ListParts => "resuming an interrupted backup without re-sending its parts",
             Self::ReadLifecycle | Self::WriteLifecycle => {
                 "the bucket rule that aborts abandoned uploads"
             }
@@ -142,6 +146,7 @@ impl fmt::Display for AccessStep {
             Self::DeleteProbe => "delete the probe object",
             Self::ListUploads => "list incomplete multipart uploads",
             Self::AbortUpload => "abort a multipart upload",
+            Self::ListParts => "list the parts of a multipart upload",
             Self::ReadLifecycle => "read the bucket's lifecycle rules",
             Self::WriteLifecycle => "set the bucket's lifecycle rule",
         })
@@ -285,6 +290,14 @@ pub async fn check_access(
         // Allowed: the upload does not exist (or, impossibly, did and is now gone).
         Ok(()) | Err(StorageError::NoSuchUpload { .. }) => passed.push(AccessStep::AbortUpload),
         Err(error) => return Err(denied_or(AccessStep::AbortUpload, &prefix, error)),
+    }
+    // Resuming a backup lists the parts S3 holds of its interrupted upload.
+    let listed = backend
+        .list_parts(&probe_key, &UploadId::new(PROBE_UPLOAD_ID))
+        .await;
+    match listed {
+        Ok(_) | Err(StorageError::NoSuchUpload { .. }) => passed.push(AccessStep::ListParts),
+        Err(error) => return Err(denied_or(AccessStep::ListParts, &prefix, error)),
     }
 
     let lifecycle = lifecycle_status(backend, &prefix).await;

@@ -172,6 +172,16 @@ async fn init_without_abort_multipart_upload_names_its_permission() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_without_list_multipart_upload_parts_names_its_permission() {
+    init_is_refused(
+        Operation::ListParts,
+        AccessStep::ListParts,
+        "s3:ListMultipartUploadParts",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_without_restore_object_succeeds_with_a_warning() {
     let Some(setup) = setup(&[(Operation::RequestRestore, ProxyTrigger::From(1))]).await else {
         return;
@@ -215,6 +225,7 @@ async fn init_runs_every_step_and_sets_the_lifecycle_rule() {
             AccessStep::DeleteProbe,
             AccessStep::ListUploads,
             AccessStep::AbortUpload,
+            AccessStep::ListParts,
             AccessStep::ReadLifecycle,
         ]
     );

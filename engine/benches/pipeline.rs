@@ -1,7 +1,9 @@
 //! Throughput, CPU time and peak memory of the whole backup pipeline — source →
 //! SHA-256 → encrypt → multipart parts → local-directory backend — through the engine's
-//! public API (`Repository::init` on a `LocalDirBackend`, then `volumes::upload_stream`),
-//! each next to a plain copy onto the same file system in the same run.
+//! public API (`Repository::init` on a `LocalDirBackend`, then `volumes::upload_resumable`
+//! — `back_up`'s upload step, with the resume journal written durably before each part
+//! is sent and when it is confirmed), each next to a plain copy onto the same file
+//! system in the same run.
 //!
 //! Run: `scripts/bench-pipeline.sh` (release build; options below), or
 //! `cargo bench -p zib-engine --bench pipeline -- [OPTIONS]`. Run without any argument
@@ -72,9 +74,13 @@ use tokio_util::io::ReaderStream;
 use zib_crypto::Passphrase;
 use zib_engine::clock::SystemClock;
 use zib_engine::ids::{BackupId, DatasetId};
+use zib_engine::journal::{
+    journal_path, Journal, JournalIdentity, JournalKind, JournalShape, JournalSnapshot,
+    JournalSource,
+};
 use zib_engine::progress::NoProgress;
 use zib_engine::repository::{InitOptions, Repository};
-use zib_engine::volumes::{upload_stream, VolumeShape};
+use zib_engine::volumes::{upload_resumable, Attempt, VolumeShape};
 use zib_engine::Error;
 use zib_snapshot_source::zfs::ZfsSource;
 use zib_snapshot_source::{DatasetName, SendRequest, SnapshotName, SnapshotSource};
@@ -209,6 +215,8 @@ fn gib(g: f64) -> u64 {
 
 fn run(options: &Options) {
     let shape = VolumeShape::default();
+    std::fs::create_dir_all(&options.dir)
+        .unwrap_or_else(|error| panic!("cannot create {}: {error}", options.dir.display()));
     println!("zib pipeline benchmark");
     println!("  machine: {}", machine());
     println!(
@@ -442,7 +450,7 @@ fn child(source: Source, repo_dir: &str, sink: Sink) {
         let local = LocalDirBackend::open(repo_dir, Arc::new(SystemClock)).unwrap();
         let backend: Arc<dyn StorageBackend> = match sink {
             Sink::Store => Arc::new(local),
-            Sink::DiscardParts => Arc::new(DiscardParts(local)),
+            Sink::DiscardParts => Arc::new(DiscardParts::new(local)),
         };
         // The default scrypt cost, as a real run has: its 128 MiB are freed before the
         // upload and are below the pipeline's own peak.
@@ -459,6 +467,7 @@ fn child(source: Source, repo_dir: &str, sink: Sink) {
         let dataset = DatasetId::generate(&random).unwrap();
         let backup = BackupId::generate(&random).unwrap();
         let shape = VolumeShape::default();
+        let state_parent = Path::new(repo_dir).parent().unwrap_or(Path::new("/tmp"));
         let rss_before_kib = status_kib("VmRSS:");
         let before = cpu_times();
         let started = Instant::now();
@@ -470,7 +479,7 @@ fn child(source: Source, repo_dir: &str, sink: Sink) {
                         Error::InvalidInput(format!("reading the source file: {error}"))
                     })
                 });
-                upload(&repository, dataset, backup, stream, &shape).await
+                upload(&repository, dataset, backup, stream, &shape, state_parent).await
             }
             Source::Zfs {
                 dataset: name,
@@ -481,10 +490,18 @@ fn child(source: Source, repo_dir: &str, sink: Sink) {
                     SnapshotName::zfs(&snapshot).unwrap(),
                 );
                 let stream = ZfsSource::new().send(&request).await.unwrap();
-                upload(&repository, dataset, backup, stream, &shape).await
+                upload(&repository, dataset, backup, stream, &shape, state_parent).await
             }
             Source::Generated(len) => {
-                upload(&repository, dataset, backup, generated(len), &shape).await
+                upload(
+                    &repository,
+                    dataset,
+                    backup,
+                    generated(len),
+                    &shape,
+                    state_parent,
+                )
+                .await
             }
         };
         let elapsed = started.elapsed();
@@ -501,29 +518,57 @@ fn child(source: Source, repo_dir: &str, sink: Sink) {
     println!("{}", measurement.to_line());
 }
 
+/// Uploads `stream` the way `back_up` does: through the resume journal, written durably
+/// (fsync) before each part is sent and when it is confirmed, in a state directory next
+/// to the repository.
 async fn upload<S, E>(
     repository: &Repository,
     dataset: DatasetId,
     backup: BackupId,
     stream: S,
     shape: &VolumeShape,
+    state_parent: &Path,
 ) -> u64
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
     Error: From<E>,
 {
-    upload_stream(
+    // On the same file system as the repository, as a real run's state directory
+    // usually is.
+    let state_dir = tempfile::tempdir_in(state_parent).unwrap();
+    let journal_path = journal_path(state_dir.path(), repository.id(), "bench/dataset");
+    let journal = Journal {
+        repository_id: *repository.id().as_bytes(),
+        dataset_name: "bench/dataset".into(),
+        dataset_id: *dataset.as_bytes(),
+        backup_id: *backup.as_bytes(),
+        source: JournalSource::Zfs,
+        target: JournalSnapshot {
+            name: "bench".into(),
+            identity: JournalIdentity::ZfsGuid(1),
+        },
+        snapshot_created_by_zib: true,
+        kind: JournalKind::Full,
+        send_flags: 0,
+        shape: JournalShape::from(shape),
+        volumes: Vec::new(),
+    };
+    match upload_resumable(
         repository,
-        dataset,
-        backup,
+        &journal_path,
+        journal,
         stream,
-        shape,
         &NoProgress,
         None,
     )
     .await
     .unwrap()
-    .stream_len
+    {
+        Attempt::Uploaded(uploaded) => uploaded.stream_len,
+        Attempt::StreamChanged { volume } => {
+            panic!("a fresh upload cannot change (volume {volume})")
+        }
+    }
 }
 
 /// `len` bytes from a fast deterministic generator, in fresh 256 KiB chunks.
@@ -1040,8 +1085,24 @@ impl Drop for BenchPool {
 /// the pipeline costs without its storage. Parts get a placeholder ETag, completion
 /// aborts the (empty) upload so no object appears; everything else is the local
 /// directory's. For this benchmark only: nothing it "uploads" can be read back.
+///
+/// `head` answers for a discarded object with the size its parts had, so the engine's
+/// check that every volume exists before the commit passes as it would have.
 #[derive(Debug)]
-struct DiscardParts(LocalDirBackend);
+struct DiscardParts {
+    inner: LocalDirBackend,
+    /// Bytes "uploaded" per upload id, then per completed key.
+    sizes: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+impl DiscardParts {
+    fn new(inner: LocalDirBackend) -> Self {
+        Self {
+            inner,
+            sizes: std::sync::Mutex::default(),
+        }
+    }
+}
 
 #[async_trait]
 impl StorageBackend for DiscardParts {
@@ -1052,7 +1113,7 @@ impl StorageBackend for DiscardParts {
         options: &WriteOptions,
         precondition: &PutPrecondition,
     ) -> StorageResult<ETag> {
-        self.0.put(key, data, options, precondition).await
+        self.inner.put(key, data, options, precondition).await
     }
 
     async fn create_multipart(
@@ -1060,16 +1121,22 @@ impl StorageBackend for DiscardParts {
         key: &ObjectKey,
         options: &WriteOptions,
     ) -> StorageResult<UploadId> {
-        self.0.create_multipart(key, options).await
+        self.inner.create_multipart(key, options).await
     }
 
     async fn upload_part(
         &self,
         _key: &ObjectKey,
-        _upload: &UploadId,
+        upload: &UploadId,
         number: u32,
         data: Bytes,
     ) -> StorageResult<PartInfo> {
+        *self
+            .sizes
+            .lock()
+            .unwrap()
+            .entry(upload.as_str().to_owned())
+            .or_default() += data.len() as u64;
         Ok(PartInfo {
             number,
             size: data.len() as u64,
@@ -1078,7 +1145,7 @@ impl StorageBackend for DiscardParts {
     }
 
     async fn list_parts(&self, key: &ObjectKey, upload: &UploadId) -> StorageResult<Vec<PartInfo>> {
-        self.0.list_parts(key, upload).await
+        self.inner.list_parts(key, upload).await
     }
 
     async fn complete_multipart(
@@ -1088,44 +1155,59 @@ impl StorageBackend for DiscardParts {
         _parts: &[CompletedPart],
         _precondition: CompletePrecondition,
     ) -> StorageResult<ETag> {
-        self.0.abort_multipart(key, upload).await?;
+        self.inner.abort_multipart(key, upload).await?;
+        let mut sizes = self.sizes.lock().unwrap();
+        let size = sizes.remove(upload.as_str()).unwrap_or(0);
+        sizes.insert(key.as_str().to_owned(), size);
         Ok(ETag::new("\"discarded\""))
     }
 
     async fn abort_multipart(&self, key: &ObjectKey, upload: &UploadId) -> StorageResult<()> {
-        self.0.abort_multipart(key, upload).await
+        self.inner.abort_multipart(key, upload).await
     }
 
     async fn list_multipart_uploads(
         &self,
         prefix: &str,
     ) -> StorageResult<Vec<MultipartUploadInfo>> {
-        self.0.list_multipart_uploads(prefix).await
+        self.inner.list_multipart_uploads(prefix).await
     }
 
     async fn head(&self, key: &ObjectKey) -> StorageResult<ObjectMeta> {
-        self.0.head(key).await
+        let discarded = self.sizes.lock().unwrap().get(key.as_str()).copied();
+        match discarded {
+            Some(size) => Ok(ObjectMeta {
+                key: key.clone(),
+                size,
+                storage_class: zib_storage_backend::StorageClass::DeepArchive,
+                metadata: Default::default(),
+                etag: ETag::new("\"discarded\""),
+                last_modified: std::time::SystemTime::now(),
+                archive_state: zib_storage_backend::ArchiveState::Archived,
+            }),
+            None => self.inner.head(key).await,
+        }
     }
 
     async fn abort_incomplete_uploads_rules(
         &self,
     ) -> StorageResult<Vec<AbortIncompleteUploadsRule>> {
-        self.0.abort_incomplete_uploads_rules().await
+        self.inner.abort_incomplete_uploads_rules().await
     }
 
     async fn put_abort_incomplete_uploads_rule(
         &self,
         rule: &AbortIncompleteUploadsRule,
     ) -> StorageResult<()> {
-        self.0.put_abort_incomplete_uploads_rule(rule).await
+        self.inner.put_abort_incomplete_uploads_rule(rule).await
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, StorageResult<ListEntry>> {
-        self.0.list(prefix)
+        self.inner.list(prefix)
     }
 
     async fn get(&self, key: &ObjectKey, range: ByteRange) -> StorageResult<ByteStream> {
-        self.0.get(key, range).await
+        self.inner.get(key, range).await
     }
 
     async fn request_restore(
@@ -1134,10 +1216,10 @@ impl StorageBackend for DiscardParts {
         days: u32,
         tier: RestoreTier,
     ) -> StorageResult<()> {
-        self.0.request_restore(key, days, tier).await
+        self.inner.request_restore(key, days, tier).await
     }
 
     async fn delete(&self, key: &ObjectKey) -> StorageResult<()> {
-        self.0.delete(key).await
+        self.inner.delete(key).await
     }
 }

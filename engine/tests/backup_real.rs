@@ -34,22 +34,13 @@ use zib_test_utils::data::{hash_tree, modify_tree, write_tree, Names};
 use zib_test_utils::moto::MotoServer;
 use zib_test_utils::zfs::ZfsPool;
 
-use common::{backup_options, fast_init, s3_config, s3_on_moto};
+use common::{backup_options, committed, fast_init, s3_config, s3_on_moto};
 
 const MARKER: &[u8] = b"ZIB-PLAINTEXT-MARKER-7f3a9c";
 const PASSPHRASE: &str = "a long family passphrase";
 
 fn options(dataset: DatasetName) -> BackupOptions {
     backup_options(dataset, SourceKind::Zfs)
-}
-
-fn committed(outcome: BackupOutcome) -> zib_engine::backup::CommittedBackup {
-    match outcome {
-        BackupOutcome::Committed(committed) => *committed,
-        BackupOutcome::UpToDate { decision } => {
-            panic!("expected a backup, got up to date: {}", decision.reason)
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

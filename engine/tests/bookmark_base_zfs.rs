@@ -10,53 +10,30 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use zib_crypto::Passphrase;
-use zib_engine::backup::{back_up, BackupOptions, BackupOutcome, CommittedBackup, SnapshotChoice};
+use zib_engine::backup::{back_up, BackupOptions, SnapshotChoice};
 use zib_engine::catalog::read_catalog;
-use zib_engine::clock::FakeClock;
 use zib_engine::progress::NoProgress;
 use zib_engine::records::{BackupKind, SourceKind};
-use zib_engine::repository::Repository;
 use zib_engine::restore::receive_readable_chain;
 use zib_snapshot_source::zfs::ZfsSource;
 use zib_snapshot_source::{Protection, SnapshotName, SnapshotSource};
-use zib_storage_backend::local_dir::LocalDirBackend;
 use zib_test_utils::data::{hash_tree, modify_tree, write_tree, Names};
 use zib_test_utils::zfs::ZfsPool;
 
-use common::{backup_options, fast_init};
-
-fn committed(outcome: BackupOutcome) -> CommittedBackup {
-    match outcome {
-        BackupOutcome::Committed(committed) => *committed,
-        BackupOutcome::UpToDate { decision } => {
-            panic!("expected a backup, got up to date: {}", decision.reason)
-        }
-    }
-}
+use common::{backup_options, committed, local_dir_repository, LocalRepository};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destroyed_base_continues_from_its_bookmark_where_there_are_bookmarks() {
     let Some(pool) = ZfsPool::create() else {
         return;
     };
-    let repository_dir = tempfile::tempdir().unwrap();
-    let clock = FakeClock::new(SystemTime::now());
-    let backend =
-        Arc::new(LocalDirBackend::open(repository_dir.path(), Arc::new(clock.clone())).unwrap());
-    let (repository, _) = Repository::init(
-        backend,
-        "",
-        &Passphrase::new("bookmark passphrase".into()),
-        &fast_init(),
-        &clock,
-    )
-    .await
-    .unwrap();
-    let repository = Arc::new(repository);
+    let LocalRepository {
+        dir: _dir,
+        clock,
+        repository,
+    } = local_dir_repository("bookmark passphrase").await;
     let source = ZfsSource::new();
     let dataset = pool.create_dataset("rotated");
     let mountpoint = pool.mountpoint(&dataset);

@@ -7,27 +7,22 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use zib_crypto::Passphrase;
-use zib_engine::backup::{back_up, BackupOutcome, CommittedBackup};
-use zib_engine::clock::FakeClock;
+use zib_engine::backup::back_up;
 use zib_engine::progress::NoProgress;
 use zib_engine::records::{BackupKind, SourceKind};
-use zib_engine::repository::Repository;
 use zib_snapshot_source::zfs::ZfsSource;
 use zib_snapshot_source::{
     ByteStream, Capabilities, DatasetName, Protection, SendRequest, SendStream, SnapshotInfo,
     SnapshotName, SnapshotSource,
 };
-use zib_storage_backend::local_dir::LocalDirBackend;
 use zib_test_utils::data::{modify_tree, write_tree, Names};
 use zib_test_utils::zfs::ZfsPool;
 
-use common::{backup_options, fast_init};
+use common::{backup_options, committed, local_dir_repository, LocalRepository};
 
 /// Real ZFS, with fixed size estimates: a full is 1 MB, an incremental 2 MB. Records
 /// every estimate asked for.
@@ -98,33 +93,16 @@ impl SnapshotSource for Estimating {
     }
 }
 
-fn committed(outcome: BackupOutcome) -> CommittedBackup {
-    match outcome {
-        BackupOutcome::Committed(committed) => *committed,
-        BackupOutcome::UpToDate { decision } => {
-            panic!("expected a backup, got up to date: {}", decision.reason)
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incremental_estimated_larger_than_a_full_is_sent_as_a_full() {
     let Some(pool) = ZfsPool::create() else {
         return;
     };
-    let repository_dir = tempfile::tempdir().unwrap();
-    let clock = FakeClock::new(SystemTime::now());
-    let backend =
-        Arc::new(LocalDirBackend::open(repository_dir.path(), Arc::new(clock.clone())).unwrap());
-    let (repository, _) = Repository::init(
-        backend,
-        "",
-        &Passphrase::new("estimates passphrase".into()),
-        &fast_init(),
-        &clock,
-    )
-    .await
-    .unwrap();
+    let LocalRepository {
+        dir: _dir,
+        clock,
+        repository,
+    } = local_dir_repository("estimates passphrase").await;
     let source = Estimating {
         zfs: ZfsSource::new(),
         asked: Mutex::new(Vec::new()),

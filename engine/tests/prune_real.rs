@@ -8,33 +8,17 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use zib_crypto::Passphrase;
-use zib_engine::backup::{
-    back_up, created_marker, BackupOptions, BackupOutcome, CommittedBackup, SnapshotChoice,
-};
-use zib_engine::clock::FakeClock;
+use zib_engine::backup::{back_up, created_marker, BackupOptions, SnapshotChoice};
 use zib_engine::progress::NoProgress;
 use zib_engine::records::{BackupKind, SourceKind};
-use zib_engine::repository::Repository;
 use zib_snapshot_source::zfs::ZfsSource;
 use zib_snapshot_source::{DatasetName, SnapshotName, SnapshotSource};
-use zib_storage_backend::local_dir::LocalDirBackend;
 use zib_test_utils::data::{modify_tree, write_tree, Names};
 use zib_test_utils::zfs::{run_checked, ZfsPool};
 
-use common::{backup_options, fast_init};
-
-fn committed(outcome: BackupOutcome) -> CommittedBackup {
-    match outcome {
-        BackupOutcome::Committed(committed) => *committed,
-        BackupOutcome::UpToDate { decision } => {
-            panic!("expected a backup, got up to date: {}", decision.reason)
-        }
-    }
-}
+use common::{backup_options, committed, local_dir_repository, LocalRepository};
 
 async fn snapshot_names(source: &ZfsSource, dataset: &DatasetName) -> Vec<String> {
     source
@@ -68,19 +52,11 @@ async fn only_snapshots_with_both_marks_are_pruned_and_the_base_stays_held() {
     let Some(pool) = ZfsPool::create() else {
         return;
     };
-    let repository_dir = tempfile::tempdir().unwrap();
-    let clock = FakeClock::new(SystemTime::now());
-    let backend =
-        Arc::new(LocalDirBackend::open(repository_dir.path(), Arc::new(clock.clone())).unwrap());
-    let (repository, _) = Repository::init(
-        backend,
-        "",
-        &Passphrase::new("pruning passphrase".into()),
-        &fast_init(),
-        &clock,
-    )
-    .await
-    .unwrap();
+    let LocalRepository {
+        dir: _dir,
+        clock,
+        repository,
+    } = local_dir_repository("pruning passphrase").await;
     let source = ZfsSource::new();
     let dataset = pool.create_dataset("videos");
     let mountpoint = pool.mountpoint(&dataset);

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use zib_crypto::{Passphrase, HEADER_LEN, SEGMENT_CIPHERTEXT_LEN};
-use zib_engine::backup::{
-    back_up, record_identity, BackupOptions, BackupOutcome, CommittedBackup, SnapshotChoice,
-};
+use zib_engine::backup::{back_up, record_identity, BackupOptions, BackupOutcome, SnapshotChoice};
 use zib_engine::catalog::read_catalog;
 use zib_engine::clock::FakeClock;
 use zib_engine::journal::{
@@ -47,7 +45,7 @@ use zib_test_utils::moto::MotoServer;
 use zib_test_utils::proxy::{FaultProxy, ProxyFault, ProxyRule, ProxyTrigger};
 use zib_test_utils::zfs::ZfsPool;
 
-use common::{backup_options, fast_init, s3_config_at, s3_on_moto};
+use common::{backup_options, committed, fast_init, s3_config_at, s3_on_moto};
 
 const MIB: usize = 1 << 20;
 const PASSPHRASE: &str = "a long family passphrase";
@@ -70,15 +68,6 @@ fn options(dataset: DatasetName, snapshot: &str, state_dir: &Path) -> BackupOpti
         shape: shape(),
         state_dir: state_dir.to_owned(),
         ..backup_options(dataset, SourceKind::Zfs)
-    }
-}
-
-fn committed(outcome: BackupOutcome) -> CommittedBackup {
-    match outcome {
-        BackupOutcome::Committed(committed) => *committed,
-        BackupOutcome::UpToDate { decision } => {
-            panic!("expected a backup, got up to date: {}", decision.reason)
-        }
     }
 }
 

@@ -78,3 +78,47 @@ pub(crate) async fn s3_on_moto(moto: &MotoServer) -> (String, Arc<dyn StorageBac
     let backend = Arc::new(S3Backend::connect(&s3_config(moto, &bucket)).await.unwrap());
     (bucket, backend)
 }
+
+/// The backup an outcome committed; a test expecting one fails when it was up to date.
+pub(crate) fn committed(
+    outcome: zib_engine::backup::BackupOutcome,
+) -> zib_engine::backup::CommittedBackup {
+    match outcome {
+        zib_engine::backup::BackupOutcome::Committed(committed) => *committed,
+        zib_engine::backup::BackupOutcome::UpToDate { decision } => {
+            panic!("expected a backup, got up to date: {}", decision.reason)
+        }
+    }
+}
+
+/// A new repository in a temporary local directory, on a fake clock.
+pub(crate) struct LocalRepository {
+    /// Keeps the directory alive for the test.
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) clock: zib_engine::clock::FakeClock,
+    pub(crate) repository: Arc<zib_engine::repository::Repository>,
+}
+
+/// Initialises a repository (Deep Archive, cheap scrypt) in a fresh temporary directory.
+pub(crate) async fn local_dir_repository(passphrase: &str) -> LocalRepository {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = zib_engine::clock::FakeClock::new(std::time::SystemTime::now());
+    let backend = Arc::new(
+        zib_storage_backend::local_dir::LocalDirBackend::open(dir.path(), Arc::new(clock.clone()))
+            .unwrap(),
+    );
+    let (repository, _) = zib_engine::repository::Repository::init(
+        backend,
+        "",
+        &zib_crypto::Passphrase::new(passphrase.into()),
+        &fast_init(),
+        &clock,
+    )
+    .await
+    .unwrap();
+    LocalRepository {
+        dir,
+        clock,
+        repository: Arc::new(repository),
+    }
+}

@@ -825,10 +825,14 @@ async fn with_size_estimates(
 
 /// Writes the manifest: its existence is the backup's commit.
 ///
+/// A retried PUT whose first answer was lost finds its own manifest already there: the
+/// existing manifest is read back (HEAD) and, when it is this very record, the commit
+/// stands. Any other manifest under the backup id is never overwritten.
+///
 /// # Errors
 ///
-/// Storage errors; a `Precondition` failure means a manifest already exists under this
-/// backup id (never overwritten).
+/// Storage errors; a `Precondition` failure means another manifest already exists under
+/// this backup id.
 pub async fn commit_manifest(repository: &Repository, manifest: &ManifestRecord) -> Result<()> {
     let role = ObjectRole::Manifest {
         dataset: manifest.dataset_id,
@@ -847,16 +851,29 @@ pub async fn commit_manifest(repository: &Repository, manifest: &ManifestRecord)
         storage_class: repository.archive_class().clone(),
         metadata,
     };
-    repository
+    let key = repository.key(&role)?;
+    let refused = match repository
         .backend()
-        .put(
-            &repository.key(&role)?,
-            body,
-            &options,
-            &PutPrecondition::IfAbsent,
-        )
-        .await?;
-    Ok(())
+        .put(&key, body, &options, &PutPrecondition::IfAbsent)
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(error @ zib_storage_backend::Error::Precondition { .. }) => error,
+        Err(error) => return Err(error.into()),
+    };
+    let existing = repository.backend().head(&key).await?;
+    let record = crate::metadata::open_sealed_metadata(
+        &existing.metadata,
+        &role,
+        repository.id(),
+        repository.data_key(),
+    )?;
+    if record == manifest.encode()? {
+        tracing::info!(%key, "the manifest was already written (a retried request whose answer was lost): committed");
+        Ok(())
+    } else {
+        Err(refused.into())
+    }
 }
 
 /// `zib-YYYYMMDDTHHMMSSZ` for a Unix time.

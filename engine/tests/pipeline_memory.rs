@@ -528,3 +528,72 @@ async fn clean_up_removes_only_old_leftovers_and_never_committed_backups() {
         backups[0].manifest.volume_count
     );
 }
+
+/// Committing is idempotent: a caller that retries a commit whose answer was lost finds
+/// its own manifest there, and the commit stands. Another manifest under the same backup
+/// id is still refused.
+#[tokio::test]
+async fn a_retried_commit_whose_answer_was_lost_stands() {
+    use zib_storage_backend::faults::{Fault, FaultInjecting, FaultRule, Trigger};
+    use zib_storage_backend::Operation;
+
+    let (backend, _clock, repository) = new_repository().await;
+    let random = ring::rand::SystemRandom::new();
+    let dataset = DatasetId::generate(&random).unwrap();
+    let backup = BackupId::generate(&random).unwrap();
+    let uploaded = upload_stream(
+        &repository,
+        dataset,
+        backup,
+        futures::stream::iter(chunks(&sample_stream_bytes(1 << 20), 64 << 10)),
+        &shape(),
+        &NoProgress,
+        None,
+    )
+    .await
+    .unwrap();
+    let manifest = manifest_for(dataset, backup, &uploaded, &shape());
+
+    // The first PUT lands but its answer is lost (no retry layer here: the caller retries).
+    let lossy: Arc<dyn StorageBackend> = Arc::new(FaultInjecting::new(
+        backend.clone(),
+        vec![FaultRule {
+            operation: Some(Operation::Put),
+            trigger: Trigger::Nth(1),
+            fault: Fault::LostAnswer,
+        }],
+        7,
+    ));
+    let through_lossy = Repository::open(
+        lossy,
+        "family",
+        &Passphrase::new("correct horse battery staple".into()),
+        StorageClass::DeepArchive,
+    )
+    .await
+    .unwrap();
+    let lost = commit_manifest(&through_lossy, &manifest).await;
+    assert!(lost.is_err(), "the injected lost answer must surface");
+    commit_manifest(&through_lossy, &manifest).await.unwrap();
+    let catalog = read_catalog(&repository).await.unwrap();
+    assert_eq!(catalog.backups(dataset).len(), 1);
+    assert_eq!(catalog.backups(dataset)[0].manifest, manifest);
+
+    // A different manifest under the same backup id: refused, the first one kept.
+    let other = ManifestRecord {
+        committed_at: manifest.committed_at + 1,
+        ..manifest.clone()
+    };
+    let error = commit_manifest(&repository, &other)
+        .await
+        .expect_err("never overwritten");
+    assert!(
+        matches!(
+            error,
+            Error::Storage(zib_storage_backend::Error::Precondition { .. })
+        ),
+        "{error}"
+    );
+    let catalog = read_catalog(&repository).await.unwrap();
+    assert_eq!(catalog.backups(dataset)[0].manifest, manifest);
+}

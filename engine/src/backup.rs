@@ -31,8 +31,9 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, DatasetId};
 use crate::journal::{
-    journal_path, read_journal, set_aside, Journal, JournalFile, JournalIdentity, JournalKind,
-    JournalSnapshot,
+    clear_pending_snapshot, journal_path, pending_snapshot_path, read_journal,
+    read_pending_snapshot, record_pending_snapshot, set_aside, Journal, JournalFile,
+    JournalIdentity, JournalKind, JournalSnapshot,
 };
 use crate::layout::ObjectRole;
 use crate::lock::lock_dataset;
@@ -160,6 +161,18 @@ pub async fn back_up(
     let bookmarks =
         bookmarks_without_snapshot(source.list_bookmarks(&options.dataset).await?, &local);
     let journal_path = journal_path(&options.state_dir, repository.id(), &dataset_name);
+    let pending_path = pending_snapshot_path(&options.state_dir, repository.id(), &dataset_name);
+    let journalled = read_journal(&journal_path).ok().flatten();
+    reap_pending_snapshot(
+        repository,
+        source,
+        options,
+        &pending_path,
+        journalled.as_ref(),
+        &catalog,
+        &mut local,
+    )
+    .await?;
     if let Some(journal) = open_journal(&journal_path, clock)? {
         let file = JournalFile::new(journal_path.clone(), journal);
         match resumable(file.journal(), &catalog, &local, &bookmarks, options) {
@@ -238,6 +251,9 @@ pub async fn back_up(
         SnapshotChoice::Create => {
             progress.phase("creating a snapshot");
             let name = snapshot_name(options.source_kind, &zib_snapshot_name(crate::clock::unix_seconds(clock)))?;
+            // Until the journal names it, this record is what lets the next run remove
+            // the snapshot if this one dies first.
+            record_pending_snapshot(&pending_path, name.as_str()).await?;
             let created = source
                 .create_snapshot(&options.dataset, &name, Some(&created_marker(repository)))
                 .await?;
@@ -409,6 +425,7 @@ pub async fn back_up(
         },
     );
     file.save().await?;
+    clear_pending_snapshot(&pending_path).await?;
     let expected_len = source.estimate_send_size(&request).await.ok().flatten();
     let manifest = send_and_commit(
         repository,
@@ -498,6 +515,57 @@ async fn after_commit(
     )
     .await;
     (protection, pruned)
+}
+
+/// Removes the snapshot an earlier run recorded as about to be created, when that run
+/// died before its journal named it: zib created it (ZFS: `zib:created` holds this
+/// repository's id; BTRFS: it is in zib's own snapshot directory), no committed backup
+/// holds it and no journal sends it. Anything else named by the record is left alone.
+async fn reap_pending_snapshot(
+    repository: &Repository,
+    source: &dyn SnapshotSource,
+    options: &BackupOptions,
+    pending_path: &std::path::Path,
+    journalled: Option<&Journal>,
+    catalog: &Catalog,
+    local: &mut Vec<SnapshotInfo>,
+) -> Result<()> {
+    let Some(name) = read_pending_snapshot(pending_path)? else {
+        return Ok(());
+    };
+    let marker = created_marker(repository);
+    let leaked = local.iter().position(|snapshot| {
+        let ours = match snapshot.identity {
+            zib_snapshot_source::SnapshotIdentity::Btrfs { .. } => true,
+            _ => snapshot.zib_created.as_deref() == Some(marker.as_str()),
+        };
+        let backed_up = record_identity(snapshot).is_ok_and(|identity| {
+            catalog
+                .datasets
+                .values()
+                .flatten()
+                .any(|backup| lineage(&backup.manifest.snapshot_identity) == lineage(&identity))
+        });
+        let journalled = journalled.is_some_and(|journal| journal.target.name == name);
+        snapshot.name.as_str() == name && ours && !backed_up && !journalled
+    });
+    if let Some(index) = leaked {
+        let snapshot = local.remove(index);
+        match source
+            .destroy_snapshot(&options.dataset, &snapshot.name)
+            .await
+        {
+            Ok(()) => tracing::info!(
+                snapshot = %snapshot.name,
+                "removed the snapshot an interrupted run created but never started to back up"
+            ),
+            Err(error) => tracing::warn!(
+                snapshot = %snapshot.name, %error,
+                "could not remove the snapshot an interrupted run created; it only uses disk space"
+            ),
+        }
+    }
+    clear_pending_snapshot(pending_path).await
 }
 
 /// Reads the dataset's journal; an unreadable one is reported, moved aside and treated

@@ -445,6 +445,71 @@ pub fn lock_path(state_dir: &Path, repository: RepositoryId, dataset_name: &str)
     repository_state_dir(state_dir, repository).join(format!("{}.lock", dataset_stem(dataset_name)))
 }
 
+/// Where a run records the name of the snapshot it is about to create, until the
+/// journal names it: a run killed in between leaves the record, and the next run
+/// removes the snapshot it names (zib created it and no backup holds it). The file holds
+/// the snapshot's short name in UTF-8.
+pub fn pending_snapshot_path(
+    state_dir: &Path,
+    repository: RepositoryId,
+    dataset_name: &str,
+) -> PathBuf {
+    repository_state_dir(state_dir, repository)
+        .join(format!("{}.creating", dataset_stem(dataset_name)))
+}
+
+/// Records durably that the snapshot `name` is about to be created.
+///
+/// # Errors
+///
+/// [`Error::LocalState`] when the state directory cannot be written.
+pub(crate) async fn record_pending_snapshot(path: &Path, name: &str) -> Result<()> {
+    let path = path.to_owned();
+    let bytes = name.as_bytes().to_vec();
+    let on_error = path.clone();
+    tokio::task::spawn_blocking(move || write_durably(&path, &bytes))
+        .await
+        .map_err(|error| Error::LocalState {
+            path: on_error,
+            action: "record the snapshot being created",
+            source: std::io::Error::other(error.to_string()),
+        })?
+}
+
+/// The snapshot name a pending record holds, if there is one.
+///
+/// # Errors
+///
+/// [`Error::LocalState`] when the file exists but cannot be read.
+pub(crate) fn read_pending_snapshot(path: &Path) -> Result<Option<String>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::LocalState {
+            path: path.to_owned(),
+            action: "read the record of the snapshot being created",
+            source,
+        }),
+    }
+}
+
+/// Deletes a pending record (the journal names the snapshot now, or it was dealt with).
+///
+/// # Errors
+///
+/// [`Error::LocalState`] when the file cannot be deleted.
+pub(crate) async fn clear_pending_snapshot(path: &Path) -> Result<()> {
+    let path = path.to_owned();
+    let on_error = path.clone();
+    tokio::task::spawn_blocking(move || remove_durably(&path))
+        .await
+        .map_err(|error| Error::LocalState {
+            path: on_error,
+            action: "delete the record of the snapshot being created",
+            source: std::io::Error::other(error.to_string()),
+        })?
+}
+
 /// The lock file that guards the journal at `journal`.
 pub(crate) fn lock_path_for_journal(journal: &Path) -> PathBuf {
     journal.with_extension("lock")
@@ -564,7 +629,10 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     std::fs::create_dir_all(dir).map_err(state("create the state directory"))?;
-    let temporary = path.with_extension("journal.tmp");
+    let extension = path.extension().map_or_else(String::new, |extension| {
+        extension.to_string_lossy().into_owned()
+    });
+    let temporary = path.with_extension(format!("{extension}.tmp"));
     let mut file = std::fs::File::create(&temporary).map_err(state("write the resume journal"))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())

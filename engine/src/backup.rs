@@ -39,7 +39,7 @@ use crate::layout::ObjectRole;
 use crate::lock::lock_dataset;
 use crate::metadata::sealed_metadata;
 use crate::progress::Progress;
-use crate::prune::{prune_after_commit, Committed, PruneReport};
+use crate::prune::{file_system_says_zib_created, prune_after_commit, Committed, PruneReport};
 use crate::records::{
     volume_list_hash, BackupKind, ManifestRecord, SendFlagBits, SnapshotIdentity, SourceKind,
 };
@@ -162,18 +162,18 @@ pub async fn back_up(
         bookmarks_without_snapshot(source.list_bookmarks(&options.dataset).await?, &local);
     let journal_path = journal_path(&options.state_dir, repository.id(), &dataset_name);
     let pending_path = pending_snapshot_path(&options.state_dir, repository.id(), &dataset_name);
-    let journalled = read_journal(&journal_path).ok().flatten();
+    let journal = open_journal(&journal_path, clock)?;
     reap_pending_snapshot(
         repository,
         source,
         options,
         &pending_path,
-        journalled.as_ref(),
+        journal.as_ref(),
         &catalog,
         &mut local,
     )
     .await?;
-    if let Some(journal) = open_journal(&journal_path, clock)? {
+    if let Some(journal) = journal {
         let file = JournalFile::new(journal_path.clone(), journal);
         match resumable(file.journal(), &catalog, &local, &bookmarks, options) {
             Resumable::Resume(target) => {
@@ -535,10 +535,7 @@ async fn reap_pending_snapshot(
     };
     let marker = created_marker(repository);
     let leaked = local.iter().position(|snapshot| {
-        let ours = match snapshot.identity {
-            zib_snapshot_source::SnapshotIdentity::Btrfs { .. } => true,
-            _ => snapshot.zib_created.as_deref() == Some(marker.as_str()),
-        };
+        let ours = file_system_says_zib_created(snapshot, &marker);
         let backed_up = record_identity(snapshot).is_ok_and(|identity| {
             catalog
                 .datasets

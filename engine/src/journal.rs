@@ -464,16 +464,11 @@ pub fn pending_snapshot_path(
 ///
 /// [`Error::LocalState`] when the state directory cannot be written.
 pub(crate) async fn record_pending_snapshot(path: &Path, name: &str) -> Result<()> {
-    let path = path.to_owned();
     let bytes = name.as_bytes().to_vec();
-    let on_error = path.clone();
-    tokio::task::spawn_blocking(move || write_durably(&path, &bytes))
-        .await
-        .map_err(|error| Error::LocalState {
-            path: on_error,
-            action: "record the snapshot being created",
-            source: std::io::Error::other(error.to_string()),
-        })?
+    off_the_runtime(path, "record the snapshot being created", move |path| {
+        write_durably(path, &bytes)
+    })
+    .await
 }
 
 /// The snapshot name a pending record holds, if there is one.
@@ -499,13 +494,28 @@ pub(crate) fn read_pending_snapshot(path: &Path) -> Result<Option<String>> {
 ///
 /// [`Error::LocalState`] when the file cannot be deleted.
 pub(crate) async fn clear_pending_snapshot(path: &Path) -> Result<()> {
-    let path = path.to_owned();
-    let on_error = path.clone();
-    tokio::task::spawn_blocking(move || remove_durably(&path))
+    off_the_runtime(
+        path,
+        "delete the record of the snapshot being created",
+        remove_durably,
+    )
+    .await
+}
+
+/// Runs a blocking file operation on `path` (writes, fsyncs) on tokio's blocking pool,
+/// so the fsyncs never stall the tasks uploading parts; `action` names it if the pool
+/// itself fails.
+async fn off_the_runtime(
+    path: &Path,
+    action: &'static str,
+    operation: impl FnOnce(&Path) -> Result<()> + Send + 'static,
+) -> Result<()> {
+    let owned = path.to_owned();
+    tokio::task::spawn_blocking(move || operation(&owned))
         .await
         .map_err(|error| Error::LocalState {
-            path: on_error,
-            action: "delete the record of the snapshot being created",
+            path: path.to_owned(),
+            action,
             source: std::io::Error::other(error.to_string()),
         })?
 }
@@ -592,14 +602,10 @@ impl JournalFile {
     /// [`Error::LocalState`] when the state directory cannot be written.
     pub async fn save(&self) -> Result<()> {
         let bytes = encode_journal(&self.journal)?;
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || write_durably(&path, &bytes))
-            .await
-            .map_err(|error| Error::LocalState {
-                path: self.path.clone(),
-                action: "write the resume journal",
-                source: std::io::Error::other(error.to_string()),
-            })?
+        off_the_runtime(&self.path, "write the resume journal", move |path| {
+            write_durably(path, &bytes)
+        })
+        .await
     }
 
     /// Deletes the journal (after the manifest committed, or when it is abandoned).
@@ -608,14 +614,7 @@ impl JournalFile {
     ///
     /// [`Error::LocalState`] when the file cannot be deleted.
     pub async fn remove(&self) -> Result<()> {
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || remove_durably(&path))
-            .await
-            .map_err(|error| Error::LocalState {
-                path: self.path.clone(),
-                action: "delete the resume journal",
-                source: std::io::Error::other(error.to_string()),
-            })?
+        off_the_runtime(&self.path, "delete the resume journal", remove_durably).await
     }
 }
 

@@ -104,12 +104,9 @@ pub(crate) async fn prune_after_commit(
         let Some(backup) = backed_up(committed.earlier_backups, snapshot) else {
             continue;
         };
-        let property_agrees = match snapshot.identity {
-            // The BTRFS source lists only zib's own snapshot directory.
-            SnapshotIdentity::Btrfs { .. } => true,
-            _ => snapshot.zib_created.as_deref() == Some(committed.marker),
-        };
-        if !(backup.manifest.snapshot_created_by_zib && property_agrees) {
+        if !(backup.manifest.snapshot_created_by_zib
+            && file_system_says_zib_created(snapshot, committed.marker))
+        {
             continue;
         }
         match source
@@ -125,6 +122,16 @@ pub(crate) async fn prune_after_commit(
         }
     }
     report
+}
+
+/// The file system's half of zib's mark: ZFS's `zib:created` property holds `marker`
+/// (this repository's id); on BTRFS, where snapshots carry no properties, every snapshot
+/// the source lists is in zib's own snapshot directory.
+pub(crate) fn file_system_says_zib_created(snapshot: &SnapshotInfo, marker: &str) -> bool {
+    match snapshot.identity {
+        SnapshotIdentity::Btrfs { .. } => true,
+        _ => snapshot.zib_created.as_deref() == Some(marker),
+    }
 }
 
 /// The committed backup of `snapshot`, if there is one.

@@ -19,7 +19,7 @@ use futures::{StreamExt, TryStreamExt};
 use zib_storage_backend::{
     AbortIncompleteUploadsRule, ArchiveState, ByteRange, CompletePrecondition, CompletedPart,
     Error, FakeClock, ObjectKey, PutPrecondition, RestoreTier, StorageBackend, StorageBackendExt,
-    StorageClass, UserMetadata, WriteOptions, MAX_USER_METADATA_BYTES, MIN_PART_SIZE,
+    StorageClass, UploadId, UserMetadata, WriteOptions, MAX_USER_METADATA_BYTES, MIN_PART_SIZE,
 };
 
 /// How a backend treats objects in an archive storage class.
@@ -439,16 +439,7 @@ pub async fn multipart_resume(backend: &dyn StorageBackend, params: &SuiteParams
     let got = backend.get_bytes(&key, ByteRange::full()).await.unwrap();
     assert_eq!(got.len(), part1.len() + part2.len());
     assert!(got[..part1.len()] == part1[..] && got[part1.len()..] == part2[..]);
-    assert!(backend
-        .list_multipart_uploads(&params.prefix)
-        .await
-        .unwrap()
-        .is_empty());
-    assert_kind(
-        backend.list_parts(&key, &upload).await,
-        |e| matches!(e, Error::NoSuchUpload { .. }),
-        "list parts of a completed upload",
-    );
+    assert_upload_gone(backend, params, &key, &upload, "a completed upload").await;
 }
 
 /// Abort leaves nothing: no object, no listed upload, no parts.
@@ -462,15 +453,29 @@ pub async fn multipart_abort(backend: &dyn StorageBackend, params: &SuiteParams)
     backend.abort_multipart(&key, &upload).await.unwrap();
     assert!(!backend.exists(&key).await.unwrap());
     assert!(backend.list_all(&params.prefix).await.unwrap().is_empty());
-    assert!(backend
-        .list_multipart_uploads(&params.prefix)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_upload_gone(backend, params, &key, &upload, "an aborted upload").await;
+}
+
+/// A finished upload (completed or aborted) is listed nowhere and has no parts.
+async fn assert_upload_gone(
+    backend: &dyn StorageBackend,
+    params: &SuiteParams,
+    key: &ObjectKey,
+    upload: &UploadId,
+    what: &str,
+) {
+    assert!(
+        backend
+            .list_multipart_uploads(&params.prefix)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{what} is still listed"
+    );
     assert_kind(
-        backend.list_parts(&key, &upload).await,
+        backend.list_parts(key, upload).await,
         |e| matches!(e, Error::NoSuchUpload { .. }),
-        "list parts of an aborted upload",
+        &format!("list parts of {what}"),
     );
 }
 

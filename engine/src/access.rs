@@ -32,9 +32,10 @@ use zib_storage_backend::{
 };
 
 use crate::error::{Error, Result};
-use crate::layout::{access_probes_prefix, ObjectRole};
-use crate::metadata::{ObjectKind, FORMAT_NAME, FORMAT_VALUE, KIND_NAME};
-use crate::repository::{normalise_prefix, object_key};
+use crate::format::layout::{access_probes_prefix, ObjectRole};
+use crate::format::metadata::{ObjectKind, FORMAT_NAME, FORMAT_VALUE, KIND_NAME};
+use crate::location::normalise_prefix;
+use crate::repository::object_key;
 
 /// Id of zib's lifecycle rule in the bucket's lifecycle configuration.
 pub const LIFECYCLE_RULE_ID: &str = "zib-abort-incomplete-uploads";
@@ -227,7 +228,7 @@ impl AccessReport {
 
 /// Which steps [`check_access`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AccessCheckOptions {
+pub(crate) struct AccessCheckOptions {
     /// Write, read and delete a probe object (`init`, a health check). `false` keeps the
     /// check read-only (opening a repository writes nothing).
     pub write_probe: bool,
@@ -248,7 +249,7 @@ pub struct AccessCheckOptions {
 /// permission (a refused restore or lifecycle read is a warning in the report instead);
 /// [`Error::NotARepository`] when `read_keyring` and there is no keyring; other storage
 /// errors as they come.
-pub async fn check_access(
+pub(crate) async fn check_access(
     backend: &dyn StorageBackend,
     prefix: &str,
     options: &AccessCheckOptions,
@@ -464,7 +465,7 @@ fn warning_text(step: AccessStep, prefix: &str, consequence: &str) -> String {
 }
 
 /// The rule zib wants for a repository under `prefix`.
-pub fn wanted_rule(prefix: &str) -> AbortIncompleteUploadsRule {
+pub(crate) fn wanted_rule(prefix: &str) -> AbortIncompleteUploadsRule {
     AbortIncompleteUploadsRule {
         id: LIFECYCLE_RULE_ID.to_owned(),
         prefix: prefix.to_owned(),
@@ -476,7 +477,7 @@ pub fn wanted_rule(prefix: &str) -> AbortIncompleteUploadsRule {
 /// Reads whether a lifecycle rule aborts incomplete uploads under `prefix` (already
 /// normalised) within [`ABORT_AFTER_DAYS`]. Never writes; never fails: an unreadable
 /// configuration is [`LifecycleStatus::Unknown`] with the permission to add.
-pub async fn lifecycle_status(backend: &dyn StorageBackend, prefix: &str) -> LifecycleStatus {
+pub(crate) async fn lifecycle_status(backend: &dyn StorageBackend, prefix: &str) -> LifecycleStatus {
     match backend.abort_incomplete_uploads_rules().await {
         Ok(rules) => match covering_rule(&rules, prefix) {
             Some(rule) => LifecycleStatus::Present { rule },
@@ -492,7 +493,7 @@ pub async fn lifecycle_status(backend: &dyn StorageBackend, prefix: &str) -> Lif
 /// written when one already does (zib's or the user's own); otherwise zib's rule
 /// ([`LIFECYCLE_RULE_ID`]) is added, or corrected if it exists with other settings. The
 /// bucket's other rules are kept. Never fails: a refusal is a status with a warning.
-pub async fn ensure_lifecycle_rule(backend: &dyn StorageBackend, prefix: &str) -> LifecycleStatus {
+pub(crate) async fn ensure_lifecycle_rule(backend: &dyn StorageBackend, prefix: &str) -> LifecycleStatus {
     let rules = match backend.abort_incomplete_uploads_rules().await {
         Ok(rules) => rules,
         Err(error) => return lifecycle_failure(prefix, error),
@@ -572,7 +573,7 @@ fn lifecycle_failure(prefix: &str, error: StorageError) -> LifecycleStatus {
 /// # Errors
 ///
 /// Storage errors of the listing.
-pub async fn leftover_probes(backend: &dyn StorageBackend, prefix: &str) -> Result<Vec<ListEntry>> {
+pub(crate) async fn leftover_probes(backend: &dyn StorageBackend, prefix: &str) -> Result<Vec<ListEntry>> {
     let listing = format!("{prefix}{}", access_probes_prefix());
     let entries = backend.list_all(&listing).await?;
     Ok(entries

@@ -23,7 +23,7 @@ use zib_engine::restore::receive_readable_chain;
 use zib_engine::Error;
 use zib_snapshot_source::zfs::ZfsSource;
 use zib_snapshot_source::{
-    ByteStream, Capabilities, DatasetName, Protection, SendRequest, SendStream, SnapshotInfo,
+    ReceiveStream, Capabilities, DatasetName, Protection, SendRequest, SendStream, SnapshotInfo,
     SnapshotName, SnapshotSource,
 };
 use zib_storage_backend::s3::S3Backend;
@@ -263,7 +263,7 @@ impl SnapshotSource for KilledSend {
     async fn receive(
         &self,
         target: &DatasetName,
-        stream: ByteStream,
+        stream: ReceiveStream,
     ) -> zib_snapshot_source::Result<SnapshotInfo> {
         self.0.receive(target, stream).await
     }

@@ -16,7 +16,7 @@ use zib_engine::progress::NoProgress;
 use zib_engine::records::{BackupKind, SourceKind};
 use zib_snapshot_source::zfs::ZfsSource;
 use zib_snapshot_source::{
-    ByteStream, Capabilities, DatasetName, Protection, SendRequest, SendStream, SnapshotInfo,
+    ReceiveStream, Capabilities, DatasetName, Protection, SendRequest, SendStream, SnapshotInfo,
     SnapshotName, SnapshotSource,
 };
 use zib_test_utils::data::{modify_tree, write_tree, Names};
@@ -77,7 +77,7 @@ impl SnapshotSource for Estimating {
     async fn receive(
         &self,
         target: &DatasetName,
-        stream: ByteStream,
+        stream: ReceiveStream,
     ) -> zib_snapshot_source::Result<SnapshotInfo> {
         self.zfs.receive(target, stream).await
     }

@@ -477,7 +477,10 @@ pub(crate) fn wanted_rule(prefix: &str) -> AbortIncompleteUploadsRule {
 /// Reads whether a lifecycle rule aborts incomplete uploads under `prefix` (already
 /// normalised) within [`ABORT_AFTER_DAYS`]. Never writes; never fails: an unreadable
 /// configuration is [`LifecycleStatus::Unknown`] with the permission to add.
-pub(crate) async fn lifecycle_status(backend: &dyn StorageBackend, prefix: &str) -> LifecycleStatus {
+pub(crate) async fn lifecycle_status(
+    backend: &dyn StorageBackend,
+    prefix: &str,
+) -> LifecycleStatus {
     match backend.abort_incomplete_uploads_rules().await {
         Ok(rules) => match covering_rule(&rules, prefix) {
             Some(rule) => LifecycleStatus::Present { rule },
@@ -493,7 +496,10 @@ pub(crate) async fn lifecycle_status(backend: &dyn StorageBackend, prefix: &str)
 /// written when one already does (zib's or the user's own); otherwise zib's rule
 /// ([`LIFECYCLE_RULE_ID`]) is added, or corrected if it exists with other settings. The
 /// bucket's other rules are kept. Never fails: a refusal is a status with a warning.
-pub(crate) async fn ensure_lifecycle_rule(backend: &dyn StorageBackend, prefix: &str) -> LifecycleStatus {
+pub(crate) async fn ensure_lifecycle_rule(
+    backend: &dyn StorageBackend,
+    prefix: &str,
+) -> LifecycleStatus {
     let rules = match backend.abort_incomplete_uploads_rules().await {
         Ok(rules) => rules,
         Err(error) => return lifecycle_failure(prefix, error),
@@ -573,7 +579,10 @@ fn lifecycle_failure(prefix: &str, error: StorageError) -> LifecycleStatus {
 /// # Errors
 ///
 /// Storage errors of the listing.
-pub(crate) async fn leftover_probes(backend: &dyn StorageBackend, prefix: &str) -> Result<Vec<ListEntry>> {
+pub(crate) async fn leftover_probes(
+    backend: &dyn StorageBackend,
+    prefix: &str,
+) -> Result<Vec<ListEntry>> {
     let listing = format!("{prefix}{}", access_probes_prefix());
     let entries = backend.list_all(&listing).await?;
     Ok(entries

@@ -73,7 +73,10 @@ pub struct CleanupReport {
 ///
 /// Storage errors; what was removed before the error stays removed (each step is
 /// idempotent, so running again finishes the job).
-pub(crate) async fn clean_up(repository: &Repository, options: &CleanupOptions) -> Result<CleanupReport> {
+pub(crate) async fn clean_up(
+    repository: &Repository,
+    options: &CleanupOptions,
+) -> Result<CleanupReport> {
     // The listing first: an upload a run starts after it is not seen at all, and one it
     // started before is named by the journal read next.
     let catalog = read_catalog(repository).await?;

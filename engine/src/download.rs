@@ -187,9 +187,9 @@ impl Reader {
 }
 
 async fn open_volume(
-repository: &Repository,
-manifest: &ManifestRecord,
-index: u32,
+    repository: &Repository,
+    manifest: &ManifestRecord,
+    index: u32,
 ) -> Result<CurrentVolume> {
     let role = ObjectRole::Volume {
         dataset: manifest.dataset_id,

@@ -99,9 +99,16 @@ mod upload;
 #[cfg(test)]
 mod tests;
 
+/// What the engine's own benchmarks measure below the API (`--features internals`).
+/// Not part of the API: no stability promise, and nothing a program should call.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::state::journal::journal_save_benchmark;
+}
+
 pub use access::{
-    AccessReport, AccessStep, AccessWarning, LifecycleStatus, ABORT_AFTER_DAYS,
-    LIFECYCLE_RULE_ID,
+    AccessReport, AccessStep, AccessWarning, LifecycleStatus, ABORT_AFTER_DAYS, LIFECYCLE_RULE_ID,
 };
 pub use backup::{
     BackupOptions, BackupOutcome, CommittedBackup, PruneReport, SnapshotChoice, Transfer,

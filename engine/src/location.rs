@@ -104,12 +104,12 @@ impl Location {
                 config.region = options.region.clone();
                 config.profile = options.profile.clone();
                 let s3 = S3Backend::connect(&config).await?;
-                (Arc::new(Retrying::new(s3, options.retry.clone())), prefix)
+                (Arc::new(Retrying::new(s3, options.retry)), prefix)
             }
             Parsed::Directory(path) => {
                 let local = LocalDirBackend::open(path, options.clock.clone())?;
                 (
-                    Arc::new(Retrying::new(local, options.retry.clone())),
+                    Arc::new(Retrying::new(local, options.retry)),
                     String::new(),
                 )
             }
@@ -139,11 +139,8 @@ impl std::fmt::Display for Location {
 const URL_FORMS: &str = "s3://BUCKET[/PREFIX], file:///PATH or a directory path";
 
 fn parse_url(url: &str) -> Result<Parsed> {
-    let invalid = |why: &str| {
-        Error::InvalidInput(format!(
-            "repository URL {url:?} {why}; use {URL_FORMS}"
-        ))
-    };
+    let invalid =
+        |why: &str| Error::InvalidInput(format!("repository URL {url:?} {why}; use {URL_FORMS}"));
     if let Some(rest) = url.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {

@@ -461,8 +461,16 @@ impl Repository {
         target: &DatasetName,
         progress: &dyn Progress,
     ) -> Result<Vec<SnapshotInfo>> {
-        crate::restore::receive_readable_chain(self.clone(), catalog, dataset, backup, source, target, progress)
-            .await
+        crate::restore::receive_readable_chain(
+            self.clone(),
+            catalog,
+            dataset,
+            backup,
+            source,
+            target,
+            progress,
+        )
+        .await
     }
 
     /// The repository's id.
@@ -507,7 +515,15 @@ impl Repository {
 /// copies are all gone falls back to Deep Archive, with a warning.
 async fn archive_class_of(backend: &dyn StorageBackend, prefix: &str) -> Result<StorageClass> {
     let listing = format!("{prefix}{}", keyring_archive_prefix());
-    let oldest = backend.list(&listing).try_next().await?;
+    let oldest = match backend.list(&listing).try_next().await {
+        Ok(oldest) => oldest,
+        Err(StorageError::PermissionDenied { .. }) => {
+            // Names s3:ListBucket, the permission this needs.
+            check_listing(backend, prefix).await?;
+            backend.list(&listing).try_next().await?
+        }
+        Err(error) => return Err(error.into()),
+    };
     Ok(match oldest {
         Some(entry) => entry.storage_class,
         None => {

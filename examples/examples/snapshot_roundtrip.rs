@@ -20,7 +20,7 @@ use futures::{StreamExt, TryStreamExt};
 use zib_snapshot_source::btrfs::BtrfsSource;
 use zib_snapshot_source::zfs::ZfsSource;
 use zib_snapshot_source::{
-    ReceiveStream, DatasetName, SendBase, SendRequest, SnapshotInfo, SnapshotName, SnapshotSource,
+    DatasetName, ReceiveStream, SendBase, SendRequest, SnapshotInfo, SnapshotName, SnapshotSource,
 };
 
 const USAGE: &str = "usage:\n  snapshot_roundtrip zfs <source dataset> <new target dataset>\n  \

@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 use crate::process::{read_prefix, ReceiveStream, SendStream, Tool};
 use crate::stream_header::{btrfs_begin_needs, parse_btrfs_begin, BtrfsEndTracker};
 use crate::{
-    Capabilities, DatasetName, Protection, SendBase, SendFlags, SendRequest, SnapshotIdentity, SourceKind,
-    SnapshotInfo, SnapshotName, SnapshotSource,
+    Capabilities, DatasetName, Protection, SendBase, SendFlags, SendRequest, SnapshotIdentity,
+    SnapshotInfo, SnapshotName, SnapshotSource, SourceKind,
 };
 
 const PACKAGE: &str = "btrfs-progs";
@@ -376,7 +376,11 @@ impl SnapshotSource for BtrfsSource {
         self.btrfs.stream(&args)
     }
 
-    async fn receive(&self, target: &DatasetName, mut stream: ReceiveStream) -> Result<SnapshotInfo> {
+    async fn receive(
+        &self,
+        target: &DatasetName,
+        mut stream: ReceiveStream,
+    ) -> Result<SnapshotInfo> {
         Self::check_dataset(target)?;
         let mut prefix = read_prefix(&mut stream, btrfs_begin_needs(&[])).await?;
         let needed = btrfs_begin_needs(&prefix);

@@ -469,7 +469,8 @@ mod tests {
         assert!(matches!(error, Error::InputFailed { .. }), "{error}");
         assert_eq!(seen, 7);
 
-        let input: ReceiveStream = futures::stream::iter(vec![Ok(Bytes::from_static(b"345"))]).boxed();
+        let input: ReceiveStream =
+            futures::stream::iter(vec![Ok(Bytes::from_static(b"345"))]).boxed();
         let finished = shell()
             .feed(
                 &["-c", "wc -c"],

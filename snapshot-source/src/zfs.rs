@@ -21,8 +21,8 @@ use crate::error::{Error, Result};
 use crate::process::{read_prefix, ReceiveStream, SendStream, Tool};
 use crate::stream_header::{parse_zfs_begin, ZfsBegin, ZFS_BEGIN_LEN};
 use crate::{
-    Capabilities, DatasetName, Protection, SendBase, SendFlags, SendRequest, SnapshotIdentity, SourceKind,
-    SnapshotInfo, SnapshotName, SnapshotSource, ZIB_CREATED_PROPERTY,
+    Capabilities, DatasetName, Protection, SendBase, SendFlags, SendRequest, SnapshotIdentity,
+    SnapshotInfo, SnapshotName, SnapshotSource, SourceKind, ZIB_CREATED_PROPERTY,
 };
 
 /// The exit status both `zfs` dialects use for a usage error (such as an unknown option).
@@ -577,7 +577,11 @@ impl SnapshotSource for ZfsSource {
         self.zfs.stream(&args)
     }
 
-    async fn receive(&self, target: &DatasetName, mut stream: ReceiveStream) -> Result<SnapshotInfo> {
+    async fn receive(
+        &self,
+        target: &DatasetName,
+        mut stream: ReceiveStream,
+    ) -> Result<SnapshotInfo> {
         Self::check_dataset(target)?;
         let prefix = read_prefix(&mut stream, ZFS_BEGIN_LEN).await?;
         let begin = parse_zfs_begin(&prefix)?;

@@ -205,7 +205,9 @@ impl MemorySource {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Creates an empty dataset (its parents need not exist) and returns its directory.
@@ -594,7 +596,8 @@ impl SnapshotSource for MemorySource {
                 *byte ^= 0x01;
             }
         }
-        let fail_after = match self.take_script(|script| matches!(script, Script::SendFails { .. })) {
+        let fail_after = match self.take_script(|script| matches!(script, Script::SendFails { .. }))
+        {
             Some(Script::SendFails { after_bytes }) => Some(after_bytes),
             _ => None,
         };
@@ -604,45 +607,47 @@ impl SnapshotSource for MemorySource {
         let started_at_kill = kills.load(Ordering::SeqCst);
         let bytes = Bytes::from(bytes);
         let chunk = self.chunk;
-        let stream = futures::stream::unfold(
-            (0usize, false),
-            move |(offset, done)| {
-                let bytes = bytes.clone();
-                let kills = kills.clone();
-                let command = command.clone();
-                async move {
-                    if done {
-                        return None;
-                    }
-                    let failed = |status: &str| {
-                        Error::CommandFailed {
-                            command: command.clone(),
-                            status: status.to_owned(),
-                            stderr: String::new(),
-                        }
-                    };
-                    if kills.load(Ordering::SeqCst) != started_at_kill {
-                        return Some((Err(failed("signal: 9 (SIGKILL)")), (offset, true)));
-                    }
-                    let limit = fail_after
-                        .map_or(bytes.len(), |after| usize::try_from(after).unwrap_or(usize::MAX).min(bytes.len()));
-                    if offset >= limit {
-                        if fail_after.is_some() {
-                            return Some((Err(failed("exit status: 1")), (offset, true)));
-                        }
-                        return None;
-                    }
-                    let end = (offset + chunk).min(limit);
-                    // Let other tasks run between chunks, as a pipe read would.
-                    tokio::task::yield_now().await;
-                    Some((Ok(bytes.slice(offset..end)), (end, false)))
+        let stream = futures::stream::unfold((0usize, false), move |(offset, done)| {
+            let bytes = bytes.clone();
+            let kills = kills.clone();
+            let command = command.clone();
+            async move {
+                if done {
+                    return None;
                 }
-            },
-        );
+                let failed = |status: &str| Error::CommandFailed {
+                    command: command.clone(),
+                    status: status.to_owned(),
+                    stderr: String::new(),
+                };
+                if kills.load(Ordering::SeqCst) != started_at_kill {
+                    return Some((Err(failed("signal: 9 (SIGKILL)")), (offset, true)));
+                }
+                let limit = fail_after.map_or(bytes.len(), |after| {
+                    usize::try_from(after)
+                        .unwrap_or(usize::MAX)
+                        .min(bytes.len())
+                });
+                if offset >= limit {
+                    if fail_after.is_some() {
+                        return Some((Err(failed("exit status: 1")), (offset, true)));
+                    }
+                    return None;
+                }
+                let end = (offset + chunk).min(limit);
+                // Let other tasks run between chunks, as a pipe read would.
+                tokio::task::yield_now().await;
+                Some((Ok(bytes.slice(offset..end)), (end, false)))
+            }
+        });
         Ok(SendStream::from_stream(stream))
     }
 
-    async fn receive(&self, target: &DatasetName, mut stream: ReceiveStream) -> Result<SnapshotInfo> {
+    async fn receive(
+        &self,
+        target: &DatasetName,
+        mut stream: ReceiveStream,
+    ) -> Result<SnapshotInfo> {
         self.check_tool()?;
         Self::check_dataset_name(target)?;
         let mut received = BytesMut::new();
@@ -706,7 +711,9 @@ impl SnapshotSource for MemorySource {
         }
         let mut tree = base_tree.clone();
         for path in &decoded.deleted {
-            tree.retain(|existing, _| existing != path && !existing.starts_with(&child_prefix(path)));
+            tree.retain(|existing, _| {
+                existing != path && !existing.starts_with(&child_prefix(path))
+            });
         }
         for (path, entry) in decoded.entries {
             tree.insert(path, entry);
@@ -760,7 +767,9 @@ impl SnapshotSource for MemorySource {
         let entry = state.dataset_mut(dataset)?;
         let protected = entry.snapshot(dataset, snapshot)?.clone();
         if self.bookmarks {
-            entry.bookmarks.retain(|bookmark| bookmark.name != *snapshot);
+            entry
+                .bookmarks
+                .retain(|bookmark| bookmark.name != *snapshot);
             entry.bookmarks.push(protected.clone());
             entry.bookmarks.sort_by_key(|bookmark| bookmark.txg);
             return Ok(Protection::Bookmark {
@@ -796,7 +805,10 @@ impl SnapshotSource for MemorySource {
                 tag,
             } => {
                 let entry = state.dataset_mut(dataset)?;
-                if !entry.holds.remove(&(snapshot.as_str().to_owned(), tag.clone())) {
+                if !entry
+                    .holds
+                    .remove(&(snapshot.as_str().to_owned(), tag.clone()))
+                {
                     return Err(Error::CommandFailed {
                         command: format!("release {tag} {dataset}@{snapshot}"),
                         status: "exit status: 1".to_owned(),
@@ -810,7 +822,9 @@ impl SnapshotSource for MemorySource {
             } => {
                 let entry = state.dataset_mut(dataset)?;
                 let before = entry.bookmarks.len();
-                entry.bookmarks.retain(|existing| existing.name != *bookmark);
+                entry
+                    .bookmarks
+                    .retain(|existing| existing.name != *bookmark);
                 if entry.bookmarks.len() == before {
                     return Err(Error::SnapshotNotFound {
                         dataset: dataset.to_string(),
@@ -962,7 +976,9 @@ fn decode_stream(bytes: Bytes) -> Result<Decoded> {
         detail: detail.to_owned(),
     };
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(invalid("it does not start with a memory-source stream header"));
+        return Err(invalid(
+            "it does not start with a memory-source stream header",
+        ));
     }
     if bytes.len() < MAGIC.len() + 16 + 32 {
         return Err(invalid("it ends before its header does (truncated)"));
@@ -1036,7 +1052,9 @@ fn decode_stream(bytes: Bytes) -> Result<Decoded> {
         return Err(invalid("its end record does not match its records"));
     }
     if ring::digest::digest(&ring::digest::SHA256, content).as_ref() != checksum {
-        return Err(invalid("its checksum does not match (altered or truncated)"));
+        return Err(invalid(
+            "its checksum does not match (altered or truncated)",
+        ));
     }
     Ok(Decoded {
         guid,

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use futures::StreamExt;
 use zib_snapshot_source::{
-    ReceiveStream, DatasetName, Error, Protection, SendBase, SendFlags, SendRequest, SendStream,
+    DatasetName, Error, Protection, ReceiveStream, SendBase, SendFlags, SendRequest, SendStream,
     SnapshotInfo, SnapshotName, SnapshotSource, ZFS_ALLOWED_CHARACTERS,
 };
 

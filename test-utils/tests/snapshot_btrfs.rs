@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use zib_snapshot_source::btrfs::BtrfsSource;
-use zib_snapshot_source::{SendStream, DatasetName, SendFlags, SnapshotInfo, SnapshotName, SnapshotSource};
+use zib_snapshot_source::{
+    DatasetName, SendFlags, SendStream, SnapshotInfo, SnapshotName, SnapshotSource,
+};
 use zib_test_utils::btrfs::BtrfsFs;
 use zib_test_utils::data::Names;
 use zib_test_utils::snapshot_conformance::{self as suite, ConformanceParams, SourceFixture};

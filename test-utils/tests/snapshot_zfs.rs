@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use zib_snapshot_source::zfs::ZfsSource;
-use zib_snapshot_source::{SendStream, DatasetName, SendFlags, SnapshotInfo, SnapshotName, SnapshotSource};
+use zib_snapshot_source::{
+    DatasetName, SendFlags, SendStream, SnapshotInfo, SnapshotName, SnapshotSource,
+};
 use zib_test_utils::data::Names;
 use zib_test_utils::snapshot_conformance::{self as suite, ConformanceParams, SourceFixture};
 use zib_test_utils::zfs::{run_checked, ZfsPool};

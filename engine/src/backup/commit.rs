@@ -48,7 +48,10 @@ pub(super) fn manifest_for(
 ///
 /// Storage errors; a `Precondition` failure means another manifest already exists under
 /// this backup id.
-pub(crate) async fn commit_manifest(repository: &Repository, manifest: &ManifestRecord) -> Result<()> {
+pub(crate) async fn commit_manifest(
+    repository: &Repository,
+    manifest: &ManifestRecord,
+) -> Result<()> {
     let role = ObjectRole::Manifest {
         dataset: manifest.dataset_id,
         backup: manifest.backup_id,

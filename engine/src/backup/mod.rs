@@ -42,7 +42,6 @@ use crate::upload::VolumeShape;
 #[cfg(test)]
 pub(crate) use self::commit::commit_manifest;
 
-
 /// Which snapshot to back up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum SnapshotChoice {
@@ -171,7 +170,8 @@ pub(crate) async fn back_up(
         run::Planned::Send(plan) => plan,
     };
     let file = run.start(&target, &plan).await?;
-    run.send_commit_and_protect(file, &target, *plan, false).await
+    run.send_commit_and_protect(file, &target, *plan, false)
+        .await
 }
 
 /// The value of the `zib:created` mark on snapshots zib creates for `repository`.

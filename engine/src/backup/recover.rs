@@ -5,7 +5,7 @@ use std::path::Path;
 
 use zib_snapshot_source::{SnapshotInfo, SnapshotSource, SourceKind};
 
-use super::{SnapshotChoice, prune::file_system_says_zib_created};
+use super::{prune::file_system_says_zib_created, SnapshotChoice};
 use crate::catalog::Catalog;
 use crate::clock::{unix_seconds, Clock};
 use crate::error::{Error, Result};
@@ -75,7 +75,8 @@ pub(super) fn resumable(journal: &Journal, found: &Found<'_>, asked: &SnapshotCh
         return Resumable::No("it was a backup of another file system".into());
     }
     let Some(target) = found.snapshots.iter().find(|snapshot| {
-        snapshot.name.as_str() == journal.target.name && snapshot.identity == journal.target.identity
+        snapshot.name.as_str() == journal.target.name
+            && snapshot.identity == journal.target.identity
     }) else {
         return Resumable::No(format!(
             "snapshot {} no longer exists with the same identity",
@@ -108,9 +109,13 @@ pub(super) fn resumable(journal: &Journal, found: &Found<'_>, asked: &SnapshotCh
                 "its base backup {base_backup} is no longer in the repository"
             ));
         }
-        let base_present = found.snapshots.iter().chain(found.bookmarks).any(|snapshot| {
-            snapshot.name.as_str() == base_snapshot_name && snapshot.identity == *base_identity
-        });
+        let base_present = found
+            .snapshots
+            .iter()
+            .chain(found.bookmarks)
+            .any(|snapshot| {
+                snapshot.name.as_str() == base_snapshot_name && snapshot.identity == *base_identity
+            });
         if !base_present {
             return Resumable::No(format!(
                 "its incremental base {base_snapshot_name} no longer exists"

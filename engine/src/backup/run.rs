@@ -83,7 +83,9 @@ impl<'a> BackupRun<'a> {
         progress: &'a dyn Progress,
     ) -> Result<Self> {
         let capabilities = source.capabilities(dataset).await?;
-        let files = repository.state().dataset(repository.id(), dataset.as_str());
+        let files = repository
+            .state()
+            .dataset(repository.id(), dataset.as_str());
         let lock = lock_dataset(&files.lock, dataset.as_str(), options.wait_for_lock).await?;
         progress.phase("reading the catalog");
         let catalog = read_catalog(repository).await?;
@@ -213,12 +215,15 @@ impl<'a> BackupRun<'a> {
         let request = match &journal.kind {
             BackupKind::Full => SendRequest::full(self.dataset.clone(), target.name.clone()),
             BackupKind::Incremental { base_identity, .. } => {
-                let (_, base) = self.find_base(base_identity)?.ok_or_else(|| {
-                    Error::SnapshotVanished {
-                        dataset: self.dataset.to_string(),
-                        snapshot: format!("base of the interrupted backup {}", journal.backup_id),
-                    }
-                })?;
+                let (_, base) =
+                    self.find_base(base_identity)?
+                        .ok_or_else(|| Error::SnapshotVanished {
+                            dataset: self.dataset.to_string(),
+                            snapshot: format!(
+                                "base of the interrupted backup {}",
+                                journal.backup_id
+                            ),
+                        })?;
                 SendRequest::incremental(self.dataset.clone(), base, target.name.clone())
             }
         }
@@ -272,9 +277,8 @@ impl<'a> BackupRun<'a> {
                 }),
             SnapshotChoice::Create => {
                 self.progress.phase("creating a snapshot");
-                let name = self.snapshot_name(&zib_snapshot_name(unix_seconds(
-                    self.repository.clock(),
-                )))?;
+                let name =
+                    self.snapshot_name(&zib_snapshot_name(unix_seconds(self.repository.clock())))?;
                 record_pending_snapshot(&self.files.pending, name.as_str()).await?;
                 let created = self
                     .source
@@ -347,12 +351,12 @@ impl<'a> BackupRun<'a> {
                             "the planner chose base backup {base_id}, which the catalog does not hold"
                         ))
                     })?;
-                let (base_local, base) =
-                    self.find_base(&base_manifest.snapshot_identity)?
-                        .ok_or_else(|| Error::SnapshotVanished {
-                            dataset: self.dataset.to_string(),
-                            snapshot: base_snapshot.0.clone(),
-                        })?;
+                let (base_local, base) = self
+                    .find_base(&base_manifest.snapshot_identity)?
+                    .ok_or_else(|| Error::SnapshotVanished {
+                        dataset: self.dataset.to_string(),
+                        snapshot: base_snapshot.0.clone(),
+                    })?;
                 if base_manifest.send_flags != SendFlagBits::from(self.options.send_flags) {
                     warnings.push(format!(
                         "the send flags changed since backup {base_id}; sending a full stream (an \
@@ -374,11 +378,7 @@ impl<'a> BackupRun<'a> {
                             base_snapshot_name: base_local.name.to_string(),
                             base_identity: base_manifest.snapshot_identity,
                         },
-                        SendRequest::incremental(
-                            self.dataset.clone(),
-                            base,
-                            target.name.clone(),
-                        ),
+                        SendRequest::incremental(self.dataset.clone(), base, target.name.clone()),
                         expected,
                     )
                 }
@@ -396,7 +396,11 @@ impl<'a> BackupRun<'a> {
 
     /// Phase 5: the journal of the new backup, written before any upload starts, so every
     /// upload is findable locally.
-    pub(super) async fn start(&self, target: &SnapshotInfo, plan: &SendPlan) -> Result<JournalFile> {
+    pub(super) async fn start(
+        &self,
+        target: &SnapshotInfo,
+        plan: &SendPlan,
+    ) -> Result<JournalFile> {
         let backup_id = BackupId::generate(&ring::rand::SystemRandom::new())?;
         let file = JournalFile::new(
             self.files.journal.clone(),
@@ -436,7 +440,9 @@ impl<'a> BackupRun<'a> {
             .await?;
         let mut warnings = plan.warnings;
         let earlier_backups = self.catalog.backups(plan.dataset_id);
-        let (protection, pruned) = self.after_commit(target, earlier_backups, &mut warnings).await;
+        let (protection, pruned) = self
+            .after_commit(target, earlier_backups, &mut warnings)
+            .await;
         Ok(BackupOutcome::Committed(Box::new(CommittedBackup {
             manifest,
             decision: plan.decision,
@@ -462,8 +468,14 @@ impl<'a> BackupRun<'a> {
         self.progress.phase("sending");
         let uploaded = loop {
             let stream = self.source.send(request).await?;
-            match upload_journalled(self.repository, stream, self.progress, expected_len, &mut recorder)
-                .await?
+            match upload_journalled(
+                self.repository,
+                stream,
+                self.progress,
+                expected_len,
+                &mut recorder,
+            )
+            .await?
             {
                 Attempt::Uploaded(uploaded) => break uploaded,
                 Attempt::StreamChanged { volume } => {
@@ -560,7 +572,9 @@ impl<'a> BackupRun<'a> {
             return Ok((None, None));
         }
         let full = SendRequest::full(self.dataset.clone(), target.name.clone());
-        let full_bytes = self.estimate(&full.with_flags(self.options.send_flags)).await;
+        let full_bytes = self
+            .estimate(&full.with_flags(self.options.send_flags))
+            .await;
         let mut incremental = None;
         if let PlannedBackup::Incremental { base_snapshot, .. } = plan {
             let base = self
@@ -569,14 +583,21 @@ impl<'a> BackupRun<'a> {
                 .chain(&self.bookmarks)
                 .find(|point| snapshot_id(&point.identity) == *base_snapshot)
                 .map(|point| point.identity);
-            if let Some((_, base)) = base.map(|identity| self.find_base(&identity)).transpose()?.flatten() {
+            if let Some((_, base)) = base
+                .map(|identity| self.find_base(&identity))
+                .transpose()?
+                .flatten()
+            {
                 let request =
                     SendRequest::incremental(self.dataset.clone(), base, target.name.clone())
                         .with_flags(self.options.send_flags);
-                incremental = self.estimate(&request).await.map(|bytes| IncrementalEstimate {
-                    base: base_snapshot.clone(),
-                    bytes,
-                });
+                incremental = self
+                    .estimate(&request)
+                    .await
+                    .map(|bytes| IncrementalEstimate {
+                        base: base_snapshot.clone(),
+                        bytes,
+                    });
             }
         }
         Ok((full_bytes, incremental))
@@ -599,7 +620,11 @@ impl<'a> BackupRun<'a> {
     /// The local snapshot — or, failing that, bookmark — with `identity`, and how to
     /// send from it.
     fn find_base(&self, identity: &SnapshotIdentity) -> Result<Option<(&SnapshotInfo, SendBase)>> {
-        if let Some(snapshot) = self.snapshots.iter().find(|snapshot| snapshot.identity == *identity) {
+        if let Some(snapshot) = self
+            .snapshots
+            .iter()
+            .find(|snapshot| snapshot.identity == *identity)
+        {
             return Ok(Some((
                 snapshot,
                 SendBase::Snapshot(self.snapshot_name(snapshot.name.as_str())?),

@@ -242,4 +242,3 @@ pub(crate) async fn read_catalog(repository: &Repository) -> Result<Catalog> {
     }
     Ok(catalog)
 }
-

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use zib_crypto::{open_record, seal_record, sealed_record_len, DataKey, RecordContext};
 
 use crate::error::{Error, Result};
-use crate::ids::RepositoryId;
 use crate::format::layout::ObjectRole;
+use crate::ids::RepositoryId;
 
 /// Metadata name of the format version.
 pub(crate) const FORMAT_NAME: &str = "zib-format";
@@ -202,8 +202,8 @@ pub(crate) fn open_sealed_metadata(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{BackupId, DatasetId};
     use crate::format::records::{BackupKind, ManifestRecord, SendFlagBits, VolumeRecord};
+    use crate::ids::{BackupId, DatasetId};
     use zib_snapshot_source::{SnapshotIdentity, SourceKind};
 
     fn repository() -> RepositoryId {

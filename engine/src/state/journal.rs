@@ -328,6 +328,78 @@ impl JournalFile {
     }
 }
 
+/// Saves a journal as large as a 1 TiB backup's gets near its end with the default
+/// shape (1,023 completed volumes and 16 parts of the volume in flight) `rounds` times
+/// in `dir`; returns its size in bytes and the time all the saves took. For the
+/// `journal_save` benchmark.
+///
+/// # Errors
+///
+/// [`Error::LocalState`] when `dir` cannot be written.
+#[cfg(feature = "internals")]
+pub async fn journal_save_benchmark(
+    dir: &Path,
+    rounds: u32,
+) -> Result<(usize, std::time::Duration)> {
+    let upload_id = "2~fXq8mZbXy0c3yYtq6sJbCq7rQ1Hqz5xY9wA1Lz3nV5mPQkR";
+    let mut volumes: Vec<JournalVolume> = (0..1023)
+        .map(|index| JournalVolume {
+            index,
+            upload_id: upload_id.into(),
+            salt: [7; SALT_LEN],
+            state: VolumeState::Completed {
+                plaintext_len: 1 << 30,
+                ciphertext_len: (1 << 30) + 262_202,
+                plaintext_sha256: [9; 32],
+                parts: 16,
+            },
+        })
+        .collect();
+    volumes.push(JournalVolume {
+        index: 1023,
+        upload_id: upload_id.into(),
+        salt: [7; SALT_LEN],
+        state: VolumeState::Uploading {
+            parts: (1..=16)
+                .map(|number| JournalPart {
+                    number,
+                    plaintext_start: u64::from(number - 1) << 26,
+                    plaintext_len: 1 << 26,
+                    plaintext_sha256: [3; 32],
+                    last: false,
+                    etag: Some("\"9b2cf535f27731c974343645a3985328\"".into()),
+                })
+                .collect(),
+        },
+    });
+    let journal = Journal {
+        repository_id: RepositoryId::from_bytes([1; 16]),
+        dataset_name: "tank/family photos".into(),
+        dataset_id: DatasetId::from_bytes([2; 16]),
+        backup_id: BackupId::from_bytes([3; 16]),
+        source: SourceKind::Zfs,
+        target: JournalSnapshot {
+            name: "zib-20270115T000000Z".into(),
+            identity: SnapshotIdentity::ZfsGuid(42),
+        },
+        snapshot_created_by_zib: true,
+        kind: BackupKind::Full,
+        send_flags: SendFlagBits(0),
+        shape: VolumeShape::default(),
+        volumes,
+    };
+    let bytes = encode_journal(&journal)?.len();
+    let file = JournalFile::new(dir.join("bench.journal"), journal);
+    file.save().await?;
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        file.save().await?;
+    }
+    let elapsed = start.elapsed();
+    file.remove().await?;
+    Ok((bytes, elapsed))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

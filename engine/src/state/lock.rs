@@ -32,7 +32,11 @@ pub(crate) struct DatasetLock {
 /// [`Error::Locked`] (without `wait`) when another run holds it, naming the dataset, the
 /// lock file and the holder's pid; [`Error::LocalState`] when the state directory or the
 /// lock file cannot be created.
-pub(crate) async fn lock_dataset(path: &Path, dataset_name: &str, wait: bool) -> Result<DatasetLock> {
+pub(crate) async fn lock_dataset(
+    path: &Path,
+    dataset_name: &str,
+    wait: bool,
+) -> Result<DatasetLock> {
     let dataset = dataset_name.to_owned();
     off_the_runtime(path, "take the dataset lock", move |path| {
         if wait {
@@ -118,12 +122,20 @@ mod tests {
     async fn a_second_lock_on_a_dataset_fails_and_names_the_holder() {
         let dir = tempfile::tempdir().unwrap();
         let repository = RepositoryId::from_bytes([9; ID_LEN]);
-        let held = lock_dataset(&lock_path(dir.path(), repository, "tank/photos"), "tank/photos", false)
-            .await
-            .unwrap();
-        let error = lock_dataset(&lock_path(dir.path(), repository, "tank/photos"), "tank/photos", false)
-            .await
-            .unwrap_err();
+        let held = lock_dataset(
+            &lock_path(dir.path(), repository, "tank/photos"),
+            "tank/photos",
+            false,
+        )
+        .await
+        .unwrap();
+        let error = lock_dataset(
+            &lock_path(dir.path(), repository, "tank/photos"),
+            "tank/photos",
+            false,
+        )
+        .await
+        .unwrap_err();
         match &error {
             Error::Locked {
                 dataset,
@@ -138,37 +150,54 @@ mod tests {
         }
         assert!(error.to_string().contains("tank/photos"), "{error}");
         // Another dataset, or the same name in another repository: not blocked.
-        lock_dataset(&lock_path(dir.path(), repository, "tank/music"), "tank/music", false)
-            .await
-            .unwrap();
         lock_dataset(
-            &lock_path(dir.path(), RepositoryId::from_bytes([8; ID_LEN]), "tank/photos"),
+            &lock_path(dir.path(), repository, "tank/music"),
+            "tank/music",
+            false,
+        )
+        .await
+        .unwrap();
+        lock_dataset(
+            &lock_path(
+                dir.path(),
+                RepositoryId::from_bytes([8; ID_LEN]),
+                "tank/photos",
+            ),
             "tank/photos",
             false,
         )
         .await
         .unwrap();
         drop(held);
-        lock_dataset(&lock_path(dir.path(), repository, "tank/photos"), "tank/photos", false)
-            .await
-            .unwrap();
+        lock_dataset(
+            &lock_path(dir.path(), repository, "tank/photos"),
+            "tank/photos",
+            false,
+        )
+        .await
+        .unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_waiting_lock_is_granted_when_the_holder_lets_go() {
         let dir = tempfile::tempdir().unwrap();
         let repository = RepositoryId::from_bytes([9; ID_LEN]);
-        let held = lock_dataset(&lock_path(dir.path(), repository, "tank/photos"), "tank/photos", false)
-            .await
-            .unwrap();
+        let held = lock_dataset(
+            &lock_path(dir.path(), repository, "tank/photos"),
+            "tank/photos",
+            false,
+        )
+        .await
+        .unwrap();
         let state = dir.path().to_owned();
-        let waiter =
-            tokio::spawn(
-                async move {
-                    lock_dataset(&lock_path(&state, repository, "tank/photos"), "tank/photos", true)
-                        .await
-                },
-            );
+        let waiter = tokio::spawn(async move {
+            lock_dataset(
+                &lock_path(&state, repository, "tank/photos"),
+                "tank/photos",
+                true,
+            )
+            .await
+        });
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         assert!(
             !waiter.is_finished(),

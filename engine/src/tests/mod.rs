@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod part_boundaries;
+mod pending_snapshot;
 mod pipeline_memory;
 mod resume_memory;
 mod resume_real;
@@ -148,7 +149,10 @@ where
     let parts_in_flight = journal.shape.parts_in_flight;
     let journal = match read_journal(journal_path).await? {
         Some(on_disk) => {
-            assert_eq!(on_disk.backup_id, journal.backup_id, "the test resumes its own backup");
+            assert_eq!(
+                on_disk.backup_id, journal.backup_id,
+                "the test resumes its own backup"
+            );
             on_disk
         }
         None => {

@@ -400,7 +400,12 @@ async fn a_failing_stream_commits_nothing() {
     let catalog = read_catalog(&repository).await.unwrap();
     assert!(catalog.datasets.is_empty(), "nothing is committed");
     // 9 MiB in 6 MiB volumes: volume 0 complete, volume 1's upload kept for a resume.
-    assert_eq!(catalog.leftovers.orphan_volumes.len(), 1, "{:?}", catalog.leftovers);
+    assert_eq!(
+        catalog.leftovers.orphan_volumes.len(),
+        1,
+        "{:?}",
+        catalog.leftovers
+    );
     assert_eq!(
         catalog.leftovers.incomplete_uploads.len(),
         1,

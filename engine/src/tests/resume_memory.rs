@@ -138,9 +138,13 @@ impl Setup {
 
     /// Takes the dataset's lock as a live run would.
     async fn hold_lock(&self) -> crate::state::lock::DatasetLock {
-        lock_dataset(&DatasetFiles::of_journal(&self.journal_path).lock, DATASET, false)
-            .await
-            .unwrap()
+        lock_dataset(
+            &DatasetFiles::of_journal(&self.journal_path).lock,
+            DATASET,
+            false,
+        )
+        .await
+        .unwrap()
     }
 
     /// Runs the upload through a backend that refuses the `nth` part upload; the run
@@ -318,7 +322,10 @@ async fn an_interrupted_upload_resumes_without_resending_confirmed_parts() {
     let (streamed, sent_bytes, skipped_bytes) = *progress.0.lock().unwrap();
     assert_eq!(streamed, STREAM_LEN as u64);
     assert_eq!(sent_bytes + skipped_bytes, uploaded.stored_len());
-    assert!(skipped_bytes > 0 && sent_bytes > 0, "{sent_bytes} {skipped_bytes}");
+    assert!(
+        skipped_bytes > 0 && sent_bytes > 0,
+        "{sent_bytes} {skipped_bytes}"
+    );
     // The salts are the journalled ones: the same ciphertext was produced again.
     for volume in &before.volumes {
         assert!(setup.has_salt(&before, volume.index, &volume.salt).await);

@@ -26,8 +26,7 @@ use zib_test_utils::proxy::{FaultProxy, ProxyFault, ProxyRule, ProxyTrigger};
 use zib_test_utils::zfs::ZfsPool;
 
 use super::{
-    backup_options, committed, fast_init, host, journal_path, location, s3_config_at,
-    s3_on_moto,
+    backup_options, committed, fast_init, host, journal_path, location, s3_config_at, s3_on_moto,
 };
 use crate::backup::{BackupOptions, BackupOutcome, SnapshotChoice};
 use crate::error::Error;
@@ -35,7 +34,9 @@ use crate::format::records::{BackupKind, SendFlagBits};
 use crate::ids::{BackupId, DatasetId};
 use crate::progress::NoProgress;
 use crate::repository::Repository;
-use crate::state::journal::{read_journal, Journal, JournalFile, JournalSnapshot, JournalVolume, VolumeState};
+use crate::state::journal::{
+    read_journal, Journal, JournalFile, JournalSnapshot, JournalVolume, VolumeState,
+};
 use crate::upload::VolumeShape;
 use crate::FakeClock;
 
@@ -64,7 +65,12 @@ fn options(snapshot: &str) -> BackupOptions {
 
 /// The repository at `backend` (prefix `prefix`), from a host keeping its state in
 /// `state`.
-async fn open(backend: Arc<dyn StorageBackend>, prefix: &str, state: &Path, clock: &FakeClock) -> Repository {
+async fn open(
+    backend: Arc<dyn StorageBackend>,
+    prefix: &str,
+    state: &Path,
+    clock: &FakeClock,
+) -> Repository {
     Repository::open(
         &location(backend, prefix),
         &Passphrase::new(PASSPHRASE.into()),
@@ -193,7 +199,11 @@ async fn kill_and_resume(stalled: u64) {
 
     let stderr = state.path().join("child.stderr");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "tests::resume_real::resume_child_process", "--nocapture"])
+        .args([
+            "--exact",
+            "tests::resume_real::resume_child_process",
+            "--nocapture",
+        ])
         .env(
             CHILD_JOB,
             format!(
@@ -252,13 +262,13 @@ async fn kill_and_resume(stalled: u64) {
     let repository = open(Arc::new(counting.clone()), "zib", state.path(), &clock).await;
     let source = ZfsSource::new();
     let backup = committed(
-        repository.backup(&source, &dataset, &options(SNAPSHOT), &NoProgress)
-        .await
-        .unwrap(),
+        repository
+            .backup(&source, &dataset, &options(SNAPSHOT), &NoProgress)
+            .await
+            .unwrap(),
     );
     assert_eq!(
-        backup.manifest.backup_id,
-        at_kill.backup_id,
+        backup.manifest.backup_id, at_kill.backup_id,
         "the same backup"
     );
     assert_eq!(backup.manifest.dataset_id, at_kill.dataset_id);
@@ -313,15 +323,15 @@ async fn kill_and_resume(stalled: u64) {
     let target = pool.dataset("restored");
     Arc::new(repository)
         .receive_chain(
-        &catalog,
-        backup.manifest.dataset_id,
-        backup.manifest.backup_id,
-        &source,
-        &target,
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+            &catalog,
+            backup.manifest.dataset_id,
+            backup.manifest.backup_id,
+            &source,
+            &target,
+            &NoProgress,
+        )
+        .await
+        .unwrap();
     assert_eq!(hash_tree(&pool.mountpoint(&target)).unwrap(), expected);
 }
 
@@ -452,9 +462,10 @@ async fn a_second_run_on_a_dataset_gets_the_lock_error_another_dataset_does_not(
         // The first run is sending: it holds the lock of `photos`.
         source.entered.notified().await;
         let started = Instant::now();
-        let error = repository.backup(&source, &photos, &options(SNAPSHOT), &NoProgress)
-        .await
-        .expect_err("a second run on the same dataset must not start");
+        let error = repository
+            .backup(&source, &photos, &options(SNAPSHOT), &NoProgress)
+            .await
+            .expect_err("a second run on the same dataset must not start");
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "it fails at once"
@@ -470,9 +481,10 @@ async fn a_second_run_on_a_dataset_gets_the_lock_error_another_dataset_does_not(
 
         // Another dataset is not blocked.
         let music_backup = committed(
-            repository.backup(&source, &music, &options(SNAPSHOT), &NoProgress)
-            .await
-            .unwrap(),
+            repository
+                .backup(&source, &music, &options(SNAPSHOT), &NoProgress)
+                .await
+                .unwrap(),
         );
         assert_eq!(music_backup.manifest.dataset_name, music.to_string());
 
@@ -481,12 +493,8 @@ async fn a_second_run_on_a_dataset_gets_the_lock_error_another_dataset_does_not(
             wait_for_lock: true,
             ..options(SNAPSHOT)
         };
-        let mut waiting = Box::pin(repository.backup(
-            &source,
-            &photos,
-            &waiting_options,
-            &NoProgress,
-        ));
+        let mut waiting =
+            Box::pin(repository.backup(&source, &photos, &waiting_options, &NoProgress));
         tokio::select! {
             outcome = &mut waiting => panic!("the waiting run must wait: {outcome:?}"),
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -524,9 +532,10 @@ async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
     std::fs::create_dir_all(journal_file.parent().unwrap()).unwrap();
     std::fs::write(&journal_file, b"ZIBJRNL\n\x01\0\0\0 not really").unwrap();
     let fresh = committed(
-        repository.backup(&source, &dataset, &options(SNAPSHOT), &NoProgress)
-        .await
-        .unwrap(),
+        repository
+            .backup(&source, &dataset, &options(SNAPSHOT), &NoProgress)
+            .await
+            .unwrap(),
     );
     let aside: Vec<PathBuf> = std::fs::read_dir(journal_file.parent().unwrap())
         .unwrap()
@@ -564,18 +573,27 @@ async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
     )
     .await;
     // An incremental on top of the first backup; its first part is refused.
-    let error = faulty.backup(&source, &dataset, &BackupOptions {
-            shape: VolumeShape {
-                volume_plaintext_len: 12 * MIB as u64,
-                part_len: 5 * MIB as u64,
-                parts_in_flight: 1,
+    let error = faulty
+        .backup(
+            &source,
+            &dataset,
+            &BackupOptions {
+                shape: VolumeShape {
+                    volume_plaintext_len: 12 * MIB as u64,
+                    part_len: 5 * MIB as u64,
+                    parts_in_flight: 1,
+                },
+                ..options("doomed")
             },
-            ..options("doomed")
-        }, &NoProgress)
-    .await
-    .expect_err("the injected fault stops the backup");
+            &NoProgress,
+        )
+        .await
+        .expect_err("the injected fault stops the backup");
     assert!(matches!(error, Error::Storage(_)), "{error}");
-    let interrupted = read_journal(&journal_file).await.unwrap().expect("journal kept");
+    let interrupted = read_journal(&journal_file)
+        .await
+        .unwrap()
+        .expect("journal kept");
     assert_ne!(interrupted.backup_id, fresh.manifest.backup_id);
     assert_eq!(
         repository
@@ -590,12 +608,18 @@ async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
     source.destroy_snapshot(&dataset, &doomed).await.unwrap();
 
     clock.advance(Duration::from_secs(60));
-    let replanned = repository.backup(&source, &dataset, &BackupOptions {
-            snapshot: SnapshotChoice::Create,
-            ..options(SNAPSHOT)
-        }, &NoProgress)
-    .await
-    .unwrap();
+    let replanned = repository
+        .backup(
+            &source,
+            &dataset,
+            &BackupOptions {
+                snapshot: SnapshotChoice::Create,
+                ..options(SNAPSHOT)
+            },
+            &NoProgress,
+        )
+        .await
+        .unwrap();
     let replanned = committed(replanned);
     assert_ne!(replanned.manifest.backup_id, interrupted.backup_id);
     let catalog = repository.catalog().await.unwrap();
@@ -645,9 +669,15 @@ async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
         .save()
         .await
         .unwrap();
-    let again = repository.backup(&source, &dataset, &options(&manifest.snapshot_name), &NoProgress)
-    .await
-    .unwrap();
+    let again = repository
+        .backup(
+            &source,
+            &dataset,
+            &options(&manifest.snapshot_name),
+            &NoProgress,
+        )
+        .await
+        .unwrap();
     assert!(matches!(again, BackupOutcome::UpToDate { .. }), "{again:?}");
     assert!(!journal_file.exists());
     assert_eq!(repository.catalog().await.unwrap(), catalog);
@@ -707,13 +737,22 @@ async fn an_unfinished_backup_is_not_dropped_for_another_snapshot_nor_blocks_whe
         parts_in_flight: 1,
         ..shape()
     };
-    faulty.backup(&source, &dataset, &BackupOptions {
-            shape: one_at_a_time,
-            ..options(SNAPSHOT)
-        }, &NoProgress)
-    .await
-    .expect_err("the injected fault stops the backup");
-    let interrupted = read_journal(&journal_file).await.unwrap().expect("journal kept");
+    faulty
+        .backup(
+            &source,
+            &dataset,
+            &BackupOptions {
+                shape: one_at_a_time,
+                ..options(SNAPSHOT)
+            },
+            &NoProgress,
+        )
+        .await
+        .expect_err("the injected fault stops the backup");
+    let interrupted = read_journal(&journal_file)
+        .await
+        .unwrap()
+        .expect("journal kept");
     let uploads = || async {
         repository
             .catalog()
@@ -726,9 +765,10 @@ async fn an_unfinished_backup_is_not_dropped_for_another_snapshot_nor_blocks_whe
     assert_eq!(uploads().await, 1);
 
     // Asking for another snapshot names the unfinished backup and keeps it.
-    let error = repository.backup(&source, &dataset, &options("later"), &NoProgress)
-    .await
-    .expect_err("an unfinished backup of another snapshot must not be dropped silently");
+    let error = repository
+        .backup(&source, &dataset, &options("later"), &NoProgress)
+        .await
+        .expect_err("an unfinished backup of another snapshot must not be dropped silently");
     assert!(matches!(error, Error::UnfinishedBackup { .. }), "{error}");
     let message = error.to_string();
     assert!(
@@ -762,9 +802,10 @@ async fn an_unfinished_backup_is_not_dropped_for_another_snapshot_nor_blocks_whe
     )
     .await;
     let fresh = committed(
-        denying.backup(&source, &dataset, &options("later"), &NoProgress)
-        .await
-        .unwrap(),
+        denying
+            .backup(&source, &dataset, &options("later"), &NoProgress)
+            .await
+            .unwrap(),
     );
     assert_ne!(fresh.manifest.backup_id, interrupted.backup_id);
     assert!(!journal_file.exists());
@@ -839,9 +880,10 @@ async fn a_journalled_incremental_whose_base_backup_is_gone_is_not_resumed() {
         .unwrap();
 
     let outcome = committed(
-        repository.backup(&source, &dataset, &options("later"), &NoProgress)
-        .await
-        .unwrap(),
+        repository
+            .backup(&source, &dataset, &options("later"), &NoProgress)
+            .await
+            .unwrap(),
     );
     // Planned afresh: a full, as the repository holds nothing to build on.
     assert_eq!(outcome.manifest.kind, BackupKind::Full);

@@ -118,7 +118,15 @@ where
     let target = recorder.target();
     target.shape.validate()?;
     recorder.source_failed = false;
-    let result = upload_volumes(repository, &target, stream, progress, expected_len, recorder).await;
+    let result = upload_volumes(
+        repository,
+        &target,
+        stream,
+        progress,
+        expected_len,
+        recorder,
+    )
+    .await;
     if let Ok(Attempt::Uploaded(uploaded)) = &result {
         confirm_stored(repository, recorder, uploaded).await?;
     }
@@ -299,7 +307,11 @@ async fn open_volume_sink<'r>(
     let backend = repository.backend();
     if let Some(previous) = recorder.previous(index) {
         match &previous.state {
-            VolumeState::Completed { ciphertext_len, parts, .. } => match backend.head(&key).await {
+            VolumeState::Completed {
+                ciphertext_len,
+                parts,
+                ..
+            } => match backend.head(&key).await {
                 Ok(meta) if meta.size == *ciphertext_len => {
                     if let Some(entry) = previous.completed_entry() {
                         return Ok(VolumeSink::Verify(VerifyVolume::new(entry, *parts)));
@@ -378,7 +390,9 @@ async fn open_volume_sink<'r>(
         metadata,
     };
     let upload = backend.create_multipart(&key, &options).await?;
-    recorder.start_volume(index, &upload, *salt.as_bytes()).await?;
+    recorder
+        .start_volume(index, &upload, *salt.as_bytes())
+        .await?;
     abort_strays(repository, &key, &upload).await;
     Ok(VolumeSink::Upload(VolumeUpload::new(
         repository, target, key, upload, index, &salt, None,
@@ -391,8 +405,16 @@ async fn open_volume_sink<'r>(
 /// killed before journalling it left behind. Each would be billed at S3 Standard rates
 /// until a lifecycle rule or an age-based clean-up removed it. Best effort: a stray
 /// left here is removed by the next clean-up, as its backup is then committed.
-async fn abort_strays(repository: &Repository, key: &zib_storage_backend::ObjectKey, ours: &UploadId) {
-    let uploads = match repository.backend().list_multipart_uploads(key.as_str()).await {
+async fn abort_strays(
+    repository: &Repository,
+    key: &zib_storage_backend::ObjectKey,
+    ours: &UploadId,
+) {
+    let uploads = match repository
+        .backend()
+        .list_multipart_uploads(key.as_str())
+        .await
+    {
         Ok(uploads) => uploads,
         Err(error) => {
             tracing::debug!(%key, %error, "could not list the uploads of a new volume");

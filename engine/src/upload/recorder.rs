@@ -126,7 +126,11 @@ impl Recorder {
     }
 
     /// Journals a part durably, before it is sent.
-    pub(super) async fn part_about_to_be_sent(&mut self, index: u32, part: JournalPart) -> Result<()> {
+    pub(super) async fn part_about_to_be_sent(
+        &mut self,
+        index: u32,
+        part: JournalPart,
+    ) -> Result<()> {
         if let Some(VolumeState::Uploading { parts }) =
             self.volume_mut(index).map(|volume| &mut volume.state)
         {
@@ -175,7 +179,12 @@ impl Recorder {
         self.save().await
     }
 
-    pub(super) fn report_stream(&mut self, end: u64, progress: &dyn Progress, expected: Option<u64>) {
+    pub(super) fn report_stream(
+        &mut self,
+        end: u64,
+        progress: &dyn Progress,
+        expected: Option<u64>,
+    ) {
         if end > self.stream_reported {
             progress.stream_bytes(end - self.stream_reported, expected);
             self.stream_reported = end;
@@ -219,7 +228,11 @@ impl Recorder {
 }
 
 /// Aborts a journalled volume's upload and deletes its object (either may be gone).
-async fn discard_volume(repository: &Repository, target: &Target, volume: &JournalVolume) -> Result<()> {
+async fn discard_volume(
+    repository: &Repository,
+    target: &Target,
+    volume: &JournalVolume,
+) -> Result<()> {
     let key = volume_key(repository, target, volume.index)?;
     if matches!(volume.state, VolumeState::Uploading { .. }) {
         match repository
@@ -237,7 +250,11 @@ async fn discard_volume(repository: &Repository, target: &Target, volume: &Journ
 }
 
 /// The key of volume `index` of the backup `target` names.
-pub(super) fn volume_key(repository: &Repository, target: &Target, index: u32) -> Result<ObjectKey> {
+pub(super) fn volume_key(
+    repository: &Repository,
+    target: &Target,
+    index: u32,
+) -> Result<ObjectKey> {
     repository.key(&ObjectRole::Volume {
         dataset: target.dataset,
         backup: target.backup,

@@ -86,4 +86,3 @@ impl VolumeShape {
         (first_segments * SEGMENT_LEN, segments * SEGMENT_LEN)
     }
 }
-

@@ -8,7 +8,9 @@ use bytes::{Bytes, BytesMut};
 use ring::digest::{Context, SHA256};
 use tokio::task::JoinSet;
 use zib_crypto::{VolumeEncryptor, VolumeIdentity, VolumeSalt};
-use zib_storage_backend::{CompletePrecondition, CompletedPart, ETag, ObjectKey, PartInfo, UploadId};
+use zib_storage_backend::{
+    CompletePrecondition, CompletedPart, ETag, ObjectKey, PartInfo, UploadId,
+};
 
 use super::parts::{PartFull, PartPlaintext, PlainPart};
 use super::recorder::Recorder;
@@ -68,7 +70,11 @@ impl VolumeSink<'_> {
 
     /// Finishes the volume: its last part sent and the upload completed, or the stored
     /// volume's hash compared (consumes the sink: nothing can be pushed after).
-    pub(super) async fn finish(self, recorder: &mut Recorder, progress: &dyn Progress) -> Result<Finished> {
+    pub(super) async fn finish(
+        self,
+        recorder: &mut Recorder,
+        progress: &dyn Progress,
+    ) -> Result<Finished> {
         match self {
             Self::Upload(upload) => upload.finish(recorder, progress).await,
             Self::Verify(verify) => {
@@ -214,7 +220,12 @@ impl<'r> VolumeUpload<'r> {
         }
     }
 
-    async fn push(&mut self, chunk: Bytes, recorder: &mut Recorder, progress: &dyn Progress) -> Result<()> {
+    async fn push(
+        &mut self,
+        chunk: Bytes,
+        recorder: &mut Recorder,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         self.hash.update(&chunk);
         self.plain.update(&chunk);
         self.plaintext_len += chunk.len() as u64;
@@ -342,13 +353,20 @@ impl<'r> VolumeUpload<'r> {
         let key = self.key.clone();
         let upload = self.upload.clone();
         self.in_flight.spawn(async move {
-            (number, backend.upload_part(&key, &upload, number, part).await)
+            (
+                number,
+                backend.upload_part(&key, &upload, number, part).await,
+            )
         });
         Ok(())
     }
 
     /// Waits for one part upload to finish and records it.
-    async fn wait_for_one(&mut self, recorder: &mut Recorder, progress: &dyn Progress) -> Result<()> {
+    async fn wait_for_one(
+        &mut self,
+        recorder: &mut Recorder,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         let Some(joined) = self.in_flight.join_next().await else {
             return Ok(());
         };
@@ -369,7 +387,11 @@ impl<'r> VolumeUpload<'r> {
         Ok(())
     }
 
-    async fn finish(mut self, recorder: &mut Recorder, progress: &dyn Progress) -> Result<Finished> {
+    async fn finish(
+        mut self,
+        recorder: &mut Recorder,
+        progress: &dyn Progress,
+    ) -> Result<Finished> {
         let Some(encryptor) = self.encryptor.take() else {
             return Err(Error::Internal(format!(
                 "volume {} was finished twice",

@@ -109,11 +109,8 @@ pub(crate) async fn local_dir_repository(passphrase: &str) -> LocalRepository {
     let dir = tempfile::tempdir().unwrap();
     let clock = FakeClock::new(std::time::SystemTime::now());
     let backend: Arc<dyn StorageBackend> = Arc::new(
-        zib_engine::storage::local_dir::LocalDirBackend::open(
-            dir.path(),
-            Arc::new(clock.clone()),
-        )
-        .unwrap(),
+        zib_engine::storage::local_dir::LocalDirBackend::open(dir.path(), Arc::new(clock.clone()))
+            .unwrap(),
     );
     let (repository, _) = Repository::init(
         &location(&backend, ""),

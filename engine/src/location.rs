@@ -108,10 +108,7 @@ impl Location {
             }
             Parsed::Directory(path) => {
                 let local = LocalDirBackend::open(path, options.clock.clone())?;
-                (
-                    Arc::new(Retrying::new(local, options.retry)),
-                    String::new(),
-                )
+                (Arc::new(Retrying::new(local, options.retry)), String::new())
             }
         };
         let mut location = Self::new(backend, &prefix)?;

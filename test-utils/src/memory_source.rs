@@ -104,6 +104,8 @@ struct State {
     next_dir: u64,
     scripts: VecDeque<Script>,
     sends: u64,
+    /// Calls per method of [`SnapshotSource`].
+    calls: BTreeMap<&'static str, u64>,
 }
 
 struct Dataset {
@@ -164,6 +166,7 @@ impl MemorySource {
                 next_dir: 0,
                 scripts: VecDeque::new(),
                 sends: 0,
+                calls: BTreeMap::new(),
             })),
             bookmarks: false,
             tool_missing: false,
@@ -318,9 +321,19 @@ impl MemorySource {
         self.state().scripts.push_back(script);
     }
 
-    /// Sends started so far (each stream, also estimates' internal ones excluded).
+    /// Send streams started so far (estimates are not counted).
     pub fn sends_started(&self) -> u64 {
         self.state().sends
+    }
+
+    /// How often the [`SnapshotSource`] method `method` (`"capabilities"`,
+    /// `"list_snapshots"`, `"estimate_send_size"`, ...) was called.
+    pub fn calls(&self, method: &str) -> u64 {
+        self.state().calls.get(method).copied().unwrap_or(0)
+    }
+
+    fn count(&self, method: &'static str) {
+        *self.state().calls.entry(method).or_default() += 1;
     }
 
     /// Makes every send stream started so far fail at its next chunk, as a `kill -9` of
@@ -458,6 +471,7 @@ impl SnapshotSource for MemorySource {
     }
 
     async fn capabilities(&self, dataset: &DatasetName) -> Result<Capabilities> {
+        self.count("capabilities");
         self.check_tool()?;
         Self::check_dataset_name(dataset)?;
         self.state().dataset(dataset)?;
@@ -472,6 +486,7 @@ impl SnapshotSource for MemorySource {
     }
 
     async fn list_snapshots(&self, dataset: &DatasetName) -> Result<Vec<SnapshotInfo>> {
+        self.count("list_snapshots");
         self.check_tool()?;
         Self::check_dataset_name(dataset)?;
         let state = self.state();
@@ -484,6 +499,7 @@ impl SnapshotSource for MemorySource {
     }
 
     async fn list_bookmarks(&self, dataset: &DatasetName) -> Result<Vec<SnapshotInfo>> {
+        self.count("list_bookmarks");
         self.check_tool()?;
         Self::check_dataset_name(dataset)?;
         let state = self.state();
@@ -505,6 +521,7 @@ impl SnapshotSource for MemorySource {
         snapshot: &SnapshotName,
         marker: Option<&str>,
     ) -> Result<SnapshotInfo> {
+        self.count("create_snapshot");
         self.check_tool()?;
         Self::check_dataset_name(dataset)?;
         snapshot.check_zfs()?;
@@ -544,6 +561,7 @@ impl SnapshotSource for MemorySource {
     }
 
     async fn destroy_snapshot(&self, dataset: &DatasetName, snapshot: &SnapshotName) -> Result<()> {
+        self.count("destroy_snapshot");
         self.check_tool()?;
         Self::check_dataset_name(dataset)?;
         snapshot.check_zfs()?;
@@ -573,10 +591,12 @@ impl SnapshotSource for MemorySource {
     }
 
     async fn estimate_send_size(&self, request: &SendRequest) -> Result<Option<u64>> {
+        self.count("estimate_send_size");
         Ok(Some(self.stream_bytes(request)?.len() as u64))
     }
 
     async fn send(&self, request: &SendRequest) -> Result<SendStream> {
+        self.count("send");
         if self
             .take_script(|script| *script == Script::SnapshotVanishesOnSend)
             .is_some()
@@ -648,6 +668,7 @@ impl SnapshotSource for MemorySource {
         target: &DatasetName,
         mut stream: ReceiveStream,
     ) -> Result<SnapshotInfo> {
+        self.count("receive");
         self.check_tool()?;
         Self::check_dataset_name(target)?;
         let mut received = BytesMut::new();
@@ -761,6 +782,7 @@ impl SnapshotSource for MemorySource {
     }
 
     async fn protect(&self, dataset: &DatasetName, snapshot: &SnapshotName) -> Result<Protection> {
+        self.count("protect");
         self.check_tool()?;
         Self::check_dataset_name(dataset)?;
         let mut state = self.state();
@@ -796,6 +818,7 @@ impl SnapshotSource for MemorySource {
     }
 
     async fn release(&self, protection: &Protection) -> Result<()> {
+        self.count("release");
         self.check_tool()?;
         let mut state = self.state();
         match protection {

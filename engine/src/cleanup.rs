@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime};
 use zib_storage_backend::ObjectKey;
 
 use crate::catalog::read_catalog;
+use crate::context::Repo;
 use crate::error::Result;
 use crate::format::layout::ObjectRole;
 use crate::ids::{BackupId, DatasetId, RepositoryId};
-use crate::repository::Repository;
 use crate::state::journal::{read_journal_blocking, VolumeState};
 use crate::state::lock::{lock_file, DatasetLock};
 use crate::state::{off_the_runtime, DatasetFiles, StateDir};
@@ -73,10 +73,7 @@ pub struct CleanupReport {
 ///
 /// Storage errors; what was removed before the error stays removed (each step is
 /// idempotent, so running again finishes the job).
-pub(crate) async fn clean_up(
-    repository: &Repository,
-    options: &CleanupOptions,
-) -> Result<CleanupReport> {
+pub(crate) async fn clean_up(repository: &Repo, options: &CleanupOptions) -> Result<CleanupReport> {
     // The listing first: an upload a run starts after it is not seen at all, and one it
     // started before is named by the journal read next.
     let catalog = read_catalog(repository).await?;

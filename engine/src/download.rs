@@ -20,10 +20,10 @@ use ring::digest::{Context, SHA256};
 use zib_crypto::{decrypt_stream, VolumeDecryptor, VolumeIdentity};
 use zib_storage_backend::{ByteRange, ObjectKey};
 
+use crate::context::Repo;
 use crate::error::{Error, Result};
 use crate::format::layout::ObjectRole;
 use crate::format::records::{volume_list_hash, ManifestRecord, VolumeListEntry};
-use crate::repository::Repository;
 
 /// Reads a committed backup's volumes back, decrypting and verifying them, as one
 /// plaintext stream.
@@ -33,7 +33,7 @@ use crate::repository::Repository;
 /// object, and the last chunk of a stream that fails the final checks is never yielded.
 /// The volumes must be readable (restored from the archive class).
 pub(crate) fn backup_stream(
-    repository: Arc<Repository>,
+    repository: Arc<Repo>,
     manifest: ManifestRecord,
 ) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
     let state = Reader {
@@ -73,7 +73,7 @@ struct CurrentVolume {
 }
 
 struct Reader {
-    repository: Arc<Repository>,
+    repository: Arc<Repo>,
     manifest: ManifestRecord,
     next_index: u32,
     current: Option<CurrentVolume>,
@@ -187,7 +187,7 @@ impl Reader {
 }
 
 async fn open_volume(
-    repository: &Repository,
+    repository: &Repo,
     manifest: &ManifestRecord,
     index: u32,
 ) -> Result<CurrentVolume> {

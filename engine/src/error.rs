@@ -125,7 +125,7 @@ pub enum Error {
     )]
     AccessDenied {
         /// The step of the access check (or of init/open) that was refused.
-        step: crate::access::AccessStep,
+        step: crate::access::report::AccessStep,
         /// The IAM action to allow, such as `s3:PutObject`.
         permission: &'static str,
         /// Where to allow it: "the bucket" or the objects under the repository prefix.

@@ -61,7 +61,6 @@
 //! let dataset_id = catalog.dataset_named("tank/photos").unwrap();
 //! let newest = catalog.backups(dataset_id).last().unwrap().manifest.backup_id;
 //!
-//! let repository = std::sync::Arc::new(repository);
 //! let target = DatasetName::zfs("tank/restored")?;
 //! let received = repository
 //!     .receive_chain(&catalog, dataset_id, newest, &source, &target, &NoProgress)
@@ -85,6 +84,7 @@ mod backup;
 mod catalog;
 mod cleanup;
 mod clock;
+mod context;
 mod download;
 mod error;
 mod format;

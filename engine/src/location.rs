@@ -20,6 +20,7 @@ use zib_storage_backend::s3::{S3Backend, S3Config};
 use zib_storage_backend::{Clock, StorageBackend, SystemClock};
 
 use crate::error::{Error, Result};
+use crate::format::layout::normalise_prefix;
 
 /// A repository's place: a storage backend and the prefix (possibly empty) under which
 /// every object of the repository lives.
@@ -174,24 +175,6 @@ fn parse_url(url: &str) -> Result<Parsed> {
     Ok(Parsed::Directory(PathBuf::from(url)))
 }
 
-/// `prefix` without leading or trailing slashes, plus one trailing slash (empty stays
-/// empty).
-pub(crate) fn normalise_prefix(prefix: &str) -> Result<String> {
-    let trimmed = prefix.trim_matches('/');
-    if trimmed.is_empty() {
-        return Ok(String::new());
-    }
-    if trimmed
-        .split('/')
-        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
-    {
-        return Err(Error::InvalidInput(format!(
-            "repository prefix {prefix:?} has an empty, '.' or '..' segment"
-        )));
-    }
-    Ok(format!("{trimmed}/"))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -248,15 +231,5 @@ mod tests {
                 "{url}: {error}"
             );
         }
-    }
-
-    #[test]
-    fn prefixes_are_normalised_once() {
-        assert_eq!(normalise_prefix("").unwrap(), "");
-        assert_eq!(normalise_prefix("/").unwrap(), "");
-        assert_eq!(normalise_prefix("a/b").unwrap(), "a/b/");
-        assert_eq!(normalise_prefix("/a/b/").unwrap(), "a/b/");
-        assert!(normalise_prefix("a//b").is_err());
-        assert!(normalise_prefix("a/./b").is_err());
     }
 }

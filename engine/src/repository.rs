@@ -18,11 +18,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use zib_crypto::{DataKey, KdfParams, Keyring, Passphrase};
+use zib_crypto::{KdfParams, Keyring, Passphrase};
 use zib_snapshot_source::{DatasetName, SnapshotInfo, SnapshotSource};
 use zib_storage_backend::{
-    ByteRange, Error as StorageError, ObjectKey, PutPrecondition, StorageBackend,
-    StorageBackendExt, StorageClass, WriteOptions,
+    ByteRange, Error as StorageError, PutPrecondition, StorageBackend, StorageBackendExt,
+    StorageClass, WriteOptions,
 };
 
 use crate::access::{
@@ -33,8 +33,9 @@ use crate::backup::{BackupOptions, BackupOutcome};
 use crate::catalog::Catalog;
 use crate::cleanup::{CleanupOptions, CleanupReport};
 use crate::clock::{unix_seconds, Clock, SystemClock};
+use crate::context::Repo;
 use crate::error::{Error, Result};
-use crate::format::layout::{keyring_archive_prefix, ObjectRole};
+use crate::format::layout::{keyring_archive_prefix, object_key, ObjectRole};
 use crate::format::metadata::{plain_metadata, REPOSITORY_NAME};
 use crate::ids::{BackupId, DatasetId, RepositoryId};
 use crate::location::Location;
@@ -97,25 +98,11 @@ impl Default for InitOptions {
 }
 
 /// An open repository: the location, the repository id, the unlocked data key, and the
-/// host it is used from. Every operation is a method.
+/// host it is used from. Every operation is a method; the handle is cheap to clone and
+/// may be used from many tasks at once.
+#[derive(Debug, Clone)]
 pub struct Repository {
-    backend: Arc<dyn StorageBackend>,
-    prefix: String,
-    id: RepositoryId,
-    data_key: DataKey,
-    archive_class: StorageClass,
-    clock: Arc<dyn Clock>,
-    state: StateDir,
-}
-
-impl std::fmt::Debug for Repository {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Repository")
-            .field("prefix", &self.prefix)
-            .field("id", &self.id)
-            .field("archive_class", &self.archive_class)
-            .finish_non_exhaustive()
-    }
+    context: Arc<Repo>,
 }
 
 /// What [`Repository::init`] did, for the caller to tell the user.
@@ -247,7 +234,7 @@ impl Repository {
             lifecycle,
         };
         Ok((
-            Self {
+            Self::from_context(Repo {
                 backend,
                 prefix,
                 id,
@@ -255,7 +242,7 @@ impl Repository {
                 archive_class: options.archive_class.clone(),
                 clock: host.clock,
                 state: StateDir::new(host.state_dir),
-            },
+            }),
             report,
         ))
     }
@@ -305,7 +292,7 @@ impl Repository {
             .map_err(|error| keyring_read_error(&prefix, error))?;
         let data_key = zib_crypto::open_keyring(&bytes, passphrase)?;
         let archive_class = archive_class_of(backend.as_ref(), &prefix).await?;
-        Ok(Self {
+        Ok(Self::from_context(Repo {
             backend,
             prefix,
             id,
@@ -313,7 +300,7 @@ impl Repository {
             archive_class,
             clock: host.clock,
             state: StateDir::new(host.state_dir),
-        })
+        }))
     }
 
     /// Re-wraps the data key under `new` (scrypt cost `kdf`, normally
@@ -336,31 +323,32 @@ impl Repository {
         new: &Passphrase,
         kdf: KdfParams,
     ) -> Result<PassphraseChange> {
-        let keyring_key = self.key(&ObjectRole::Keyring)?;
-        let current = self.backend.head(&keyring_key).await?;
-        let bytes = self
+        let context = &self.context;
+        let keyring_key = context.key(&ObjectRole::Keyring)?;
+        let current = context.backend.head(&keyring_key).await?;
+        let bytes = context
             .backend
             .get_bytes(&keyring_key, ByteRange::full())
             .await?;
         let rewrapped = zib_crypto::change_passphrase(&bytes, old, new, kdf)?;
         let archive_role = ObjectRole::KeyringArchive {
-            written_at: unix_seconds(self.clock.as_ref()),
+            written_at: unix_seconds(context.clock()),
         };
         put_small(
-            self.backend.as_ref(),
-            &self.prefix,
+            context.backend.as_ref(),
+            &context.prefix,
             &archive_role,
-            self.id,
+            context.id,
             Bytes::from(rewrapped.clone()),
-            self.archive_class.clone(),
+            context.archive_class.clone(),
             &PutPrecondition::IfAbsent,
         )
         .await?;
         put_small(
-            self.backend.as_ref(),
-            &self.prefix,
+            context.backend.as_ref(),
+            &context.prefix,
             &ObjectRole::Keyring,
-            self.id,
+            context.id,
             Bytes::from(rewrapped.clone()),
             StorageClass::Standard,
             &PutPrecondition::IfMatch(current.etag),
@@ -368,7 +356,7 @@ impl Repository {
         .await?;
         Ok(PassphraseChange {
             keyring: rewrapped,
-            keyring_archive_key: format!("{}{}", self.prefix, archive_role.key()),
+            keyring_archive_key: format!("{}{}", context.prefix, archive_role.key()),
         })
     }
 
@@ -383,8 +371,8 @@ impl Repository {
     /// storage errors as they come.
     pub async fn check_access(&self, write_probe: bool) -> Result<AccessReport> {
         check_access(
-            self.backend.as_ref(),
-            &self.prefix,
+            self.context.backend.as_ref(),
+            &self.context.prefix,
             &AccessCheckOptions {
                 write_probe,
                 read_keyring: true,
@@ -402,7 +390,7 @@ impl Repository {
     /// Storage errors; [`Error::Corrupt`] / [`Error::Crypto`] when a manifest's metadata
     /// does not decode or open (an altered or foreign object under `manifests/`).
     pub async fn catalog(&self) -> Result<Catalog> {
-        crate::catalog::read_catalog(self).await
+        crate::catalog::read_catalog(&self.context).await
     }
 
     /// Backs up one snapshot of `dataset` from `source`, or continues the backup of it
@@ -431,7 +419,7 @@ impl Repository {
         options: &BackupOptions,
         progress: &dyn Progress,
     ) -> Result<BackupOutcome> {
-        crate::backup::back_up(self, source, dataset, options, progress).await
+        crate::backup::back_up(&self.context, source, dataset, options, progress).await
     }
 
     /// Removes leftovers no committed backup needs (see [`CleanupOptions`]).
@@ -441,7 +429,7 @@ impl Repository {
     /// Storage errors; what was removed before the error stays removed (each step is
     /// idempotent, so running again finishes the job).
     pub async fn clean_up(&self, options: &CleanupOptions) -> Result<CleanupReport> {
-        crate::cleanup::clean_up(self, options).await
+        crate::cleanup::clean_up(&self.context, options).await
     }
 
     /// Receives the chain that restores `backup` of `dataset` (its full first, then each
@@ -453,7 +441,7 @@ impl Repository {
     ///
     /// See [`crate::restore`].
     pub async fn receive_chain(
-        self: &Arc<Self>,
+        &self,
         catalog: &Catalog,
         dataset: DatasetId,
         backup: BackupId,
@@ -462,7 +450,7 @@ impl Repository {
         progress: &dyn Progress,
     ) -> Result<Vec<SnapshotInfo>> {
         crate::restore::receive_readable_chain(
-            self.clone(),
+            self.context.clone(),
             catalog,
             dataset,
             backup,
@@ -475,38 +463,24 @@ impl Repository {
 
     /// The repository's id.
     pub fn id(&self) -> RepositoryId {
-        self.id
+        self.context.id
     }
 
-    /// The class volumes and manifests are written in.
+    /// The class volumes and manifests are written in (chosen at init).
     pub fn archive_class(&self) -> &StorageClass {
-        &self.archive_class
+        &self.context.archive_class
     }
 
-    pub(crate) fn backend(&self) -> &Arc<dyn StorageBackend> {
-        &self.backend
+    fn from_context(context: Repo) -> Self {
+        Self {
+            context: Arc::new(context),
+        }
     }
 
-    pub(crate) fn data_key(&self) -> &DataKey {
-        &self.data_key
-    }
-
-    pub(crate) fn clock(&self) -> &dyn Clock {
-        self.clock.as_ref()
-    }
-
-    pub(crate) fn state(&self) -> &StateDir {
-        &self.state
-    }
-
-    /// The backend key of the object with `role` in this repository.
-    pub(crate) fn key(&self, role: &ObjectRole) -> Result<ObjectKey> {
-        object_key(&self.prefix, role)
-    }
-
-    /// The backend prefix under which every object of the repository lives.
-    pub(crate) fn prefix(&self) -> &str {
-        &self.prefix
+    /// What the pipelines work with (the crate's own tests drive them directly).
+    #[cfg(test)]
+    pub(crate) fn context(&self) -> &Arc<Repo> {
+        &self.context
     }
 }
 
@@ -579,12 +553,4 @@ async fn put_small(
     };
     backend.put(&key, body, &options, precondition).await?;
     Ok(())
-}
-
-pub(crate) fn object_key(prefix: &str, role: &ObjectRole) -> Result<ObjectKey> {
-    let text = format!("{prefix}{}", role.key());
-    // The prefix was validated when the location was made and roles spell only ids and
-    // digits: a refusal here is a bug.
-    ObjectKey::new(text.clone())
-        .map_err(|error| Error::Internal(format!("object key {text:?}: {error}")))
 }

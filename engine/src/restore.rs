@@ -11,11 +11,11 @@ use futures::StreamExt;
 use zib_snapshot_source::{DatasetName, SnapshotInfo, SnapshotSource};
 
 use crate::catalog::Catalog;
+use crate::context::Repo;
 use crate::download::backup_stream;
 use crate::error::Result;
 use crate::ids::{BackupId, DatasetId};
 use crate::progress::Progress;
-use crate::repository::Repository;
 
 /// Receives the chain that restores `backup` (its full first, then each incremental)
 /// into `target`, verifying every volume, and returns the snapshots received.
@@ -29,7 +29,7 @@ use crate::repository::Repository;
 /// [`crate::Error::BrokenChain`]; storage errors (`NotRestored` when an object still
 /// needs a thaw); crypto errors; the source's receive errors.
 pub(crate) async fn receive_readable_chain(
-    repository: Arc<Repository>,
+    repository: Arc<Repo>,
     catalog: &Catalog,
     dataset: DatasetId,
     backup: BackupId,

@@ -16,7 +16,6 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // an example talks to its user
 
 use std::path::Path;
-use std::sync::Arc;
 
 use zib_engine::snapshot_source::zfs::ZfsSource;
 use zib_engine::storage::StorageClass;
@@ -82,7 +81,6 @@ async fn run(
         BackupOutcome::UpToDate { decision } => println!("up to date: {}", decision.reason),
     }
 
-    let repository = Arc::new(repository);
     let catalog = repository.catalog().await?;
     let Some(dataset_id) = catalog.dataset_named(dataset.as_str()) else {
         println!("no backup of {dataset} in {location}");

@@ -26,7 +26,6 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // an example talks to its user
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -312,15 +311,13 @@ mod tests {
         let location = Location::from_url(repository_dir.to_str().unwrap(), &Default::default())
             .await
             .unwrap();
-        let repository = Arc::new(
-            Repository::open(
-                &location,
-                &Passphrase::new("example passphrase".into()),
-                Host::new(&state),
-            )
-            .await
-            .unwrap(),
-        );
+        let repository = Repository::open(
+            &location,
+            &Passphrase::new("example passphrase".into()),
+            Host::new(&state),
+        )
+        .await
+        .unwrap();
         let catalog = repository.catalog().await.unwrap();
         let dataset_id = catalog.dataset_named("streams/files").unwrap();
         let backup = catalog.backups(dataset_id)[0].manifest.backup_id;

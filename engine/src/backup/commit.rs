@@ -2,11 +2,11 @@
 
 use zib_storage_backend::{PutPrecondition, WriteOptions};
 
+use crate::context::Repo;
 use crate::error::Result;
 use crate::format::layout::ObjectRole;
 use crate::format::metadata::{open_sealed_metadata, sealed_metadata, RECORD_NAME};
 use crate::format::records::{volume_list_hash, ManifestRecord};
-use crate::repository::Repository;
 use crate::state::journal::Journal;
 use crate::upload::UploadedStream;
 
@@ -48,10 +48,7 @@ pub(super) fn manifest_for(
 ///
 /// Storage errors; a `Precondition` failure means another manifest already exists under
 /// this backup id.
-pub(crate) async fn commit_manifest(
-    repository: &Repository,
-    manifest: &ManifestRecord,
-) -> Result<()> {
+pub(crate) async fn commit_manifest(repository: &Repo, manifest: &ManifestRecord) -> Result<()> {
     let role = ObjectRole::Manifest {
         dataset: manifest.dataset_id,
         backup: manifest.backup_id,

@@ -32,10 +32,10 @@ use zib_planner::{BackupDecision, Policy, PriceTable};
 use zib_snapshot_source::{DatasetName, Protection, SendFlags, SnapshotName, SnapshotSource};
 
 pub use self::prune::PruneReport;
+use crate::context::Repo;
 use crate::error::Result;
 use crate::format::records::ManifestRecord;
 use crate::progress::Progress;
-use crate::repository::Repository;
 use crate::upload::recorder::Transferred;
 use crate::upload::VolumeShape;
 
@@ -151,9 +151,9 @@ pub enum BackupOutcome {
 }
 
 /// Backs up one snapshot of `dataset` into `repository`, or continues the backup of it
-/// that an earlier run left unfinished (see [`Repository::backup`]).
+/// that an earlier run left unfinished (see [`Repo::backup`]).
 pub(crate) async fn back_up(
-    repository: &Repository,
+    repository: &Repo,
     source: &dyn SnapshotSource,
     dataset: &DatasetName,
     options: &BackupOptions,
@@ -175,7 +175,7 @@ pub(crate) async fn back_up(
 }
 
 /// The value of the `zib:created` mark on snapshots zib creates for `repository`.
-pub(crate) fn created_marker(repository: &Repository) -> String {
+pub(crate) fn created_marker(repository: &Repo) -> String {
     repository.id().to_string()
 }
 

@@ -20,11 +20,11 @@ use crate::catalog::planning::{
 };
 use crate::catalog::{read_catalog, Catalog, CatalogBackup};
 use crate::clock::unix_seconds;
+use crate::context::Repo;
 use crate::error::{Error, Result};
 use crate::format::records::{BackupKind, ManifestRecord, SendFlagBits};
 use crate::ids::{BackupId, DatasetId};
 use crate::progress::Progress;
-use crate::repository::Repository;
 use crate::state::journal::{Journal, JournalFile, JournalSnapshot};
 use crate::state::lock::{lock_dataset, DatasetLock};
 use crate::state::{clear_pending_snapshot, record_pending_snapshot, DatasetFiles};
@@ -37,7 +37,7 @@ const MAX_STREAM_RESTARTS: u32 = 3;
 /// A backup run and what it found: every fact about the source and the bucket is asked
 /// once, in [`gather`](Self::gather), and used by the later phases.
 pub(super) struct BackupRun<'a> {
-    repository: &'a Repository,
+    repository: &'a Repo,
     source: &'a dyn SnapshotSource,
     dataset: &'a DatasetName,
     options: &'a BackupOptions,
@@ -76,7 +76,7 @@ impl<'a> BackupRun<'a> {
     /// anything is written to the state directory), the dataset's lock, the catalog, the
     /// local snapshots and bookmarks.
     pub(super) async fn gather(
-        repository: &'a Repository,
+        repository: &'a Repo,
         source: &'a dyn SnapshotSource,
         dataset: &'a DatasetName,
         options: &'a BackupOptions,

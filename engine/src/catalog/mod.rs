@@ -13,12 +13,12 @@ use std::time::SystemTime;
 use futures::{StreamExt, TryStreamExt};
 use zib_storage_backend::{ObjectKey, StorageBackendExt, UploadId};
 
+use crate::context::Repo;
 use crate::error::{Error, Result};
 use crate::format::layout::{manifests_prefix, volumes_prefix, ObjectRole};
 use crate::format::metadata::open_sealed_metadata;
 use crate::format::records::{BackupKind, ManifestRecord};
 use crate::ids::{BackupId, DatasetId};
-use crate::repository::Repository;
 
 /// Manifest HEADs in flight at once while the catalog is read: enough to hide a
 /// round trip of latency behind the others, few enough not to be throttled.
@@ -137,7 +137,7 @@ impl Catalog {
 ///
 /// Storage errors; [`Error::Corrupt`] / [`Error::Crypto`] when a manifest's metadata
 /// does not decode or open (an altered or foreign object under `manifests/`).
-pub(crate) async fn read_catalog(repository: &Repository) -> Result<Catalog> {
+pub(crate) async fn read_catalog(repository: &Repo) -> Result<Catalog> {
     let backend = repository.backend();
     let prefix = repository.prefix();
 

@@ -18,6 +18,9 @@
 //! only (one LIST page per 1,000 backups) however many volumes the backups have.
 
 use zib_planner::{CivilDate, DAY_SECS};
+use zib_storage_backend::ObjectKey;
+
+use crate::error::{Error, Result};
 
 use crate::ids::{BackupId, DatasetId};
 
@@ -212,6 +215,40 @@ fn parse_compact_utc(text: &str) -> Option<i64> {
     Some(days * DAY_SECS + hour * 3600 + minute * 60 + second)
 }
 
+/// The backend key of the object with `role` in the repository under `prefix` (a
+/// prefix made by [`normalise_prefix`]): the prefix, then the role's relative key —
+/// plain concatenation, as docs/FORMAT.md says.
+///
+/// # Errors
+///
+/// [`Error::Internal`] if the backend's key rules refuse it: the prefix was validated
+/// and roles spell only ids and digits, so a refusal is a bug.
+pub(crate) fn object_key(prefix: &str, role: &ObjectRole) -> Result<ObjectKey> {
+    let text = format!("{prefix}{}", role.key());
+    // The prefix was validated when the location was made and roles spell only ids and
+    // digits: a refusal here is a bug.
+    ObjectKey::new(text.clone())
+        .map_err(|error| Error::Internal(format!("object key {text:?}: {error}")))
+}
+
+/// `prefix` without leading or trailing slashes, plus one trailing slash (empty stays
+/// empty).
+pub(crate) fn normalise_prefix(prefix: &str) -> Result<String> {
+    let trimmed = prefix.trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    if trimmed
+        .split('/')
+        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+    {
+        return Err(Error::InvalidInput(format!(
+            "repository prefix {prefix:?} has an empty, '.' or '..' segment"
+        )));
+    }
+    Ok(format!("{trimmed}/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +382,15 @@ mod tests {
         assert_eq!(compact_utc(0), "19700101T000000Z");
         assert_eq!(compact_utc(1_795_913_045), "20261129T004405Z");
         assert_eq!(compact_utc(951_782_400), "20000229T000000Z");
+    }
+
+    #[test]
+    fn prefixes_are_normalised_once() {
+        assert_eq!(normalise_prefix("").unwrap(), "");
+        assert_eq!(normalise_prefix("/").unwrap(), "");
+        assert_eq!(normalise_prefix("a/b").unwrap(), "a/b/");
+        assert_eq!(normalise_prefix("/a/b/").unwrap(), "a/b/");
+        assert!(normalise_prefix("a//b").is_err());
+        assert!(normalise_prefix("a/./b").is_err());
     }
 }

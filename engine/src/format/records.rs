@@ -182,11 +182,11 @@ impl ManifestRecord {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] when a name is longer than 65,535 bytes or the send
-    /// flags use reserved bits.
+    /// [`Error::InvalidInput`] when a name is longer than 65,535 bytes;
+    /// [`Error::Internal`] when the send flags use reserved bits (zib never sets them).
     pub fn encode(&self) -> Result<Vec<u8>> {
         if self.send_flags.0 & !SendFlagBits::KNOWN != 0 {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::Internal(format!(
                 "send flags {:#x} use bits format v1 does not define",
                 self.send_flags.0
             )));
@@ -572,7 +572,7 @@ mod tests {
             send_flags: SendFlagBits(1 << 7),
             ..full_manifest()
         };
-        assert!(matches!(record.encode(), Err(Error::InvalidInput(_))));
+        assert!(matches!(record.encode(), Err(Error::Internal(_))));
     }
 
     #[test]

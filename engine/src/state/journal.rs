@@ -42,7 +42,7 @@ use super::{off_the_runtime, read_if_exists, remove_durably, write_durably};
 use crate::error::{Error, Result};
 use crate::format::records::{BackupKind, SendFlagBits, VolumeListEntry};
 use crate::ids::{BackupId, DatasetId, RepositoryId};
-use crate::upload::VolumeShape;
+use crate::upload::shape::VolumeShape;
 
 /// The first bytes of every journal file.
 const JOURNAL_MAGIC: [u8; 8] = *b"ZIBJRNL\n";

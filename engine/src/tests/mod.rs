@@ -22,11 +22,12 @@ use zib_storage_backend::{StorageBackend, StorageClass};
 use zib_test_utils::moto::MotoServer;
 
 use crate::backup::{BackupOptions, BackupOutcome, CommittedBackup};
+use crate::context::Repo;
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, DatasetId};
 use crate::location::Location;
 use crate::progress::Progress;
-use crate::repository::{Host, InitOptions, Repository};
+use crate::repository::{Host, InitOptions};
 use crate::state::journal::{read_journal, Journal, JournalFile, JournalSnapshot};
 use crate::state::lock::lock_dataset;
 use crate::state::{DatasetFiles, StateDir};
@@ -104,14 +105,18 @@ pub(crate) fn committed(outcome: BackupOutcome) -> CommittedBackup {
 }
 
 /// Where the journal of `dataset`'s backups into `repository` lives under `state_dir`.
-pub(crate) fn journal_path(state_dir: &Path, repository: &Repository, dataset: &str) -> PathBuf {
+pub(crate) fn journal_path(
+    state_dir: &Path,
+    repository: crate::ids::RepositoryId,
+    dataset: &str,
+) -> PathBuf {
     StateDir::new(state_dir)
-        .dataset(repository.id(), dataset)
+        .dataset(repository, dataset)
         .journal
 }
 
 /// A new full backup's journal for `dataset`, with nothing uploaded yet.
-pub(crate) fn new_journal(repository: &Repository, dataset: &str, shape: VolumeShape) -> Journal {
+pub(crate) fn new_journal(repository: &Repo, dataset: &str, shape: VolumeShape) -> Journal {
     let random = ring::rand::SystemRandom::new();
     Journal {
         repository_id: repository.id(),
@@ -135,7 +140,7 @@ pub(crate) fn new_journal(repository: &Repository, dataset: &str, shape: VolumeS
 /// `journal_path` decides (as in a backup run: a journal on disk is resumed, and
 /// `journal` only starts a new one), under the dataset's lock.
 pub(crate) async fn upload_resumable<S>(
-    repository: &Repository,
+    repository: &Repo,
     journal_path: &Path,
     journal: Journal,
     stream: S,
@@ -171,7 +176,7 @@ where
 /// Uploads `stream` as backup `backup` of `dataset` (a throwaway journal), returning
 /// what the manifest would record; the caller commits.
 pub(crate) async fn upload_stream<S>(
-    repository: &Repository,
+    repository: &Repo,
     dataset: DatasetId,
     backup: BackupId,
     stream: S,
@@ -187,7 +192,7 @@ where
         backup_id: backup,
         ..new_journal(repository, "tank/photos", *shape)
     };
-    let path = journal_path(state.path(), repository, "tank/photos");
+    let path = journal_path(state.path(), repository.id(), "tank/photos");
     match upload_resumable(repository, &path, journal, stream, progress).await? {
         Attempt::Uploaded(uploaded) => Ok(uploaded),
         Attempt::StreamChanged { .. } => panic!("a new backup cannot see a changed stream"),

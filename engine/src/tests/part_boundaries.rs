@@ -158,6 +158,7 @@ async fn check_parts(len: usize, chunk: usize, shared: bool) {
     )
     .await
     .unwrap();
+    let repository = repository.context().clone();
     let shape = VolumeShape {
         volume_plaintext_len: 12 * MIB as u64,
         part_len: 5 * MIB as u64,

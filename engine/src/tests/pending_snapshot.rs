@@ -64,7 +64,7 @@ async fn a_snapshot_left_by_a_run_killed_before_its_journal_is_removed() {
         .create_snapshot(
             &dataset,
             &SnapshotName::zfs("zib-20261129T010000Z").unwrap(),
-            Some(&created_marker(&repository)),
+            Some(&created_marker(repository.context())),
         )
         .await
         .unwrap();

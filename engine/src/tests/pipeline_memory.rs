@@ -20,6 +20,7 @@ use super::{fast_init, host, location, upload_stream};
 use crate::backup::commit_manifest;
 use crate::catalog::read_catalog;
 use crate::cleanup::{clean_up, CleanupOptions};
+use crate::context::Repo;
 use crate::download::backup_stream;
 use crate::error::Error;
 use crate::format::layout::ObjectRole;
@@ -100,16 +101,17 @@ async fn open(
     backend: Arc<dyn StorageBackend>,
     prefix: &str,
     passphrase: &str,
-) -> crate::Result<Repository> {
+) -> crate::Result<Arc<Repo>> {
     Repository::open(
         &location(backend, prefix),
         &Passphrase::new(passphrase.into()),
         host(state_dir(), &clock()),
     )
     .await
+    .map(|repository| repository.context().clone())
 }
 
-async fn new_repository() -> (Arc<MemoryBackend>, Arc<FakeClock>, Arc<Repository>) {
+async fn new_repository() -> (Arc<MemoryBackend>, Arc<FakeClock>, Arc<Repo>) {
     let clock = clock();
     let backend = Arc::new(MemoryBackend::new(MemoryConfig::default(), clock.clone()));
     let (repository, report) = Repository::init(
@@ -121,7 +123,7 @@ async fn new_repository() -> (Arc<MemoryBackend>, Arc<FakeClock>, Arc<Repository
     .await
     .unwrap();
     assert_eq!(report.keyring.len(), zib_crypto::KEYRING_LEN);
-    (backend, clock, Arc::new(repository))
+    (backend, clock, repository.context().clone())
 }
 
 fn shape() -> VolumeShape {

@@ -19,6 +19,7 @@ use zib_storage_backend::{ByteRange, Operation, StorageBackend, StorageBackendEx
 use super::{host, journal_path, location, new_journal, upload_resumable};
 use crate::backup::commit_manifest;
 use crate::cleanup::{clean_up, CleanupOptions};
+use crate::context::Repo;
 use crate::download::backup_stream;
 use crate::error::Error;
 use crate::format::layout::ObjectRole;
@@ -69,7 +70,7 @@ fn chunked(bytes: &[u8]) -> impl futures::Stream<Item = Result<Bytes, Error>> + 
 struct Setup {
     clock: Arc<FakeClock>,
     backend: Arc<MemoryBackend>,
-    repository: Repository,
+    repository: Arc<Repo>,
     state: tempfile::TempDir,
     journal_path: PathBuf,
     journal: Journal,
@@ -94,7 +95,8 @@ async fn setup() -> Setup {
     )
     .await
     .unwrap();
-    let journal_path = journal_path(state.path(), &repository, DATASET);
+    let repository = repository.context().clone();
+    let journal_path = journal_path(state.path(), repository.id(), DATASET);
     let journal = new_journal(&repository, DATASET, shape());
     Setup {
         clock,
@@ -108,7 +110,7 @@ async fn setup() -> Setup {
 
 impl Setup {
     /// The same repository through another backend stack (same objects).
-    async fn through(&self, backend: Arc<dyn StorageBackend>) -> Repository {
+    async fn through(&self, backend: Arc<dyn StorageBackend>) -> Arc<Repo> {
         Repository::open(
             &location(backend, "family"),
             &Passphrase::new(PASSPHRASE.into()),
@@ -116,10 +118,12 @@ impl Setup {
         )
         .await
         .unwrap()
+        .context()
+        .clone()
     }
 
     /// The same repository seen from another host: none of this host's journals.
-    async fn elsewhere(&self, state: &std::path::Path) -> Repository {
+    async fn elsewhere(&self, state: &std::path::Path) -> Arc<Repo> {
         Repository::open(
             &location(self.backend.clone(), "family"),
             &Passphrase::new(PASSPHRASE.into()),
@@ -127,6 +131,8 @@ impl Setup {
         )
         .await
         .unwrap()
+        .context()
+        .clone()
     }
 
     async fn journal_on_disk(&self) -> Journal {
@@ -202,11 +208,10 @@ impl Setup {
             volume_list_sha256: volume_list_hash(&uploaded.volumes),
         };
         commit_manifest(&self.repository, &manifest).await.unwrap();
-        let read: Vec<Bytes> =
-            backup_stream(Arc::new(self.through(self.backend.clone()).await), manifest)
-                .try_collect()
-                .await
-                .unwrap();
+        let read: Vec<Bytes> = backup_stream(self.through(self.backend.clone()).await, manifest)
+            .try_collect()
+            .await
+            .unwrap();
         assert!(read.concat() == expected, "the stored stream differs");
         assert!(
             self.backend
@@ -583,7 +588,7 @@ async fn clean_up_aborts_a_dead_runs_young_upload_and_keeps_a_live_ones() {
 }
 
 /// Runs `upload_resumable` with the journal's header (no volumes) to the end.
-async fn resumed(setup: &Setup, repository: &Repository, bytes: &[u8]) -> UploadedStream {
+async fn resumed(setup: &Setup, repository: &Repo, bytes: &[u8]) -> UploadedStream {
     match upload_resumable(
         repository,
         &setup.journal_path,
@@ -744,7 +749,7 @@ async fn clean_up_keeps_a_backups_old_volumes_while_it_has_a_young_upload() {
     // another host, where no journal says the run is dead).
     let other_state = tempfile::tempdir().unwrap();
     let report = clean_up(
-        &setup.elsewhere(other_state.path()).await,
+        &*setup.elsewhere(other_state.path()).await,
         &CleanupOptions::default(),
     )
     .await
@@ -761,7 +766,7 @@ async fn clean_up_keeps_a_backups_old_volumes_while_it_has_a_young_upload() {
     abandoned.interrupted(&bytes, fail_part(5)).await;
     abandoned.clock.advance(Duration::from_secs(8 * 24 * 3600));
     let report = clean_up(
-        &abandoned.elsewhere(other_state.path()).await,
+        &*abandoned.elsewhere(other_state.path()).await,
         &CleanupOptions::default(),
     )
     .await

@@ -195,7 +195,7 @@ async fn kill_and_resume(stalled: u64) {
     )
     .await
     .unwrap();
-    let journal_file = journal_path(state.path(), &repository, dataset.as_str());
+    let journal_file = journal_path(state.path(), repository.id(), dataset.as_str());
 
     let stderr = state.path().join("child.stderr");
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -525,7 +525,7 @@ async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
     let clock = FakeClock::new(SystemTime::now());
     let state = tempfile::tempdir().unwrap();
     let (backend, repository) = local_repository(repository_dir.path(), state.path(), &clock).await;
-    let journal_file = journal_path(state.path(), &repository, dataset.as_str());
+    let journal_file = journal_path(state.path(), repository.id(), dataset.as_str());
     let source = ZfsSource::new();
 
     // A corrupt journal: reported, moved aside, and the backup planned afresh.
@@ -719,7 +719,7 @@ async fn an_unfinished_backup_is_not_dropped_for_another_snapshot_nor_blocks_whe
     let clock = FakeClock::new(SystemTime::now());
     let state = tempfile::tempdir().unwrap();
     let (backend, repository) = local_repository(repository_dir.path(), state.path(), &clock).await;
-    let journal_file = journal_path(state.path(), &repository, dataset.as_str());
+    let journal_file = journal_path(state.path(), repository.id(), dataset.as_str());
 
     // A backup of the first snapshot stops at its second part.
     let faulty = through_faults(
@@ -852,7 +852,7 @@ async fn a_journalled_incremental_whose_base_backup_is_gone_is_not_resumed() {
     let clock = FakeClock::new(SystemTime::now());
     let state = tempfile::tempdir().unwrap();
     let (_, repository) = local_repository(repository_dir.path(), state.path(), &clock).await;
-    let journal_file = journal_path(state.path(), &repository, dataset.as_str());
+    let journal_file = journal_path(state.path(), repository.id(), dataset.as_str());
     // An incremental on top of a backup the repository does not hold (deleted since).
     let journal = Journal {
         repository_id: repository.id(),

@@ -21,7 +21,7 @@
 
 mod parts;
 pub(crate) mod recorder;
-mod shape;
+pub(crate) mod shape;
 mod volume;
 
 use std::collections::HashMap;
@@ -36,13 +36,13 @@ pub use shape::VolumeShape;
 
 use self::recorder::{volume_key, Recorder};
 use self::volume::{Finished, Resume, VerifyVolume, VolumeSink, VolumeUpload};
+use crate::context::Repo;
 use crate::error::{Error, Result};
 use crate::format::layout::{ObjectRole, MAX_VOLUME_INDEX};
 use crate::format::metadata::sealed_metadata;
 use crate::format::records::{VolumeListEntry, VolumeRecord};
 use crate::ids::{BackupId, DatasetId};
 use crate::progress::Progress;
-use crate::repository::Repository;
 use crate::state::journal::VolumeState;
 
 /// Where a stream goes: the backup's ids and this run's shape (the journal's volume and
@@ -105,7 +105,7 @@ pub(crate) enum Attempt {
 /// The stream's error, the storage error that stopped the upload, journal write errors,
 /// [`Error::VolumeMissing`] when a volume is gone from the bucket once all are uploaded.
 pub(crate) async fn upload_journalled<S, E>(
-    repository: &Repository,
+    repository: &Repo,
     stream: S,
     progress: &dyn Progress,
     expected_len: Option<u64>,
@@ -148,7 +148,7 @@ where
 /// uploads them again under fresh salts, and the backup fails: a manifest naming a
 /// missing volume would only be found out at restore.
 async fn confirm_stored(
-    repository: &Repository,
+    repository: &Repo,
     recorder: &mut Recorder,
     uploaded: &UploadedStream,
 ) -> Result<()> {
@@ -196,7 +196,7 @@ where
 
 /// One pass over the stream, volume by volume.
 async fn upload_volumes<S, E>(
-    repository: &Repository,
+    repository: &Repo,
     target: &Target,
     mut stream: S,
     progress: &dyn Progress,
@@ -297,7 +297,7 @@ where
 /// Opens volume `index`: resumes the journalled upload, verifies a journalled completed
 /// volume, or starts a fresh upload with a fresh salt.
 async fn open_volume_sink<'r>(
-    repository: &'r Repository,
+    repository: &'r Repo,
     target: &Target,
     index: u32,
     stream_offset: u64,
@@ -405,11 +405,7 @@ async fn open_volume_sink<'r>(
 /// killed before journalling it left behind. Each would be billed at S3 Standard rates
 /// until a lifecycle rule or an age-based clean-up removed it. Best effort: a stray
 /// left here is removed by the next clean-up, as its backup is then committed.
-async fn abort_strays(
-    repository: &Repository,
-    key: &zib_storage_backend::ObjectKey,
-    ours: &UploadId,
-) {
+async fn abort_strays(repository: &Repo, key: &zib_storage_backend::ObjectKey, ours: &UploadId) {
     let uploads = match repository
         .backend()
         .list_multipart_uploads(key.as_str())

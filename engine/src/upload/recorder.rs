@@ -5,10 +5,10 @@
 use zib_storage_backend::{ObjectKey, UploadId};
 
 use super::Target;
+use crate::context::Repo;
 use crate::error::{Error, Result};
 use crate::format::layout::ObjectRole;
 use crate::progress::Progress;
-use crate::repository::Repository;
 use crate::state::journal::{JournalFile, JournalPart, JournalVolume, VolumeState};
 
 /// What this run transferred, for the backup's report.
@@ -194,7 +194,7 @@ impl Recorder {
     /// Discards journalled volumes from `index` on: aborts their uploads, deletes their
     /// objects, and journals that they are gone — before anything new is sent for them,
     /// so an old salt's ciphertext never sits next to a new plaintext's.
-    pub(super) async fn discard_from(&mut self, repository: &Repository, index: u32) -> Result<()> {
+    pub(super) async fn discard_from(&mut self, repository: &Repo, index: u32) -> Result<()> {
         let target = self.target();
         let start = usize::try_from(index).unwrap_or(usize::MAX);
         let discarded: Vec<JournalVolume> = self
@@ -218,7 +218,7 @@ impl Recorder {
     /// # Errors
     ///
     /// Storage errors (the journal then stays, so a later run can try again).
-    pub(crate) async fn abandon(&mut self, repository: &Repository) -> Result<()> {
+    pub(crate) async fn abandon(&mut self, repository: &Repo) -> Result<()> {
         let target = self.target();
         for volume in self.file.journal().volumes.clone() {
             discard_volume(repository, &target, &volume).await?;
@@ -228,11 +228,7 @@ impl Recorder {
 }
 
 /// Aborts a journalled volume's upload and deletes its object (either may be gone).
-async fn discard_volume(
-    repository: &Repository,
-    target: &Target,
-    volume: &JournalVolume,
-) -> Result<()> {
+async fn discard_volume(repository: &Repo, target: &Target, volume: &JournalVolume) -> Result<()> {
     let key = volume_key(repository, target, volume.index)?;
     if matches!(volume.state, VolumeState::Uploading { .. }) {
         match repository
@@ -250,11 +246,7 @@ async fn discard_volume(
 }
 
 /// The key of volume `index` of the backup `target` names.
-pub(super) fn volume_key(
-    repository: &Repository,
-    target: &Target,
-    index: u32,
-) -> Result<ObjectKey> {
+pub(super) fn volume_key(repository: &Repo, target: &Target, index: u32) -> Result<ObjectKey> {
     repository.key(&ObjectRole::Volume {
         dataset: target.dataset,
         backup: target.backup,

@@ -15,10 +15,10 @@ use zib_storage_backend::{
 use super::parts::{PartFull, PartPlaintext, PlainPart};
 use super::recorder::Recorder;
 use super::Target;
+use crate::context::Repo;
 use crate::error::{Error, Result};
 use crate::format::records::VolumeListEntry;
 use crate::progress::Progress;
-use crate::repository::Repository;
 use crate::state::journal::{JournalPart, VolumeState};
 
 /// Where one volume's plaintext goes.
@@ -146,7 +146,7 @@ type PartOutcome = (u32, zib_storage_backend::Result<PartInfo>);
 
 /// One volume's multipart upload in progress.
 pub(super) struct VolumeUpload<'r> {
-    repository: &'r Repository,
+    repository: &'r Repo,
     key: ObjectKey,
     upload: UploadId,
     index: u32,
@@ -172,7 +172,7 @@ pub(super) struct VolumeUpload<'r> {
 
 impl<'r> VolumeUpload<'r> {
     pub(super) fn new(
-        repository: &'r Repository,
+        repository: &'r Repo,
         target: &Target,
         key: ObjectKey,
         upload: UploadId,

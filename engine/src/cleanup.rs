@@ -17,7 +17,7 @@ use crate::state::journal::{read_journal_blocking, VolumeState};
 use crate::state::lock::{lock_file, DatasetLock};
 use crate::state::{off_the_runtime, DatasetFiles, StateDir};
 
-/// What [`clean_up`] may remove.
+/// What [`Repository::clean_up`](crate::Repository::clean_up) may remove.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CleanupOptions {
     /// Leftovers younger than this are kept: they may belong to a backup another host is
@@ -33,7 +33,7 @@ impl Default for CleanupOptions {
     }
 }
 
-/// What [`clean_up`] did.
+/// What [`Repository::clean_up`](crate::Repository::clean_up) did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CleanupReport {
     /// Orphan volumes deleted.

@@ -89,8 +89,9 @@ impl Location {
         })
     }
 
-    /// The location `url` names (see the [module docs](self)), connected through zib's
-    /// retry layer. A directory must exist.
+    /// The location `url` names — `s3://BUCKET`, `s3://BUCKET/PREFIX`, `file:///PATH`
+    /// or a directory path — connected through zib's retry layer. A directory must
+    /// exist.
     ///
     /// # Errors
     ///

@@ -360,8 +360,9 @@ impl Repository {
         })
     }
 
-    /// Checks, step by step, what the credentials may do in this repository (see
-    /// [`crate::access`]), and whether the bucket's lifecycle rule for abandoned uploads
+    /// Checks, step by step, what the credentials may do in this repository (each
+    /// [`AccessStep`](crate::AccessStep) proves one IAM permission with the cheapest
+    /// request that needs it), and whether the bucket's lifecycle rule for abandoned uploads
     /// is in place (reported, never written). With `write_probe` a zero-byte probe
     /// object is written and deleted again; without, the check only reads.
     ///
@@ -437,9 +438,16 @@ impl Repository {
     /// the snapshots received. The volumes must be readable now: a local directory, or
     /// objects already restored from the archive class.
     ///
+    /// Each stream is verified as it is received: a volume that fails to decrypt, or a
+    /// stream whose length or hash differs from its manifest, ends the stream with an
+    /// error before its last bytes, and the snapshot source then discards what it
+    /// received.
+    ///
     /// # Errors
     ///
-    /// See [`crate::restore`].
+    /// [`Error::BrokenChain`]; storage errors (`NotRestored` when an object still needs
+    /// a thaw); [`Error::Corrupt`] naming a volume or manifest that does not verify; the
+    /// source's receive errors.
     pub async fn receive_chain(
         &self,
         catalog: &Catalog,

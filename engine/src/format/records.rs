@@ -126,7 +126,8 @@ pub struct ManifestRecord {
     pub volume_count: u32,
     /// Plaintext bytes per volume (every volume but the last holds exactly this many).
     pub volume_plaintext_len: u64,
-    /// SHA-256 over the volume list (see [`volume_list_hash`]).
+    /// SHA-256 over the volume list: for each volume in index order, `u32 index ||
+    /// u64 plaintext_len || u64 ciphertext_len || [32] plaintext_sha256` (docs/FORMAT.md).
     pub volume_list_sha256: [u8; 32],
 }
 

@@ -72,8 +72,8 @@ use tempfile::TempDir;
 use tokio_util::io::ReaderStream;
 use zib_engine::snapshot_source::zfs::ZfsSource;
 use zib_engine::snapshot_source::{
-    Capabilities, DatasetName, Protection, ReceiveStream, SendFlags, SendRequest, SendStream,
-    SnapshotIdentity, SnapshotInfo, SnapshotName, SnapshotSource, SourceKind,
+    Capabilities, DatasetName, Protection, ReceiveOptions, ReceiveStream, SendFlags, SendRequest,
+    SendStream, SnapshotIdentity, SnapshotInfo, SnapshotName, SnapshotSource, SourceKind,
 };
 use zib_engine::storage::local_dir::LocalDirBackend;
 use zib_engine::storage::{
@@ -634,7 +634,14 @@ impl SnapshotSource for OneStream {
         &self,
         _target: &DatasetName,
         _stream: ReceiveStream,
+        _options: &ReceiveOptions,
     ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
+        unimplemented!("the benchmark only backs up")
+    }
+    async fn discard_target(
+        &self,
+        _target: &DatasetName,
+    ) -> zib_engine::snapshot_source::Result<()> {
         unimplemented!("the benchmark only backs up")
     }
     async fn protect(

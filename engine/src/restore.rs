@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use zib_snapshot_source::{DatasetName, SnapshotInfo, SnapshotSource};
+use zib_snapshot_source::{DatasetName, ReceiveOptions, SnapshotInfo, SnapshotSource};
 
 use crate::catalog::Catalog;
 use crate::context::Repo;
@@ -47,7 +47,11 @@ pub(crate) async fn receive_readable_chain(
         let stream = backup_stream(repository.clone(), entry.manifest.clone())
             .map(|item| item.map_err(std::io::Error::other))
             .boxed();
-        received.push(source.receive(target, stream).await?);
+        received.push(
+            source
+                .receive(target, stream, &ReceiveOptions::default())
+                .await?,
+        );
     }
     Ok(received)
 }

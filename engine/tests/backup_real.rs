@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use zib_engine::snapshot_source::zfs::ZfsSource;
 use zib_engine::snapshot_source::{
-    Capabilities, DatasetName, Protection, ReceiveStream, SendRequest, SendStream, SnapshotInfo,
-    SnapshotName, SnapshotSource, SourceKind,
+    Capabilities, DatasetName, Protection, ReceiveOptions, ReceiveStream, SendRequest, SendStream,
+    SnapshotInfo, SnapshotName, SnapshotSource, SourceKind,
 };
 use zib_engine::storage::s3::S3Backend;
 use zib_engine::storage::{
@@ -246,8 +246,15 @@ impl SnapshotSource for KilledSend {
         &self,
         target: &DatasetName,
         stream: ReceiveStream,
+        options: &ReceiveOptions,
     ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
-        self.0.receive(target, stream).await
+        self.0.receive(target, stream, options).await
+    }
+    async fn discard_target(
+        &self,
+        target: &DatasetName,
+    ) -> zib_engine::snapshot_source::Result<()> {
+        self.0.discard_target(target).await
     }
     async fn protect(
         &self,

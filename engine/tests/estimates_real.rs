@@ -13,8 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use zib_engine::snapshot_source::zfs::ZfsSource;
 use zib_engine::snapshot_source::{
-    Capabilities, DatasetName, Protection, ReceiveStream, SendRequest, SendStream, SnapshotInfo,
-    SnapshotName, SnapshotSource, SourceKind,
+    Capabilities, DatasetName, Protection, ReceiveOptions, ReceiveStream, SendRequest, SendStream,
+    SnapshotInfo, SnapshotName, SnapshotSource, SourceKind,
 };
 use zib_engine::{BackupKind, NoProgress};
 use zib_test_utils::data::{modify_tree, write_tree, Names};
@@ -82,8 +82,15 @@ impl SnapshotSource for Estimating {
         &self,
         target: &DatasetName,
         stream: ReceiveStream,
+        options: &ReceiveOptions,
     ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
-        self.zfs.receive(target, stream).await
+        self.zfs.receive(target, stream, options).await
+    }
+    async fn discard_target(
+        &self,
+        target: &DatasetName,
+    ) -> zib_engine::snapshot_source::Result<()> {
+        self.zfs.discard_target(target).await
     }
     async fn protect(
         &self,

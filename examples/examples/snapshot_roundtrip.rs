@@ -20,7 +20,8 @@ use futures::{StreamExt, TryStreamExt};
 use zib_snapshot_source::btrfs::BtrfsSource;
 use zib_snapshot_source::zfs::ZfsSource;
 use zib_snapshot_source::{
-    DatasetName, ReceiveStream, SendBase, SendRequest, SnapshotInfo, SnapshotName, SnapshotSource,
+    DatasetName, ReceiveOptions, ReceiveStream, SendBase, SendRequest, SnapshotInfo, SnapshotName,
+    SnapshotSource,
 };
 
 const USAGE: &str = "usage:\n  snapshot_roundtrip zfs <source dataset> <new target dataset>\n  \
@@ -153,7 +154,9 @@ async fn transfer(
         })
         .map_err(io::Error::other)
         .boxed();
-    let received = source.receive(target, stream).await?;
+    let received = source
+        .receive(target, stream, &ReceiveOptions::default())
+        .await?;
     println!(
         "  received into {target}: {} bytes",
         counted.load(Ordering::Relaxed)

@@ -31,8 +31,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use zib_engine::snapshot_source::{
-    Capabilities, Error, Protection, ReceiveStream, Result, SendFlags, SendRequest, SendStream,
-    SnapshotIdentity, SnapshotInfo, SnapshotName, SourceKind,
+    Capabilities, Error, Protection, ReceiveOptions, ReceiveStream, Result, SendFlags, SendRequest,
+    SendStream, SnapshotIdentity, SnapshotInfo, SnapshotName, SourceKind,
 };
 use zib_engine::{
     BackupOptions, BackupOutcome, DatasetName, Host, InitOptions, Location, NoProgress, Passphrase,
@@ -164,6 +164,8 @@ impl SnapshotSource for StreamFiles {
         &self,
         target: &DatasetName,
         mut stream: ReceiveStream,
+        // A file, once written, is left alone whatever follows.
+        _options: &ReceiveOptions,
     ) -> Result<SnapshotInfo> {
         // The target is a directory; the whole stream is written to a temporary file
         // that becomes `received.stream` only once the stream ended cleanly.
@@ -186,6 +188,16 @@ impl SnapshotSource for StreamFiles {
                 source,
             })?;
         Self::info(&path, 1)
+    }
+
+    async fn discard_target(&self, target: &DatasetName) -> Result<()> {
+        let dir = PathBuf::from(target.as_str());
+        std::fs::remove_file(dir.join("received.stream"))
+            .and_then(|()| std::fs::remove_dir(&dir))
+            .map_err(|source| Error::Io {
+                command: format!("remove {}", dir.display()),
+                source,
+            })
     }
 
     async fn protect(

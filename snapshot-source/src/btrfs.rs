@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 use crate::process::{read_prefix, ReceiveStream, SendStream, Tool};
 use crate::stream_header::{btrfs_begin_needs, parse_btrfs_begin, BtrfsEndTracker};
 use crate::{
-    Capabilities, DatasetName, Protection, SendBase, SendFlags, SendRequest, SnapshotIdentity,
-    SnapshotInfo, SnapshotName, SnapshotSource, SourceKind,
+    Capabilities, DatasetName, Protection, ReceiveOptions, SendBase, SendFlags, SendRequest,
+    SnapshotIdentity, SnapshotInfo, SnapshotName, SnapshotSource, SourceKind,
 };
 
 const PACKAGE: &str = "btrfs-progs";
@@ -380,6 +380,8 @@ impl SnapshotSource for BtrfsSource {
         &self,
         target: &DatasetName,
         mut stream: ReceiveStream,
+        // A received BTRFS snapshot is read-only whatever follows.
+        _options: &ReceiveOptions,
     ) -> Result<SnapshotInfo> {
         Self::check_dataset(target)?;
         let mut prefix = read_prefix(&mut stream, btrfs_begin_needs(&[])).await?;
@@ -470,6 +472,31 @@ impl SnapshotSource for BtrfsSource {
                 target: target.to_string(),
                 detail: format!("{name} not listed after receive"),
             })
+    }
+
+    async fn discard_target(&self, target: &DatasetName) -> Result<()> {
+        if Self::classify(target)? {
+            return Err(Error::InvalidName {
+                name: target.to_string(),
+                reason: "a BTRFS receive target is a directory of received snapshots".into(),
+            });
+        }
+        let dir = target.as_path();
+        if !dir.is_dir() {
+            return Err(Error::DatasetNotFound {
+                dataset: target.to_string(),
+            });
+        }
+        for (path, _) in self.snapshots(target).await? {
+            self.btrfs
+                .run(&["subvolume", "delete", Self::path_str(&path)?])
+                .await?;
+        }
+        // The directory goes only when nothing else is in it.
+        if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none()) {
+            let _ = std::fs::remove_dir(dir);
+        }
+        Ok(())
     }
 
     async fn protect(

@@ -338,6 +338,25 @@ impl SendRequest {
     }
 }
 
+/// How a receive leaves its target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReceiveOptions {
+    /// More streams of the same chain follow (a restore spread over months): leave the
+    /// target read-only, so nothing that reads it in between — a file browser updating
+    /// access times — changes it and makes the next incremental fail with "destination
+    /// modified". The receive of the chain's last stream (this `false`) makes it
+    /// writable again.
+    pub more_follow: bool,
+}
+
+impl ReceiveOptions {
+    /// A receive after which more streams of the chain follow (or not).
+    pub fn more_follow(more_follow: bool) -> Self {
+        Self { more_follow }
+    }
+}
+
 /// How the next incremental base is kept from being destroyed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -494,13 +513,29 @@ pub trait SnapshotSource: Send + Sync {
     /// directory `target`). An incremental stream needs its base on `target`. On any
     /// failure — the stream's own error, a truncated stream, the tool failing — nothing
     /// that looks like a complete snapshot is left behind. Success MUST mean the snapshot
-    /// exists with the stream's identity.
+    /// exists with the stream's identity. With [`ReceiveOptions::more_follow`] the
+    /// target is left read-only for the next incremental; without, writable.
     ///
     /// # Errors
     ///
     /// [`Error::BaseMissing`], [`Error::TargetExists`], [`Error::InvalidStream`],
     /// [`Error::InputFailed`], [`Error::ReceiveIncomplete`], [`Error::CommandFailed`].
-    async fn receive(&self, target: &DatasetName, stream: ReceiveStream) -> Result<SnapshotInfo>;
+    async fn receive(
+        &self,
+        target: &DatasetName,
+        stream: ReceiveStream,
+        options: &ReceiveOptions,
+    ) -> Result<SnapshotInfo>;
+
+    /// Removes a receive target and everything received into it (ZFS: the dataset and its
+    /// snapshots; BTRFS: the received snapshots in the target directory, and the
+    /// directory when nothing else is left in it). For abandoning a restore: callers MUST
+    /// name only a target their own receives created.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DatasetNotFound`] when it does not exist; [`Error::CommandFailed`].
+    async fn discard_target(&self, target: &DatasetName) -> Result<()>;
 
     /// Protects `snapshot` as the next incremental base (bookmark where supported, else a
     /// hold), verifying that the protection took effect.

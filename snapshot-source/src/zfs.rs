@@ -21,8 +21,8 @@ use crate::error::{Error, Result};
 use crate::process::{read_prefix, ReceiveStream, SendStream, Tool};
 use crate::stream_header::{parse_zfs_begin, ZfsBegin, ZFS_BEGIN_LEN};
 use crate::{
-    Capabilities, DatasetName, Protection, SendBase, SendFlags, SendRequest, SnapshotIdentity,
-    SnapshotInfo, SnapshotName, SnapshotSource, SourceKind, ZIB_CREATED_PROPERTY,
+    Capabilities, DatasetName, Protection, ReceiveOptions, SendBase, SendFlags, SendRequest,
+    SnapshotIdentity, SnapshotInfo, SnapshotName, SnapshotSource, SourceKind, ZIB_CREATED_PROPERTY,
 };
 
 /// The exit status both `zfs` dialects use for a usage error (such as an unknown option).
@@ -581,6 +581,7 @@ impl SnapshotSource for ZfsSource {
         &self,
         target: &DatasetName,
         mut stream: ReceiveStream,
+        options: &ReceiveOptions,
     ) -> Result<SnapshotInfo> {
         Self::check_dataset(target)?;
         let prefix = read_prefix(&mut stream, ZFS_BEGIN_LEN).await?;
@@ -645,7 +646,23 @@ impl SnapshotSource for ZfsSource {
             .into_iter()
             .find(|info| info.identity == wanted);
         match received {
-            Some(info) => Ok(info),
+            Some(info) => {
+                // Both dialects: zfs-fuse's `receive` takes neither `-u` nor `-o`, so the
+                // property is set just after. A read-only file system updates no access
+                // times, so nothing changes it before the next incremental.
+                if options.more_follow {
+                    self.zfs
+                        .run(&["set", "readonly=on", target.as_str()])
+                        .await?;
+                } else {
+                    // Writable again at the end of a chain (a no-op when no receive of
+                    // this chain set it: `readonly` then is not set locally).
+                    self.zfs
+                        .run(&["inherit", "readonly", target.as_str()])
+                        .await?;
+                }
+                Ok(info)
+            }
             None => {
                 self.discard_failed_receive(target, &begin).await;
                 Err(Error::ReceiveIncomplete {
@@ -657,6 +674,15 @@ impl SnapshotSource for ZfsSource {
                 })
             }
         }
+    }
+
+    async fn discard_target(&self, target: &DatasetName) -> Result<()> {
+        self.ensure_dataset(target).await?;
+        // Only this dataset and its snapshots; never `-R` (clones elsewhere stay).
+        self.zfs
+            .run(&["destroy", "-r", target.as_str()])
+            .await
+            .map(drop)
     }
 
     async fn protect(&self, dataset: &DatasetName, snapshot: &SnapshotName) -> Result<Protection> {

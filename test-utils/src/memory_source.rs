@@ -34,9 +34,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use time::OffsetDateTime;
 use zib_snapshot_source::{
-    Capabilities, DatasetName, Error, Protection, ReceiveStream, Result, SendBase, SendFlags,
-    SendRequest, SendStream, SnapshotIdentity, SnapshotInfo, SnapshotName, SnapshotSource,
-    SourceKind,
+    Capabilities, DatasetName, Error, Protection, ReceiveOptions, ReceiveStream, Result, SendBase,
+    SendFlags, SendRequest, SendStream, SnapshotIdentity, SnapshotInfo, SnapshotName,
+    SnapshotSource, SourceKind,
 };
 use zib_storage_backend::{Clock, SystemClock};
 
@@ -110,6 +110,8 @@ struct State {
 
 struct Dataset {
     dir: PathBuf,
+    /// Left read-only by a receive that more streams follow.
+    read_only: bool,
     snapshots: Vec<Snapshot>,
     bookmarks: Vec<Snapshot>,
     holds: BTreeSet<(String, String)>,
@@ -230,6 +232,7 @@ impl MemorySource {
             dataset.as_str().to_owned(),
             Dataset {
                 dir: dir.clone(),
+                read_only: false,
                 snapshots: Vec::new(),
                 bookmarks: Vec::new(),
                 holds: BTreeSet::new(),
@@ -252,6 +255,10 @@ impl MemorySource {
     ///
     /// When the dataset does not exist or the file cannot be written.
     pub fn write_file(&self, dataset: &DatasetName, path: &str, data: &[u8]) {
+        assert!(
+            !self.is_read_only(dataset),
+            "{dataset} is read-only (a restore is receiving into it)"
+        );
         let dir = self.mountpoint(dataset).expect("the dataset exists");
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
@@ -268,6 +275,14 @@ impl MemorySource {
     pub fn remove_file(&self, dataset: &DatasetName, path: &str) {
         let dir = self.mountpoint(dataset).expect("the dataset exists");
         std::fs::remove_file(dir.join(path)).expect("remove the file");
+    }
+
+    /// Whether a receive left `dataset` read-only (more streams of its chain follow).
+    pub fn is_read_only(&self, dataset: &DatasetName) -> bool {
+        self.state()
+            .datasets
+            .get(dataset.as_str())
+            .is_some_and(|dataset| dataset.read_only)
     }
 
     /// A file of `dataset`'s live files, `None` when it (or the dataset) does not exist.
@@ -667,6 +682,7 @@ impl SnapshotSource for MemorySource {
         &self,
         target: &DatasetName,
         mut stream: ReceiveStream,
+        options: &ReceiveOptions,
     ) -> Result<SnapshotInfo> {
         self.count("receive");
         self.check_tool()?;
@@ -767,18 +783,36 @@ impl SnapshotSource for MemorySource {
             tree,
         };
         let info = snapshot.info();
-        state
+        let entry = state
             .datasets
             .entry(target.as_str().to_owned())
             .or_insert_with(|| Dataset {
                 dir,
+                read_only: false,
                 snapshots: Vec::new(),
                 bookmarks: Vec::new(),
                 holds: BTreeSet::new(),
-            })
-            .snapshots
-            .push(snapshot);
+            });
+        entry.snapshots.push(snapshot);
+        entry.read_only = options.more_follow;
         Ok(info)
+    }
+
+    async fn discard_target(&self, target: &DatasetName) -> Result<()> {
+        self.check_tool()?;
+        Self::check_dataset_name(target)?;
+        let mut state = self.state();
+        let removed =
+            state
+                .datasets
+                .remove(target.as_str())
+                .ok_or_else(|| Error::DatasetNotFound {
+                    dataset: target.to_string(),
+                })?;
+        std::fs::remove_dir_all(&removed.dir).map_err(|source| Error::Io {
+            command: format!("remove {}", removed.dir.display()),
+            source,
+        })
     }
 
     async fn protect(&self, dataset: &DatasetName, snapshot: &SnapshotName) -> Result<Protection> {

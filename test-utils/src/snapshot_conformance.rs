@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use futures::StreamExt;
 use zib_snapshot_source::{
-    DatasetName, Error, Protection, ReceiveStream, SendBase, SendFlags, SendRequest, SendStream,
-    SnapshotInfo, SnapshotName, SnapshotSource, ZFS_ALLOWED_CHARACTERS,
+    DatasetName, Error, Protection, ReceiveOptions, ReceiveStream, SendBase, SendFlags,
+    SendRequest, SendStream, SnapshotInfo, SnapshotName, SnapshotSource, ZFS_ALLOWED_CHARACTERS,
 };
 
 use crate::data::{hash_tree, modify_tree, write_tree, Names};
@@ -227,7 +227,11 @@ pub async fn full_and_incremental_round_trip(fx: &dyn SourceFixture) {
 
     let target = fx.new_target("restored copy");
     let received_one = source
-        .receive(&target, byte_stream(send_bytes(fx, full(&p, &p.one)).await))
+        .receive(
+            &target,
+            byte_stream(send_bytes(fx, full(&p, &p.one)).await),
+            &ReceiveOptions::default(),
+        )
         .await
         .expect("receive full");
     assert!(
@@ -244,7 +248,7 @@ pub async fn full_and_incremental_round_trip(fx: &dyn SourceFixture) {
 
     let stream = send_bytes(fx, incremental(&p, &p.one, &p.two)).await;
     let received_two = source
-        .receive(&target, byte_stream(stream))
+        .receive(&target, byte_stream(stream), &ReceiveOptions::default())
         .await
         .expect("receive incremental");
     assert_eq!(received_two.identity, p.two.identity);
@@ -272,7 +276,11 @@ pub async fn incremental_without_base_fails_clearly(fx: &dyn SourceFixture) {
 
     let empty_target = fx.new_target("never received");
     let error = source
-        .receive(&empty_target, byte_stream(stream.clone()))
+        .receive(
+            &empty_target,
+            byte_stream(stream.clone()),
+            &ReceiveOptions::default(),
+        )
         .await
         .expect_err("no base: must fail");
     assert!(matches!(error, Error::BaseMissing { .. }), "{error}");
@@ -293,12 +301,13 @@ pub async fn incremental_without_base_fails_clearly(fx: &dyn SourceFixture) {
         .receive(
             &target,
             byte_stream(send_bytes(fx, full(&other, &other.one)).await),
+            &ReceiveOptions::default(),
         )
         .await
         .expect("receive unrelated full");
     let before = fx.contents_of_target(&target);
     let error = source
-        .receive(&target, byte_stream(stream))
+        .receive(&target, byte_stream(stream), &ReceiveOptions::default())
         .await
         .expect_err("wrong base: must fail");
     assert!(matches!(error, Error::BaseMissing { .. }), "{error}");
@@ -347,7 +356,11 @@ pub async fn truncated_or_failing_stream_leaves_nothing(fx: &dyn SourceFixture) 
     ] {
         let target = fx.new_target(label);
         let error = source
-            .receive(&target, byte_stream(stream[..cut].to_vec()))
+            .receive(
+                &target,
+                byte_stream(stream[..cut].to_vec()),
+                &ReceiveOptions::default(),
+            )
             .await
             .expect_err("truncated: must fail");
         tracing::info!(%error, cut, "truncated receive failed as it must");
@@ -366,7 +379,7 @@ pub async fn truncated_or_failing_stream_leaves_nothing(fx: &dyn SourceFixture) 
     ])
     .boxed();
     let error = source
-        .receive(&target, failing)
+        .receive(&target, failing, &ReceiveOptions::default())
         .await
         .expect_err("failing input: must fail");
     assert!(matches!(error, Error::InputFailed { .. }), "{error}");
@@ -380,6 +393,7 @@ pub async fn truncated_or_failing_stream_leaves_nothing(fx: &dyn SourceFixture) 
         .receive(
             &fx.new_target("not a stream"),
             byte_stream(vec![7u8; 100_000]),
+            &ReceiveOptions::default(),
         )
         .await
         .expect_err("garbage");
@@ -387,14 +401,18 @@ pub async fn truncated_or_failing_stream_leaves_nothing(fx: &dyn SourceFixture) 
 
     // A truncated incremental leaves the target at its previous snapshot.
     let received = source
-        .receive(&target, byte_stream(stream))
+        .receive(&target, byte_stream(stream), &ReceiveOptions::default())
         .await
         .expect("the whole stream is receivable");
     assert_eq!(received.identity, p.one.identity);
     let incremental_stream = send_bytes(fx, incremental(&p, &p.one, &p.two)).await;
     let cut = incremental_stream.len() - 10;
     source
-        .receive(&target, byte_stream(incremental_stream[..cut].to_vec()))
+        .receive(
+            &target,
+            byte_stream(incremental_stream[..cut].to_vec()),
+            &ReceiveOptions::default(),
+        )
         .await
         .expect_err("truncated incremental");
     let left = source.list_snapshots(&target).await.expect("list");
@@ -509,13 +527,18 @@ pub async fn chain_continues_after_rename(fx: &dyn SourceFixture) {
     let p = prepare(fx, "renamed chain", 7).await;
     let target = fx.new_target("before rename");
     source
-        .receive(&target, byte_stream(send_bytes(fx, full(&p, &p.one)).await))
+        .receive(
+            &target,
+            byte_stream(send_bytes(fx, full(&p, &p.one)).await),
+            &ReceiveOptions::default(),
+        )
         .await
         .expect("full");
     source
         .receive(
             &target,
             byte_stream(send_bytes(fx, incremental(&p, &p.one, &p.two)).await),
+            &ReceiveOptions::default(),
         )
         .await
         .expect("incr");
@@ -533,7 +556,7 @@ pub async fn chain_continues_after_rename(fx: &dyn SourceFixture) {
         .expect("three");
     let stream = send_bytes(fx, incremental(&p, &p.two, &three)).await;
     let received = source
-        .receive(&renamed, byte_stream(stream))
+        .receive(&renamed, byte_stream(stream), &ReceiveOptions::default())
         .await
         .expect("incremental onto the renamed copy");
     assert_eq!(received.identity, three.identity);
@@ -553,7 +576,11 @@ pub async fn base_protection(fx: &dyn SourceFixture) {
     if params.bookmarks {
         let target = fx.new_target("bookmark copy");
         source
-            .receive(&target, byte_stream(send_bytes(fx, full(&p, &p.one)).await))
+            .receive(
+                &target,
+                byte_stream(send_bytes(fx, full(&p, &p.one)).await),
+                &ReceiveOptions::default(),
+            )
             .await
             .expect("full");
         let protection = source
@@ -580,7 +607,11 @@ pub async fn base_protection(fx: &dyn SourceFixture) {
             p.two.name.clone(),
         );
         let received = source
-            .receive(&target, byte_stream(send_bytes(fx, request).await))
+            .receive(
+                &target,
+                byte_stream(send_bytes(fx, request).await),
+                &ReceiveOptions::default(),
+            )
             .await
             .expect("from bookmark");
         assert_eq!(received.identity, p.two.identity);
@@ -674,7 +705,11 @@ pub async fn estimates_and_send_flags(fx: &dyn SourceFixture) {
     if missing.is_empty() {
         let target = fx.new_target("with flags");
         let received = source
-            .receive(&target, byte_stream(send_bytes(fx, request).await))
+            .receive(
+                &target,
+                byte_stream(send_bytes(fx, request).await),
+                &ReceiveOptions::default(),
+            )
             .await
             .expect("flags");
         assert_same_tree(

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use zib_crypto::{Passphrase, HEADER_LEN, SEGMENT_CIPHERTEXT_LEN};
 use zib_snapshot_source::zfs::ZfsSource;
 use zib_snapshot_source::{
-    Capabilities, DatasetName, Protection, ReceiveStream, SendRequest, SendStream, SnapshotInfo,
-    SnapshotName, SnapshotSource, SourceKind,
+    Capabilities, DatasetName, Protection, ReceiveOptions, ReceiveStream, SendRequest, SendStream,
+    SnapshotInfo, SnapshotName, SnapshotSource, SourceKind,
 };
 use zib_storage_backend::counting::Counting;
 use zib_storage_backend::faults::{Fault, FaultInjecting, FaultRule, Trigger};
@@ -406,8 +406,12 @@ impl SnapshotSource for Gated {
         &self,
         target: &DatasetName,
         stream: ReceiveStream,
+        options: &ReceiveOptions,
     ) -> zib_snapshot_source::Result<SnapshotInfo> {
-        self.inner.receive(target, stream).await
+        self.inner.receive(target, stream, options).await
+    }
+    async fn discard_target(&self, target: &DatasetName) -> zib_snapshot_source::Result<()> {
+        self.inner.discard_target(target).await
     }
     async fn protect(
         &self,

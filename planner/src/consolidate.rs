@@ -83,7 +83,7 @@ pub struct ConsolidationDecision {
 }
 
 fn months_between(prices: &PriceTable, from: UnixTime, to: UnixTime) -> f64 {
-    (to.days_since(from) / f64::from(prices.days_per_month)).max(0.0)
+    (to.days_since(from) / prices.days_per_month).max(0.0)
 }
 
 fn deletion_for(
@@ -200,6 +200,7 @@ pub fn plan_consolidation(
         stored_bytes: full_bytes,
         volumes: vec![full_bytes],
         parts: 0,
+        snapshot_bytes: Some(full_bytes),
     });
     let after = Catalog::new(hypothetical)?;
     let needed = after.needed_by_newest(policy.keep_restore_points as usize);
@@ -225,7 +226,7 @@ pub fn plan_consolidation(
     // full has enough successors; project them at the policy's cadence to see when each
     // superseded backup can really go (this drives the costs, not the list above).
     let cadence = f64::from(policy.backups_per_month);
-    let interval_secs = (f64::from(prices.days_per_month) * DAY_SECS as f64 / cadence) as i64;
+    let interval_secs = (prices.days_per_month * DAY_SECS as f64 / cadence) as i64;
     let structural_months = f64::from(policy.keep_restore_points - 1) / cadence;
     let inc_per_month = policy.growth.incremental_bytes_per_month.map_or_else(
         || recent_incremental_bytes(&chain, now, prices, replaced_incremental, cadence),
@@ -245,13 +246,14 @@ pub fn plan_consolidation(
             stored_bytes: bytes,
             volumes: vec![bytes],
             parts: 0,
+            snapshot_bytes: None,
         });
         previous = id;
     }
     let still_needed =
         Catalog::new(projected)?.needed_by_newest(policy.keep_restore_points as usize);
-    let released = now
-        .plus_secs((structural_months * f64::from(prices.days_per_month) * DAY_SECS as f64) as i64);
+    let released =
+        now.plus_secs((structural_months * prices.days_per_month * DAY_SECS as f64) as i64);
     let eventual: Vec<Deletion> = catalog
         .backups()
         .iter()
@@ -261,19 +263,19 @@ pub fn plan_consolidation(
 
     let shape = policy.upload_shape();
     let horizon = f64::from(policy.horizon_months);
-    let min_months = f64::from(prices.min_storage_days) / f64::from(prices.days_per_month);
+    let min_months = f64::from(prices.min_storage_days) / prices.days_per_month;
     let by_id: HashMap<&BackupId, &RemoteBackup> =
         catalog.backups().iter().map(|b| (&b.id, b)).collect();
 
     // Side A, keep: the incremental is uploaded and everything stays for the horizon.
     let mut keep = Cost::default();
     if let Some(bytes) = replaced_incremental {
-        let up = cost::upload(prices, &shape, bytes);
+        let up = cost::upload(prices, &shape, bytes)?;
         keep += up.cost + cost::monthly_storage(prices, bytes, up.volumes + 1).scaled(horizon);
     }
     // Side B, consolidate: the fresh full, held at least its minimum duration, and the
     // superseded backups until their deletion (plus early fees).
-    let full_up = cost::upload(prices, &shape, full_bytes);
+    let full_up = cost::upload(prices, &shape, full_bytes)?;
     let mut consolidate = full_up.cost
         + cost::monthly_storage(prices, full_bytes, full_up.volumes + 1)
             .scaled(horizon.max(min_months));
@@ -322,15 +324,17 @@ pub fn plan_consolidation(
             .unwrap_or(waste as f64 / age_months),
     };
     let rate_per_byte = prices.archive_storage_per_gb_month / crate::GB as f64;
-    let replaced_upload =
-        replaced_incremental.map_or(0.0, |b| cost::upload(prices, &shape, b).cost.total());
+    let replaced_upload = match replaced_incremental {
+        Some(b) => cost::upload(prices, &shape, b)?.cost.total(),
+        None => 0.0,
+    };
     let net_once = (full_up.cost.total() - replaced_upload + tail.total()).max(0.0);
 
     // The steady-state cost of a consolidation: the upload, and the youngest incrementals
     // of the superseded chain paid until their minimum duration (with c backups a month
     // and a minimum of m months, those of ages 1/c … m − 1/c: inc·m·(m·c − 1)/(2c)).
-    let min_paid_months = f64::from(policy.min_age_days.max(prices.min_storage_days))
-        / f64::from(prices.days_per_month);
+    let min_paid_months =
+        f64::from(policy.min_age_days.max(prices.min_storage_days)) / prices.days_per_month;
     let typical_once = (full_up.cost.total() - replaced_upload).max(0.0)
         + rate_per_byte
             * inc_per_month

@@ -32,6 +32,7 @@
 //!     stored_bytes: 3 * GB,
 //!     volumes: vec![GB; 3],
 //!     parts: 48,
+//!     snapshot_bytes: Some(3 * GB),
 //! };
 //! let catalog = Catalog::new(vec![full])?;
 //! let local = [
@@ -62,6 +63,7 @@ mod catalog;
 mod consolidate;
 pub mod cost;
 mod error;
+pub mod limits;
 mod policy;
 mod prices;
 mod restore;
@@ -80,8 +82,11 @@ pub use consolidate::{
 pub use cost::Cost;
 pub use error::{Error, Result};
 pub use policy::{ConsolidationMode, GrowthProjection, Policy};
-pub use prices::{EgressTier, PriceTable, RetrievalPrice};
-pub use restore::{plan_restore, RestoreBatch, RestoreOptions, RestorePlan, VolumeRef};
+pub use prices::{EgressTier, PriceTable, RetrievalPrice, DAYS_PER_MONTH};
+pub use restore::{
+    plan_restore, RequestedRestore, RestoreBatch, RestoreOptions, RestorePlan, ThawWave, VolumeId,
+    VolumeRef,
+};
 pub use time::{CivilDate, Month, UnixTime, DAY_SECS};
 
 /// One gigabyte as AWS bills it: 2^30 bytes.

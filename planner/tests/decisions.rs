@@ -340,14 +340,15 @@ fn pruning_keeps_what_restore_points_need_and_respects_minimum_age() {
         .is_empty());
 
     // A lower minimum age deletes i2 now (40 days old) and counts the fee for the
-    // remaining 140 days: 10 GiB × $0.00099 × 140/30 = $0.0462 (+ 64 KB of overhead).
+    // remaining 140 days: 10 GiB × $0.00099 × 140 × 12/365 = $0.045567 (+ 64 KB of
+    // overhead).
     let lax = Policy {
         min_age_days: 30,
         ..Policy::default()
     };
     let d = plan_pruning(&c, &lax, &p, now).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(d[0].not_before, now);
-    close(d[0].early_deletion_fee, 0.0462, 1e-6);
+    close(d[0].early_deletion_fee, 0.045_567, 1e-6);
 }
 
 #[test]

@@ -38,18 +38,18 @@ fn one_tib_under_the_default_budget_takes_eleven_months_and_no_egress() {
     assert_eq!(plan.batches[0].restore_days, 2);
     assert_eq!(plan.total_bytes, TIB);
     // Retrieval 1024 × $0.0025 = $2.56; egress $0 (each month within the free 100 GB);
-    // restored copies 1024 GB × $0.023 × 2/30 = $1.570133; requests 1024 × ($0.025 +
-    // $0.0004)/1000 = $0.0260096.
+    // restored copies 1024 GB × $0.023 × 2 days / (365/12 days) = $1.548625; requests
+    // 1024 × ($0.025 + $0.0004)/1000 = $0.0260096.
     close(plan.cost.retrieval, 2.56, 1e-9);
     close(plan.cost.egress, 0.0, 0.0);
-    close(plan.cost.storage, 1.570_133_3, 1e-6);
+    close(plan.cost.storage, 1.548_624_7, 1e-6);
     close(plan.cost.requests, 0.026_009_6, 1e-9);
     // The full stream spans eleven months, so all of it is staged before it is received.
     assert_eq!(plan.peak_staging_bytes, TIB);
     assert_eq!(plan.batches[10].received_bytes, TIB);
     assert_eq!(plan.batches[0].received_bytes, 0);
-    // Last batch: ready 2026-11-03, 24 GiB at 5 MiB/s = 4,915 s.
-    assert_eq!(plan.finish.to_string(), "2026-11-03T01:21:55Z");
+    // Last batch: ready 2026-11-03, 24 GiB at 5 MiB/s = 4,915.2 s, rounded up.
+    assert_eq!(plan.finish.to_string(), "2026-11-03T01:21:56Z");
 }
 
 #[test]
@@ -94,7 +94,7 @@ fn too_little_staging_is_refused_saying_why() {
             reason,
         } => {
             assert_eq!((*needed, *available), (TIB, TIB - 1));
-            assert!(reason.contains("several months"), "{reason}");
+            assert!(reason.contains("several runs"), "{reason}");
         }
         other => panic!("unexpected {other}"),
     }

@@ -18,7 +18,8 @@
 //! `--family NAME` runs one family (stationary, churn, periodic-purges, random-purges,
 //! no-free-egress, prices); `--verbose` prints every scenario; `--print SEED` with
 //! `--family` writes that scenario as a scenario file, to study it. `--threads N` (default
-//! 2) sets the parallelism.
+//! 2) sets the parallelism. `--explain FROM-TO` prints the planner's consolidation reasoning
+//! at every backup between those months of the scenarios named.
 
 // A command-line program: printing is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -27,7 +28,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use zib_planner::sim::{compare, Comparison, Family, Scenario};
+use zib_planner::sim::{compare, evaluations, run, Comparison, Family, Scenario, Strategy};
 use zib_planner::Policy;
 
 fn load(path: &str) -> Result<Scenario, String> {
@@ -160,8 +161,45 @@ fn summarise(
     met
 }
 
+/// Why the planner lost to the best naive strategy, when the cause is one of the two the
+/// benchmark's end brings (docs/COSTS.md, section 5).
+fn explain_loss(s: &Scenario, c: &Comparison, policy: &Policy) -> String {
+    let naive = c.best_naive();
+    if c.planner.backups.total() <= naive.backups.total() + 0.01 {
+        return format!(
+            "final restore: the planner's backups cost ${:.2} less, but its last full came {:.1} months before the end and {}'s {:.1}",
+            naive.backups.total() - c.planner.backups.total(),
+            f64::from(s.months) - c.planner.fulls.last().copied().unwrap_or(0.0),
+            naive.strategy,
+            f64::from(s.months) - naive.fulls.last().copied().unwrap_or(0.0),
+        );
+    }
+    // The last full is late when the run ends before a cycle as long as the one before
+    // it: most of what it saves falls after the end.
+    let fulls = &c.planner.fulls;
+    if let Some(&last) = fulls.last() {
+        let previous = fulls.len().checked_sub(2).map_or(0.0, |i| fulls[i]);
+        if f64::from(s.months) - last < last - previous {
+            let kept = fulls[..fulls.len() - 1].to_vec();
+            if let Ok(o) = run(s, &Strategy::FullsAt(kept), policy) {
+                if o.total() <= naive.total() + 0.01 {
+                    return format!(
+                        "late consolidation: without its last full (month {last:.2}; the cycle before it was {:.1} months, {:.1} were left), whose savings fall mostly after month {}, the planner's schedule costs ${:.2}, no more than {}'s",
+                        last - previous,
+                        f64::from(s.months) - last,
+                        s.months,
+                        o.total(),
+                        naive.strategy
+                    );
+                }
+            }
+        }
+    }
+    "NOT EXPLAINED by the end of the run: study it".into()
+}
+
 fn usage() -> &'static str {
-    "usage: simulate [--benchmark] [--family NAME] [--seeds FIRST-LAST] [--threads N] [--verbose] [SCENARIO.toml...] | simulate --family NAME --print SEED"
+    "usage: simulate [--benchmark] [--family NAME] [--seeds FIRST-LAST] [--threads N] [--verbose] [--explain FROM-TO] [SCENARIO.toml...] | simulate --family NAME --print SEED"
 }
 
 fn main() -> ExitCode {
@@ -170,6 +208,7 @@ fn main() -> ExitCode {
     let mut seeds = 1..=100u64;
     let mut families: Vec<Family> = Vec::new();
     let mut print_seed = None;
+    let mut explain: Option<(f64, f64)> = None;
     let mut threads = 2usize;
     let mut paths = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -208,6 +247,19 @@ fn main() -> ExitCode {
                 }
             },
             "--print" => print_seed = args.next().and_then(|s| s.parse::<u64>().ok()),
+            "--explain" => {
+                let range = args.next().unwrap_or_default();
+                let (a, b) = range
+                    .split_once('-')
+                    .unwrap_or((range.as_str(), range.as_str()));
+                match (a.parse::<f64>(), b.parse::<f64>()) {
+                    (Ok(a), Ok(b)) => explain = Some((a, b)),
+                    _ => {
+                        eprintln!("error: --explain takes FROM-TO months, e.g. 20-24");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             "-h" | "--help" => {
                 println!("{}", usage());
                 return ExitCode::SUCCESS;
@@ -220,6 +272,44 @@ fn main() -> ExitCode {
         match toml::to_string(&Scenario::generate(family, seed)) {
             Ok(text) => println!("{text}"),
             Err(e) => eprintln!("error: {e}"),
+        }
+        return ExitCode::SUCCESS;
+    }
+    if let Some((from, to)) = explain {
+        // The planner's consolidation reasoning at each backup in the window, for every
+        // scenario named (files, or --family with --seeds).
+        let mut scenarios = Vec::new();
+        for p in &paths {
+            match load(p) {
+                Ok(s) => scenarios.push(s),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        for f in &families {
+            scenarios.extend(seeds.clone().map(|seed| Scenario::generate(*f, seed)));
+        }
+        for s in &scenarios {
+            println!("== {}: {}", s.name, s.description);
+            match evaluations(s, &Policy::default()) {
+                Ok(evals) => {
+                    for (step, e) in evals
+                        .iter()
+                        .filter(|(st, _)| (from..=to).contains(&st.month))
+                    {
+                        println!(
+                            "  month {:.2}, {} GiB live: {} {}",
+                            step.month,
+                            step.live_bytes >> 30,
+                            if e.recommend { "CONSOLIDATE" } else { "keep" },
+                            e.reason
+                        );
+                    }
+                }
+                Err(e) => eprintln!("error: {e}"),
+            }
         }
         return ExitCode::SUCCESS;
     }
@@ -267,12 +357,13 @@ fn main() -> ExitCode {
                     }
                     if c.versus_best_naive() > 0.01 {
                         explained.push(format!(
-                            "  {}: +${:.2} ({:+.3}%) against {}; {}",
+                            "  {}: +${:.2} ({:+.3}%) against {}; {}\n      {}",
                             c.scenario,
                             c.versus_best_naive(),
                             c.excess_over_best_naive() * 100.0,
                             c.best_naive().strategy,
-                            s.description
+                            s.description,
+                            explain_loss(s, &c, &policy)
                         ));
                     }
                     cs.push(c);

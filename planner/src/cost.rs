@@ -328,6 +328,60 @@ pub fn egress(prices: &PriceTable, bytes: u64, free_remaining: u64, already_paid
     cost
 }
 
+/// What restoring a chain would cost, estimated in closed form (see [`restore_estimate`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct RestoreEstimate {
+    /// Retrieval, requests, restored copies and egress.
+    pub cost: Cost,
+    /// Months the downloads take.
+    pub months: f64,
+}
+
+/// The cost of restoring `bytes` held in `volumes` volumes under `options`, in closed
+/// form: what [`crate::plan_restore`] would charge for a chain of that size started at
+/// the beginning of a month, with fractional months. Each month downloads the budget or
+/// what the link downloads after the thaw, whichever is smaller; bytes beyond the free
+/// allowance pay the first egress tier; restored copies live as long as the thaw-wave
+/// rules make them. Consolidation weighs chains with it, because planning every
+/// hypothetical chain volume by volume would cost more than the decision is worth.
+pub fn restore_estimate(
+    prices: &PriceTable,
+    options: &crate::RestoreOptions,
+    bytes: u64,
+    volumes: u64,
+) -> RestoreEstimate {
+    if bytes == 0 {
+        return RestoreEstimate::default();
+    }
+    let day = 86_400.0;
+    let rate = options.download_bytes_per_sec.max(1) as f64;
+    let thaw_days = f64::from(prices.retrieval(options.tier).typical_hours) / 24.0;
+    let link = rate * (prices.days_per_month - thaw_days).max(1.0) * day;
+    let per_month = (options.monthly_budget_bytes as f64).min(link).max(1.0);
+    let total = bytes as f64;
+    let months = total / per_month;
+    // Paid bytes: what each month's batch downloads beyond the free allowance.
+    let batch = per_month.min(total);
+    let paid_fraction =
+        ((batch - prices.free_egress_bytes_per_month as f64) / batch).clamp(0.0, 1.0);
+    let first_tier = prices.egress_tiers.first().map_or(0.0, |t| t.per_gb);
+    // Copies: one wave when the batch downloads within the thaw plus a wave's days, else
+    // waves of `wave_days` whose copies also cover the thaw lead (as `plan_restore`).
+    let batch_days = batch / rate / day;
+    let wave_days = f64::from(options.wave_days.max(1));
+    let slack = f64::from(options.slack_days);
+    let copy_days = if batch_days <= thaw_days + wave_days {
+        batch_days.ceil().max(1.0) + slack
+    } else {
+        (thaw_days + wave_days).ceil() + slack
+    };
+    let mut cost = retrieval(prices, options.tier, bytes, volumes) + downloads(prices, volumes);
+    cost.egress = gb(bytes) * paid_fraction * first_tier;
+    cost.storage =
+        gb(bytes) * prices.standard_storage_per_gb_month * copy_days / prices.days_per_month;
+    RestoreEstimate { cost, months }
+}
+
 #[cfg(test)]
 mod tests {
     //! Every expected figure below was computed by hand from the us-east-1 list prices

@@ -63,6 +63,7 @@ mod catalog;
 mod consolidate;
 pub mod cost;
 mod error;
+mod history;
 pub mod limits;
 mod policy;
 mod prices;
@@ -77,10 +78,12 @@ pub use catalog::{
     BackupId, BackupKind, Catalog, IncrementalEstimate, LocalSnapshot, RemoteBackup, SnapshotId,
 };
 pub use consolidate::{
-    plan_consolidation, plan_pruning, ConsolidationDecision, DeleteStep, Deletion,
+    plan_consolidation, plan_pruning, vanished_fraction, ConsolidationDecision, ConsolidationTerms,
+    DeleteStep, Deletion,
 };
 pub use cost::Cost;
 pub use error::{Error, Result};
+pub use history::{Projection, HISTORY_WINDOW_DAYS, PURGE_FRACTION};
 pub use policy::{ConsolidationMode, GrowthProjection, Policy};
 pub use prices::{EgressTier, PriceTable, RetrievalPrice, DAYS_PER_MONTH};
 pub use restore::{

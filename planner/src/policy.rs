@@ -96,7 +96,7 @@ impl Default for Policy {
             grace_days: 30,
             max_vanished_fraction: 0.10,
             restores_per_year: 0.1,
-            delay_cost_per_month: 1.0,
+            delay_cost_per_month: 0.1,
         }
     }
 }

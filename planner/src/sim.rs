@@ -624,6 +624,8 @@ pub enum Strategy {
     Planner(Policy),
     /// The cheapest schedule of fulls in hindsight.
     HindsightOptimum,
+    /// Fulls at exactly these months (after the first backup's), for studying a schedule.
+    FullsAt(Vec<f64>),
 }
 
 impl std::fmt::Display for Strategy {
@@ -633,6 +635,7 @@ impl std::fmt::Display for Strategy {
             Self::FullEvery(n) => write!(f, "full every {n} months"),
             Self::Planner(_) => f.write_str("zib planner"),
             Self::HindsightOptimum => f.write_str("hindsight optimum"),
+            Self::FullsAt(_) => f.write_str("given schedule"),
         }
     }
 }
@@ -984,6 +987,16 @@ fn run_model(model: &Model<'_>, strategy: &Strategy, per_month: f64) -> Result<O
         }
         Strategy::Planner(planner_policy) => planner_schedule(model, planner_policy)?,
         Strategy::HindsightOptimum => hindsight(model)?,
+        Strategy::FullsAt(months) => std::iter::once(0)
+            .chain(
+                steps
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                    .filter(|(_, s)| months.iter().any(|m| (m - s.month).abs() < 1e-9))
+                    .map(|(i, _)| i),
+            )
+            .collect(),
     };
     let (backups, restore, restore_months) = model.price_schedule(&fulls)?;
     Ok(Outcome {
@@ -1047,6 +1060,15 @@ const LOCAL_MONTHS: f64 = 7.0;
 
 /// Runs the real planner step by step on the catalog it would see.
 fn planner_schedule(model: &Model<'_>, policy: &Policy) -> Result<Vec<usize>> {
+    planner_schedule_recording(model, policy, None)
+}
+
+/// [`planner_schedule`], handing each step's consolidation evaluation to `record`.
+fn planner_schedule_recording(
+    model: &Model<'_>,
+    policy: &Policy,
+    mut record: Option<&mut dyn FnMut(&Step, &crate::ConsolidationDecision)>,
+) -> Result<Vec<usize>> {
     let steps = model.steps;
     let prices = model.prices;
     let mut fulls = vec![0usize];
@@ -1081,6 +1103,10 @@ fn planner_schedule(model: &Model<'_>, policy: &Policy) -> Result<Vec<usize>> {
             }),
         });
         let decision = decide_backup(&catalog, &local, None, policy, prices, now)?;
+        if let (Some(record), Some(snapshot), true) = (record.as_mut(), local.last(), i > 0) {
+            let eval = crate::plan_consolidation(&catalog, &local, snapshot, policy, prices, now)?;
+            record(step, &eval);
+        }
         let (kind, bytes) = match &decision.plan {
             PlannedBackup::Incremental { base_backup, .. } => (
                 BackupKind::Incremental {
@@ -1120,6 +1146,38 @@ fn planner_schedule(model: &Model<'_>, policy: &Policy) -> Result<Vec<usize>> {
         ));
     }
     Ok(fulls)
+}
+
+/// Runs the real planner step by step on the catalog it would see.
+/// The planner's consolidation evaluation at every backup of `scenario` (after the
+/// first), with the step it was made at: what the `simulate` example's `--explain` prints,
+/// to study why the planner chose what it did.
+///
+/// # Errors
+/// As [`run`].
+pub fn evaluations(
+    scenario: &Scenario,
+    policy: &Policy,
+) -> Result<Vec<(Step, crate::ConsolidationDecision)>> {
+    policy.validate()?;
+    let steps = scenario.timeline()?;
+    let prices = scenario.price_table();
+    let model = Model::new(
+        &steps,
+        policy,
+        &prices,
+        scenario.restore_options(),
+        scenario.months,
+    )?;
+    let mut out = Vec::new();
+    planner_schedule_recording(
+        &model,
+        policy,
+        Some(&mut |step: &Step, eval: &crate::ConsolidationDecision| {
+            out.push((*step, eval.clone()));
+        }),
+    )?;
+    Ok(out)
 }
 
 /// Every strategy of the benchmark over one scenario.

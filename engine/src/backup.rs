@@ -289,6 +289,8 @@ pub async fn back_up(
                 stored_bytes: backup.volume_sizes.iter().sum(),
                 volumes: backup.volume_sizes.clone(),
                 parts: 0,
+                // The manifest does not record the snapshot's size (yet).
+                snapshot_bytes: None,
             })
             .collect(),
     )

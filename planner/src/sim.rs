@@ -1029,13 +1029,53 @@ fn hindsight(model: &Model<'_>) -> Result<Vec<usize>> {
             }
         }
     }
-    let mut candidates: Vec<(f64, usize)> = (0..n)
-        .map(|a| (best[a] + model.segment(a, None).total(), a))
+    // No restore of a chain costs less than retrieving its bytes, keeping each restored
+    // copy a day plus the slack, sending the bytes at the first egress tier when no
+    // egress is free (each month's batch stays within the budget, far below the first
+    // tier's bound), and waiting a month per budget's worth beyond the first two (the
+    // first and last months may be partial): candidates
+    // are tried cheapest first by that floor, and the search stops once the floor alone
+    // loses.
+    let o = &model.restore_options;
+    let retrieval_per_gb = model.prices.retrieval(o.tier).per_gb;
+    let copy_per_gb = model.prices.standard_storage_per_gb_month * f64::from(1 + o.slack_days)
+        / model.prices.days_per_month;
+    let first_tier = model.prices.egress_tiers.first();
+    let egress_per_gb = match first_tier {
+        Some(t)
+            if model.prices.free_egress_bytes_per_month == 0
+                && !o.allow_overrun
+                && t.up_to_bytes.is_none_or(|b| b >= o.monthly_budget_bytes) =>
+        {
+            t.per_gb
+        }
+        _ => 0.0,
+    };
+    let delay = model.policy.delay_cost_per_month;
+    let floor_of = |chain: u64| -> f64 {
+        let months = if o.allow_overrun {
+            0.0
+        } else {
+            (chain as f64 / o.monthly_budget_bytes as f64 - 2.0).max(0.0)
+        };
+        cost::gb(chain) * (retrieval_per_gb + copy_per_gb + egress_per_gb) + delay * months
+    };
+    let mut after = vec![0u64; n + 1];
+    for i in (0..n).rev() {
+        after[i] = after[i + 1].saturating_add(model.steps[i].incremental_bytes);
+    }
+    let mut candidates: Vec<(f64, f64, usize)> = (0..n)
+        .map(|a| {
+            let chain = model.steps[a].live_bytes.saturating_add(after[a + 1]);
+            let floor = floor_of(chain);
+            let without = best[a] + model.segment(a, None).total();
+            (without + floor, without, a)
+        })
         .collect();
     candidates.sort_by(|x, y| x.0.total_cmp(&y.0));
     let mut winner = (f64::INFINITY, 0usize);
-    for (without_restore, a) in candidates {
-        if without_restore >= winner.0 {
+    for (bound, without_restore, a) in candidates {
+        if bound >= winner.0 {
             break;
         }
         let (restore, months) = model.restore(a)?;
@@ -1270,6 +1310,46 @@ mod tests {
                 model.one(t, model.times[i], release)
             })
             .sum()
+    }
+
+    #[test]
+    fn the_dynamic_program_finds_the_cheapest_of_all_schedules() {
+        // Every subset of steps 1..n as fulls, priced by the same model.
+        for (seed, family) in [
+            (3, Family::Churn),
+            (5, Family::NoFreeEgress),
+            (8, Family::RandomPurges),
+        ] {
+            let mut s = Scenario::generate(family, seed);
+            s.months = 9;
+            s.backups_per_month = 1;
+            let policy = Policy::default();
+            let steps = s.timeline().unwrap_or_else(|e| panic!("{e}"));
+            let prices = s.price_table();
+            let model = Model::new(&steps, &policy, &prices, s.restore_options(), s.months)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let n = steps.len();
+            let total = |fulls: &[usize]| {
+                let (b, r, m) = model
+                    .price_schedule(fulls)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                b.total() + r.total() + m * policy.delay_cost_per_month
+            };
+            let mut cheapest = f64::INFINITY;
+            for mask in 0u32..(1 << (n - 1)) {
+                let fulls: Vec<usize> = std::iter::once(0)
+                    .chain((1..n).filter(|i| mask & (1 << (i - 1)) != 0))
+                    .collect();
+                cheapest = cheapest.min(total(&fulls));
+            }
+            let dp = hindsight(&model).unwrap_or_else(|e| panic!("{e}"));
+            let found = total(&dp);
+            assert!(
+                (found - cheapest).abs() <= 1e-9 * cheapest,
+                "{}: dynamic program ${found} vs exhaustive ${cheapest}",
+                s.name
+            );
+        }
     }
 
     #[test]

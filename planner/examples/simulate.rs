@@ -18,7 +18,9 @@
 //! `--family NAME` runs one family (stationary, churn, periodic-purges, random-purges,
 //! no-free-egress, prices); `--verbose` prints every scenario; `--print SEED` with
 //! `--family` writes that scenario as a scenario file, to study it. `--threads N` (default
-//! 2) sets the parallelism. `--explain FROM-TO` prints the planner's consolidation reasoning
+//! 2) sets the parallelism. `--delay-cost DOLLARS` and `--restores-per-year N` change those
+//! two policy fields (for the planner and the objective alike), to see how sensitive the
+//! results are to them. `--explain FROM-TO` prints the planner's consolidation reasoning
 //! at every backup between those months of the scenarios named.
 
 // A command-line program: printing is its job.
@@ -199,7 +201,7 @@ fn explain_loss(s: &Scenario, c: &Comparison, policy: &Policy) -> String {
 }
 
 fn usage() -> &'static str {
-    "usage: simulate [--benchmark] [--family NAME] [--seeds FIRST-LAST] [--threads N] [--verbose] [--explain FROM-TO] [SCENARIO.toml...] | simulate --family NAME --print SEED"
+    "usage: simulate [--benchmark] [--family NAME] [--seeds FIRST-LAST] [--threads N] [--verbose] [--explain FROM-TO] [--delay-cost DOLLARS] [--restores-per-year N] [SCENARIO.toml...] | simulate --family NAME --print SEED"
 }
 
 fn main() -> ExitCode {
@@ -209,6 +211,7 @@ fn main() -> ExitCode {
     let mut families: Vec<Family> = Vec::new();
     let mut print_seed = None;
     let mut explain: Option<(f64, f64)> = None;
+    let mut policy = Policy::default();
     let mut threads = 2usize;
     let mut paths = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -246,6 +249,21 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
+            "--delay-cost" | "--restores-per-year" => {
+                let value = args.next().and_then(|s| s.parse::<f64>().ok());
+                match (arg.as_str(), value) {
+                    ("--delay-cost", Some(v)) => policy.delay_cost_per_month = v,
+                    (_, Some(v)) => policy.restores_per_year = v,
+                    _ => {
+                        eprintln!("error: {arg} takes a number");
+                        return ExitCode::from(2);
+                    }
+                }
+                if let Err(e) = policy.validate() {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
             "--print" => print_seed = args.next().and_then(|s| s.parse::<u64>().ok()),
             "--explain" => {
                 let range = args.next().unwrap_or_default();
@@ -293,7 +311,7 @@ fn main() -> ExitCode {
         }
         for s in &scenarios {
             println!("== {}: {}", s.name, s.description);
-            match evaluations(s, &Policy::default()) {
+            match evaluations(s, &policy) {
                 Ok(evals) => {
                     for (step, e) in evals
                         .iter()
@@ -320,7 +338,6 @@ fn main() -> ExitCode {
         eprintln!("{}", usage());
         return ExitCode::from(2);
     }
-    let policy = Policy::default();
     let mut groups: Vec<(String, Option<Family>, Vec<Scenario>)> = Vec::new();
     if !paths.is_empty() {
         let mut shipped = Vec::new();
@@ -384,9 +401,17 @@ fn main() -> ExitCode {
     }
     println!();
     println!(
-        "(planner cost as a multiple of the hindsight optimum; default policy; seeds {}-{})",
+        "(planner cost as a multiple of the hindsight optimum; seeds {}-{}; {})",
         seeds.start(),
-        seeds.end()
+        seeds.end(),
+        if policy == Policy::default() {
+            "default policy".to_string()
+        } else {
+            format!(
+                "default policy but ${} per month of waiting and {} restores a year",
+                policy.delay_cost_per_month, policy.restores_per_year
+            )
+        }
     );
     if !explained.is_empty() {
         println!("scenarios where the planner costs more than the best naive strategy:");

@@ -808,9 +808,9 @@ impl<'a> Model<'a> {
             full: Vec::new(),
             prefix: Prefix::default(),
         };
-        for i in 0..steps.len() {
-            model.inc.push(model.terms(i, steps[i].incremental_bytes)?);
-            model.full.push(model.terms(i, steps[i].live_bytes)?);
+        for (i, step) in steps.iter().enumerate() {
+            model.inc.push(model.terms(i, step.incremental_bytes)?);
+            model.full.push(model.terms(i, step.live_bytes)?);
         }
         model.prefix = Prefix::new(&model.inc, &model.times);
         Ok(model)
@@ -1103,11 +1103,14 @@ fn planner_schedule(model: &Model<'_>, policy: &Policy) -> Result<Vec<usize>> {
     planner_schedule_recording(model, policy, None)
 }
 
+/// Receives the planner's consolidation evaluation at each step.
+type Recorder<'a> = dyn FnMut(&Step, &crate::ConsolidationDecision) + 'a;
+
 /// [`planner_schedule`], handing each step's consolidation evaluation to `record`.
 fn planner_schedule_recording(
     model: &Model<'_>,
     policy: &Policy,
-    mut record: Option<&mut dyn FnMut(&Step, &crate::ConsolidationDecision)>,
+    mut record: Option<&mut Recorder<'_>>,
 ) -> Result<Vec<usize>> {
     let steps = model.steps;
     let prices = model.prices;

@@ -12,36 +12,27 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use zib_crypto::Passphrase;
-use zib_engine::backup::{back_up, BackupOptions, BackupOutcome, SnapshotChoice};
-use zib_engine::catalog::read_catalog;
-use zib_engine::clock::FakeClock;
-use zib_engine::progress::NoProgress;
-use zib_engine::records::{BackupKind, SourceKind};
-use zib_engine::repository::Repository;
-use zib_engine::restore::receive_readable_chain;
-use zib_engine::Error;
-use zib_snapshot_source::zfs::ZfsSource;
-use zib_snapshot_source::{
-    ByteStream, Capabilities, DatasetName, Protection, SendRequest, SendStream, SnapshotInfo,
-    SnapshotName, SnapshotSource,
+use zib_engine::snapshot_source::zfs::ZfsSource;
+use zib_engine::snapshot_source::{
+    Capabilities, DatasetName, Protection, ReceiveStream, SendRequest, SendStream, SnapshotInfo,
+    SnapshotName, SnapshotSource, SourceKind,
 };
-use zib_storage_backend::s3::S3Backend;
-use zib_storage_backend::{
+use zib_engine::storage::s3::S3Backend;
+use zib_engine::storage::{
     ByteRange, RestoreTier, StorageBackend, StorageBackendExt, StorageClass,
+};
+use zib_engine::{
+    BackupKind, BackupOptions, BackupOutcome, Error, FakeClock, NoProgress, Passphrase, Repository,
+    SnapshotChoice,
 };
 use zib_test_utils::data::{hash_tree, modify_tree, write_tree, Names};
 use zib_test_utils::moto::MotoServer;
 use zib_test_utils::zfs::ZfsPool;
 
-use common::{backup_options, committed, fast_init, s3_config, s3_on_moto};
+use common::{backup_options, committed, fast_init, host, location, s3_config, s3_on_moto};
 
 const MARKER: &[u8] = b"ZIB-PLAINTEXT-MARKER-7f3a9c";
 const PASSPHRASE: &str = "a long family passphrase";
-
-fn options(dataset: DatasetName) -> BackupOptions {
-    backup_options(dataset, SourceKind::Zfs)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
@@ -60,11 +51,10 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
     std::fs::write(mountpoint.join("marker.txt"), MARKER.repeat(100)).unwrap();
 
     let (repository, _) = Repository::init(
-        backend.clone(),
-        "zib",
+        &location(&backend, "zib"),
         &Passphrase::new(PASSPHRASE.into()),
         &fast_init(),
-        &clock,
+        host(&clock),
     )
     .await
     .unwrap();
@@ -72,15 +62,10 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
     let source = ZfsSource::new();
 
     let first = committed(
-        back_up(
-            &repository,
-            &source,
-            &options(dataset.clone()),
-            &clock,
-            &NoProgress,
-        )
-        .await
-        .unwrap(),
+        repository
+            .backup(&source, &dataset, &backup_options(), &NoProgress)
+            .await
+            .unwrap(),
     );
     assert_eq!(first.manifest.kind, BackupKind::Full);
     assert!(
@@ -98,15 +83,10 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
     modify_tree(&mountpoint, 2).unwrap();
     clock.advance(Duration::from_secs(3600));
     let second = committed(
-        back_up(
-            &repository,
-            &source,
-            &options(dataset.clone()),
-            &clock,
-            &NoProgress,
-        )
-        .await
-        .unwrap(),
+        repository
+            .backup(&source, &dataset, &backup_options(), &NoProgress)
+            .await
+            .unwrap(),
     );
     match &second.manifest.kind {
         BackupKind::Incremental { base_backup, .. } => {
@@ -121,34 +101,33 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
     let expected = hash_tree(&mountpoint).unwrap();
 
     // Nothing new: up to date.
-    let third = back_up(
-        &repository,
-        &source,
-        &BackupOptions {
-            snapshot: SnapshotChoice::Existing(
-                SnapshotName::zfs(&second.manifest.snapshot_name).unwrap(),
-            ),
-            ..options(dataset.clone())
-        },
-        &clock,
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let third = repository
+        .backup(
+            &source,
+            &dataset,
+            &BackupOptions {
+                snapshot: SnapshotChoice::Existing(
+                    SnapshotName::zfs(&second.manifest.snapshot_name).unwrap(),
+                ),
+                ..backup_options()
+            },
+            &NoProgress,
+        )
+        .await
+        .unwrap();
     assert!(matches!(third, BackupOutcome::UpToDate { .. }));
 
     // The catalog from the bucket alone (a fresh open: no local state).
     let reopened = Arc::new(
         Repository::open(
-            backend.clone(),
-            "zib",
+            &location(&backend, "zib"),
             &Passphrase::new(PASSPHRASE.into()),
-            StorageClass::DeepArchive,
+            host(&clock),
         )
         .await
         .unwrap(),
     );
-    let catalog = read_catalog(&reopened).await.unwrap();
+    let catalog = reopened.catalog().await.unwrap();
     let dataset_id = catalog.dataset_named(dataset.as_str()).unwrap();
     let backups = catalog.backups(dataset_id);
     assert_eq!(backups.len(), 2);
@@ -173,7 +152,7 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
         assert!(
             matches!(
                 archived,
-                Err(zib_storage_backend::Error::NotRestored { .. })
+                Err(zib_engine::storage::Error::NotRestored { .. })
             ),
             "{key} must refuse reads before a restore"
         );
@@ -193,17 +172,17 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
 
     // Receive the newest chain into a new dataset: identical files.
     let target = pool.dataset("restored");
-    let received = receive_readable_chain(
-        reopened.clone(),
-        &catalog,
-        dataset_id,
-        second.manifest.backup_id,
-        &source,
-        &target,
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let received = reopened
+        .receive_chain(
+            &catalog,
+            dataset_id,
+            second.manifest.backup_id,
+            &source,
+            &target,
+            &NoProgress,
+        )
+        .await
+        .unwrap();
     assert_eq!(received.len(), 2);
     assert_eq!(hash_tree(&pool.mountpoint(&target)).unwrap(), expected);
 }
@@ -214,16 +193,19 @@ struct KilledSend(ZfsSource);
 
 #[async_trait]
 impl SnapshotSource for KilledSend {
+    fn kind(&self) -> SourceKind {
+        self.0.kind()
+    }
     async fn capabilities(
         &self,
         dataset: &DatasetName,
-    ) -> zib_snapshot_source::Result<Capabilities> {
+    ) -> zib_engine::snapshot_source::Result<Capabilities> {
         self.0.capabilities(dataset).await
     }
     async fn list_snapshots(
         &self,
         dataset: &DatasetName,
-    ) -> zib_snapshot_source::Result<Vec<SnapshotInfo>> {
+    ) -> zib_engine::snapshot_source::Result<Vec<SnapshotInfo>> {
         self.0.list_snapshots(dataset).await
     }
     async fn create_snapshot(
@@ -231,23 +213,23 @@ impl SnapshotSource for KilledSend {
         dataset: &DatasetName,
         snapshot: &SnapshotName,
         marker: Option<&str>,
-    ) -> zib_snapshot_source::Result<SnapshotInfo> {
+    ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
         self.0.create_snapshot(dataset, snapshot, marker).await
     }
     async fn destroy_snapshot(
         &self,
         dataset: &DatasetName,
         snapshot: &SnapshotName,
-    ) -> zib_snapshot_source::Result<()> {
+    ) -> zib_engine::snapshot_source::Result<()> {
         self.0.destroy_snapshot(dataset, snapshot).await
     }
     async fn estimate_send_size(
         &self,
         request: &SendRequest,
-    ) -> zib_snapshot_source::Result<Option<u64>> {
+    ) -> zib_engine::snapshot_source::Result<Option<u64>> {
         self.0.estimate_send_size(request).await
     }
-    async fn send(&self, request: &SendRequest) -> zib_snapshot_source::Result<SendStream> {
+    async fn send(&self, request: &SendRequest) -> zib_engine::snapshot_source::Result<SendStream> {
         let mut stream = self.0.send(request).await?;
         let pid = stream.process_id().expect("a running send has a pid");
         // Wait for the first bytes, then kill the sender.
@@ -263,18 +245,18 @@ impl SnapshotSource for KilledSend {
     async fn receive(
         &self,
         target: &DatasetName,
-        stream: ByteStream,
-    ) -> zib_snapshot_source::Result<SnapshotInfo> {
+        stream: ReceiveStream,
+    ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
         self.0.receive(target, stream).await
     }
     async fn protect(
         &self,
         dataset: &DatasetName,
         snapshot: &SnapshotName,
-    ) -> zib_snapshot_source::Result<Protection> {
+    ) -> zib_engine::snapshot_source::Result<Protection> {
         self.0.protect(dataset, snapshot).await
     }
-    async fn release(&self, protection: &Protection) -> zib_snapshot_source::Result<()> {
+    async fn release(&self, protection: &Protection) -> zib_engine::snapshot_source::Result<()> {
         self.0.release(protection).await
     }
 }
@@ -292,53 +274,40 @@ async fn a_killed_zfs_send_commits_nothing_and_the_next_run_resumes_it() {
     let dataset = pool.create_dataset("photos");
     write_tree(&pool.mountpoint(&dataset), 3, Names::Ascii).unwrap();
     let (repository, _) = Repository::init(
-        backend.clone(),
-        "",
+        &location(&backend, ""),
         &Passphrase::new(PASSPHRASE.into()),
         &fast_init(),
-        &clock,
+        host(&clock),
     )
     .await
     .unwrap();
 
-    let result = back_up(
-        &repository,
-        &KilledSend(ZfsSource::new()),
-        &options(dataset.clone()),
-        &clock,
-        &NoProgress,
-    )
-    .await;
+    let result = repository
+        .backup(
+            &KilledSend(ZfsSource::new()),
+            &dataset,
+            &backup_options(),
+            &NoProgress,
+        )
+        .await;
     let error = result.expect_err("a killed send must fail the backup");
     assert!(matches!(error, Error::Source(_)), "{error}");
 
-    let catalog = read_catalog(&repository).await.unwrap();
+    let catalog = repository.catalog().await.unwrap();
     assert!(catalog.datasets.is_empty(), "nothing may be committed");
     assert!(backend.list_all("manifests/").await.unwrap().is_empty());
-    // What was uploaded is kept for the next run: the journal names the backup.
-    let journal = zib_engine::journal::read_journal(&zib_engine::journal::journal_path(
-        &options(dataset.clone()).state_dir,
-        repository.id(),
-        dataset.as_str(),
-    ))
-    .unwrap()
-    .expect("a failed send keeps its journal");
+    // What was uploaded is kept for the next run.
 
     // A plain source resumes that same backup and commits it.
     let source = ZfsSource::new();
     let resumed = committed(
-        back_up(
-            &repository,
-            &source,
-            &options(dataset.clone()),
-            &clock,
-            &NoProgress,
-        )
-        .await
-        .unwrap(),
+        repository
+            .backup(&source, &dataset, &backup_options(), &NoProgress)
+            .await
+            .unwrap(),
     );
-    assert_eq!(resumed.manifest.backup_id, journal.backup());
-    let catalog = read_catalog(&repository).await.unwrap();
+    assert!(resumed.resumed, "the next run continues the failed backup");
+    let catalog = repository.catalog().await.unwrap();
     assert!(
         catalog.leftovers.orphan_volumes.is_empty()
             && catalog.leftovers.incomplete_uploads.is_empty(),
@@ -357,17 +326,17 @@ async fn a_killed_zfs_send_commits_nothing_and_the_next_run_resumes_it() {
     }
     let dataset_id = catalog.dataset_named(dataset.as_str()).unwrap();
     let target = pool.dataset("restored");
-    receive_readable_chain(
-        Arc::new(repository),
-        &catalog,
-        dataset_id,
-        resumed.manifest.backup_id,
-        &source,
-        &target,
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    Arc::new(repository)
+        .receive_chain(
+            &catalog,
+            dataset_id,
+            resumed.manifest.backup_id,
+            &source,
+            &target,
+            &NoProgress,
+        )
+        .await
+        .unwrap();
     assert_eq!(
         hash_tree(&pool.mountpoint(&target)).unwrap(),
         hash_tree(&pool.mountpoint(&dataset)).unwrap()
@@ -382,24 +351,25 @@ async fn wrong_passphrase_and_unreachable_bucket_are_clear_errors() {
     let (bucket, backend) = s3_on_moto(&moto).await;
     let clock = FakeClock::new(SystemTime::now());
     Repository::init(
-        backend.clone(),
-        "",
+        &location(&backend, ""),
         &Passphrase::new(PASSPHRASE.into()),
         &fast_init(),
-        &clock,
+        host(&clock),
     )
     .await
     .unwrap();
     let wrong = Repository::open(
-        backend.clone(),
-        "",
+        &location(&backend, ""),
         &Passphrase::new("not it".into()),
-        StorageClass::DeepArchive,
+        host(&clock),
     )
     .await;
     let error = wrong.expect_err("wrong passphrase");
     assert!(
-        matches!(error, Error::Crypto(zib_crypto::Error::WrongPassphrase)),
+        matches!(
+            error,
+            Error::Crypto(zib_engine::crypto::Error::WrongPassphrase)
+        ),
         "{error}"
     );
     assert!(error.to_string().contains("wrong passphrase"), "{error}");
@@ -410,10 +380,9 @@ async fn wrong_passphrase_and_unreachable_bucket_are_clear_errors() {
     config.endpoint_url = Some(format!("http://127.0.0.1:{closed}"));
     let unreachable: Arc<dyn StorageBackend> = Arc::new(S3Backend::connect(&config).await.unwrap());
     let error = Repository::open(
-        unreachable,
-        "",
+        &location(&unreachable, ""),
         &Passphrase::new(PASSPHRASE.into()),
-        StorageClass::DeepArchive,
+        host(&clock),
     )
     .await
     .expect_err("nothing listens there");

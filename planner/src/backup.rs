@@ -74,7 +74,11 @@ pub fn decide_backup(
     };
     let shape = policy.upload_shape();
     let upload_cost = |bytes: Option<u64>| {
-        bytes.map_or(Cost::default(), |b| cost::upload(prices, &shape, b).cost)
+        bytes.map_or(Cost::default(), |b| {
+            // An estimate beyond any catalog cannot be uploaded anyway; price it as
+            // nothing rather than fail the decision on a source's odd estimate.
+            cost::upload(prices, &shape, b).map_or(Cost::default(), |u| u.cost)
+        })
     };
     let decision = |plan, reason: String, bytes: Option<u64>| BackupDecision {
         snapshot: snap.id.clone(),

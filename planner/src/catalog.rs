@@ -5,10 +5,10 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, UnixTime};
+use crate::{limits, Error, Result, UnixTime};
 
 /// A backup's opaque id as it appears in object keys (the engine chooses the encoding).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct BackupId(pub String);
 
 /// A snapshot's identity that survives renames: ZFS guid, BTRFS (received) UUID.
@@ -56,6 +56,12 @@ pub struct RemoteBackup {
     pub volumes: Vec<u64>,
     /// Multipart parts over all its volumes (informational).
     pub parts: u64,
+    /// Bytes of data the snapshot holds (the size a full stream of it has), when the
+    /// manifest records it. It lets the planner learn how fast the dataset's data grows
+    /// and dies from the catalog alone, and measure how much of a restore point's data
+    /// is gone from the newest snapshot; `None` when unknown.
+    #[serde(default)]
+    pub snapshot_bytes: Option<u64>,
 }
 
 impl RemoteBackup {
@@ -78,41 +84,109 @@ pub struct Catalog {
 impl Catalog {
     /// Validates and wraps the backups (any order; kept sorted oldest first).
     ///
+    /// The backups come from bucket metadata, so nothing is trusted: sizes are summed with
+    /// checked arithmetic and bounded by [`limits::S3_MAX_OBJECT_BYTES`] per volume and
+    /// [`limits::MAX_CATALOG_BYTES`] in all; counts by [`limits::MAX_BACKUPS`] and
+    /// [`limits::MAX_VOLUMES`]; dates by [`limits::MAX_UNIX_TIME`].
+    ///
     /// # Errors
-    /// [`Error::InconsistentCatalog`] naming the first backup at fault.
+    /// [`Error::InconsistentCatalog`] naming the first backup at fault and the field.
     pub fn new(mut backups: Vec<RemoteBackup>) -> Result<Self> {
+        if backups.len() > limits::MAX_BACKUPS {
+            let backup = backups.first().map(|b| b.id.clone()).unwrap_or_default();
+            return Err(Error::InconsistentCatalog {
+                backup,
+                problem: format!(
+                    "the catalog lists {} backups, more than the {} the planner accepts",
+                    backups.len(),
+                    limits::MAX_BACKUPS
+                ),
+            });
+        }
         backups.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
-        let mut seen: HashMap<&BackupId, &RemoteBackup> = HashMap::new();
-        for b in &backups {
+        let mut position: HashMap<&BackupId, usize> = HashMap::with_capacity(backups.len());
+        for (i, b) in backups.iter().enumerate() {
+            if position.insert(&b.id, i).is_some() {
+                return Err(Error::InconsistentCatalog {
+                    backup: b.id.clone(),
+                    problem: "appears twice".into(),
+                });
+            }
+        }
+        let mut total_bytes = 0u64;
+        let mut total_volumes = 0usize;
+        for (i, b) in backups.iter().enumerate() {
             let fail = |problem: String| Error::InconsistentCatalog {
                 backup: b.id.clone(),
                 problem,
             };
-            if seen.contains_key(&b.id) {
-                return Err(fail("appears twice".into()));
+            if b.created.0 < limits::MIN_UNIX_TIME || b.created.0 > limits::MAX_UNIX_TIME {
+                return Err(fail(format!(
+                    "created is {} seconds since 1970, outside 1970-01-01..=9999-12-31",
+                    b.created.0
+                )));
             }
             if b.volumes.is_empty() {
                 return Err(fail("has no volumes".into()));
             }
-            let sum: u64 = b.volumes.iter().sum();
+            total_volumes = total_volumes.saturating_add(b.volumes.len());
+            if total_volumes > limits::MAX_VOLUMES {
+                return Err(fail(format!(
+                    "the catalog's volumes number more than the {} the planner accepts",
+                    limits::MAX_VOLUMES
+                )));
+            }
+            let mut sum = 0u64;
+            for (v, &bytes) in b.volumes.iter().enumerate() {
+                if bytes > limits::S3_MAX_OBJECT_BYTES {
+                    return Err(fail(format!(
+                        "volumes[{v}] is {bytes} bytes, larger than S3's largest object ({} bytes)",
+                        limits::S3_MAX_OBJECT_BYTES
+                    )));
+                }
+                sum = sum
+                    .checked_add(bytes)
+                    .filter(|&s| s <= limits::MAX_CATALOG_BYTES)
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "volumes sum to more than {} bytes, the most a catalog may hold",
+                            limits::MAX_CATALOG_BYTES
+                        ))
+                    })?;
+            }
             if sum != b.stored_bytes {
                 return Err(fail(format!(
                     "volumes sum to {sum} bytes but stored_bytes is {}",
                     b.stored_bytes
                 )));
             }
+            if let Some(live) = b.snapshot_bytes {
+                if live > limits::MAX_CATALOG_BYTES {
+                    return Err(fail(format!(
+                        "snapshot_bytes is {live}, more than {} bytes",
+                        limits::MAX_CATALOG_BYTES
+                    )));
+                }
+            }
+            total_bytes = total_bytes
+                .checked_add(sum)
+                .filter(|&t| t <= limits::MAX_CATALOG_BYTES)
+                .ok_or_else(|| {
+                    fail(format!(
+                        "the catalog holds more than {} bytes in all",
+                        limits::MAX_CATALOG_BYTES
+                    ))
+                })?;
             if let BackupKind::Incremental { base } = &b.kind {
-                // Sorted by time, so a base seen earlier is older; this also rules out
-                // cycles and self-references. A base that is absent altogether is
-                // allowed: pruning deletes a superseded full before its younger,
-                // equally superseded incrementals reach their minimum age, and those
-                // are orphans (listed, never restorable) until they are deleted too.
-                let later = backups.iter().any(|o| &o.id == base);
-                if !seen.contains_key(base) && later {
+                // Sorted by time (ties by id), so a base earlier in the order is older;
+                // this also rules out cycles and self-references. A base that is absent
+                // altogether is allowed: pruning deletes a superseded full before its
+                // younger, equally superseded incrementals reach their minimum age, and
+                // those are orphans (listed, never restorable) until they are deleted too.
+                if position.get(base).is_some_and(|&j| j >= i) {
                     return Err(fail(format!("its base {base} is not older than it")));
                 }
             }
-            seen.insert(&b.id, b);
         }
         let index: HashMap<BackupId, usize> = backups
             .iter()

@@ -17,7 +17,7 @@ use std::ops::{Add, AddAssign};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Catalog, PriceTable, Tier, GB};
+use crate::{limits, Catalog, PriceTable, Tier, GB};
 
 /// Money, itemised, in US dollars.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -184,10 +184,66 @@ pub struct UploadEstimate {
     pub cost: Cost,
 }
 
+impl UploadShape {
+    /// Checks the shape against S3's limits: parts of 5 MiB ..= 5 GiB, volumes of at most
+    /// 10,000 parts and at most S3's largest object.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidPolicy`] naming the field.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |field, problem: String| Err(crate::Error::InvalidPolicy { field, problem });
+        if !(limits::S3_MIN_PART_BYTES..=limits::S3_MAX_PART_BYTES).contains(&self.part_size) {
+            return bad(
+                "part_size",
+                format!("is {}; S3 parts are 5 MiB to 5 GiB", self.part_size),
+            );
+        }
+        if self.volume_size == 0
+            || self.volume_size > limits::S3_MAX_OBJECT_BYTES
+            || self.volume_size.div_ceil(self.part_size) > limits::S3_MAX_PARTS
+        {
+            return bad(
+                "volume_size",
+                format!(
+                    "is {}; a volume is one S3 object of at most 10,000 parts of {} bytes and at most {} bytes",
+                    self.volume_size,
+                    self.part_size,
+                    limits::S3_MAX_OBJECT_BYTES
+                ),
+            );
+        }
+        if self.upload_bytes_per_sec == 0 {
+            return bad("upload_bytes_per_sec", "is 0".into());
+        }
+        Ok(())
+    }
+}
+
 /// The one-time cost of uploading a stream of `stream_bytes` (ciphertext) as volumes in
 /// multipart parts, plus its manifest. An empty stream still makes one volume.
-pub fn upload(prices: &PriceTable, shape: &UploadShape, stream_bytes: u64) -> UploadEstimate {
-    let volume_size = shape.volume_size.max(1);
+///
+/// # Errors
+/// [`crate::Error::InvalidPolicy`] when the shape breaks S3's limits (see
+/// [`UploadShape::validate`]); [`crate::Error::InvalidInput`] for a stream above
+/// [`limits::MAX_CATALOG_BYTES`].
+pub fn upload(
+    prices: &PriceTable,
+    shape: &UploadShape,
+    stream_bytes: u64,
+) -> crate::Result<UploadEstimate> {
+    shape.validate()?;
+    if stream_bytes > limits::MAX_CATALOG_BYTES {
+        return Err(crate::Error::InvalidInput {
+            field: "stream_bytes".into(),
+            problem: format!(
+                "is {stream_bytes}; at most {} bytes",
+                limits::MAX_CATALOG_BYTES
+            ),
+        });
+    }
+    // With the shape valid and the stream bounded, none of the products below can
+    // overflow: parts ≤ stream/5 MiB + volumes ≤ 2^60/2^22 · 2.
+    let volume_size = shape.volume_size;
     let volumes = ceil_div(stream_bytes, volume_size).max(1);
     let full_volumes = stream_bytes / volume_size;
     let last = stream_bytes - full_volumes * volume_size;
@@ -198,11 +254,11 @@ pub fn upload(prices: &PriceTable, shape: &UploadShape, stream_bytes: u64) -> Up
     }
     let put_requests = parts + 2 * volumes + 1;
     // Average bytes in flight is half a volume for as long as the volume takes to send.
-    let month_secs = f64::from(prices.days_per_month) * 86_400.0;
-    let rate = shape.upload_bytes_per_sec.max(1) as f64;
+    let month_secs = prices.days_per_month * 86_400.0;
+    let rate = shape.upload_bytes_per_sec as f64;
     let gb_months = |v: u64| gb(v) / 2.0 * (v as f64 / rate) / month_secs;
     let staging_gb_months = full_volumes as f64 * gb_months(volume_size) + gb_months(last);
-    UploadEstimate {
+    Ok(UploadEstimate {
         volumes,
         parts,
         put_requests,
@@ -211,7 +267,7 @@ pub fn upload(prices: &PriceTable, shape: &UploadShape, stream_bytes: u64) -> Up
             staging: staging_gb_months * prices.standard_storage_per_gb_month,
             ..Cost::default()
         },
-    }
+    })
 }
 
 /// The minimum-duration charge for deleting `objects` archived objects holding `bytes`
@@ -219,7 +275,7 @@ pub fn upload(prices: &PriceTable, shape: &UploadShape, stream_bytes: u64) -> Up
 pub fn early_deletion_fee(prices: &PriceTable, bytes: u64, objects: u64, age_days: f64) -> f64 {
     let remaining = (f64::from(prices.min_storage_days) - age_days).max(0.0);
     let archive = gb(bytes) + objects as f64 * gb(prices.overhead_archive_bytes);
-    archive * prices.archive_storage_per_gb_month * remaining / f64::from(prices.days_per_month)
+    archive * prices.archive_storage_per_gb_month * remaining / prices.days_per_month
 }
 
 /// Restoring `objects` archived objects holding `bytes` with `tier`: per-GB retrieval and
@@ -237,7 +293,7 @@ pub fn retrieval(prices: &PriceTable, tier: Tier, bytes: u64, objects: u64) -> C
 pub fn restored_copy(prices: &PriceTable, bytes: u64, days: u32) -> Cost {
     Cost {
         storage: gb(bytes) * prices.standard_storage_per_gb_month * f64::from(days)
-            / f64::from(prices.days_per_month),
+            / prices.days_per_month,
         ..Cost::default()
     }
 }
@@ -270,6 +326,60 @@ pub fn egress(prices: &PriceTable, bytes: u64, free_remaining: u64, already_paid
         }
     }
     cost
+}
+
+/// What restoring a chain would cost, estimated in closed form (see [`restore_estimate`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct RestoreEstimate {
+    /// Retrieval, requests, restored copies and egress.
+    pub cost: Cost,
+    /// Months the downloads take.
+    pub months: f64,
+}
+
+/// The cost of restoring `bytes` held in `volumes` volumes under `options`, in closed
+/// form: what [`crate::plan_restore`] would charge for a chain of that size started at
+/// the beginning of a month, with fractional months. Each month downloads the budget or
+/// what the link downloads after the thaw, whichever is smaller; bytes beyond the free
+/// allowance pay the first egress tier; restored copies live as long as the thaw-wave
+/// rules make them. Consolidation weighs chains with it, because planning every
+/// hypothetical chain volume by volume would cost more than the decision is worth.
+pub fn restore_estimate(
+    prices: &PriceTable,
+    options: &crate::RestoreOptions,
+    bytes: u64,
+    volumes: u64,
+) -> RestoreEstimate {
+    if bytes == 0 {
+        return RestoreEstimate::default();
+    }
+    let day = 86_400.0;
+    let rate = options.download_bytes_per_sec.max(1) as f64;
+    let thaw_days = f64::from(prices.retrieval(options.tier).typical_hours) / 24.0;
+    let link = rate * (prices.days_per_month - thaw_days).max(1.0) * day;
+    let per_month = (options.monthly_budget_bytes as f64).min(link).max(1.0);
+    let total = bytes as f64;
+    let months = total / per_month;
+    // Paid bytes: what each month's batch downloads beyond the free allowance.
+    let batch = per_month.min(total);
+    let paid_fraction =
+        ((batch - prices.free_egress_bytes_per_month as f64) / batch).clamp(0.0, 1.0);
+    let first_tier = prices.egress_tiers.first().map_or(0.0, |t| t.per_gb);
+    // Copies: one wave when the batch downloads within the thaw plus a wave's days, else
+    // waves of `wave_days` whose copies also cover the thaw lead (as `plan_restore`).
+    let batch_days = batch / rate / day;
+    let wave_days = f64::from(options.wave_days.max(1));
+    let slack = f64::from(options.slack_days);
+    let copy_days = if batch_days <= thaw_days + wave_days {
+        batch_days.ceil().max(1.0) + slack
+    } else {
+        (thaw_days + wave_days).ceil() + slack
+    };
+    let mut cost = retrieval(prices, options.tier, bytes, volumes) + downloads(prices, volumes);
+    cost.egress = gb(bytes) * paid_fraction * first_tier;
+    cost.storage =
+        gb(bytes) * prices.standard_storage_per_gb_month * copy_days / prices.days_per_month;
+    RestoreEstimate { cost, months }
 }
 
 #[cfg(test)]
@@ -346,52 +456,70 @@ mod tests {
             part_size: 64 * MIB,
             upload_bytes_per_sec: 2 * MIB,
         };
-        let u = upload(&p(), &shape, TIB);
+        let u = upload(&p(), &shape, TIB).unwrap_or_else(|e| panic!("{e}"));
         // 1024 volumes × (16 parts + create + complete) + 1 manifest = 18,433 PUTs
         // × $0.05/1000 = $0.92165.
         assert_eq!((u.volumes, u.parts, u.put_requests), (1024, 16_384, 18_433));
         close(u.cost.requests, 0.92165, 1e-9);
-        // Staging: per volume 0.5 GB for 512 s = 0.5 × 512 / 2,592,000 GB-months;
-        // × 1024 volumes × $0.023 = $0.0023261.
-        close(u.cost.staging, 0.002_326_1, 1e-7);
+        // Staging: per volume 0.5 GB for 512 s = 0.5 × 512 / 2,628,000 GB-months (a month
+        // of 365/12 days); × 1024 volumes × $0.023 = $0.00229426.
+        close(u.cost.staging, 0.002_294_26, 1e-8);
     }
 
     #[test]
     fn upload_of_uneven_and_empty_streams() {
         let shape = UploadShape {
-            volume_size: 100,
-            part_size: 30,
+            volume_size: 100 * MIB,
+            part_size: 30 * MIB,
             upload_bytes_per_sec: 1,
         };
-        // 250 bytes: volumes 100, 100, 50 → parts 4 + 4 + 2 = 10; PUTs 10 + 6 + 1 = 17.
-        let u = upload(&p(), &shape, 250);
+        let up = |bytes| upload(&p(), &shape, bytes).unwrap_or_else(|e| panic!("{e}"));
+        // 250 MiB: volumes 100, 100, 50 → parts 4 + 4 + 2 = 10; PUTs 10 + 6 + 1 = 17.
+        let u = up(250 * MIB);
         assert_eq!((u.volumes, u.parts, u.put_requests), (3, 10, 17));
         // Empty stream: one volume, one part, create, complete, manifest.
-        let u = upload(&p(), &shape, 0);
+        let u = up(0);
         assert_eq!((u.volumes, u.parts, u.put_requests), (1, 1, 4));
         // Exactly two volumes: no empty third one.
-        let u = upload(&p(), &shape, 200);
+        let u = up(200 * MIB);
         assert_eq!((u.volumes, u.parts), (2, 8));
     }
 
     #[test]
+    fn uploads_that_break_s3_limits_are_refused() {
+        let shape = |volume_size, part_size| UploadShape {
+            volume_size,
+            part_size,
+            upload_bytes_per_sec: 1,
+        };
+        let err =
+            |s: UploadShape, bytes| upload(&p(), &s, bytes).map(|_| ()).unwrap_err().to_string();
+        // A volume of more than 10,000 parts.
+        assert!(err(shape(10_001 * 5 * MIB, 5 * MIB), GB).contains("10,000"));
+        // Parts below S3's 5 MiB minimum or above its 5 GiB maximum.
+        assert!(err(shape(GB, 1), GB).contains("part_size"));
+        assert!(err(shape(8 * GB, 6 * GB), GB).contains("part_size"));
+        // A volume above S3's largest object.
+        assert!(err(shape(limits::S3_MAX_OBJECT_BYTES + 1, 5 * GB), GB).contains("volume_size"));
+        // A stream beyond any catalog.
+        assert!(err(shape(GB, 64 * MIB), u64::MAX).contains("stream_bytes"));
+    }
+
+    #[test]
     fn early_deletion_is_pro_rated() {
-        // 1 TiB deleted after 60 days: 120 remaining days = 4 months × $1.01376 = $4.05504.
-        close(early_deletion_fee(&p(), TIB, 0, 60.0), 4.05504, 1e-9);
+        // 1 TiB deleted after 60 days: 120 remaining days = 120 × 12/365 = 3.94521 months
+        // × $1.01376 = $3.99949.
+        close(early_deletion_fee(&p(), TIB, 0, 60.0), 3.999_491_5, 1e-7);
         close(early_deletion_fee(&p(), TIB, 0, 180.0), 0.0, 0.0);
         close(early_deletion_fee(&p(), TIB, 0, 400.0), 0.0, 0.0);
-        // One object of 0 bytes deleted at once: 32 KB × 6 months × 0.00099.
-        close(
-            early_deletion_fee(&p(), 0, 1, 0.0),
-            32.0 / 1024.0 / 1024.0 * 6.0 * 0.00099,
-            1e-15,
-        );
+        // One object of 0 bytes deleted at once: 32 KB × 180 days (5.918 months) × 0.00099.
+        close(early_deletion_fee(&p(), 0, 1, 0.0), 1.787_912e-7, 1e-13);
     }
 
     #[test]
     fn restored_copy_and_gets() {
-        // 100 GB for 3 days at $0.023/GB-month: 100 × 0.023 × 3/30 = $0.23.
-        close(restored_copy(&p(), 100 * GB, 3).total(), 0.23, 1e-12);
+        // 100 GB for 3 days at $0.023/GB-month: 100 × 0.023 × 3 × 12/365 = $0.226849.
+        close(restored_copy(&p(), 100 * GB, 3).total(), 0.226_849_3, 1e-7);
         // 1000 GETs at $0.0004 per 1000.
         close(downloads(&p(), 1000).total(), 0.0004, 1e-15);
     }

@@ -20,6 +20,23 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
+    /// A scenario (the simulator's input) is out of range or contradicts itself.
+    #[error("invalid scenario: {field} {problem}")]
+    InvalidScenario {
+        /// The offending field, e.g. `phases[2].add_gb_per_month`.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// An input other than the catalog, policy, prices or scenario is out of range: a
+    /// restore option, the restore's progress, an instant.
+    #[error("invalid input: {field} {problem}")]
+    InvalidInput {
+        /// The offending field, e.g. `RestoreOptions::download_bytes_per_sec`.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The catalog contradicts itself (duplicate ids, a base that is missing or newer,
     /// a cycle, sizes that do not add up).
     #[error(
@@ -69,6 +86,37 @@ pub enum Error {
         backup: BackupId,
         /// The volume's index within its backup.
         volume_index: u32,
+    },
+    /// The link cannot download a volume within one month's window, so any plan would
+    /// run into the next month's budget (and bill egress the plan did not count).
+    #[error(
+        "at {bytes_per_sec} bytes/s a month's download window of {window_days:.1} days (after the {thaw_hours}-hour thaw) holds {} but volume {volume_index} of backup {backup} is {} ({volume} bytes): restore over a faster link, or choose the Standard tier (shorter thaw)",
+        crate::cost::human_bytes(*.window_bytes),
+        crate::cost::human_bytes(*.volume)
+    )]
+    LinkTooSlow {
+        /// The download rate the plan was given, bytes per second.
+        bytes_per_sec: u64,
+        /// Days of a month left for downloading after the thaw (the shortest month's).
+        window_days: f64,
+        /// Hours a restore takes with the chosen tier.
+        thaw_hours: u32,
+        /// Bytes the link downloads in that window.
+        window_bytes: u64,
+        /// The volume that does not fit, in bytes.
+        volume: u64,
+        /// The backup holding that volume.
+        backup: BackupId,
+        /// The volume's index within its backup.
+        volume_index: u32,
+    },
+    /// The restore would take longer than the planner schedules.
+    #[error("the restore would take more than {limit} months ({reason}); raise the monthly budget or restore over a faster link")]
+    RestoreTooLong {
+        /// [`crate::limits::MAX_RESTORE_MONTHS`].
+        limit: u32,
+        /// Why, in figures.
+        reason: String,
     },
     /// The restore would need more local staging space than is available.
     #[error(

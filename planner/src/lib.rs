@@ -9,16 +9,25 @@
 //! What it owns:
 //! - [`PriceTable`]: us-east-1 defaults for S3 Glacier Deep Archive (sources and dates in
 //!   `docs/COSTS.md`), overridable field by field.
+//! - [`limits`]: S3's limits (parts, objects) and the planner's own bounds on untrusted
+//!   input; every size from a catalog or a scenario is checked against them, so nothing
+//!   the bucket says can make the planner panic, wrap or allocate without bound.
 //! - [`cost`]: the cost model — storage of a catalog, upload of a stream, early deletion,
-//!   retrieval, restored copies and internet egress — itemised as a [`Cost`].
+//!   retrieval, restored copies, internet egress and a closed-form restore estimate —
+//!   itemised as a [`Cost`].
 //! - [`decide_backup`]: full or incremental, from which base, and why.
-//! - [`plan_consolidation`] and [`plan_pruning`]: when a fresh full pays for itself, and
-//!   which backups become deletable (never one a kept restore point needs).
-//! - [`plan_restore`]: a restore point's chain split into UTC-calendar-month batches that
-//!   stay within the monthly download budget, with dates, tiers, staging and cost.
-//! - [`sim`]: a month-by-month cost simulator of whole backup histories, used by the
-//!   `simulate` example to compare the planner with naive strategies and the hindsight
-//!   optimum.
+//! - [`plan_consolidation`] and [`plan_pruning`]: when a fresh full lowers what the user
+//!   pays — storage and the expected restore, weighed with what the dataset's history
+//!   says about how its data grows and dies ([`Projection`]) — and which backups become
+//!   deletable, within the safety rules (minimum age, grace period, confirmation when
+//!   much of a restore point's data vanished).
+//! - [`plan_restore`]: what is left of a restore point's chain split into UTC-calendar-
+//!   month batches capped by the budget, the free egress left and the link, each thawed in
+//!   waves whose copies live a few days; with dates, tiers, staging and cost; re-planned
+//!   from the restore's progress on every run.
+//! - [`sim`]: a cost simulator of whole backup histories and the benchmark's random
+//!   families, used by the `simulate` example to compare the planner with naive
+//!   strategies and the hindsight optimum.
 //!
 //! ```
 //! use zib_planner::*;
@@ -32,6 +41,7 @@
 //!     stored_bytes: 3 * GB,
 //!     volumes: vec![GB; 3],
 //!     parts: 48,
+//!     snapshot_bytes: Some(3 * GB),
 //! };
 //! let catalog = Catalog::new(vec![full])?;
 //! let local = [
@@ -62,6 +72,8 @@ mod catalog;
 mod consolidate;
 pub mod cost;
 mod error;
+mod history;
+pub mod limits;
 mod policy;
 mod prices;
 mod restore;
@@ -75,13 +87,18 @@ pub use catalog::{
     BackupId, BackupKind, Catalog, IncrementalEstimate, LocalSnapshot, RemoteBackup, SnapshotId,
 };
 pub use consolidate::{
-    plan_consolidation, plan_pruning, ConsolidationDecision, DeleteStep, Deletion,
+    plan_consolidation, plan_pruning, vanished_fraction, ConsolidationDecision, ConsolidationTerms,
+    DeleteStep, Deletion,
 };
 pub use cost::Cost;
 pub use error::{Error, Result};
+pub use history::{Projection, HISTORY_WINDOW_DAYS, PURGE_FRACTION};
 pub use policy::{ConsolidationMode, GrowthProjection, Policy};
-pub use prices::{EgressTier, PriceTable, RetrievalPrice};
-pub use restore::{plan_restore, RestoreBatch, RestoreOptions, RestorePlan, VolumeRef};
+pub use prices::{EgressTier, PriceTable, RetrievalPrice, DAYS_PER_MONTH};
+pub use restore::{
+    plan_restore, RequestedRestore, RestoreBatch, RestoreOptions, RestorePlan, ThawWave, VolumeId,
+    VolumeRef,
+};
 pub use time::{CivilDate, Month, UnixTime, DAY_SECS};
 
 /// One gigabyte as AWS bills it: 2^30 bytes.

@@ -5,7 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, Tier, GB};
+use crate::{limits, Error, Result, Tier, GB};
+
+/// The mean calendar month, 365/12 days: the default [`PriceTable::days_per_month`].
+pub const DAYS_PER_MONTH: f64 = 365.0 / 12.0;
+
+use limits::MAX_PRICE;
 
 /// Retrieval (restore) prices of one tier.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -53,9 +58,11 @@ pub struct PriceTable {
     pub standard: RetrievalPrice,
     /// Minimum storage duration in days; deleting earlier is billed the remaining days.
     pub min_storage_days: u32,
-    /// Days in the billing month used to pro-rate day-based charges (AWS pro-rates
-    /// GB-months by hours; 30 keeps 180 days = 6 months exactly).
-    pub days_per_month: u32,
+    /// Days in the month used to turn day-based charges and durations into months: the
+    /// mean calendar month, 365/12 = 30.4167 days. AWS pro-rates storage by the hour
+    /// within each calendar month, so over a year this mean is exact, where a 30-day month
+    /// overstated every day-based charge by 1.39 %.
+    pub days_per_month: f64,
     /// Per archived object: bytes of index billed at the S3 Standard rate (8 KB).
     pub overhead_standard_bytes: u64,
     /// Per archived object: bytes of metadata billed at the Deep Archive rate (32 KB).
@@ -86,7 +93,7 @@ impl Default for PriceTable {
                 typical_hours: 12,
             },
             min_storage_days: 180,
-            days_per_month: 30,
+            days_per_month: DAYS_PER_MONTH,
             overhead_standard_bytes: 8 * 1024,
             overhead_archive_bytes: 32 * 1024,
             free_egress_bytes_per_month: 100 * GB,
@@ -147,17 +154,64 @@ impl PriceTable {
             ),
         ];
         for (field, value) in prices {
-            if !value.is_finite() || value < 0.0 {
+            if !value.is_finite() || !(0.0..=MAX_PRICE).contains(&value) {
                 return Err(Error::InvalidPrices {
                     field,
-                    problem: format!("is {value}; prices must be finite and >= 0"),
+                    problem: format!("is {value}; prices must be finite, >= 0 and <= {MAX_PRICE}"),
                 });
             }
         }
-        if self.days_per_month == 0 {
+        if !(28.0..=31.0).contains(&self.days_per_month) {
             return Err(Error::InvalidPrices {
                 field: "days_per_month",
-                problem: "is 0".into(),
+                problem: format!(
+                    "is {}; a month has 28 to 31 days (the default is 365/12)",
+                    self.days_per_month
+                ),
+            });
+        }
+        if self.min_storage_days > limits::MAX_POLICY_DAYS {
+            return Err(Error::InvalidPrices {
+                field: "min_storage_days",
+                problem: format!(
+                    "is {}; at most {} days",
+                    self.min_storage_days,
+                    limits::MAX_POLICY_DAYS
+                ),
+            });
+        }
+        for (field, hours) in [
+            ("bulk.typical_hours", self.bulk.typical_hours),
+            ("standard.typical_hours", self.standard.typical_hours),
+        ] {
+            // A restore must complete well inside a month for monthly batches to mean
+            // anything; Deep Archive's slowest tier takes 48 hours.
+            if hours > 24 * 14 {
+                return Err(Error::InvalidPrices {
+                    field,
+                    problem: format!("is {hours}; restores taking over 14 days are not modelled"),
+                });
+            }
+        }
+        for (field, bytes) in [
+            ("overhead_standard_bytes", self.overhead_standard_bytes),
+            ("overhead_archive_bytes", self.overhead_archive_bytes),
+        ] {
+            if bytes > GB {
+                return Err(Error::InvalidPrices {
+                    field,
+                    problem: format!("is {bytes}; at most 1 GB per object"),
+                });
+            }
+        }
+        if self.free_egress_bytes_per_month > limits::MAX_CATALOG_BYTES {
+            return Err(Error::InvalidPrices {
+                field: "free_egress_bytes_per_month",
+                problem: format!(
+                    "is {}; at most {} bytes",
+                    self.free_egress_bytes_per_month,
+                    limits::MAX_CATALOG_BYTES
+                ),
             });
         }
         if self.egress_tiers.is_empty() {
@@ -166,9 +220,15 @@ impl PriceTable {
                 problem: "is empty; give at least one tier with up_to_bytes unset".into(),
             });
         }
+        if self.egress_tiers.len() > 64 {
+            return Err(Error::InvalidPrices {
+                field: "egress_tiers",
+                problem: format!("has {} tiers; at most 64", self.egress_tiers.len()),
+            });
+        }
         let mut prev = 0u64;
         for (i, tier) in self.egress_tiers.iter().enumerate() {
-            if !tier.per_gb.is_finite() || tier.per_gb < 0.0 {
+            if !tier.per_gb.is_finite() || !(0.0..=MAX_PRICE).contains(&tier.per_gb) {
                 return Err(Error::InvalidPrices {
                     field: "egress_tiers",
                     problem: format!("tier {i} price is {}", tier.per_gb),

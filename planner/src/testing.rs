@@ -14,5 +14,6 @@ pub(crate) fn backup(id: &str, base: Option<&str>, day: i64, bytes: u64) -> Remo
         stored_bytes: bytes,
         volumes: vec![bytes],
         parts: 1,
+        snapshot_bytes: None,
     }
 }

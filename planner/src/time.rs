@@ -13,19 +13,40 @@ pub const DAY_SECS: i64 = 86_400;
 pub struct UnixTime(pub i64);
 
 impl UnixTime {
-    /// The instant `days` whole days later (earlier if negative).
+    /// The instant `days` whole days later (earlier if negative). Saturates at the ends
+    /// of `i64` instead of wrapping; the planner only adds durations to instants it has
+    /// checked against [`crate::limits::MAX_UNIX_TIME`], which stay far from them.
     pub fn plus_days(self, days: i64) -> Self {
-        Self(self.0 + days * DAY_SECS)
+        Self(self.0.saturating_add(days.saturating_mul(DAY_SECS)))
     }
 
-    /// The instant `secs` seconds later.
+    /// The instant `secs` seconds later (saturating, like [`UnixTime::plus_days`]).
     pub fn plus_secs(self, secs: i64) -> Self {
-        Self(self.0 + secs)
+        Self(self.0.saturating_add(secs))
+    }
+
+    /// Checks that the instant lies in 1970..=9999 ([`crate::limits::MIN_UNIX_TIME`] ..=
+    /// [`crate::limits::MAX_UNIX_TIME`]), the range every planner input must be in.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidInput`] naming `field`.
+    pub fn check(self, field: &str) -> crate::Result<Self> {
+        if (crate::limits::MIN_UNIX_TIME..=crate::limits::MAX_UNIX_TIME).contains(&self.0) {
+            Ok(self)
+        } else {
+            Err(crate::Error::InvalidInput {
+                field: field.to_owned(),
+                problem: format!(
+                    "is {} seconds since 1970, outside 1970-01-01..=9999-12-31",
+                    self.0
+                ),
+            })
+        }
     }
 
     /// Days from `earlier` to `self`, fractional.
     pub fn days_since(self, earlier: Self) -> f64 {
-        (self.0 - earlier.0) as f64 / DAY_SECS as f64
+        (self.0 as f64 - earlier.0 as f64) / DAY_SECS as f64
     }
 
     /// The UTC calendar date of this instant.

@@ -187,10 +187,19 @@ fn consolidation_of_a_rewritten_library_is_recommended_and_lists_every_old_backu
         vec![DeleteStep::Manifest, DeleteStep::Volume(0)]
     );
     // Nothing is deleted before its minimum age: b24 (2026-01-01) waits until 180 days
-    // after it was committed; b0 can go now.
+    // after it was committed; b0 is old enough but waits for the fresh full's 30-day
+    // grace period, and for a backup after the full to succeed.
     assert_eq!(d.deletions[0].not_before, at(2026, 1, 1).plus_days(180));
-    assert_eq!(d.deletions[24].not_before, now);
+    assert_eq!(d.deletions[24].not_before, now.plus_days(30));
+    assert!(d
+        .deletions
+        .iter()
+        .all(|x| x.requires_backup_after == Some(now)));
     assert!(d.deletions.iter().all(|x| x.early_deletion_fee == 0.0));
+    // The sizes of the old snapshots are unknown here, so nothing says how much of their
+    // data vanished: no confirmation is asked for.
+    assert!(d.deletions.iter().all(|x| x.vanished_fraction.is_none()));
+    assert!(!d.needs_confirmation);
 
     let local_snaps = vec![local("b24", month(24), None, None), snap.clone()];
     let b = decide_backup(
@@ -271,10 +280,7 @@ fn consolidation_cases_that_are_refused() {
         );
     }
     // With two restore points kept, the old chain must stay until the fresh full has a
-    // successor: nothing is deletable at commit, the old chain is paid one month more,
-    // and the consolidation still pays.
-    let one = plan_consolidation(&c, &[], &snap, &Policy::default(), &p, now)
-        .unwrap_or_else(|e| panic!("{e}"));
+    // successor: nothing is deletable at commit, and the consolidation still pays.
     let d = plan_consolidation(
         &c,
         &[],
@@ -289,9 +295,29 @@ fn consolidation_cases_that_are_refused() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(d.deletions.is_empty());
     assert!(d.recommend, "{}", d.reason);
-    // One more month of the 1.47 TiB chain, less what its youngest members would have
-    // been paid anyway: between $1 and $1.49.
-    let extra = d.consolidate_cost.total() - one.consolidate_cost.total();
+    // The grace period is priced: 61 days instead of none holds the old chain about one
+    // month longer than the next monthly backup would (2.005 months against 1), which is
+    // that month of the 1.47 TiB chain less what its youngest members would have been
+    // paid anyway: between $1 and $1.49.
+    let no_grace = Policy {
+        grace_days: 0,
+        ..Policy::default()
+    };
+    let short =
+        plan_consolidation(&c, &[], &snap, &no_grace, &p, now).unwrap_or_else(|e| panic!("{e}"));
+    let long = plan_consolidation(
+        &c,
+        &[],
+        &snap,
+        &Policy {
+            grace_days: 61,
+            ..no_grace
+        },
+        &p,
+        now,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let extra = long.consolidate_cost.total() - short.consolidate_cost.total();
     assert!(extra > 1.0 && extra < 1.49, "{extra}");
 }
 
@@ -340,14 +366,15 @@ fn pruning_keeps_what_restore_points_need_and_respects_minimum_age() {
         .is_empty());
 
     // A lower minimum age deletes i2 now (40 days old) and counts the fee for the
-    // remaining 140 days: 10 GiB × $0.00099 × 140/30 = $0.0462 (+ 64 KB of overhead).
+    // remaining 140 days: 10 GiB × $0.00099 × 140 × 12/365 = $0.045567 (+ 64 KB of
+    // overhead).
     let lax = Policy {
         min_age_days: 30,
         ..Policy::default()
     };
     let d = plan_pruning(&c, &lax, &p, now).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(d[0].not_before, now);
-    close(d[0].early_deletion_fee, 0.0462, 1e-6);
+    close(d[0].early_deletion_fee, 0.045_567, 1e-6);
 }
 
 #[test]

@@ -124,7 +124,8 @@ proptest! {
         let p = PriceTable::default();
         let shape = UploadShape { volume_size: GB, part_size: 64 << 20, upload_bytes_per_sec: 1 << 21 };
         prop_assert!(cost::monthly_storage(&p, small, objects).total() <= cost::monthly_storage(&p, large, objects).total());
-        prop_assert!(cost::upload(&p, &shape, small).cost.total() <= cost::upload(&p, &shape, large).cost.total());
+        let up = |bytes| cost::upload(&p, &shape, bytes).map(|u| u.cost.total()).map_err(|e| TestCaseError::fail(e.to_string()));
+        prop_assert!(up(small)? <= up(large)?);
         prop_assert!(cost::early_deletion_fee(&p, small, objects, age) <= cost::early_deletion_fee(&p, large, objects, age));
         prop_assert!(cost::egress(&p, small, free, 0) <= cost::egress(&p, large, free, 0));
         for tier in [Tier::Bulk, Tier::Standard] {
@@ -217,11 +218,271 @@ proptest! {
         s.months = months;
         s.backups_per_month = 1;
         let policy = Policy::default();
-        let p = PriceTable::default();
-        let best = sim::run(&s, &SimStrategy::HindsightOptimum, &policy, &p).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let best = sim::run(&s, &SimStrategy::HindsightOptimum, &policy).map_err(|e| TestCaseError::fail(e.to_string()))?;
         for strategy in [SimStrategy::AlwaysIncremental, SimStrategy::FullEvery(6), SimStrategy::FullEvery(12), SimStrategy::Planner(policy.clone())] {
-            let o = sim::run(&s, &strategy, &policy, &p).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let o = sim::run(&s, &strategy, &policy).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert!(best.total() <= o.total() + 1e-9, "{} beat the optimum: {} < {}", o.strategy, o.total(), best.total());
+        }
+    }
+}
+
+/// A chain of `volumes[i]` volume sizes per backup, full first, a day apart.
+fn chain_catalog(volumes: &[Vec<u64>]) -> Catalog {
+    let mut backups = Vec::new();
+    for (i, v) in volumes.iter().enumerate() {
+        let base = (i > 0).then(|| format!("b{}", i - 1));
+        backups.push(backup(
+            &format!("b{i}"),
+            base.as_deref(),
+            at(2024, 1, 1).plus_days(i as i64),
+            v.clone(),
+        ));
+    }
+    catalog(backups)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// The restore schedule rules, whatever the link, budget and month: each batch within
+    /// the budget, the free egress left (plus what the budget deliberately pays for) and
+    /// what the link downloads before the month ends; thaw waves whose copies outlive
+    /// their downloads by at most a few days; nothing downloaded after its month.
+    #[test]
+    fn restore_schedules_respect_every_cap(
+        volumes in prop::collection::vec(prop::collection::vec(1u64..(8 * GB), 1..8), 1..5),
+        budget_gb in 20u64..=300,
+        remaining_gb in 0u64..300,
+        free_left_gb in 0u64..=100,
+        rate_kib in prop::sample::select(vec![40u64, 200, 1024, 5120, 51_200]),
+        wave_days in 1u32..4,
+        slack_days in 0u32..3,
+        day in 0i64..730,
+        hour in 0i64..24,
+    ) {
+        let c = chain_catalog(&volumes);
+        let target = c.backups().last().map(|b| b.id.clone()).ok_or_else(|| TestCaseError::fail("empty"))?;
+        let rate = rate_kib << 10;
+        let opts = RestoreOptions {
+            monthly_budget_bytes: budget_gb * GB,
+            budget_remaining_this_month: remaining_gb * GB,
+            free_egress_remaining_this_month: free_left_gb * GB,
+            download_bytes_per_sec: rate,
+            wave_days,
+            slack_days,
+            staging_available_bytes: u64::MAX,
+            ..RestoreOptions::default()
+        };
+        let p = PriceTable::default();
+        let now = at(2026, 1, 1).plus_days(day).plus_secs(hour * 3600);
+        let plan = match plan_restore(&c, &target, &opts, &p, now) {
+            Ok(plan) => plan,
+            // Refusing is allowed only for these reasons.
+            Err(zib_planner::Error::LinkTooSlow { volume, .. }) => {
+                prop_assert!(volumes.iter().flatten().any(|&v| v == volume));
+                return Ok(());
+            }
+            Err(zib_planner::Error::RestoreTooLong { .. }) => return Ok(()),
+            Err(e) => return Err(TestCaseError::fail(e.to_string())),
+        };
+        let thaw_secs = 48 * 3600;
+        let paid_allowance = (budget_gb * GB).saturating_sub(p.free_egress_bytes_per_month);
+        let mut downloaded = 0;
+        for (i, b) in plan.batches.iter().enumerate() {
+            let money = if b.month == now.month() {
+                (remaining_gb * GB).min(budget_gb * GB).min(free_left_gb * GB + paid_allowance)
+            } else {
+                budget_gb * GB
+            };
+            prop_assert!(b.bytes <= money, "batch {} of {} bytes over {}", i, b.bytes, money);
+            let start = if b.month == now.month() { now } else { b.month.start() };
+            let window = (b.month.end().0 - start.0 - thaw_secs).max(0) as u64;
+            prop_assert!(b.bytes <= window * rate, "batch {} of {} bytes over the link's {}", i, b.bytes, window * rate);
+            prop_assert!(b.request_at >= now);
+            let wave_bytes: u64 = b.waves.iter().map(|w| w.bytes).sum();
+            prop_assert_eq!(wave_bytes, b.bytes);
+            for (j, w) in b.waves.iter().enumerate() {
+                prop_assert!(w.download_end <= b.month.end(), "wave {} of {} ends {} after its month", j, b.month, w.download_end);
+                // Copies outlive the downloads even if the restore completed at once...
+                let lives_from = if j == 0 { w.download_from } else { w.request_at };
+                prop_assert!(lives_from.plus_days(i64::from(w.restore_days)) >= w.download_end);
+                // ...and by a few days at most, however slow the link: the thaw lead, a
+                // wave's days (or its one volume's, if that is longer), rounding, slack.
+                let largest = w.volumes.iter().map(|v| v.bytes).max().unwrap_or(0);
+                let volume_days = (largest / rate).div_ceil(DAY_SECS as u64) as u32;
+                prop_assert!(w.restore_days <= 2 + wave_days.max(volume_days) + 1 + slack_days, "Days {} for wave {}", w.restore_days, j);
+            }
+            downloaded += b.bytes;
+        }
+        prop_assert_eq!(downloaded, volumes.iter().flatten().sum::<u64>());
+        prop_assert!(plan.finish >= now);
+    }
+
+    /// A rerun after some streams were received and some volumes downloaded plans exactly
+    /// the volumes left, in chain order, and counts the staged ones.
+    #[test]
+    fn a_rerun_after_progress_plans_exactly_the_rest(
+        volumes in prop::collection::vec(prop::collection::vec(1u64..(20 * GB), 1..6), 1..6),
+        received in any::<prop::sample::Index>(),
+        downloaded in prop::collection::vec(any::<bool>(), 6),
+    ) {
+        let c = chain_catalog(&volumes);
+        let target = c.backups().last().map(|b| b.id.clone()).ok_or_else(|| TestCaseError::fail("empty"))?;
+        let k = received.index(volumes.len() + 1);
+        let received: Vec<_> = c.backups()[..k].iter().map(|b| b.id.clone()).collect();
+        // Some volumes of the first stream not received are already downloaded.
+        let mut done = Vec::new();
+        if let Some(next) = c.backups().get(k) {
+            for (i, _) in next.volumes.iter().enumerate().filter(|(i, _)| downloaded[*i]) {
+                done.push(zib_planner::VolumeId { backup: next.id.clone(), index: i as u32 });
+            }
+        }
+        let opts = RestoreOptions {
+            received: received.clone(),
+            downloaded: done.clone(),
+            staging_available_bytes: u64::MAX,
+            ..RestoreOptions::default()
+        };
+        let plan = plan_restore(&c, &target, &opts, &PriceTable::default(), at(2026, 3, 4))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let planned: Vec<(String, u32)> = plan.batches.iter().flat_map(|b| b.volumes.iter().map(|v| (v.backup.0.clone(), v.index))).collect();
+        let expected: Vec<(String, u32)> = c.backups()[k..]
+            .iter()
+            .flat_map(|b| (0..b.volumes.len() as u32).map(move |i| (b.id.0.clone(), i)))
+            .filter(|(b, i)| !done.iter().any(|d| &d.backup.0 == b && d.index == *i))
+            .collect();
+        prop_assert_eq!(planned, expected);
+        let staged: u64 = done.iter().map(|d| c.get(&d.backup).map_or(0, |b| b.volumes[d.index as usize])).sum();
+        prop_assert_eq!(plan.already_staged_bytes, staged);
+        prop_assert!(plan.peak_staging_bytes >= staged);
+    }
+
+    /// Catalog sizes come from bucket metadata: any numbers at all give a catalog or an
+    /// error naming the backup, never a panic, a wrap or a huge allocation.
+    #[test]
+    fn untrusted_catalog_sizes_are_refused_not_trusted(
+        sizes in prop::collection::vec(
+            (prop::collection::vec(prop_oneof![any::<u64>(), 0u64..(1 << 40), Just(u64::MAX)], 1..4), any::<bool>(), any::<i64>()),
+            1..6,
+        ),
+    ) {
+        let backups: Vec<RemoteBackup> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, (volumes, honest, created))| RemoteBackup {
+                id: zib_planner::BackupId(format!("b{i}")),
+                kind: BackupKind::Full,
+                snapshot: zib_planner::SnapshotId(format!("s{i}")),
+                created: UnixTime(*created),
+                // A lying manifest may claim any total; an honest one wraps like the
+                // sums an unchecked reader would compute.
+                stored_bytes: if *honest {
+                    volumes.iter().fold(0u64, |a, v| a.wrapping_add(*v))
+                } else {
+                    volumes[0]
+                },
+                volumes: volumes.clone(),
+                parts: 0,
+                snapshot_bytes: None,
+            })
+            .collect();
+        if let Ok(c) = Catalog::new(backups) {
+            let total: u128 = c.backups().iter().map(|b| u128::from(b.stored_bytes)).sum();
+            prop_assert!(total <= u128::from(zib_planner::limits::MAX_CATALOG_BYTES));
+            for b in c.backups() {
+                prop_assert!(b.volumes.iter().all(|&v| v <= zib_planner::limits::S3_MAX_OBJECT_BYTES));
+                // Whatever is accepted can be planned without overflow.
+                let _ = plan_restore(&c, &b.id, &RestoreOptions { staging_available_bytes: u64::MAX, allow_overrun: true, ..RestoreOptions::default() }, &PriceTable::default(), at(2026, 1, 1));
+            }
+        }
+    }
+
+    /// Scenario files are untrusted too: any numbers give a timeline or an error naming
+    /// the field.
+    #[test]
+    fn untrusted_scenarios_are_refused_not_trusted(
+        months in prop_oneof![0u32..50, Just(u32::MAX), 1190u32..1300],
+        cadence in prop_oneof![0u32..40, Just(u32::MAX)],
+        initial in prop_oneof![-1.0f64..1e3, Just(f64::NAN), Just(1e18), Just(f64::INFINITY)],
+        add in prop_oneof![0.0f64..1e3, Just(1e300), Just(-5.0)],
+        phase_months in prop_oneof![0u32..50, Just(u32::MAX)],
+        fraction in prop_oneof![0.0f64..2.0, Just(f64::NAN)],
+    ) {
+        let s = Scenario {
+            name: "fuzzed".into(),
+            description: String::new(),
+            months,
+            initial_gb: initial,
+            backups_per_month: cadence,
+            phases: vec![
+                sim::Phase { months: phase_months, add_gb_per_month: add, ..sim::Phase::default() },
+                sim::Phase { months: phase_months, rewrite_fraction_per_year: fraction, ..sim::Phase::default() },
+            ],
+            events: vec![sim::Event { month: 3, delete_fraction: fraction, ..sim::Event::default() }],
+            prices: None,
+            restore: None,
+        };
+        match s.timeline() {
+            Ok(steps) => {
+                prop_assert!(steps.len() <= zib_planner::limits::MAX_SCENARIO_STEPS + 1);
+                prop_assert!(steps.iter().all(|st| st.live_bytes as f64 <= zib_planner::limits::MAX_SCENARIO_GB * GB as f64));
+            }
+            Err(zib_planner::Error::InvalidScenario { field, .. }) => prop_assert!(!field.is_empty()),
+            Err(e) => return Err(TestCaseError::fail(format!("unexpected {e}"))),
+        }
+    }
+
+    /// A consolidation lists no deletion before the backup's minimum age or the fresh
+    /// full's grace period, always waits for a later backup, and asks for confirmation
+    /// exactly when more than the policy's fraction of a restore point's data is gone.
+    #[test]
+    fn consolidation_deletions_keep_the_safety_rules(
+        live in prop::collection::vec(1u64..2000, 2..20),
+        rewrite in prop::collection::vec(0u64..300, 20),
+        min_age in 0u32..400,
+        grace in 0u32..90,
+        max_vanished in 0.0f64..1.0,
+        keep in 1u32..3,
+    ) {
+        // A monthly chain whose manifests record their snapshots' sizes (GiB).
+        let mut backups = Vec::new();
+        for (i, &l) in live.iter().enumerate() {
+            let created = at(2024, 1, 1).plus_days(30 * i as i64);
+            let mut b = if i == 0 {
+                backup("b0", None, created, vec![l * GB])
+            } else {
+                let written = l.saturating_sub(live[i - 1]) + rewrite[i].min(l);
+                backup(&format!("b{i}"), Some(&format!("b{}", i - 1)), created, vec![written.max(1) * GB])
+            };
+            b.snapshot_bytes = Some(l * GB);
+            backups.push(b);
+        }
+        let c = catalog(backups);
+        let now = at(2024, 1, 1).plus_days(30 * live.len() as i64);
+        let last = live.len() - 1;
+        let snap = local("fresh", now, Some(live[last] * GB), Some((&format!("b{last}"), GB)));
+        let policy = Policy {
+            min_age_days: min_age,
+            grace_days: grace,
+            max_vanished_fraction: max_vanished,
+            keep_restore_points: keep,
+            ..Policy::default()
+        };
+        let d = plan_consolidation(&c, &[], &snap, &policy, &PriceTable::default(), now)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        for x in &d.deletions {
+            let b = c.get(&x.backup).ok_or_else(|| TestCaseError::fail("unknown"))?;
+            prop_assert!(x.not_before >= b.created.plus_days(i64::from(min_age)));
+            prop_assert!(x.not_before >= now.plus_days(i64::from(grace)));
+            prop_assert_eq!(x.requires_backup_after, Some(now));
+            let v = x.vanished_fraction.ok_or_else(|| TestCaseError::fail("sizes are known"))?;
+            prop_assert!((0.0..=1.0).contains(&v));
+            prop_assert_eq!(x.needs_confirmation, v > max_vanished);
+        }
+        prop_assert_eq!(d.needs_confirmation, d.deletions.iter().any(|x| x.needs_confirmation));
+        // The reason shows the terms side by side.
+        if d.terms.waste_bytes > 0 {
+            prop_assert!(d.reason.contains("stored") && d.reason.contains("expected restore"), "{}", d.reason);
         }
     }
 }

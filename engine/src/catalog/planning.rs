@@ -57,9 +57,16 @@ pub(crate) fn planner_catalog(backups: &[CatalogBackup]) -> Result<zib_planner::
                 },
                 snapshot: snapshot_id(&backup.manifest.snapshot_identity),
                 created: UnixTime(backup.manifest.committed_at),
-                stored_bytes: backup.volume_sizes.iter().sum(),
+                // Sizes come from bucket metadata: a sum that would overflow saturates,
+                // and the planner refuses the catalog, naming the backup.
+                stored_bytes: backup
+                    .volume_sizes
+                    .iter()
+                    .fold(0u64, |sum, &v| sum.saturating_add(v)),
                 volumes: backup.volume_sizes.clone(),
                 parts: 0,
+                // The manifest does not record the snapshot's size (yet).
+                snapshot_bytes: None,
             })
             .collect(),
     )?)

@@ -22,6 +22,7 @@ pub fn backup(id: &str, base: Option<&str>, created: UnixTime, volumes: Vec<u64>
         created,
         stored_bytes: volumes.iter().sum(),
         parts: volumes.len() as u64,
+        snapshot_bytes: None,
         volumes,
     }
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use zib_crypto::DataKey;
+use zib_storage_backend::counting::ByteCounter;
 use zib_storage_backend::{ObjectKey, StorageBackend, StorageClass};
 
 use crate::clock::Clock;
@@ -24,6 +25,8 @@ pub(crate) struct Repo {
     pub(crate) archive_class: StorageClass,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) state: StateDir,
+    /// Bytes downloaded from the storage, every attempt counted (for the egress ledger).
+    pub(crate) downloaded: ByteCounter,
 }
 
 impl std::fmt::Debug for Repo {

@@ -10,6 +10,7 @@
 //! a receive that never gets its end discards what it got.
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use ring::digest::{Context, SHA256};
+use tokio_util::io::ReaderStream;
 use zib_crypto::{decrypt_stream, VolumeDecryptor, VolumeIdentity};
 use zib_storage_backend::{ByteRange, ObjectKey};
 
@@ -24,6 +26,7 @@ use crate::context::Repo;
 use crate::error::{Error, Result};
 use crate::format::layout::ObjectRole;
 use crate::format::records::{volume_list_hash, ManifestRecord, VolumeListEntry};
+use crate::ids::BackupId;
 
 /// Reads a committed backup's volumes back, decrypting and verifying them, as one
 /// plaintext stream.
@@ -35,10 +38,12 @@ use crate::format::records::{volume_list_hash, ManifestRecord, VolumeListEntry};
 pub(crate) fn backup_stream(
     repository: Arc<Repo>,
     manifest: ManifestRecord,
+    volumes: Volumes,
 ) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
     let state = Reader {
         repository,
         manifest,
+        volumes,
         next_index: 0,
         current: None,
         entries: Vec::new(),
@@ -72,9 +77,25 @@ struct CurrentVolume {
     plaintext_len: u64,
 }
 
+/// Where the volumes are read from.
+#[derive(Debug, Clone)]
+pub(crate) enum Volumes {
+    /// The bucket (readable now: a local directory, or restored copies).
+    Bucket,
+    /// Verified copies staged by a restore in this directory, named by
+    /// [`staged_volume`].
+    Staged(PathBuf),
+}
+
+/// The staged copy of volume `index` of `backup` in `dir`.
+pub(crate) fn staged_volume(dir: &Path, backup: BackupId, index: u32) -> PathBuf {
+    dir.join(format!("{backup}-{index:08}.volume"))
+}
+
 struct Reader {
     repository: Arc<Repo>,
     manifest: ManifestRecord,
+    volumes: Volumes,
     next_index: u32,
     current: Option<CurrentVolume>,
     entries: Vec<VolumeListEntry>,
@@ -99,7 +120,7 @@ impl Reader {
                     return Ok(self.held_back.pop_front());
                 }
                 self.current =
-                    Some(open_volume(&self.repository, &self.manifest, self.next_index).await?);
+                    Some(open_volume(&self.repository, &self.manifest, &self.volumes, self.next_index).await?);
                 self.next_index += 1;
             }
             let Some(volume) = self.current.as_mut() else {
@@ -189,6 +210,7 @@ impl Reader {
 async fn open_volume(
     repository: &Repo,
     manifest: &ManifestRecord,
+    volumes: &Volumes,
     index: u32,
 ) -> Result<CurrentVolume> {
     let role = ObjectRole::Volume {
@@ -197,7 +219,31 @@ async fn open_volume(
         index,
     };
     let key = repository.key(&role)?;
-    let body = repository.backend().get(&key, ByteRange::full()).await?;
+    let body: BoxStream<'static, Result<Bytes>> = match volumes {
+        Volumes::Bucket => repository
+            .backend()
+            .get(&key, ByteRange::full())
+            .await?
+            .map(|chunk| chunk.map_err(Error::from))
+            .boxed(),
+        Volumes::Staged(dir) => {
+            let path = staged_volume(dir, manifest.backup_id, index);
+            let file = tokio::fs::File::open(&path).await.map_err(|source| Error::LocalState {
+                path: path.clone(),
+                action: "read a staged volume",
+                source,
+            })?;
+            ReaderStream::with_capacity(file, 256 * 1024)
+                .map(move |chunk| {
+                    chunk.map_err(|source| Error::LocalState {
+                        path: path.clone(),
+                        action: "read a staged volume",
+                        source,
+                    })
+                })
+                .boxed()
+        }
+    };
     let decryptor = VolumeDecryptor::new(
         repository.data_key(),
         VolumeIdentity {
@@ -210,11 +256,10 @@ async fn open_volume(
     let ciphertext = Arc::new(AtomicU64::new(0));
     let counted = {
         let ciphertext = ciphertext.clone();
-        body.map(move |chunk| {
-            if let Ok(chunk) = &chunk {
+        body.inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
                 ciphertext.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             }
-            chunk.map_err(Error::from)
         })
     };
     // A volume that does not decrypt is altered, truncated, swapped or not zib's:

@@ -14,6 +14,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use zib_storage_backend::counting::{ByteCounter, Counting};
 use zib_storage_backend::local_dir::LocalDirBackend;
 use zib_storage_backend::retry::{RetryPolicy, Retrying};
 use zib_storage_backend::s3::{S3Backend, S3Config};
@@ -29,6 +30,9 @@ pub struct Location {
     backend: Arc<dyn StorageBackend>,
     prefix: String,
     description: String,
+    /// Bytes downloaded through this location, counted below the retry layer (so failed
+    /// and repeated attempts count, as on the bill): the restore's ledger reads it.
+    downloaded: ByteCounter,
 }
 
 /// How to reach the storage a URL names. [`Default`]: the standard AWS chain
@@ -82,10 +86,13 @@ impl Location {
         } else {
             format!("{backend:?} under {prefix}")
         };
+        let counting = Counting::new(backend);
+        let downloaded = counting.bytes_read();
         Ok(Self {
-            backend,
+            backend: Arc::new(counting),
             prefix,
             description,
+            downloaded,
         })
     }
 
@@ -126,6 +133,11 @@ impl Location {
     /// The prefix every object key starts with: empty, or ending with `/`.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Bytes downloaded through this location so far, every attempt counted.
+    pub(crate) fn downloaded(&self) -> &ByteCounter {
+        &self.downloaded
     }
 }
 

@@ -242,6 +242,7 @@ impl Repository {
                 archive_class: options.archive_class.clone(),
                 clock: host.clock,
                 state: StateDir::new(host.state_dir),
+                downloaded: location.downloaded().clone(),
             }),
             report,
         ))
@@ -300,6 +301,7 @@ impl Repository {
             archive_class,
             clock: host.clock,
             state: StateDir::new(host.state_dir),
+            downloaded: location.downloaded().clone(),
         }))
     }
 

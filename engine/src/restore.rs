@@ -12,7 +12,7 @@ use zib_snapshot_source::{DatasetName, ReceiveOptions, SnapshotInfo, SnapshotSou
 
 use crate::catalog::Catalog;
 use crate::context::Repo;
-use crate::download::backup_stream;
+use crate::download::{backup_stream, Volumes};
 use crate::error::Result;
 use crate::ids::{BackupId, DatasetId};
 use crate::progress::Progress;
@@ -44,7 +44,7 @@ pub(crate) async fn receive_readable_chain(
             "receiving {}@{}",
             entry.manifest.dataset_name, entry.manifest.snapshot_name
         ));
-        let stream = backup_stream(repository.clone(), entry.manifest.clone())
+        let stream = backup_stream(repository.clone(), entry.manifest.clone(), Volumes::Bucket)
             .map(|item| item.map_err(std::io::Error::other))
             .boxed();
         received.push(

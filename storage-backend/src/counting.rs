@@ -1,11 +1,13 @@
-//! A decorator that counts requests by operation (cost estimates, tests).
+//! A decorator that counts requests by operation, and the bytes downloaded (cost
+//! estimates, the restore's download ledger, tests).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::BoxStream;
+use futures::stream::{BoxStream, StreamExt};
 
 use crate::{
     AbortIncompleteUploadsRule, ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag,
@@ -13,12 +15,29 @@ use crate::{
     RestoreTier, Result, StorageBackend, UploadId, WriteOptions,
 };
 
-/// Counts every call to the wrapped backend, by [`Operation`], failed calls included.
+/// Counts every call to the wrapped backend, by [`Operation`], failed calls included,
+/// and the bytes of every `get` body as they arrive (a body cut short counts what came).
 /// `List` counts calls of `list`, not pages. Clones share the counts.
 #[derive(Debug, Clone)]
 pub struct Counting<B> {
     inner: B,
     counts: Arc<Mutex<BTreeMap<Operation, u64>>>,
+    bytes_read: ByteCounter,
+}
+
+/// A running total of bytes, shared by the clones of a [`Counting`] and its readers.
+#[derive(Debug, Clone, Default)]
+pub struct ByteCounter(Arc<AtomicU64>);
+
+impl ByteCounter {
+    /// The total so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn add(&self, bytes: u64) {
+        self.0.fetch_add(bytes, Ordering::SeqCst);
+    }
 }
 
 impl<B> Counting<B> {
@@ -27,7 +46,14 @@ impl<B> Counting<B> {
         Counting {
             inner,
             counts: Arc::default(),
+            bytes_read: ByteCounter::default(),
         }
+    }
+
+    /// Bytes of `get` bodies received so far: below a retry layer, failed and repeated
+    /// attempts count too, as they do on the bill.
+    pub fn bytes_read(&self) -> ByteCounter {
+        self.bytes_read.clone()
     }
 
     /// Calls of `operation` so far.
@@ -116,7 +142,15 @@ impl<B: StorageBackend> StorageBackend for Counting<B> {
     }
     async fn get(&self, key: &ObjectKey, range: ByteRange) -> Result<ByteStream> {
         self.hit(Operation::Get);
-        self.inner.get(key, range).await
+        let counter = self.bytes_read.clone();
+        let body = self.inner.get(key, range).await?;
+        Ok(body
+            .inspect(move |chunk| {
+                if let Ok(chunk) = chunk {
+                    counter.add(chunk.len() as u64);
+                }
+            })
+            .boxed())
     }
     async fn request_restore(&self, key: &ObjectKey, days: u32, tier: RestoreTier) -> Result<()> {
         self.hit(Operation::RequestRestore);

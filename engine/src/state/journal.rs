@@ -33,11 +33,11 @@
 
 use std::path::{Path, PathBuf};
 
-use ring::digest::{digest, SHA256};
 use serde::{Deserialize, Serialize};
 use zib_crypto::SALT_LEN;
 use zib_snapshot_source::{SnapshotIdentity, SourceKind};
 
+use super::envelope::{self, Unreadable};
 use super::{off_the_runtime, read_if_exists, remove_durably, write_durably};
 use crate::error::{Error, Result};
 use crate::format::records::{BackupKind, SendFlagBits, VolumeListEntry};
@@ -50,8 +50,6 @@ const JOURNAL_MAGIC: [u8; 8] = *b"ZIBJRNL\n";
 /// The journal format this zib writes and reads.
 const JOURNAL_VERSION: u32 = 1;
 
-const PREFIX_LEN: usize = 8 + 4 + 8;
-const CHECKSUM_LEN: usize = 32;
 
 /// The backup in progress for one dataset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,14 +193,7 @@ fn encode_journal(journal: &Journal) -> Result<Vec<u8>> {
             journal.dataset_name
         ))
     })?;
-    let mut bytes = Vec::with_capacity(PREFIX_LEN + body.len() + CHECKSUM_LEN);
-    bytes.extend_from_slice(&JOURNAL_MAGIC);
-    bytes.extend_from_slice(&JOURNAL_VERSION.to_le_bytes());
-    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&body);
-    let checksum = digest(&SHA256, &bytes);
-    bytes.extend_from_slice(checksum.as_ref());
-    Ok(bytes)
+    Ok(envelope::seal(&JOURNAL_MAGIC, JOURNAL_VERSION, &body))
 }
 
 /// Decodes a journal file's bytes; `path` names it in errors.
@@ -216,37 +207,15 @@ fn decode_journal(bytes: &[u8], path: &Path) -> Result<Journal> {
         path: path.to_owned(),
         reason,
     };
-    if bytes.len() < PREFIX_LEN + CHECKSUM_LEN || bytes[..8] != JOURNAL_MAGIC {
-        return Err(bad("not a zib journal (wrong magic or too short)".into()));
-    }
-    let mut version = [0u8; 4];
-    version.copy_from_slice(&bytes[8..12]);
-    let version = u32::from_le_bytes(version);
-    if version != JOURNAL_VERSION {
-        return Err(bad(format!(
+    let body = envelope::open(bytes, &JOURNAL_MAGIC, JOURNAL_VERSION).map_err(|error| match error {
+        Unreadable::NotThisKind => bad("not a zib journal (wrong magic or too short)".into()),
+        Unreadable::Version(version) => bad(format!(
             "journal format version {version}; this zib reads version {JOURNAL_VERSION} \
              (written by another zib version?)"
-        )));
-    }
-    let mut body_len = [0u8; 8];
-    body_len.copy_from_slice(&bytes[12..20]);
-    let body_len = u64::from_le_bytes(body_len);
-    let expected_len = usize::try_from(body_len)
-        .ok()
-        .and_then(|len| len.checked_add(PREFIX_LEN + CHECKSUM_LEN));
-    if expected_len != Some(bytes.len()) {
-        return Err(bad(format!(
-            "the file is {} bytes, its header says {}: truncated or corrupt",
-            bytes.len(),
-            body_len.saturating_add((PREFIX_LEN + CHECKSUM_LEN) as u64)
-        )));
-    }
-    let (content, checksum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
-    if digest(&SHA256, content).as_ref() != checksum {
-        return Err(bad("checksum mismatch: the file is corrupt".into()));
-    }
-    bincode::deserialize(&content[PREFIX_LEN..])
-        .map_err(|error| bad(format!("the body does not decode: {error}")))
+        )),
+        other => bad(other.to_string()),
+    })?;
+    bincode::deserialize(body).map_err(|error| bad(format!("the body does not decode: {error}")))
 }
 
 /// Reads the journal at `path`; `Ok(None)` when there is none. Blocking.
@@ -548,8 +517,8 @@ mod tests {
         let mut bytes = encode_journal(&sample()).unwrap();
         bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
         // A valid checksum, so only the version can be the reason.
-        let len = bytes.len() - CHECKSUM_LEN;
-        let checksum = digest(&SHA256, &bytes[..len]);
+        let len = bytes.len() - 32;
+        let checksum = ring::digest::digest(&ring::digest::SHA256, &bytes[..len]);
         bytes[len..].copy_from_slice(checksum.as_ref());
         let error = decode_journal(&bytes, Path::new("j")).unwrap_err();
         let text = error.to_string();

@@ -19,7 +19,9 @@
 //! directory), so a reader always sees one complete state; every file operation runs on
 //! tokio's blocking pool, so an fsync never stalls the tasks uploading parts.
 
+mod envelope;
 pub(crate) mod journal;
+pub(crate) mod ledger;
 pub(crate) mod lock;
 
 use std::io::Write;

@@ -21,7 +21,7 @@ use crate::backup::commit_manifest;
 use crate::catalog::read_catalog;
 use crate::cleanup::{clean_up, CleanupOptions};
 use crate::context::Repo;
-use crate::download::backup_stream;
+use crate::download::{backup_stream, Volumes};
 use crate::error::Error;
 use crate::format::layout::ObjectRole;
 use crate::format::records::{volume_list_hash, BackupKind, ManifestRecord, SendFlagBits};
@@ -257,7 +257,7 @@ async fn a_stream_round_trips_through_archived_volumes() {
     }
 
     // Archived volumes refuse reads until restored and thawed.
-    let early: Result<Vec<Bytes>, Error> = backup_stream(repository.clone(), manifest.clone())
+    let early: Result<Vec<Bytes>, Error> = backup_stream(repository.clone(), manifest.clone(), Volumes::Bucket)
         .try_collect()
         .await;
     assert!(
@@ -283,7 +283,7 @@ async fn a_stream_round_trips_through_archived_volumes() {
             .unwrap();
     }
     clock.advance(Duration::from_secs(48 * 3600));
-    let restored: Vec<Bytes> = backup_stream(repository.clone(), manifest.clone())
+    let restored: Vec<Bytes> = backup_stream(repository.clone(), manifest.clone(), Volumes::Bucket)
         .try_collect()
         .await
         .unwrap();
@@ -360,7 +360,7 @@ async fn swapped_or_replaced_volumes_fail_loudly() {
             .await
             .unwrap();
     }
-    let items: Vec<Result<Bytes, Error>> = backup_stream(repository.clone(), manifest.clone())
+    let items: Vec<Result<Bytes, Error>> = backup_stream(repository.clone(), manifest.clone(), Volumes::Bucket)
         .collect()
         .await;
     let error = items

@@ -20,7 +20,7 @@ use super::{host, journal_path, location, new_journal, upload_resumable};
 use crate::backup::commit_manifest;
 use crate::cleanup::{clean_up, CleanupOptions};
 use crate::context::Repo;
-use crate::download::backup_stream;
+use crate::download::{backup_stream, Volumes};
 use crate::error::Error;
 use crate::format::layout::ObjectRole;
 use crate::format::records::{volume_list_hash, BackupKind, ManifestRecord, SendFlagBits};
@@ -208,7 +208,7 @@ impl Setup {
             volume_list_sha256: volume_list_hash(&uploaded.volumes),
         };
         commit_manifest(&self.repository, &manifest).await.unwrap();
-        let read: Vec<Bytes> = backup_stream(self.through(self.backend.clone()).await, manifest)
+        let read: Vec<Bytes> = backup_stream(self.through(self.backend.clone()).await, manifest, Volumes::Bucket)
             .try_collect()
             .await
             .unwrap();

@@ -119,8 +119,15 @@ impl Reader {
                     self.finished = true;
                     return Ok(self.held_back.pop_front());
                 }
-                self.current =
-                    Some(open_volume(&self.repository, &self.manifest, &self.volumes, self.next_index).await?);
+                self.current = Some(
+                    open_volume(
+                        &self.repository,
+                        &self.manifest,
+                        &self.volumes,
+                        self.next_index,
+                    )
+                    .await?,
+                );
                 self.next_index += 1;
             }
             let Some(volume) = self.current.as_mut() else {
@@ -228,11 +235,13 @@ async fn open_volume(
             .boxed(),
         Volumes::Staged(dir) => {
             let path = staged_volume(dir, manifest.backup_id, index);
-            let file = tokio::fs::File::open(&path).await.map_err(|source| Error::LocalState {
-                path: path.clone(),
-                action: "read a staged volume",
-                source,
-            })?;
+            let file = tokio::fs::File::open(&path)
+                .await
+                .map_err(|source| Error::LocalState {
+                    path: path.clone(),
+                    action: "read a staged volume",
+                    source,
+                })?;
             ReaderStream::with_capacity(file, 256 * 1024)
                 .map(move |chunk| {
                     chunk.map_err(|source| Error::LocalState {

@@ -212,6 +212,77 @@ pub enum Error {
         snapshot: String,
     },
 
+    /// No dataset of that name (or id) has a backup in the repository.
+    #[error(
+        "the repository holds no backup of {dataset}; list what it holds with `zib list` \
+         (a dataset is named as it was backed up)"
+    )]
+    UnknownDataset {
+        /// The name asked for.
+        dataset: String,
+    },
+
+    /// A restore's target exists already: a restore never receives into existing data.
+    #[error(
+        "{target} exists already; restore into a dataset (or directory) that does not exist yet"
+    )]
+    TargetExists {
+        /// The target.
+        target: String,
+    },
+
+    /// No restore job with that id on this host.
+    #[error("there is no restore job {id} in this state directory; list them with `zib restore --status`")]
+    NoSuchRestore {
+        /// The id asked for.
+        id: crate::ids::RestoreJobId,
+    },
+
+    /// A volume a restore needs is missing from the bucket.
+    #[error(
+        "volume {key} of backup {backup} is missing from the bucket; it cannot be restored, \
+         nor can the restore points that need it: {}. Restore an older restore point that \
+         does not need it, or check who deleted it",
+        breaks.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    VolumeGone {
+        /// The missing object.
+        key: String,
+        /// Its backup.
+        backup: crate::ids::BackupId,
+        /// Every restore point whose chain needs that backup.
+        breaks: Vec<crate::ids::BackupId>,
+    },
+
+    /// A received snapshot is not the one the manifest names.
+    #[error(
+        "the snapshot received into {target} is {found}, but the backup's manifest names \
+         {expected}; the target does not hold what was backed up: cancel the restore"
+    )]
+    ReceivedIdentity {
+        /// The target.
+        target: String,
+        /// The manifest's identity.
+        expected: String,
+        /// The received snapshot's.
+        found: String,
+    },
+
+    /// The staging directory has not room enough for the next download.
+    #[error(
+        "the staging directory {} has {free} bytes free; the next download needs {needed}: \
+         free space there (or give the restore another staging directory) and run it again",
+        dir.display()
+    )]
+    StagingFull {
+        /// The staging directory.
+        dir: std::path::PathBuf,
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes free.
+        free: u64,
+    },
+
     /// A value the caller supplied is out of range (the message says which and why).
     #[error("{0}")]
     InvalidInput(String),

@@ -128,6 +128,11 @@ opaque_id!(
     BackupId,
     "backup id"
 );
+opaque_id!(
+    /// Identifies a restore job of this host (local state only: never in the bucket).
+    RestoreJobId,
+    "restore job id"
+);
 
 #[cfg(test)]
 mod tests {

@@ -125,10 +125,11 @@ pub use cleanup::{CleanupOptions, CleanupReport};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::{Error, Result};
 pub use format::records::{BackupKind, ManifestRecord, SendFlagBits};
-pub use ids::{BackupId, DatasetId, InvalidId, RandomUnavailable, RepositoryId};
+pub use ids::{BackupId, DatasetId, InvalidId, RandomUnavailable, RepositoryId, RestoreJobId};
 pub use location::{ConnectOptions, Location};
 pub use progress::{NoProgress, Progress};
 pub use repository::{Host, InitOptions, InitReport, PassphraseChange, Repository};
+pub use restore::{NewRestore, RestoreJob, RestoreState, RestoreStatus, WaitReason};
 pub use upload::VolumeShape;
 
 // What an embedder names most, so one `use zib_engine::…` line does.

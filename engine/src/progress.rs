@@ -30,6 +30,12 @@ pub trait Progress: Send + Sync {
     fn part_skipped(&self, bytes: u64) {
         let _ = bytes;
     }
+
+    /// `bytes` more were downloaded for a restore (as they arrive; a download resumed
+    /// after an interruption reports only what it fetches).
+    fn downloaded(&self, bytes: u64) {
+        let _ = bytes;
+    }
 }
 
 /// Discards every event (the default for library callers that don't care).

@@ -37,7 +37,7 @@ use crate::context::Repo;
 use crate::error::{Error, Result};
 use crate::format::layout::{keyring_archive_prefix, object_key, ObjectRole};
 use crate::format::metadata::{plain_metadata, REPOSITORY_NAME};
-use crate::ids::{BackupId, DatasetId, RepositoryId};
+use crate::ids::{BackupId, DatasetId, RepositoryId, RestoreJobId};
 use crate::location::Location;
 use crate::progress::Progress;
 use crate::state::StateDir;
@@ -469,6 +469,72 @@ impl Repository {
             progress,
         )
         .await
+    }
+
+    /// Creates a restore job — the chain of `request.restore_point` (default: the
+    /// dataset's newest backup) into `request.target`, which must not exist — and
+    /// returns it with its schedule, month by month: bytes, restore requests, cost and
+    /// expected finish. Nothing is requested or downloaded yet: run
+    /// [`advance_restore`](Self::advance_restore) to start, and again (daily) until it
+    /// is done.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownDataset`], [`Error::BrokenChain`], [`Error::TargetExists`];
+    /// [`Error::Planner`] when no plan can work (a volume larger than the monthly budget,
+    /// a link too slow to download a volume within a month, too little staging space —
+    /// the message says which and what to change).
+    pub async fn create_restore(
+        &self,
+        request: &crate::restore::NewRestore,
+        source: &dyn SnapshotSource,
+    ) -> Result<(crate::restore::RestoreJob, zib_planner::RestorePlan)> {
+        crate::restore::create(&self.context, request, source).await
+    }
+
+    /// The restore jobs of this host (its state directory) for this repository.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LocalState`] when the state directory cannot be read.
+    pub async fn restore_jobs(&self) -> Result<Vec<crate::restore::RestoreJob>> {
+        crate::restore::jobs(&self.context).await
+    }
+
+    /// Advances a restore job as far as it can go now — requests the restores due,
+    /// downloads what is thawed within this month's budget, receives what is complete —
+    /// and says what it waits for. Safe to run at any time and to kill at any instant:
+    /// the next run goes on from the last finished step.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchRestore`]; [`Error::Locked`] when another run advances it;
+    /// [`Error::VolumeGone`] naming a volume missing from the bucket and the restore
+    /// points it breaks; [`Error::Corrupt`] naming a volume that does not verify;
+    /// [`Error::StagingFull`]; the source's receive errors (the staged volumes are kept:
+    /// fix the cause and run again); storage errors.
+    pub async fn advance_restore(
+        &self,
+        id: RestoreJobId,
+        source: &dyn SnapshotSource,
+        progress: &dyn Progress,
+    ) -> Result<crate::restore::RestoreStatus> {
+        crate::restore::advance(&self.context, id, source, progress).await
+    }
+
+    /// Cancels a restore job: deletes its state, its staged volumes and the target its
+    /// receives created (with what was received into it); touches nothing else.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchRestore`]; [`Error::Locked`] while a run advances it; the source's
+    /// errors when the target cannot be removed.
+    pub async fn cancel_restore(
+        &self,
+        id: RestoreJobId,
+        source: &dyn SnapshotSource,
+    ) -> Result<()> {
+        crate::restore::cancel(&self.context, id, source).await
     }
 
     /// The repository's id.

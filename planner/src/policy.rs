@@ -112,7 +112,7 @@ impl Policy {
     }
 
     /// Checks every field against S3's limits and the planner's
-    /// ([`crate::limits`]): parts of 5 MiB ..= 5 GiB, volumes of at least 5 MiB and at
+    /// ([`crate::limits`]): parts of 5 MiB ..= 5 GiB, volumes of at least 1 byte and at
     /// most S3's largest object in at most 10,000 parts, horizons up to a century, at
     /// least one restore point kept, fractions in 0..=1, finite non-negative prices.
     ///
@@ -162,13 +162,14 @@ impl Policy {
                 ),
             );
         }
-        if !(limits::S3_MIN_PART_BYTES..=limits::S3_MAX_OBJECT_BYTES).contains(&self.volume_size) {
+        // A volume smaller than one part is a single-part upload, which S3 accepts at any
+        // size; only the parts of a larger volume have a minimum.
+        if !(1..=limits::S3_MAX_OBJECT_BYTES).contains(&self.volume_size) {
             return bad(
                 "volume_size",
                 format!(
-                    "is {} bytes; a volume is at least 5 MiB ({} bytes) and at most S3's largest object ({} bytes)",
+                    "is {} bytes; a volume is at least 1 byte and at most S3's largest object ({} bytes)",
                     self.volume_size,
-                    limits::S3_MIN_PART_BYTES,
                     limits::S3_MAX_OBJECT_BYTES
                 ),
             );
@@ -294,7 +295,7 @@ mod tests {
             ),
             (
                 Policy {
-                    volume_size: 1,
+                    volume_size: 0,
                     ..Policy::default()
                 },
                 "volume_size",

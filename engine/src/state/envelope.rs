@@ -49,7 +49,11 @@ pub(crate) fn seal(magic: &[u8; 8], version: u32, body: &[u8]) -> Vec<u8> {
 }
 
 /// The body of an envelope of kind `magic` and version `version`.
-pub(crate) fn open<'a>(bytes: &'a [u8], magic: &[u8; 8], version: u32) -> Result<&'a [u8], Unreadable> {
+pub(crate) fn open<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 8],
+    version: u32,
+) -> Result<&'a [u8], Unreadable> {
     if bytes.len() < PREFIX_LEN + CHECKSUM_LEN || bytes[..8] != *magic {
         return Err(Unreadable::NotThisKind);
     }
@@ -96,7 +100,10 @@ mod tests {
             assert!(open(&damaged, b"ZIBTEST\n", 3).is_err(), "byte {position}");
         }
         for len in 0..sealed.len() {
-            assert!(open(&sealed[..len], b"ZIBTEST\n", 3).is_err(), "{len} bytes");
+            assert!(
+                open(&sealed[..len], b"ZIBTEST\n", 3).is_err(),
+                "{len} bytes"
+            );
         }
     }
 }

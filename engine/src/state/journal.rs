@@ -50,7 +50,6 @@ const JOURNAL_MAGIC: [u8; 8] = *b"ZIBJRNL\n";
 /// The journal format this zib writes and reads.
 const JOURNAL_VERSION: u32 = 1;
 
-
 /// The backup in progress for one dataset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Journal {
@@ -207,14 +206,15 @@ fn decode_journal(bytes: &[u8], path: &Path) -> Result<Journal> {
         path: path.to_owned(),
         reason,
     };
-    let body = envelope::open(bytes, &JOURNAL_MAGIC, JOURNAL_VERSION).map_err(|error| match error {
-        Unreadable::NotThisKind => bad("not a zib journal (wrong magic or too short)".into()),
-        Unreadable::Version(version) => bad(format!(
-            "journal format version {version}; this zib reads version {JOURNAL_VERSION} \
+    let body =
+        envelope::open(bytes, &JOURNAL_MAGIC, JOURNAL_VERSION).map_err(|error| match error {
+            Unreadable::NotThisKind => bad("not a zib journal (wrong magic or too short)".into()),
+            Unreadable::Version(version) => bad(format!(
+                "journal format version {version}; this zib reads version {JOURNAL_VERSION} \
              (written by another zib version?)"
-        )),
-        other => bad(other.to_string()),
-    })?;
+            )),
+            other => bad(other.to_string()),
+        })?;
     bincode::deserialize(body).map_err(|error| bad(format!("the body does not decode: {error}")))
 }
 

@@ -55,11 +55,13 @@ impl Ledger {
     /// [`Error::LocalState`] when the ledger cannot be read or is corrupt.
     pub(crate) async fn downloaded_in(&self, month: Month) -> Result<u64> {
         let file = self.file.clone();
-        let months = off_the_runtime(&self.file, "read the download ledger", move |_| {
-            read(&file)
-        })
-        .await?;
-        Ok(months.0.get(&(month.year, month.month)).copied().unwrap_or(0))
+        let months =
+            off_the_runtime(&self.file, "read the download ledger", move |_| read(&file)).await?;
+        Ok(months
+            .0
+            .get(&(month.year, month.month))
+            .copied()
+            .unwrap_or(0))
     }
 
     /// Adds `bytes` to `month`, durably; returns the month's new total.
@@ -101,8 +103,12 @@ fn read(file: &Path) -> Result<Months> {
     let Some(bytes) = read_if_exists(file, "read the download ledger")? else {
         return Ok(Months::default());
     };
-    let body = envelope::open(&bytes, &MAGIC, VERSION)
-        .map_err(|error| corrupt(file, &format!("not a readable zib download ledger ({error})")))?;
+    let body = envelope::open(&bytes, &MAGIC, VERSION).map_err(|error| {
+        corrupt(
+            file,
+            &format!("not a readable zib download ledger ({error})"),
+        )
+    })?;
     bincode::deserialize(body).map_err(|_| corrupt(file, "its body does not decode"))
 }
 
@@ -167,6 +173,9 @@ mod tests {
         std::fs::write(&file, bytes).unwrap();
         let error = ledger.downloaded_in(month(2027, 1)).await.unwrap_err();
         let text = error.to_string();
-        assert!(text.contains("egress.ledger") && text.contains("move the file aside"), "{text}");
+        assert!(
+            text.contains("egress.ledger") && text.contains("move the file aside"),
+            "{text}"
+        );
     }
 }

@@ -19,7 +19,7 @@
 //! directory), so a reader always sees one complete state; every file operation runs on
 //! tokio's blocking pool, so an fsync never stalls the tasks uploading parts.
 
-mod envelope;
+pub(crate) mod envelope;
 pub(crate) mod journal;
 pub(crate) mod ledger;
 pub(crate) mod lock;
@@ -45,6 +45,12 @@ pub(crate) struct StateDir {
 impl StateDir {
     pub(crate) fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
+    }
+
+    /// The state directory itself (the download ledger is kept at its root: it counts
+    /// every repository's downloads).
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The directory holding one repository's journals and locks.

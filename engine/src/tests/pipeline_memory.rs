@@ -257,9 +257,10 @@ async fn a_stream_round_trips_through_archived_volumes() {
     }
 
     // Archived volumes refuse reads until restored and thawed.
-    let early: Result<Vec<Bytes>, Error> = backup_stream(repository.clone(), manifest.clone(), Volumes::Bucket)
-        .try_collect()
-        .await;
+    let early: Result<Vec<Bytes>, Error> =
+        backup_stream(repository.clone(), manifest.clone(), Volumes::Bucket)
+            .try_collect()
+            .await;
     assert!(
         matches!(
             early,
@@ -360,9 +361,10 @@ async fn swapped_or_replaced_volumes_fail_loudly() {
             .await
             .unwrap();
     }
-    let items: Vec<Result<Bytes, Error>> = backup_stream(repository.clone(), manifest.clone(), Volumes::Bucket)
-        .collect()
-        .await;
+    let items: Vec<Result<Bytes, Error>> =
+        backup_stream(repository.clone(), manifest.clone(), Volumes::Bucket)
+            .collect()
+            .await;
     let error = items
         .into_iter()
         .find_map(Result::err)

@@ -208,10 +208,14 @@ impl Setup {
             volume_list_sha256: volume_list_hash(&uploaded.volumes),
         };
         commit_manifest(&self.repository, &manifest).await.unwrap();
-        let read: Vec<Bytes> = backup_stream(self.through(self.backend.clone()).await, manifest, Volumes::Bucket)
-            .try_collect()
-            .await
-            .unwrap();
+        let read: Vec<Bytes> = backup_stream(
+            self.through(self.backend.clone()).await,
+            manifest,
+            Volumes::Bucket,
+        )
+        .try_collect()
+        .await
+        .unwrap();
         assert!(read.concat() == expected, "the stored stream differs");
         assert!(
             self.backend

@@ -1,9 +1,7 @@
-//! Receiving a backup chain from objects that are readable now.
-//!
-//! This is the restore path for repositories whose objects need no thaw (a local
-//! directory, or objects already restored from the archive class), and what the tests use
-//! to prove stored bytes. The scheduled multi-month restore from Deep Archive — request
-//! restores within the download budget, wait for thaw, stage, resume — builds on it.
+//! Receiving a backup chain from objects that are readable now: the restore path for
+//! repositories whose objects need no thaw (a local directory, or objects already
+//! restored from the archive class), and what the tests use to prove stored bytes. The
+//! scheduled restore from Deep Archive is the restore job ([`super::job`]).
 
 use std::sync::Arc;
 
@@ -39,7 +37,8 @@ pub(crate) async fn receive_readable_chain(
 ) -> Result<Vec<SnapshotInfo>> {
     let chain = catalog.chain(dataset, backup)?;
     let mut received = Vec::with_capacity(chain.len());
-    for entry in chain {
+    let last = chain.len().saturating_sub(1);
+    for (position, entry) in chain.into_iter().enumerate() {
         progress.phase(&format!(
             "receiving {}@{}",
             entry.manifest.dataset_name, entry.manifest.snapshot_name
@@ -49,7 +48,11 @@ pub(crate) async fn receive_readable_chain(
             .boxed();
         received.push(
             source
-                .receive(target, stream, &ReceiveOptions::default())
+                .receive(
+                    target,
+                    stream,
+                    &ReceiveOptions::more_follow(position < last),
+                )
                 .await?,
         );
     }

@@ -1,0 +1,600 @@
+//! One run of a restore job (see the [module docs](super)).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use zib_planner::{
+    plan_restore, Month, RequestedRestore, RestoreOptions, RestorePlan, UnixTime, VolumeId,
+};
+use zib_snapshot_source::{ReceiveOptions, SnapshotSource};
+use zib_storage_backend::{ArchiveState, ObjectKey, RestoreTier};
+
+use super::job::{self, Job, JobFiles, VolumeKey};
+use super::staging;
+use super::{system_time, target_of, view, RestoreState, RestoreStatus, WaitReason};
+use crate::catalog::planning::{planner_backup_id, planner_catalog};
+use crate::catalog::{read_catalog, Catalog, CatalogBackup};
+use crate::clock::unix_seconds;
+use crate::context::Repo;
+use crate::download::{backup_stream, Volumes};
+use crate::error::{Error, Result};
+use crate::format::layout::ObjectRole;
+use crate::ids::{BackupId, RestoreJobId};
+use crate::progress::Progress;
+use crate::state::ledger::Ledger;
+use crate::state::lock::lock_dataset;
+
+/// Bytes downloaded between two writes of the ledger during one volume's download: a run
+/// killed mid-volume leaves at most this much uncounted.
+const LEDGER_STEP: u64 = 64 << 20;
+
+/// What one run found and did.
+struct Run<'a> {
+    repository: &'a Arc<Repo>,
+    source: &'a dyn SnapshotSource,
+    progress: &'a dyn Progress,
+    files: JobFiles,
+    job: Job,
+    catalog: Catalog,
+    ledger: Ledger,
+    now: i64,
+    requested: usize,
+    downloaded_volumes: usize,
+    downloaded_bytes: u64,
+    received: Vec<String>,
+}
+
+/// Advances the job `id` as far as it can go now.
+pub(crate) async fn advance(
+    repository: &Arc<Repo>,
+    id: RestoreJobId,
+    source: &dyn SnapshotSource,
+    progress: &dyn Progress,
+) -> Result<RestoreStatus> {
+    let files = JobFiles::of(repository.state(), repository.id(), id);
+    // Held for the whole run: two runs never download or receive for one job at once.
+    let _lock = lock_dataset(&files.lock, &format!("restore job {id}"), false).await?;
+    let job = job::load(&files.file)
+        .await?
+        .ok_or(Error::NoSuchRestore { id })?;
+    let ledger = Ledger::new(repository.state().root());
+    let now = unix_seconds(repository.clock());
+    if job.finished_at.is_some() {
+        let month_downloaded = ledger.downloaded_in(UnixTime(now).month()).await?;
+        return Ok(RestoreStatus {
+            job: view(&job)?,
+            restores_requested: 0,
+            volumes_downloaded: 0,
+            bytes_downloaded: 0,
+            received: Vec::new(),
+            month_downloaded,
+            state: RestoreState::Done,
+            plan: None,
+        });
+    }
+    progress.phase("reading the catalog");
+    let catalog = read_catalog(repository).await?;
+    let mut run = Run {
+        repository,
+        source,
+        progress,
+        files,
+        job,
+        catalog,
+        ledger,
+        now,
+        requested: 0,
+        downloaded_volumes: 0,
+        downloaded_bytes: 0,
+        received: Vec::new(),
+    };
+    run.check_chain()?;
+    run.receive_ready().await?;
+    if run.finished() {
+        return run.finish().await;
+    }
+    let states = run.volume_states().await?;
+    let plan = run.plan(&states).await?;
+    run.request_due(&plan, &states).await?;
+    let budget_hit = run.download_ready(&states).await?;
+    run.receive_ready().await?;
+    if run.finished() {
+        return run.finish().await;
+    }
+    run.waiting(&states, budget_hit).await
+}
+
+/// The plan for a job that has done nothing yet (what `create` shows).
+pub(crate) async fn plan_from_scratch(
+    repository: &Repo,
+    job: &Job,
+    catalog: &Catalog,
+) -> Result<RestorePlan> {
+    let ledger = Ledger::new(repository.state().root());
+    let now = unix_seconds(repository.clock());
+    let used = ledger.downloaded_in(UnixTime(now).month()).await?;
+    let staging_free = staging::free_bytes(&job.staging_dir).await?;
+    let backups = catalog.backups(job.dataset_id);
+    plan(job, backups, &BTreeMap::new(), used, staging_free, now)
+}
+
+/// The planner's schedule of what is left.
+fn plan(
+    job: &Job,
+    backups: &[CatalogBackup],
+    states: &BTreeMap<VolumeKey, ArchiveState>,
+    used_this_month: u64,
+    staging_free: u64,
+    now: i64,
+) -> Result<RestorePlan> {
+    let to_volume = |(backup, index): &VolumeKey| VolumeId {
+        backup: planner_backup_id(*backup),
+        index: *index,
+    };
+    let requested = states
+        .iter()
+        .filter_map(|(key, state)| {
+            let requested_at = job.requested.get(key).copied().unwrap_or(now);
+            let expires_at = match state {
+                ArchiveState::RestoreInProgress => None,
+                ArchiveState::Restored { until } => Some(unix_of(*until)),
+                // Not archived: readable for as long as it is needed.
+                ArchiveState::Available => Some(i64::MAX / 4),
+                ArchiveState::Archived => return None,
+            };
+            Some(RequestedRestore {
+                volume: to_volume(key),
+                requested_at: UnixTime(requested_at),
+                expires_at: expires_at.map(UnixTime),
+            })
+        })
+        .collect();
+    let options = RestoreOptions {
+        tier: job.tier,
+        monthly_budget_bytes: job.monthly_budget,
+        budget_remaining_this_month: job.monthly_budget.saturating_sub(used_this_month),
+        free_egress_remaining_this_month: job.free_egress_per_month.saturating_sub(used_this_month),
+        allow_overrun: false,
+        staging_available_bytes: staging_free,
+        download_bytes_per_sec: job.download_bytes_per_sec.max(1),
+        downloaded: job
+            .staged
+            .keys()
+            .filter(|(backup, _)| !job.is_received(*backup))
+            .map(to_volume)
+            .collect(),
+        received: job
+            .received
+            .iter()
+            .map(|backup| planner_backup_id(*backup))
+            .collect(),
+        requested,
+        ..RestoreOptions::default()
+    };
+    Ok(plan_restore(
+        &planner_catalog(backups)?,
+        &planner_backup_id(job.restore_point),
+        &options,
+        &job.prices(),
+        UnixTime(now),
+    )?)
+}
+
+fn unix_of(time: std::time::SystemTime) -> i64 {
+    match time.duration_since(std::time::UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    }
+}
+
+impl Run<'_> {
+    fn month(&self) -> Month {
+        UnixTime(self.now).month()
+    }
+
+    fn finished(&self) -> bool {
+        self.job.received.len() == self.job.chain.len()
+    }
+
+    fn entry(&self, backup: BackupId) -> Result<&CatalogBackup> {
+        self.catalog
+            .backups(self.job.dataset_id)
+            .iter()
+            .find(|entry| entry.manifest.backup_id == backup)
+            .ok_or(Error::BrokenChain {
+                backup: self.job.restore_point,
+                missing: backup,
+            })
+    }
+
+    /// Every backup of the chain is still committed, each with all its volumes listed.
+    fn check_chain(&self) -> Result<()> {
+        for backup in &self.job.chain {
+            let entry = self.entry(*backup)?;
+            let listed = u32::try_from(entry.volume_sizes.len()).unwrap_or(u32::MAX);
+            if listed < entry.manifest.volume_count && !self.job.is_received(*backup) {
+                let key = self.volume_key(*backup, listed)?;
+                return Err(self.volume_gone(key, *backup));
+            }
+        }
+        Ok(())
+    }
+
+    fn volume_key(&self, backup: BackupId, index: u32) -> Result<ObjectKey> {
+        self.repository.key(&ObjectRole::Volume {
+            dataset: self.job.dataset_id,
+            backup,
+            index,
+        })
+    }
+
+    /// A volume missing from the bucket, with the restore points it breaks.
+    fn volume_gone(&self, key: ObjectKey, backup: BackupId) -> Error {
+        let breaks = self
+            .catalog
+            .backups(self.job.dataset_id)
+            .iter()
+            .filter(|entry| {
+                self.catalog
+                    .chain(self.job.dataset_id, entry.manifest.backup_id)
+                    .is_ok_and(|chain| chain.iter().any(|link| link.manifest.backup_id == backup))
+            })
+            .map(|entry| entry.manifest.backup_id)
+            .collect();
+        Error::VolumeGone {
+            key: key.to_string(),
+            backup,
+            breaks,
+        }
+    }
+
+    /// The volumes still to download (not staged, of streams not received), in chain
+    /// order, with their sizes.
+    fn remaining(&self) -> Result<Vec<(VolumeKey, u64)>> {
+        let mut out = Vec::new();
+        for backup in &self.job.chain {
+            if self.job.is_received(*backup) {
+                continue;
+            }
+            let entry = self.entry(*backup)?;
+            for (index, size) in entry.volume_sizes.iter().enumerate() {
+                let key = (*backup, u32::try_from(index).unwrap_or(u32::MAX));
+                if !self.job.staged.contains_key(&key) {
+                    out.push((key, *size));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where each remaining volume stands in the bucket (one HEAD each).
+    async fn volume_states(&self) -> Result<BTreeMap<VolumeKey, ArchiveState>> {
+        let mut states = BTreeMap::new();
+        for ((backup, index), _) in self.remaining()? {
+            let key = self.volume_key(backup, index)?;
+            let state = match self.repository.backend().head(&key).await {
+                Ok(meta) => meta.archive_state,
+                Err(zib_storage_backend::Error::NotFound { .. }) => {
+                    return Err(self.volume_gone(key, backup))
+                }
+                Err(error) => return Err(error.into()),
+            };
+            states.insert((backup, index), state);
+        }
+        Ok(states)
+    }
+
+    async fn plan(&self, states: &BTreeMap<VolumeKey, ArchiveState>) -> Result<RestorePlan> {
+        let used = self.ledger.downloaded_in(self.month()).await?;
+        let staging_free = staging::free_bytes(&self.job.staging_dir).await?;
+        plan(
+            &self.job,
+            self.catalog.backups(self.job.dataset_id),
+            states,
+            used,
+            staging_free,
+            self.now,
+        )
+    }
+
+    /// Requests the restores of the thaw waves due now.
+    async fn request_due(
+        &mut self,
+        plan: &RestorePlan,
+        states: &BTreeMap<VolumeKey, ArchiveState>,
+    ) -> Result<()> {
+        let tier = match self.job.tier {
+            zib_planner::Tier::Bulk => RestoreTier::Bulk,
+            zib_planner::Tier::Standard => RestoreTier::Standard,
+        };
+        for wave in plan.batches.iter().flat_map(|batch| &batch.waves) {
+            if wave.request_at.0 > self.now {
+                continue;
+            }
+            for volume in &wave.volumes {
+                let id = volume.id();
+                if wave.already_requested.contains(&id) {
+                    continue;
+                }
+                let backup = crate::catalog::planning::engine_backup_id(&volume.backup)?;
+                let key_of = (backup, volume.index);
+                // Thawing already: a second request changes nothing (S3 answers 409).
+                if matches!(states.get(&key_of), Some(ArchiveState::RestoreInProgress)) {
+                    continue;
+                }
+                let key = self.volume_key(backup, volume.index)?;
+                self.repository
+                    .backend()
+                    .request_restore(&key, wave.restore_days.max(1), tier)
+                    .await?;
+                self.job.requested.insert(key_of, self.now);
+                self.requested += 1;
+            }
+        }
+        if self.requested > 0 {
+            self.progress
+                .phase(&format!("requested {} restore(s)", self.requested));
+            job::save(&self.files.file, &self.job).await?;
+        }
+        Ok(())
+    }
+
+    /// Downloads the volumes whose copies are readable, in chain order, within this
+    /// month's budget. Returns whether the budget stopped it.
+    async fn download_ready(&mut self, states: &BTreeMap<VolumeKey, ArchiveState>) -> Result<bool> {
+        let staging = self.job.staging();
+        for ((backup, index), size) in self.remaining()? {
+            let readable = states
+                .get(&(backup, index))
+                .is_some_and(ArchiveState::is_readable);
+            if !readable {
+                continue;
+            }
+            let month = self.month();
+            let used = self.ledger.downloaded_in(month).await?;
+            let have = staging::already_downloaded(&staging, backup, index);
+            let to_download = size.saturating_sub(have);
+            // A volume is never split across months: all of it fits, or it waits.
+            if used.saturating_add(to_download) > self.job.monthly_budget {
+                return Ok(true);
+            }
+            staging::ensure_room(&staging, to_download).await?;
+            let key = self.volume_key(backup, index)?;
+            self.progress
+                .phase(&format!("downloading volume {index} of backup {backup}"));
+            let mut meter = Meter::start(self.repository, &self.ledger, month);
+            let outcome = staging::download_volume(
+                self.repository,
+                &key,
+                size,
+                &staging,
+                (backup, index),
+                &mut meter,
+                self.progress,
+            )
+            .await;
+            // Every byte the storage sent counts, the failed download's too.
+            meter.settle().await?;
+            let staged = outcome?;
+            self.job.staged.insert((backup, index), staged);
+            job::save(&self.files.file, &self.job).await?;
+            self.downloaded_volumes += 1;
+            self.downloaded_bytes += to_download;
+        }
+        Ok(false)
+    }
+
+    /// Receives, in chain order, every stream whose volumes are all staged.
+    async fn receive_ready(&mut self) -> Result<()> {
+        let target = target_of(&self.job)?;
+        let staging = self.job.staging();
+        let chain = self.job.chain.clone();
+        let last = chain.len().saturating_sub(1);
+        for (position, backup) in chain.into_iter().enumerate() {
+            if self.job.is_received(backup) {
+                continue;
+            }
+            let entry = self.entry(backup)?.clone();
+            let manifest = entry.manifest.clone();
+            let all_staged = (0..manifest.volume_count)
+                .all(|index| self.job.staged.contains_key(&(backup, index)));
+            if !all_staged {
+                break;
+            }
+            // A run killed after the receive but before the job said so: the snapshot is
+            // there already, and is never received twice.
+            let already = match self.source.list_snapshots(&target).await {
+                Ok(snapshots) => snapshots
+                    .iter()
+                    .any(|snapshot| snapshot.identity == manifest.snapshot_identity),
+                Err(zib_snapshot_source::Error::DatasetNotFound { .. }) => false,
+                Err(error) => return Err(error.into()),
+            };
+            if !already {
+                self.progress.phase(&format!(
+                    "receiving {}@{}",
+                    manifest.dataset_name, manifest.snapshot_name
+                ));
+                let stream = backup_stream(
+                    self.repository.clone(),
+                    manifest.clone(),
+                    Volumes::Staged(staging.clone()),
+                )
+                .map(|item| item.map_err(std::io::Error::other))
+                .boxed();
+                // A failure keeps the staged volumes: the next run receives them again
+                // without paying for their download again.
+                let received = self
+                    .source
+                    .receive(
+                        &target,
+                        stream,
+                        &ReceiveOptions::more_follow(position < last),
+                    )
+                    .await?;
+                if received.identity != manifest.snapshot_identity {
+                    return Err(Error::ReceivedIdentity {
+                        target: target.to_string(),
+                        expected: manifest.snapshot_identity.to_string(),
+                        found: received.identity.to_string(),
+                    });
+                }
+            }
+            if position == 0 {
+                self.job.target_created = true;
+            }
+            self.job.received.push(backup);
+            for index in 0..manifest.volume_count {
+                self.job.staged.remove(&(backup, index));
+            }
+            job::save(&self.files.file, &self.job).await?;
+            staging::remove_stream(&staging, backup, manifest.volume_count).await;
+            self.received.push(format!(
+                "{}@{}",
+                manifest.dataset_name, manifest.snapshot_name
+            ));
+        }
+        Ok(())
+    }
+
+    async fn status(
+        &self,
+        state: RestoreState,
+        plan: Option<RestorePlan>,
+    ) -> Result<RestoreStatus> {
+        Ok(RestoreStatus {
+            job: view(&self.job)?,
+            restores_requested: self.requested,
+            volumes_downloaded: self.downloaded_volumes,
+            bytes_downloaded: self.downloaded_bytes,
+            received: self.received.clone(),
+            month_downloaded: self.ledger.downloaded_in(self.month()).await?,
+            state,
+            plan,
+        })
+    }
+
+    async fn finish(mut self) -> Result<RestoreStatus> {
+        self.job.finished_at = Some(self.now);
+        job::save(&self.files.file, &self.job).await?;
+        let staging = self.job.staging();
+        let _ = tokio::fs::remove_dir_all(&staging).await;
+        self.progress.phase("restore complete");
+        self.status(RestoreState::Done, None).await
+    }
+
+    /// What the job waits for, with the schedule of what is left.
+    async fn waiting(
+        self,
+        before: &BTreeMap<VolumeKey, ArchiveState>,
+        budget_hit: bool,
+    ) -> Result<RestoreStatus> {
+        // The bucket as it is after this run's requests.
+        let states = self
+            .volume_states()
+            .await
+            .unwrap_or_else(|_| before.clone());
+        let plan = self.plan(&states).await?;
+        let thawing: Vec<i64> = states
+            .iter()
+            .filter(|(_, state)| matches!(state, ArchiveState::RestoreInProgress))
+            .map(|(key, _)| self.job.requested.get(key).copied().unwrap_or(self.now))
+            .collect();
+        let typical = i64::from(self.job.prices().retrieval(self.job.tier).typical_hours) * 3600;
+        let used = self.ledger.downloaded_in(self.month()).await?;
+        let state = if budget_hit {
+            RestoreState::Waiting {
+                reason: WaitReason::Budget {
+                    downloaded: used,
+                    budget: self.job.monthly_budget,
+                },
+                until: Some(system_time(self.month().next().start().0)),
+            }
+        } else if let Some(oldest) = thawing.iter().min() {
+            RestoreState::Waiting {
+                reason: WaitReason::Thaw {
+                    volumes: thawing.len(),
+                    since: system_time(*oldest),
+                },
+                until: thawing
+                    .iter()
+                    .max()
+                    .map(|latest| system_time(latest + typical)),
+            }
+        } else {
+            let next = plan.batches.iter().find_map(|batch| {
+                batch
+                    .waves
+                    .iter()
+                    .map(|wave| wave.request_at.0)
+                    .find(|at| *at > self.now)
+                    .map(|at| (batch.month, at))
+            });
+            // A wave in a later month waits because this month's budget holds no more
+            // (the planner fills each month up to it): say so, with the figures.
+            let reason = match next {
+                Some((month, _)) if month > self.month() => WaitReason::Budget {
+                    downloaded: used,
+                    budget: self.job.monthly_budget,
+                },
+                _ => WaitReason::NextWave,
+            };
+            RestoreState::Waiting {
+                reason,
+                until: next.map(|(_, at)| system_time(at)),
+            }
+        };
+        self.status(state, Some(plan)).await
+    }
+}
+
+/// The storage's byte count around one download — what it cost, retries included —
+/// written to the ledger every [`LEDGER_STEP`] bytes and at the end.
+pub(crate) struct Meter<'a> {
+    counter: zib_storage_backend::counting::ByteCounter,
+    ledger: &'a Ledger,
+    month: Month,
+    start: u64,
+    /// Bytes of this download already written to the ledger.
+    counted: u64,
+}
+
+impl<'a> Meter<'a> {
+    fn start(repository: &Repo, ledger: &'a Ledger, month: Month) -> Self {
+        let counter = repository.downloaded.clone();
+        Self {
+            start: counter.get(),
+            counter,
+            ledger,
+            month,
+            counted: 0,
+        }
+    }
+
+    fn uncounted(&self) -> u64 {
+        self.counter
+            .get()
+            .saturating_sub(self.start)
+            .saturating_sub(self.counted)
+    }
+
+    /// Writes the ledger when enough is uncounted (a run killed now loses less than a
+    /// step's count).
+    pub(crate) async fn checkpoint(&mut self) -> Result<()> {
+        if self.uncounted() >= LEDGER_STEP {
+            self.settle().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything not counted yet.
+    pub(crate) async fn settle(&mut self) -> Result<()> {
+        let rest = self.uncounted();
+        if rest > 0 {
+            self.ledger.add(self.month, rest).await?;
+            self.counted += rest;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,223 @@
+//! Staging: a volume downloaded into a local file — resumed from where an interrupted
+//! download stopped — and verified (every segment decrypted and authenticated) before
+//! it counts as staged. Staged volumes are kept as the ciphertext the bucket holds:
+//! they are decrypted and checked again, against the manifest's hashes, as their stream
+//! is received, so a staged file damaged on disk is never received as valid.
+//!
+//! ```text
+//! <staging>/<backup id>-<index>.volume.part   being downloaded (resumed by length)
+//! <staging>/<backup id>-<index>.volume        downloaded and verified
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use zib_crypto::{VolumeDecryptor, VolumeIdentity};
+use zib_storage_backend::{ByteRange, ObjectKey};
+
+use super::job::StagedVolume;
+use super::run::Meter;
+use crate::context::Repo;
+use crate::download::staged_volume;
+use crate::error::{Error, Result};
+use crate::ids::BackupId;
+use crate::progress::Progress;
+use crate::state::off_the_runtime;
+
+/// Room kept free on the staging file system beyond what a download needs (metadata,
+/// other programs).
+const STAGING_MARGIN: u64 = 64 << 20;
+
+/// Bytes free for this user on the file system holding `dir` (created if missing).
+///
+/// # Errors
+///
+/// [`Error::LocalState`] when the directory cannot be created or measured.
+pub(crate) async fn free_bytes(dir: &Path) -> Result<u64> {
+    off_the_runtime(
+        dir,
+        "measure the free space of the staging directory",
+        |dir| {
+            let failed = |source: std::io::Error| Error::LocalState {
+                path: dir.to_owned(),
+                action: "measure the free space of the staging directory",
+                source,
+            };
+            std::fs::create_dir_all(dir).map_err(failed)?;
+            let stats = rustix::fs::statvfs(dir).map_err(|errno| failed(errno.into()))?;
+            Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+        },
+    )
+    .await
+}
+
+/// Stops with a clear error when `dir` has not `needed` bytes (plus a margin) free.
+///
+/// # Errors
+///
+/// [`Error::StagingFull`].
+pub(crate) async fn ensure_room(dir: &Path, needed: u64) -> Result<()> {
+    let free = free_bytes(dir).await?;
+    if free < needed.saturating_add(STAGING_MARGIN) {
+        return Err(Error::StagingFull {
+            dir: dir.to_owned(),
+            needed: needed.saturating_add(STAGING_MARGIN),
+            free,
+        });
+    }
+    Ok(())
+}
+
+/// The partial download of a staged volume.
+fn partial(path: &Path) -> PathBuf {
+    path.with_extension("volume.part")
+}
+
+/// Bytes of volume `index` of `backup` already downloaded into `dir` (a finished copy
+/// counts whole).
+pub(crate) fn already_downloaded(dir: &Path, backup: BackupId, index: u32) -> u64 {
+    let path = staged_volume(dir, backup, index);
+    std::fs::metadata(&path)
+        .or_else(|_| std::fs::metadata(partial(&path)))
+        .map(|metadata| metadata.len())
+        .unwrap_or(0)
+}
+
+/// Downloads object `key` (`size` bytes) into `dir` as volume `index` of `backup`,
+/// resuming a partial download, then verifies it: on success the staged file exists
+/// and every segment authenticated under this repository's key and the volume's identity.
+///
+/// `meter` writes what the download costs to the ledger as it goes.
+///
+/// # Errors
+///
+/// Storage errors (the partial file stays, and the next run resumes it);
+/// [`Error::Corrupt`] naming the object when the downloaded volume does not verify (the
+/// staged copy is deleted); [`Error::LocalState`] for the staging directory.
+pub(crate) async fn download_volume(
+    repository: &Repo,
+    key: &ObjectKey,
+    size: u64,
+    dir: &Path,
+    (backup, index): (BackupId, u32),
+    meter: &mut Meter<'_>,
+    progress: &dyn Progress,
+) -> Result<StagedVolume> {
+    let path = staged_volume(dir, backup, index);
+    let part = partial(&path);
+    let local = |action: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::LocalState {
+            path,
+            action,
+            source,
+        }
+    };
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(local("create the staging directory", dir))?;
+    if tokio::fs::metadata(&path).await.is_err() {
+        let mut have = tokio::fs::metadata(&part)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if have > size {
+            // Not this volume's bytes: start over.
+            tokio::fs::remove_file(&part)
+                .await
+                .map_err(local("remove a stale partial download", &part))?;
+            have = 0;
+        }
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&part)
+            .await
+            .map_err(local("write a staged volume", &part))?;
+        if have < size {
+            let mut body = repository.backend().get(key, ByteRange::from(have)).await?;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                file.write_all(&chunk)
+                    .await
+                    .map_err(local("write a staged volume", &part))?;
+                have += chunk.len() as u64;
+                progress.downloaded(chunk.len() as u64);
+                meter.checkpoint().await?;
+            }
+        }
+        file.sync_all()
+            .await
+            .map_err(local("write a staged volume", &part))?;
+        drop(file);
+        if have != size {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(Error::Corrupt {
+                object: key.to_string(),
+                reason: format!("it downloaded as {have} bytes; the bucket listed {size}"),
+            });
+        }
+        tokio::fs::rename(&part, &path)
+            .await
+            .map_err(local("finish a staged volume", &path))?;
+    }
+    match verify(repository, &path, backup, index).await {
+        Ok(staged) => Ok(staged),
+        Err(reason) => {
+            // Never kept: the next run downloads it again.
+            let _ = tokio::fs::remove_file(&path).await;
+            Err(Error::Corrupt {
+                object: key.to_string(),
+                reason,
+            })
+        }
+    }
+}
+
+/// Decrypts the whole staged copy: every segment must authenticate and the final one
+/// must be there. Returns the lengths, or why it does not verify.
+async fn verify(
+    repository: &Repo,
+    path: &Path,
+    backup: BackupId,
+    index: u32,
+) -> std::result::Result<StagedVolume, String> {
+    let mut decryptor = VolumeDecryptor::new(
+        repository.data_key(),
+        VolumeIdentity {
+            repository_id: *repository.id().as_bytes(),
+            backup_id: *backup.as_bytes(),
+            volume_index: index,
+        },
+    );
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|error| format!("the staged copy {} cannot be read: {error}", path.display()))?;
+    let mut chunks = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+    let (mut ciphertext_len, mut plaintext_len) = (0u64, 0u64);
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|error| format!("reading the staged copy: {error}"))?;
+        ciphertext_len += chunk.len() as u64;
+        for piece in decryptor
+            .push_chunk(chunk)
+            .map_err(|error| error.to_string())?
+        {
+            plaintext_len += piece.len() as u64;
+        }
+    }
+    plaintext_len += decryptor.finish().map_err(|error| error.to_string())?.len() as u64;
+    Ok(StagedVolume {
+        ciphertext_len,
+        plaintext_len,
+    })
+}
+
+/// Deletes the staged copies of `backup`'s volumes (its stream was received).
+pub(crate) async fn remove_stream(dir: &Path, backup: BackupId, volumes: u32) {
+    for index in 0..volumes {
+        let path = staged_volume(dir, backup, index);
+        let _ = tokio::fs::remove_file(&path).await;
+        let _ = tokio::fs::remove_file(partial(&path)).await;
+    }
+}

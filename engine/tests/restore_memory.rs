@@ -1,0 +1,560 @@
+//! The restore job on the in-memory backend, whose archive semantics are Deep Archive's
+//! (reads refused until a restore is requested and its 48-hour thaw has passed on the
+//! fake clock; restored copies expire), and the in-memory snapshot source: a restore
+//! spread over months within a download budget, thaws, expiry, kills and tampering —
+//! time driven by the test, in milliseconds.
+
+// Test support: a panic with a message is how a check or a set-up step reports failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use zib_engine::crypto::KdfParams;
+use zib_engine::planner::{Month, UnixTime};
+use zib_engine::storage::counting::Counting;
+use zib_engine::storage::memory::{MemoryBackend, MemoryConfig};
+use zib_engine::storage::{
+    ByteRange, ObjectKey, Operation, PutPrecondition, StorageBackend, StorageBackendExt,
+    StorageClass, WriteOptions,
+};
+use zib_engine::{
+    BackupOptions, DatasetName, Error, FakeClock, Host, InitOptions, Location, NewRestore,
+    NoProgress, Passphrase, Repository, RestoreState, RestoreStatus, SnapshotSource, VolumeShape,
+    WaitReason,
+};
+use zib_test_utils::data::{hash_tree, TestRng};
+use zib_test_utils::memory_source::{MemorySource, Script};
+
+use common::committed;
+
+const MIB: usize = 1 << 20;
+const PASSPHRASE: &str = "the family's passphrase";
+
+struct Setup {
+    clock: FakeClock,
+    memory: Arc<MemoryBackend>,
+    /// Every request and downloaded byte, below the engine's own layers.
+    counting: Counting<Arc<MemoryBackend>>,
+    /// Kept alive for the state directory it holds.
+    _state: tempfile::TempDir,
+    staging: tempfile::TempDir,
+    repository: Repository,
+    source: MemorySource,
+    dataset: DatasetName,
+}
+
+/// A Deep Archive repository holding three backups of a dataset (a full of `files`
+/// 1 MiB photos, then two incrementals), in 3 MiB volumes.
+async fn setup(files: usize) -> Setup {
+    // Mid-month, so the first month is a partial one.
+    let clock = FakeClock::new(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+    let memory = Arc::new(MemoryBackend::new(
+        MemoryConfig::default(),
+        Arc::new(clock.clone()),
+    ));
+    let counting = Counting::new(memory.clone());
+    let state = tempfile::tempdir().unwrap();
+    let staging = tempfile::tempdir().unwrap();
+    let location = Location::new(Arc::new(counting.clone()), "family").unwrap();
+    let host = Host::new(state.path()).with_clock(Arc::new(clock.clone()));
+    let (repository, _) = Repository::init(
+        &location,
+        &Passphrase::new(PASSPHRASE.into()),
+        &InitOptions {
+            archive_class: StorageClass::DeepArchive,
+            kdf: KdfParams::new(10, 8, 1).unwrap(),
+        },
+        host,
+    )
+    .await
+    .unwrap();
+    let source = MemorySource::new().with_clock(Arc::new(clock.clone()));
+    let dataset = DatasetName::zfs("tank/photos").unwrap();
+    source.create_dataset(&dataset);
+    let mut rng = TestRng::new(7);
+    for file in 0..files {
+        source.write_file(&dataset, &format!("photo {file}.jpg"), &rng.bytes(MIB));
+    }
+    let options = BackupOptions {
+        shape: VolumeShape {
+            volume_plaintext_len: 3 * MIB as u64,
+            part_len: 5 * MIB as u64,
+            parts_in_flight: 2,
+        },
+        policy: zib_engine::planner::Policy {
+            consolidation: zib_engine::planner::ConsolidationMode::Never,
+            ..zib_engine::planner::Policy::default()
+        },
+        ..BackupOptions::default()
+    };
+    for round in 0..3 {
+        if round > 0 {
+            clock.advance(Duration::from_secs(3600));
+            source.write_file(
+                &dataset,
+                &format!("album {round}/new.jpg"),
+                &rng.bytes(2 * MIB),
+            );
+        }
+        committed(
+            repository
+                .backup(&source, &dataset, &options, &NoProgress)
+                .await
+                .unwrap(),
+        );
+    }
+    Setup {
+        clock,
+        memory,
+        counting,
+        _state: state,
+        staging,
+        repository,
+        source,
+        dataset,
+    }
+}
+
+impl Setup {
+    fn request(&self, budget: u64) -> NewRestore {
+        NewRestore {
+            monthly_budget: budget,
+            ..NewRestore::new(
+                "tank/photos",
+                DatasetName::zfs("tank/restored").unwrap(),
+                self.staging.path(),
+            )
+        }
+    }
+
+    fn restored_equal(&self) {
+        let files =
+            |dataset: &DatasetName| hash_tree(&self.source.mountpoint(dataset).unwrap()).unwrap();
+        assert_eq!(
+            files(&DatasetName::zfs("tank/restored").unwrap()),
+            files(&self.dataset)
+        );
+    }
+
+    fn month(&self) -> Month {
+        let now = self
+            .clock
+            .now_for_test()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        UnixTime(i64::try_from(now).unwrap()).month()
+    }
+}
+
+/// The fake clock's time (the engine reads it through the `Clock` trait).
+trait Now {
+    fn now_for_test(&self) -> SystemTime;
+}
+
+impl Now for FakeClock {
+    fn now_for_test(&self) -> SystemTime {
+        zib_engine::Clock::now(self)
+    }
+}
+
+#[tokio::test]
+async fn a_deep_archive_chain_is_requested_thawed_downloaded_and_received() {
+    let setup = setup(7).await;
+    let requests_at_start = setup.counting.count(Operation::RequestRestore);
+    let (job, plan) = setup
+        .repository
+        .create_restore(&setup.request(100 << 30), &setup.source)
+        .await
+        .unwrap();
+    assert_eq!(job.chain.len(), 3, "a full and two incrementals");
+    assert!(plan.total_bytes > 0);
+    assert!(plan.cost.total() >= 0.0);
+    assert_eq!(
+        setup.counting.count(Operation::RequestRestore),
+        requests_at_start,
+        "creating requests nothing"
+    );
+    let gets_before = setup.counting.count(Operation::Get);
+
+    // First run: restores requested, nothing readable yet.
+    let first = setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    assert!(first.restores_requested > 0, "{first:?}");
+    assert_eq!(first.volumes_downloaded, 0);
+    assert!(
+        matches!(
+            first.state,
+            RestoreState::Waiting {
+                reason: WaitReason::Thaw { .. },
+                until: Some(_)
+            }
+        ),
+        "{:?}",
+        first.state
+    );
+    // No GET of an archived object was even tried (the catalog is cached locally).
+    assert_eq!(
+        setup.counting.count(Operation::Get) - gets_before,
+        0,
+        "nothing was read"
+    );
+
+    // Two days later everything is thawed: downloaded, verified, received.
+    setup.clock.advance(Duration::from_secs(49 * 3600));
+    let second = setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(second.state, RestoreState::Done, "{second:?}");
+    assert_eq!(second.received.len(), 3, "{:?}", second.received);
+    setup.restored_equal();
+    // The staging directory is empty again, and the target writable.
+    assert!(std::fs::read_dir(setup.staging.path())
+        .unwrap()
+        .next()
+        .is_none());
+    assert!(!setup
+        .source
+        .is_read_only(&DatasetName::zfs("tank/restored").unwrap()));
+    // Advancing a finished job does nothing more.
+    let again = setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(again.state, RestoreState::Done);
+    assert_eq!(again.volumes_downloaded, 0);
+}
+
+/// Runs the job once a day until it is done (at most `days`), recording per UTC month
+/// the bytes the storage delivered and the restore requests made.
+async fn daily_until_done(
+    setup: &Setup,
+    id: zib_engine::RestoreJobId,
+    days: u32,
+) -> (Vec<RestoreStatus>, BTreeMap<Month, (u64, u64)>) {
+    let mut statuses = Vec::new();
+    let mut per_month: BTreeMap<Month, (u64, u64)> = BTreeMap::new();
+    for _ in 0..days {
+        let bytes_before = setup.counting.bytes_read().get();
+        let requests_before = setup.counting.count(Operation::RequestRestore);
+        let month = setup.month();
+        let status = setup
+            .repository
+            .advance_restore(id, &setup.source, &NoProgress)
+            .await
+            .unwrap();
+        let entry = per_month.entry(month).or_default();
+        entry.0 += setup.counting.bytes_read().get() - bytes_before;
+        entry.1 += setup.counting.count(Operation::RequestRestore) - requests_before;
+        let done = status.state == RestoreState::Done;
+        statuses.push(status);
+        if done {
+            return (statuses, per_month);
+        }
+        setup.clock.advance(Duration::from_secs(24 * 3600));
+    }
+    panic!("not done after {days} days: {:?}", statuses.last());
+}
+
+#[tokio::test]
+async fn a_small_budget_spreads_the_restore_over_months_and_never_exceeds_it() {
+    let setup = setup(12).await;
+    // Two 3 MiB volumes of the chain's six (four of the full, one per incremental) fit
+    // per month.
+    let budget = (7 * MIB) as u64;
+    let (job, plan) = setup
+        .repository
+        .create_restore(&setup.request(budget), &setup.source)
+        .await
+        .unwrap();
+    assert!(plan.batches.len() >= 3, "{} batches", plan.batches.len());
+    let (statuses, per_month) = daily_until_done(&setup, job.id, 200).await;
+    setup.restored_equal();
+    assert!(
+        per_month.len() >= 3,
+        "spread over {} months: {per_month:?}",
+        per_month.len()
+    );
+    for (month, (bytes, _)) in &per_month {
+        assert!(*bytes <= budget, "{month}: {bytes} bytes > budget {budget}");
+    }
+    // Restores were requested batch by batch: not all in the first month.
+    let requested_first_month = per_month.values().next().unwrap().1;
+    let requested_total: u64 = per_month.values().map(|(_, requests)| requests).sum();
+    assert!(
+        requested_first_month < requested_total,
+        "{requested_first_month} of {requested_total} requests in the first month"
+    );
+    // Runs that could not download said they wait for the budget, until next month.
+    assert!(statuses.iter().any(|status| matches!(
+        status.state,
+        RestoreState::Waiting {
+            reason: WaitReason::Budget { .. },
+            ..
+        }
+    )));
+}
+
+#[tokio::test]
+async fn a_restored_copy_left_to_expire_is_requested_again() {
+    let setup = setup(4).await;
+    let (job, _) = setup
+        .repository
+        .create_restore(&setup.request(100 << 30), &setup.source)
+        .await
+        .unwrap();
+    setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    let first_requests = setup.counting.count(Operation::RequestRestore);
+    // Nobody runs the job for three weeks: the copies thawed and expired again.
+    setup.clock.advance(Duration::from_secs(21 * 24 * 3600));
+    let status = setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    assert!(
+        setup.counting.count(Operation::RequestRestore) > first_requests,
+        "the expired copies are requested again: {status:?}"
+    );
+    assert_eq!(status.volumes_downloaded, 0, "nothing is readable yet");
+    setup.clock.advance(Duration::from_secs(49 * 3600));
+    let done = setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(done.state, RestoreState::Done, "{done:?}");
+    setup.restored_equal();
+}
+
+#[tokio::test]
+async fn a_flipped_byte_is_named_and_nothing_partial_looks_received() {
+    let setup = setup(4).await;
+    // One byte of the second backup's first volume, flipped in the bucket.
+    let catalog = setup.repository.catalog().await.unwrap();
+    let dataset_id = catalog.dataset_named("tank/photos").unwrap();
+    let second = &catalog.backups(dataset_id)[1].manifest;
+    let key = ObjectKey::new(format!(
+        "family/volumes/{}/{}/00000000",
+        second.dataset_id, second.backup_id
+    ))
+    .unwrap();
+    tamper(&setup, &key).await;
+    let (job, _) = setup
+        .repository
+        .create_restore(&setup.request(100 << 30), &setup.source)
+        .await
+        .unwrap();
+    setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    setup.clock.advance(Duration::from_secs(49 * 3600));
+    let error = setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .expect_err("the tampered volume must stop the restore");
+    assert!(
+        matches!(&error, Error::Corrupt { object, .. } if *object == key.to_string()),
+        "{error}"
+    );
+    // Only the full, received before the tampered volume was reached; never the
+    // tampered incremental.
+    let target = DatasetName::zfs("tank/restored").unwrap();
+    let received: Vec<_> = setup
+        .source
+        .list_snapshots(&target)
+        .await
+        .unwrap_or_default();
+    assert!(received.len() <= 1, "{received:?}");
+    assert!(received
+        .iter()
+        .all(|snapshot| snapshot.identity != second.snapshot_identity));
+}
+
+/// Rewrites `key` with one byte flipped (metadata and class kept), readable at once.
+async fn tamper(setup: &Setup, key: &ObjectKey) {
+    let meta = setup.memory.head(key).await.unwrap();
+    setup
+        .memory
+        .request_restore(key, 1, Default::default())
+        .await
+        .unwrap();
+    setup.clock.advance(Duration::from_secs(49 * 3600));
+    let mut bytes = setup
+        .memory
+        .get_bytes(key, ByteRange::full())
+        .await
+        .unwrap()
+        .to_vec();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    setup.memory.delete(key).await.unwrap();
+    setup
+        .memory
+        .put(
+            key,
+            bytes.into(),
+            &WriteOptions {
+                storage_class: StorageClass::DeepArchive,
+                metadata: meta.metadata,
+            },
+            &PutPrecondition::IfAbsent,
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_deleted_volume_is_named_with_the_restore_points_it_breaks() {
+    let setup = setup(4).await;
+    let catalog = setup.repository.catalog().await.unwrap();
+    let dataset_id = catalog.dataset_named("tank/photos").unwrap();
+    let backups = catalog.backups(dataset_id);
+    let second = &backups[1].manifest;
+    let key = ObjectKey::new(format!(
+        "family/volumes/{}/{}/00000000",
+        second.dataset_id, second.backup_id
+    ))
+    .unwrap();
+    let (job, _) = setup
+        .repository
+        .create_restore(&setup.request(100 << 30), &setup.source)
+        .await
+        .unwrap();
+    setup.memory.delete(&key).await.unwrap();
+    let error = setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .expect_err("a missing volume stops the restore");
+    match &error {
+        Error::VolumeGone {
+            key: named,
+            backup,
+            breaks,
+        } => {
+            assert_eq!(*named, key.to_string());
+            assert_eq!(*backup, second.backup_id);
+            // The second and third restore points need it; the first does not.
+            assert_eq!(
+                breaks,
+                &vec![backups[1].manifest.backup_id, backups[2].manifest.backup_id]
+            );
+        }
+        other => panic!("expected the missing volume, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_failed_receive_keeps_the_downloads_and_the_next_run_receives_them() {
+    let setup = setup(4).await;
+    let (job, _) = setup
+        .repository
+        .create_restore(&setup.request(100 << 30), &setup.source)
+        .await
+        .unwrap();
+    setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    setup.clock.advance(Duration::from_secs(49 * 3600));
+    setup.source.script(Script::ReceiveFails);
+    setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .expect_err("the receive fails (a full pool)");
+    let downloaded = setup.counting.bytes_read().get();
+    let done = setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(done.state, RestoreState::Done, "{done:?}");
+    assert_eq!(
+        setup.counting.bytes_read().get(),
+        downloaded,
+        "nothing is downloaded (or paid for) again"
+    );
+    setup.restored_equal();
+}
+
+#[tokio::test]
+async fn a_target_that_exists_is_refused_and_cancelling_removes_what_the_job_made() {
+    let setup = setup(4).await;
+    let existing = NewRestore::new("tank/photos", setup.dataset.clone(), setup.staging.path());
+    let error = setup
+        .repository
+        .create_restore(&existing, &setup.source)
+        .await
+        .expect_err("never into existing data");
+    assert!(matches!(error, Error::TargetExists { .. }), "{error}");
+    let unknown = NewRestore::new(
+        "tank/music",
+        DatasetName::zfs("tank/x").unwrap(),
+        setup.staging.path(),
+    );
+    let error = setup
+        .repository
+        .create_restore(&unknown, &setup.source)
+        .await
+        .expect_err("no such dataset");
+    assert!(matches!(error, Error::UnknownDataset { .. }), "{error}");
+
+    // A budget that lets only the full in this month: the target exists, half restored.
+    let (job, _) = setup
+        .repository
+        .create_restore(&setup.request((4 * MIB) as u64 + 4096 * 4), &setup.source)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        setup
+            .repository
+            .advance_restore(job.id, &setup.source, &NoProgress)
+            .await
+            .unwrap();
+        setup.clock.advance(Duration::from_secs(49 * 3600));
+    }
+    let target = DatasetName::zfs("tank/restored").unwrap();
+    assert!(
+        setup.source.mountpoint(&target).is_some(),
+        "the full was received"
+    );
+    assert_eq!(setup.repository.restore_jobs().await.unwrap().len(), 1);
+    setup
+        .repository
+        .cancel_restore(job.id, &setup.source)
+        .await
+        .unwrap();
+    assert!(
+        setup.source.mountpoint(&target).is_none(),
+        "the half-restored target is gone"
+    );
+    assert!(
+        setup.source.mountpoint(&setup.dataset).is_some(),
+        "nothing else is touched"
+    );
+    assert!(setup.repository.restore_jobs().await.unwrap().is_empty());
+    assert!(std::fs::read_dir(setup.staging.path())
+        .unwrap()
+        .next()
+        .is_none());
+}

@@ -130,12 +130,17 @@ pub(crate) async fn check_belongs(repository: &Repo, keyring: &Keyring) -> Resul
         return Ok(());
     };
     let head = backend.head(&entry.key).await?;
-    open_sealed_metadata(&head.metadata, &role, repository.id(), repository.data_key())
-        .map(drop)
-        .map_err(|_| Error::ForeignKeyring {
-            location: entry.key.to_string(),
-            reason: "it does not open this repository's backup metadata".into(),
-        })
+    open_sealed_metadata(
+        &head.metadata,
+        &role,
+        repository.id(),
+        repository.data_key(),
+    )
+    .map(drop)
+    .map_err(|_| Error::ForeignKeyring {
+        location: entry.key.to_string(),
+        reason: "it does not open this repository's backup metadata".into(),
+    })
 }
 
 /// Finds the newest archived keyring copy and reads it, requesting its restore first if
@@ -167,9 +172,7 @@ pub(crate) async fn fetch_archived(
     let meta: ObjectMeta = backend.head(&newest.key).await?;
     match meta.archive_state {
         ArchiveState::Available | ArchiveState::Restored { .. } => {
-            let bytes = backend
-                .get_bytes(&newest.key, ByteRange::full())
-                .await?;
+            let bytes = backend.get_bytes(&newest.key, ByteRange::full()).await?;
             let downloaded = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
             ledger.add(UnixTime(now).month(), downloaded).await?;
             Ok(ArchivedKeyring::Ready {
@@ -194,7 +197,10 @@ pub(crate) async fn fetch_archived(
 }
 
 /// Unlocks `bytes` with `passphrase`, keeping the parsed keyring for the checks.
-pub(crate) fn unlock(bytes: &[u8], passphrase: &Passphrase) -> Result<(Keyring, zib_crypto::DataKey)> {
+pub(crate) fn unlock(
+    bytes: &[u8],
+    passphrase: &Passphrase,
+) -> Result<(Keyring, zib_crypto::DataKey)> {
     let keyring = Keyring::from_bytes(bytes)?;
     let data_key = keyring.unlock(passphrase)?;
     Ok((keyring, data_key))
@@ -206,17 +212,13 @@ pub(crate) async fn repair(repository: &Repo, keyring: &Keyring) -> Result<Keyri
     if keyring.key_id() != repository.data_key().id() {
         return Err(Error::ForeignKeyring {
             location: "the keyring given to repair".into(),
-            reason: "it wraps another data key than the one this repository was opened with"
-                .into(),
+            reason: "it wraps another data key than the one this repository was opened with".into(),
         });
     }
     let backend = repository.backend();
     let live_key = repository.key(&ObjectRole::Keyring)?;
     let (precondition, outcome) = match backend.head(&live_key).await {
-        Err(StorageError::NotFound { .. }) => (
-            PutPrecondition::IfAbsent,
-            KeyringRepair::Written,
-        ),
+        Err(StorageError::NotFound { .. }) => (PutPrecondition::IfAbsent, KeyringRepair::Written),
         Err(error) => return Err(error.into()),
         Ok(meta) => {
             let bytes = backend.get_bytes(&live_key, ByteRange::full()).await?;
@@ -227,10 +229,7 @@ pub(crate) async fn repair(repository: &Repo, keyring: &Keyring) -> Result<Keyri
                 return Ok(KeyringRepair::Intact);
             }
             // Replaced only if it is still the damaged object read here.
-            (
-                PutPrecondition::IfMatch(meta.etag),
-                KeyringRepair::Replaced,
-            )
+            (PutPrecondition::IfMatch(meta.etag), KeyringRepair::Replaced)
         }
     };
     crate::repository::put_small(

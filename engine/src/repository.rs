@@ -265,14 +265,16 @@ impl Repository {
         let meta = match backend.head(&keyring_key).await {
             Err(StorageError::NotFound { .. }) => {
                 // Backups without their keyring are a lost keyring, not a new location.
-                return Err(match keyring::repository_id_of(backend.as_ref(), &prefix).await {
-                    Ok(_) => Error::KeyringMissing {
-                        location: keyring_key.as_str().to_owned(),
+                return Err(
+                    match keyring::repository_id_of(backend.as_ref(), &prefix).await {
+                        Ok(_) => Error::KeyringMissing {
+                            location: keyring_key.as_str().to_owned(),
+                        },
+                        Err(_) => Error::NotARepository {
+                            location: keyring_key.as_str().to_owned(),
+                        },
                     },
-                    Err(_) => Error::NotARepository {
-                        location: keyring_key.as_str().to_owned(),
-                    },
-                });
+                );
             }
             // S3 refuses a HEAD without s3:GetObject, and also a HEAD of a missing key
             // without s3:ListBucket: a listing tells which permission is missing.
@@ -298,13 +300,14 @@ impl Repository {
             .get_bytes(&keyring_key, ByteRange::full())
             .await
             .map_err(|error| keyring_read_error(&prefix, error))?;
-        let data_key = zib_crypto::open_keyring(&bytes, passphrase).map_err(|error| match error {
-            zib_crypto::Error::CorruptKeyring { reason } => Error::KeyringDamaged {
-                location: keyring_key.as_str().to_owned(),
-                reason,
-            },
-            other => other.into(),
-        })?;
+        let data_key =
+            zib_crypto::open_keyring(&bytes, passphrase).map_err(|error| match error {
+                zib_crypto::Error::CorruptKeyring { reason } => Error::KeyringDamaged {
+                    location: keyring_key.as_str().to_owned(),
+                    reason,
+                },
+                other => other.into(),
+            })?;
         let archive_class = archive_class_of(backend.as_ref(), &prefix).await?;
         Ok(Self::from_context(Repo {
             backend,
@@ -370,7 +373,10 @@ impl Repository {
     ///
     /// [`Error::NoArchivedKeyring`] when the repository has no archived copy; storage
     /// errors as they come.
-    pub async fn fetch_archived_keyring(location: &Location, host: Host) -> Result<ArchivedKeyring> {
+    pub async fn fetch_archived_keyring(
+        location: &Location,
+        host: Host,
+    ) -> Result<ArchivedKeyring> {
         let ledger = crate::state::ledger::Ledger::new(&host.state_dir);
         keyring::fetch_archived(
             location.backend().as_ref(),

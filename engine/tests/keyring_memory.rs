@@ -125,9 +125,8 @@ impl Setup {
             .await
             .unwrap();
         assert_eq!(status.state, RestoreState::Done, "{status:?}");
-        let files = |dataset: &DatasetName| {
-            hash_tree(&self.source.mountpoint(dataset).unwrap()).unwrap()
-        };
+        let files =
+            |dataset: &DatasetName| hash_tree(&self.source.mountpoint(dataset).unwrap()).unwrap();
         assert_eq!(files(&target), files(&self.dataset));
     }
 }
@@ -138,7 +137,7 @@ async fn a_deleted_keyring_opens_from_the_offline_copy_and_is_put_back() {
     setup.memory.delete(&live_keyring()).await.unwrap();
 
     // Not "no repository here": the backups are there, the keyring is what is missing.
-    let error = setup.open().await.err().expect("the keyring is gone");
+    let error = setup.open().await.expect_err("the keyring is gone");
     assert!(matches!(error, Error::KeyringMissing { .. }), "{error}");
     assert!(error.to_string().contains("offline copy"), "{error}");
 
@@ -182,7 +181,7 @@ async fn a_damaged_keyring_is_named_and_replaced_from_the_offline_copy() {
         .await
         .unwrap();
 
-    let error = setup.open().await.err().expect("the keyring is damaged");
+    let error = setup.open().await.expect_err("the keyring is damaged");
     assert!(matches!(error, Error::KeyringDamaged { .. }), "{error}");
 
     let repository = setup.open_with(&setup.offline).await.unwrap();
@@ -212,7 +211,13 @@ async fn the_archived_copy_is_thawed_then_opens_the_repository() {
         .await
         .unwrap();
     assert!(
-        matches!(second, ArchivedKeyring::Thawing { requested_now: false, .. }),
+        matches!(
+            second,
+            ArchivedKeyring::Thawing {
+                requested_now: false,
+                ..
+            }
+        ),
         "{second:?}"
     );
 
@@ -224,7 +229,10 @@ async fn the_archived_copy_is_thawed_then_opens_the_repository() {
     let ArchivedKeyring::Ready { keyring, .. } = ready else {
         panic!("thawed after 13 hours: {ready:?}");
     };
-    assert_eq!(keyring, setup.offline, "the archived copy is the keyring init wrote");
+    assert_eq!(
+        keyring, setup.offline,
+        "the archived copy is the keyring init wrote"
+    );
     let repository = setup.open_with(&keyring).await.unwrap();
     setup.restore_works(&repository).await;
 }
@@ -265,7 +273,7 @@ async fn after_a_passphrase_change_the_newest_archived_copy_is_fetched() {
         .await
         .unwrap();
     // The old passphrase does not open the new copy.
-    let error = setup.open_with(&keyring).await.err().expect("old passphrase");
+    let error = setup.open_with(&keyring).await.expect_err("old passphrase");
     assert!(
         matches!(
             error,
@@ -284,12 +292,12 @@ async fn a_strangers_keyring_is_refused_with_or_without_the_live_keyring() {
         .await
         .unwrap();
 
-    let error = setup.open_with(&report.keyring).await.err().expect("foreign");
+    let error = setup.open_with(&report.keyring).await.expect_err("foreign");
     assert!(matches!(error, Error::ForeignKeyring { .. }), "{error}");
 
     // Without the live keyring, a backup's sealed metadata tells.
     setup.memory.delete(&live_keyring()).await.unwrap();
-    let error = setup.open_with(&report.keyring).await.err().expect("foreign");
+    let error = setup.open_with(&report.keyring).await.expect_err("foreign");
     assert!(matches!(error, Error::ForeignKeyring { .. }), "{error}");
 
     // And a repaired repository never takes a stranger's keyring.
@@ -297,10 +305,12 @@ async fn a_strangers_keyring_is_refused_with_or_without_the_live_keyring() {
     let error = repository
         .repair_keyring(&report.keyring)
         .await
-        .err()
-        .expect("foreign");
+        .expect_err("foreign");
     assert!(matches!(error, Error::ForeignKeyring { .. }), "{error}");
-    assert!(setup.memory.head(&live_keyring()).await.is_err(), "nothing was written");
+    assert!(
+        setup.memory.head(&live_keyring()).await.is_err(),
+        "nothing was written"
+    );
 }
 
 #[tokio::test]
@@ -309,12 +319,10 @@ async fn an_empty_location_is_still_not_a_repository() {
     let empty = Location::new(setup.memory.clone(), "nobody").unwrap();
     let error = Repository::open(&empty, &passphrase(), setup.host())
         .await
-        .err()
-        .expect("nothing there");
+        .expect_err("nothing there");
     assert!(matches!(error, Error::NotARepository { .. }), "{error}");
     let error = Repository::fetch_archived_keyring(&empty, setup.host())
         .await
-        .err()
-        .expect("nothing there");
+        .expect_err("nothing there");
     assert!(matches!(error, Error::NoArchivedKeyring { .. }), "{error}");
 }

@@ -22,8 +22,7 @@ use zib_engine::planner::UnixTime;
 use zib_engine::snapshot_source::btrfs::BtrfsSource;
 use zib_engine::snapshot_source::zfs::ZfsSource;
 use zib_engine::snapshot_source::{
-    Capabilities, Protection, ReceiveOptions, ReceiveStream, SendRequest, SendStream,
-    SnapshotInfo,
+    Capabilities, Protection, ReceiveOptions, ReceiveStream, SendRequest, SendStream, SnapshotInfo,
 };
 use zib_engine::storage::counting::Counting;
 use zib_engine::storage::faults::{Fault, FaultInjecting, FaultRule, Trigger};
@@ -91,7 +90,11 @@ async fn zfs_on_moto(megabytes: usize) -> Option<ZfsOnMoto> {
     let mountpoint = pool.mountpoint(&dataset);
     let mut rng = TestRng::new(megabytes as u64);
     for file in 0..megabytes {
-        std::fs::write(mountpoint.join(format!("IMG_{file:04}.jpg")), rng.bytes(MIB)).unwrap();
+        std::fs::write(
+            mountpoint.join(format!("IMG_{file:04}.jpg")),
+            rng.bytes(MIB),
+        )
+        .unwrap();
     }
     write_tree(&mountpoint.join("albums"), 5, Names::Unicode).unwrap();
     let source = ZfsSource::new();
@@ -134,11 +137,7 @@ fn host(state: &Path, clock: &FakeClock) -> Host {
 
 fn unix_now(clock: &FakeClock) -> u64 {
     use zib_engine::Clock;
-    clock
-        .now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    clock.now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 impl ZfsOnMoto {
@@ -207,7 +206,10 @@ async fn a_zfs_chain_is_restored_from_deep_archive_objects_on_moto() {
     // The objects are DEEP_ARCHIVE: the first run can only request their restores.
     let first = setup.advance(job.id).await;
     assert_eq!(first.volumes_downloaded, 0, "{first:?}");
-    assert!(matches!(first.state, RestoreState::Waiting { .. }), "{first:?}");
+    assert!(
+        matches!(first.state, RestoreState::Waiting { .. }),
+        "{first:?}"
+    );
     assert_eq!(
         setup.counting.count(Operation::RequestRestore) - requests_before,
         volumes,
@@ -241,11 +243,13 @@ async fn a_zfs_chain_is_restored_from_deep_archive_objects_on_moto() {
         .map(|snapshot| snapshot.identity.to_string())
         .collect();
     assert_eq!(received, expected);
-    assert!(std::fs::read_dir(setup.staging.path()).unwrap().all(|entry| entry
+    assert!(std::fs::read_dir(setup.staging.path())
         .unwrap()
-        .path()
-        .read_dir()
-        .is_ok_and(|mut dir| dir.next().is_none())));
+        .all(|entry| entry
+            .unwrap()
+            .path()
+            .read_dir()
+            .is_ok_and(|mut dir| dir.next().is_none())));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,10 +287,16 @@ async fn a_small_budget_spreads_the_moto_restore_over_months() {
     }
     assert!(done, "not done in 200 days: {per_month:?}");
     setup.restored_equal();
-    let downloading: Vec<_> = per_month.iter().filter(|(_, (bytes, _))| *bytes > 0).collect();
+    let downloading: Vec<_> = per_month
+        .iter()
+        .filter(|(_, (bytes, _))| *bytes > 0)
+        .collect();
     assert!(downloading.len() >= 3, "{per_month:?}");
     for (month, (bytes, _)) in &per_month {
-        assert!(*bytes <= budget, "{month:?}: {bytes} bytes > budget {budget}");
+        assert!(
+            *bytes <= budget,
+            "{month:?}: {bytes} bytes > budget {budget}"
+        );
     }
     let requested: Vec<u64> = per_month.values().map(|(_, requests)| *requests).collect();
     assert!(
@@ -325,8 +335,11 @@ async fn restore_child_process() {
         "receive" => Hang::Receive(n.parse().unwrap()),
         other => panic!("unknown hang {other}"),
     };
-    let s3: Arc<dyn StorageBackend> =
-        Arc::new(S3Backend::connect(&s3_config_at(endpoint, bucket)).await.unwrap());
+    let s3: Arc<dyn StorageBackend> = Arc::new(
+        S3Backend::connect(&s3_config_at(endpoint, bucket))
+            .await
+            .unwrap(),
+    );
     let backend: Arc<dyn StorageBackend> = match hang {
         Hang::Download(n) => Arc::new(FaultInjecting::new(
             s3,
@@ -394,7 +407,10 @@ async fn run_child_and_kill(
         if let Some(exit) = exited(&mut child, &stderr) {
             panic!("{exit}");
         }
-        assert!(Instant::now() < deadline, "the child never reached its hang");
+        assert!(
+            Instant::now() < deadline,
+            "the child never reached its hang"
+        );
         if hung(&marker) {
             break;
         }
@@ -500,9 +516,17 @@ async fn a_restore_killed_mid_receive_resumes_without_downloading_again() {
     let status = setup.advance(job.id).await;
     assert_eq!(status.state, RestoreState::Done, "{status:?}");
     // Nothing is downloaded again: the volumes stayed staged.
-    assert_eq!(setup.counting.count(Operation::Get), gets_before, "{status:?}");
+    assert_eq!(
+        setup.counting.count(Operation::Get),
+        gets_before,
+        "{status:?}"
+    );
     assert_eq!(setup.counting.bytes_read().get(), bytes_before);
-    assert_eq!(status.received.len(), 2, "the killed stream and the last: {status:?}");
+    assert_eq!(
+        status.received.len(),
+        2,
+        "the killed stream and the last: {status:?}"
+    );
     setup.restored_equal();
 }
 
@@ -602,7 +626,10 @@ impl SnapshotSource for HangingReceive {
             .boxed();
         self.inner.receive(target, hanging, options).await
     }
-    async fn discard_target(&self, target: &DatasetName) -> zib_engine::snapshot_source::Result<()> {
+    async fn discard_target(
+        &self,
+        target: &DatasetName,
+    ) -> zib_engine::snapshot_source::Result<()> {
         self.inner.discard_target(target).await
     }
     async fn protect(

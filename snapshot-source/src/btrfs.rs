@@ -398,9 +398,10 @@ impl SnapshotSource for BtrfsSource {
             // A receive killed before its end leaves a writable subvolume without a
             // received UUID under the stream's own name: the file system's equivalent of
             // the partial receive ZFS discards by itself. Anything else is kept.
-            let leftover = self.show(&received_path).await.is_ok_and(|subvolume| {
-                !subvolume.read_only && subvolume.received_uuid.is_none()
-            });
+            let leftover = self
+                .show(&received_path)
+                .await
+                .is_ok_and(|subvolume| !subvolume.read_only && subvolume.received_uuid.is_none());
             if !leftover {
                 return Err(Error::TargetExists {
                     target: Self::path_str(&received_path)?.to_owned(),

@@ -10,10 +10,13 @@ use zib_test_utils::storage_conformance::{ArchiveModel, SuiteParams, SuiteTarget
 async fn memory() -> Option<SuiteTarget> {
     let clock = FakeClock::default();
     let config = MemoryConfig::default();
-    let params = SuiteParams::new(ArchiveModel::DelayedRestore {
-        clock: clock.clone(),
-        bulk_thaw: config.bulk_thaw,
-    });
+    let params = SuiteParams::new(
+        ArchiveModel::DelayedRestore {
+            clock: clock.clone(),
+            bulk_thaw: config.bulk_thaw,
+        },
+        Arc::new(clock.clone()),
+    );
     Some(SuiteTarget {
         backend: Arc::new(MemoryBackend::new(config, Arc::new(clock))),
         params,
@@ -30,8 +33,9 @@ async fn pagination_with_small_pages() {
         page_size: 7,
         ..MemoryConfig::default()
     };
-    let backend = MemoryBackend::new(config, Arc::new(FakeClock::default()));
-    let mut params = SuiteParams::new(ArchiveModel::NoArchive);
+    let clock = FakeClock::default();
+    let backend = MemoryBackend::new(config, Arc::new(clock.clone()));
+    let mut params = SuiteParams::new(ArchiveModel::NoArchive, Arc::new(clock));
     params.pagination_keys = 50;
     zib_test_utils::storage_conformance::list_pagination(&backend, &params).await;
 }
@@ -41,10 +45,13 @@ async fn pagination_with_small_pages() {
 async fn run_all_on_one_store() {
     let clock = FakeClock::default();
     let config = MemoryConfig::default();
-    let params = SuiteParams::new(ArchiveModel::DelayedRestore {
-        clock: clock.clone(),
-        bulk_thaw: config.bulk_thaw,
-    });
+    let params = SuiteParams::new(
+        ArchiveModel::DelayedRestore {
+            clock: clock.clone(),
+            bulk_thaw: config.bulk_thaw,
+        },
+        Arc::new(clock.clone()),
+    );
     let backend = MemoryBackend::new(config, Arc::new(clock));
     zib_test_utils::storage_conformance::run_all(&backend, &params).await;
 }
@@ -66,10 +73,13 @@ async fn run_all_through_retry_over_random_faults() {
 
     let clock = FakeClock::default();
     let config = MemoryConfig::default();
-    let params = SuiteParams::new(ArchiveModel::DelayedRestore {
-        clock: clock.clone(),
-        bulk_thaw: config.bulk_thaw,
-    });
+    let params = SuiteParams::new(
+        ArchiveModel::DelayedRestore {
+            clock: clock.clone(),
+            bulk_thaw: config.bulk_thaw,
+        },
+        Arc::new(clock.clone()),
+    );
     use zib_storage_backend::Operation;
     // Lost answers only where the retry layer can tell what happened (a lost
     // create-multipart answer leaves an orphan upload by nature; clean-up finds it).

@@ -699,16 +699,22 @@ async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
     assert_eq!(read_catalog(&repository).await.unwrap(), catalog);
 }
 
-/// The repository at `backend`, through a decorator that fails `rules`.
-async fn through_faults(backend: &Arc<dyn StorageBackend>, rules: Vec<FaultRule>) -> Repository {
-    Repository::open(
-        Arc::new(FaultInjecting::new(backend.clone(), rules, 3)),
+/// The repository at `backend`, through a decorator that fails `rules`; the decorator
+/// too, to count what it injected.
+async fn through_faults(
+    backend: &Arc<dyn StorageBackend>,
+    rules: Vec<FaultRule>,
+) -> (Repository, FaultInjecting<Arc<dyn StorageBackend>>) {
+    let faults = FaultInjecting::new(backend.clone(), rules, 3);
+    let repository = Repository::open(
+        Arc::new(faults.clone()),
         "",
         &Passphrase::new(PASSPHRASE.into()),
         StorageClass::DeepArchive,
     )
     .await
-    .unwrap()
+    .unwrap();
+    (repository, faults)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -734,7 +740,7 @@ async fn an_unfinished_backup_is_not_dropped_for_another_snapshot_nor_blocks_whe
     let journal_file = journal_path(state.path(), repository.id(), &dataset.to_string());
 
     // A backup of the first snapshot stops at its second part.
-    let faulty = through_faults(
+    let (faulty, faults) = through_faults(
         &backend,
         vec![FaultRule {
             operation: Some(Operation::UploadPart),
@@ -759,7 +765,11 @@ async fn an_unfinished_backup_is_not_dropped_for_another_snapshot_nor_blocks_whe
     )
     .await
     .expect_err("the injected fault stops the backup");
+    assert_eq!(faults.injected(), [1]);
     let interrupted = read_journal(&journal_file).unwrap().expect("journal kept");
+    // Volume 0's upload, with one part stored: an upload to abort, no object to delete.
+    assert_eq!(interrupted.volumes.len(), 1, "{interrupted:?}");
+    assert_eq!(interrupted.completed_volumes(), 0, "{interrupted:?}");
     let uploads = || async {
         read_catalog(&repository)
             .await
@@ -798,7 +808,7 @@ async fn an_unfinished_backup_is_not_dropped_for_another_snapshot_nor_blocks_whe
         .destroy_snapshot(&dataset, &SnapshotName::zfs(SNAPSHOT).unwrap())
         .await
         .unwrap();
-    let denying = through_faults(
+    let (denying, refusals) = through_faults(
         &backend,
         [Operation::AbortMultipart, Operation::Delete]
             .into_iter()
@@ -835,6 +845,13 @@ async fn an_unfinished_backup_is_not_dropped_for_another_snapshot_nor_blocks_whe
         })
         .count();
     assert_eq!(aside, 1, "the journal is moved aside");
+    // The run did try to discard the unfinished backup: its abort was refused (and the
+    // discard ends at the first refusal, before the delete that follows an abort).
+    assert_eq!(
+        refusals.injected(),
+        [1, 0],
+        "one refused abort (rules: abort, delete)"
+    );
     // The leftovers wait for the clean-up.
     assert_eq!(uploads().await, 1);
 }

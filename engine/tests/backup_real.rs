@@ -26,9 +26,10 @@ use zib_snapshot_source::{
     ByteStream, Capabilities, DatasetName, Protection, SendRequest, SendStream, SnapshotInfo,
     SnapshotName, SnapshotSource,
 };
+use zib_storage_backend::counting::Counting;
 use zib_storage_backend::s3::S3Backend;
 use zib_storage_backend::{
-    ByteRange, RestoreTier, StorageBackend, StorageBackendExt, StorageClass,
+    ByteRange, Operation, RestoreTier, StorageBackend, StorageBackendExt, StorageClass,
 };
 use zib_test_utils::data::{hash_tree, modify_tree, write_tree, Names};
 use zib_test_utils::moto::MotoServer;
@@ -93,6 +94,24 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
         first.protection.is_some(),
         "zfs-fuse supports holds: {:?}",
         first.warnings
+    );
+    // The leak check below proves something only if the marker is in what zib was given
+    // to encrypt: the raw send stream of the first backup's snapshot.
+    let mut raw = Vec::new();
+    let mut send = source
+        .send(&SendRequest::full(
+            dataset.clone(),
+            SnapshotName::zfs(&first.manifest.snapshot_name).unwrap(),
+        ))
+        .await
+        .unwrap();
+    while let Some(chunk) = send.next().await {
+        raw.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(raw.len() as u64, first.manifest.stream_len);
+    assert!(
+        raw.windows(MARKER.len()).any(|w| w == MARKER),
+        "the plaintext marker is not in the raw send stream: the leak check would prove nothing"
     );
 
     modify_tree(&mountpoint, 2).unwrap();
@@ -208,9 +227,32 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
     assert_eq!(hash_tree(&pool.mountpoint(&target)).unwrap(), expected);
 }
 
-/// A source whose `zfs send` is killed with SIGKILL after its first bytes: a real
-/// failed send, not a simulated error.
-struct KilledSend(ZfsSource);
+/// A source whose `zfs send` is killed with SIGKILL (by [`KillAfterFirstPart`]) once the
+/// backup stored its first part: a real failed send, not a simulated error. The stream
+/// is passed on untouched, so what the killed run stored is a true prefix of the
+/// snapshot's stream, which the next run can resume.
+struct KilledSend(ZfsSource, Arc<KillAfterFirstPart>);
+
+/// Progress that kills the send process when the first part has been uploaded.
+#[derive(Default)]
+struct KillAfterFirstPart {
+    pid: std::sync::Mutex<Option<u32>>,
+    killed: std::sync::atomic::AtomicBool,
+}
+
+impl zib_engine::progress::Progress for KillAfterFirstPart {
+    fn part_uploaded(&self, _bytes: u64) {
+        if self.killed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let pid = self.pid.lock().unwrap().expect("the send has started");
+        let status = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
 
 #[async_trait]
 impl SnapshotSource for KilledSend {
@@ -248,16 +290,8 @@ impl SnapshotSource for KilledSend {
         self.0.estimate_send_size(request).await
     }
     async fn send(&self, request: &SendRequest) -> zib_snapshot_source::Result<SendStream> {
-        let mut stream = self.0.send(request).await?;
-        let pid = stream.process_id().expect("a running send has a pid");
-        // Wait for the first bytes, then kill the sender.
-        let first = stream.next().await;
-        assert!(matches!(first, Some(Ok(_))), "the send produced no bytes");
-        let status = std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let stream = self.0.send(request).await?;
+        *self.1.pid.lock().unwrap() = Some(stream.process_id().expect("a running send has a pid"));
         Ok(stream)
     }
     async fn receive(
@@ -301,14 +335,19 @@ async fn a_killed_zfs_send_commits_nothing_and_the_next_run_resumes_it() {
     .await
     .unwrap();
 
+    let killer = Arc::new(KillAfterFirstPart::default());
     let result = back_up(
         &repository,
-        &KilledSend(ZfsSource::new()),
+        &KilledSend(ZfsSource::new(), killer.clone()),
         &options(dataset.clone()),
         &clock,
-        &NoProgress,
+        killer.as_ref(),
     )
     .await;
+    assert!(
+        killer.killed.load(std::sync::atomic::Ordering::SeqCst),
+        "the send was never killed: {result:?}"
+    );
     let error = result.expect_err("a killed send must fail the backup");
     assert!(matches!(error, Error::Source(_)), "{error}");
 
@@ -324,11 +363,26 @@ async fn a_killed_zfs_send_commits_nothing_and_the_next_run_resumes_it() {
     .unwrap()
     .expect("a failed send keeps its journal");
 
-    // A plain source resumes that same backup and commits it.
+    assert!(
+        journal.completed_volumes() >= 1,
+        "the killed run stored its first volume: {journal:?}"
+    );
+
+    // A plain source resumes that same backup and commits it, sending only what the
+    // journal does not show as stored.
     let source = ZfsSource::new();
+    let counting = Counting::new(backend.clone());
+    let resuming = Repository::open(
+        Arc::new(counting.clone()),
+        "",
+        &Passphrase::new(PASSPHRASE.into()),
+        StorageClass::DeepArchive,
+    )
+    .await
+    .unwrap();
     let resumed = committed(
         back_up(
-            &repository,
+            &resuming,
             &source,
             &options(dataset.clone()),
             &clock,
@@ -338,6 +392,27 @@ async fn a_killed_zfs_send_commits_nothing_and_the_next_run_resumes_it() {
         .unwrap(),
     );
     assert_eq!(resumed.manifest.backup_id, journal.backup());
+    // Volumes are 1 MiB, parts 5 MiB: one part per volume. The completed volumes are not
+    // sent again, and the upload the journal names is continued, not started anew.
+    let volumes = u64::from(resumed.manifest.volume_count);
+    assert_eq!(
+        counting.count(Operation::UploadPart),
+        volumes - journal.completed_volumes() as u64,
+        "parts sent by the resumed run ({volumes} volumes; journal: {journal:?})"
+    );
+    assert_eq!(
+        counting.count(Operation::CreateMultipart),
+        volumes - journal.volumes.len() as u64,
+        "uploads started by the resumed run ({volumes} volumes; journal: {journal:?})"
+    );
+    assert_eq!(
+        (
+            counting.count(Operation::AbortMultipart),
+            counting.count(Operation::Delete)
+        ),
+        (0, 0),
+        "nothing stored by the killed run was discarded"
+    );
     let catalog = read_catalog(&repository).await.unwrap();
     assert!(
         catalog.leftovers.orphan_volumes.is_empty()

@@ -902,10 +902,26 @@ async fn clean_up_keeps_every_upload_of_a_live_backup_by_its_key() {
 
 #[test]
 fn journal_paths_stay_inside_the_state_directory() {
-    let path = journal_path(
-        Path::new("/var/lib/zib"),
-        zib_engine::ids::RepositoryId::from_bytes([3; 16]),
-        "../x",
-    );
-    assert!(path.starts_with("/var/lib/zib/03030303030303030303030303030303"));
+    // `Path::starts_with` compares components without resolving `..`, so the check is
+    // on the exact path: one plain file name (the dataset name in hex) directly inside
+    // the repository's directory, whatever the name holds.
+    let repository = zib_engine::ids::RepositoryId::from_bytes([3; 16]);
+    let directory = Path::new("/var/lib/zib/03030303030303030303030303030303");
+    for (name, stem) in [
+        ("../x", "2e2e2f78"),
+        ("../../etc/passwd", "2e2e2f2e2e2f6574632f706173737764"),
+        ("/abs", "2f616273"),
+        ("tank/photos", "74616e6b2f70686f746f73"),
+    ] {
+        let path = journal_path(Path::new("/var/lib/zib"), repository, name);
+        assert_eq!(path, directory.join(format!("{stem}.journal")), "{name:?}");
+        assert_eq!(path.parent(), Some(directory), "{name:?}: {path:?}");
+        assert!(
+            path.components().all(|c| matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::Normal(_)
+            )),
+            "{name:?}: {path:?}"
+        );
+    }
 }

@@ -383,8 +383,10 @@ fn files_are_exactly_what_the_code_produces() {
     let (files, index) = build();
     let index_text = serde_json::to_string_pretty(&index).unwrap() + "\n";
     if std::env::var_os("ZIB_REGENERATE_VECTORS").is_some() {
+        // `CI=false` or `CI=0` (as some tools set it) is not a CI run.
+        let in_ci = std::env::var("CI").is_ok_and(|ci| !matches!(ci.as_str(), "" | "0" | "false"));
         assert!(
-            std::env::var_os("CI").is_none(),
+            !in_ci,
             "ZIB_REGENERATE_VECTORS is refused when CI is set: CI checks the checked-in \
              vectors, it never rewrites them"
         );

@@ -114,7 +114,7 @@ fn expected_rejection(original: &[u8], altered: &[u8]) -> Rejection {
         .iter()
         .zip(altered)
         .position(|(a, b)| a != b)
-        .expect("a change");
+        .unwrap_or_else(|| panic!("the altered volume is unchanged"));
     let last = (original.len() - H - 1) / SCT;
     match pos {
         0..8 => Rejection::Corrupt("does not start with the volume magic".into()),

@@ -163,7 +163,11 @@ async fn clean_up_on_s3_ages_leftovers_by_the_times_s3_reports() {
     )
     .await
     .unwrap();
-    assert_eq!(report.aborted_uploads, [upload.key.clone()], "{report:?}");
+    assert_eq!(
+        report.aborted_uploads,
+        std::slice::from_ref(&upload.key),
+        "{report:?}"
+    );
     assert!(report.deleted_volumes.is_empty(), "{report:?}");
     assert_eq!(report.kept_recent, 1, "{report:?}");
     assert!(backend.list_multipart_uploads("").await.unwrap().is_empty());
@@ -173,7 +177,11 @@ async fn clean_up_on_s3_ages_leftovers_by_the_times_s3_reports() {
     let report = clean_up(&repository, &FakeClock::new(written_by + 8 * DAY), &by_age)
         .await
         .unwrap();
-    assert_eq!(report.deleted_volumes, [volume.key.clone()], "{report:?}");
+    assert_eq!(
+        report.deleted_volumes,
+        std::slice::from_ref(&volume.key),
+        "{report:?}"
+    );
     assert_eq!(report.kept_recent, 0, "{report:?}");
     let leftovers = read_catalog(&repository).await.unwrap().leftovers;
     assert!(

@@ -118,7 +118,8 @@ if [ "${ZIB_SKIP_LINT:-0}" != 1 ]; then
     step "cargo fmt --check"
     cargo fmt --all -- --check
     step "cargo clippy"
-    cargo clippy --workspace --all-targets --locked -- -D warnings
+    # --all-features: the engine's journal benchmark needs its `internals` feature.
+    cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 fi
 
 step "doc tests"

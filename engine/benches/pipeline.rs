@@ -1,9 +1,9 @@
 //! Throughput, CPU time and peak memory of the whole backup pipeline — source →
 //! SHA-256 → encrypt → multipart parts → local-directory backend — through the engine's
-//! public API (`Repository::init` on a `LocalDirBackend`, then `volumes::upload_resumable`
-//! — `back_up`'s upload step, with the resume journal written durably before each part
-//! is sent and when it is confirmed), each next to a plain copy onto the same file
-//! system in the same run.
+//! public API (`Repository::init` on a `LocalDirBackend`, then `Repository::backup` of a
+//! source whose one snapshot sends the measured stream, with the resume journal written
+//! durably before each part is sent and when it is confirmed), each next to a plain copy
+//! onto the same file system in the same run.
 //!
 //! Run: `scripts/bench-pipeline.sh` (release build; options below), or
 //! `cargo bench -p zib-engine --bench pipeline -- [OPTIONS]`. Run without any argument
@@ -61,34 +61,29 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use ring::rand::SystemRandom;
 use tempfile::TempDir;
 use tokio_util::io::ReaderStream;
-use zib_crypto::Passphrase;
-use zib_engine::clock::SystemClock;
-use zib_engine::ids::{BackupId, DatasetId};
-use zib_engine::journal::{
-    journal_path, Journal, JournalIdentity, JournalKind, JournalShape, JournalSnapshot,
-    JournalSource,
+use zib_engine::snapshot_source::zfs::ZfsSource;
+use zib_engine::snapshot_source::{
+    Capabilities, DatasetName, Protection, ReceiveStream, SendFlags, SendRequest, SendStream,
+    SnapshotIdentity, SnapshotInfo, SnapshotName, SnapshotSource, SourceKind,
 };
-use zib_engine::progress::NoProgress;
-use zib_engine::repository::{InitOptions, Repository};
-use zib_engine::volumes::{upload_resumable, Attempt, VolumeShape};
-use zib_engine::Error;
-use zib_snapshot_source::zfs::ZfsSource;
-use zib_snapshot_source::{DatasetName, SendRequest, SnapshotName, SnapshotSource};
-use zib_storage_backend::local_dir::LocalDirBackend;
-use zib_storage_backend::{
+use zib_engine::storage::local_dir::LocalDirBackend;
+use zib_engine::storage::{
     AbortIncompleteUploadsRule, ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag,
     ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, PartInfo, PutPrecondition, RestoreTier,
-    Result as StorageResult, StorageBackend, UploadId, WriteOptions,
+    Result as StorageResult, StorageBackend, SystemClock, UploadId, WriteOptions,
+};
+use zib_engine::{
+    BackupOptions, BackupOutcome, Host, InitOptions, Location, NoProgress, Passphrase, Repository,
+    SnapshotChoice, VolumeShape,
 };
 
 const MIB: u64 = 1 << 20;
@@ -439,7 +434,7 @@ enum Source {
     Generated(u64),
 }
 
-/// Initialises a repository in `repo_dir`, uploads the source's stream, and prints one
+/// Initialises a repository in `repo_dir`, backs up the source's stream, and prints one
 /// `RESULT` line: bytes, seconds, user and system CPU seconds, peak RSS in KiB.
 fn child(source: Source, repo_dir: &str, sink: Sink) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -452,54 +447,63 @@ fn child(source: Source, repo_dir: &str, sink: Sink) {
             Sink::Store => Arc::new(local),
             Sink::DiscardParts => Arc::new(DiscardParts::new(local)),
         };
+        // The state directory on the same file system as the repository, as a real
+        // run's usually is.
+        let state_parent = Path::new(repo_dir).parent().unwrap_or(Path::new("/tmp"));
+        let state_dir = tempfile::tempdir_in(state_parent).unwrap();
         // The default scrypt cost, as a real run has: its 128 MiB are freed before the
         // upload and are below the pipeline's own peak.
         let (repository, _) = Repository::init(
-            backend,
-            "",
+            &Location::new(backend, "").unwrap(),
             &Passphrase::new("benchmark passphrase".to_owned()),
             &InitOptions::default(),
-            &SystemClock,
+            Host::new(state_dir.path()),
         )
         .await
         .unwrap();
-        let random = SystemRandom::new();
-        let dataset = DatasetId::generate(&random).unwrap();
-        let backup = BackupId::generate(&random).unwrap();
-        let shape = VolumeShape::default();
-        let state_parent = Path::new(repo_dir).parent().unwrap_or(Path::new("/tmp"));
         let rss_before_kib = status_kib("VmRSS:");
         let before = cpu_times();
         let started = Instant::now();
         let uploaded = match source {
             Source::File(path) => {
-                let file = tokio::fs::File::open(&path).await.unwrap();
-                let stream = ReaderStream::with_capacity(file, STREAM_CHUNK).map(|chunk| {
-                    chunk.map_err(|error| {
-                        Error::InvalidInput(format!("reading the source file: {error}"))
-                    })
+                let stream = OneStream::new(move || {
+                    let file = std::fs::File::open(&path).unwrap();
+                    ReaderStream::with_capacity(tokio::fs::File::from_std(file), STREAM_CHUNK)
+                        .map(|chunk| {
+                            chunk.map_err(|error| zib_engine::snapshot_source::Error::Io {
+                                command: "read the source file".into(),
+                                source: error,
+                            })
+                        })
+                        .boxed()
                 });
-                upload(&repository, dataset, backup, stream, &shape, state_parent).await
+                back_up(
+                    &repository,
+                    &stream,
+                    &OneStream::dataset(),
+                    SnapshotChoice::Create,
+                )
+                .await
             }
             Source::Zfs {
                 dataset: name,
                 snapshot,
             } => {
-                let request = SendRequest::full(
-                    DatasetName::zfs(&name).unwrap(),
-                    SnapshotName::zfs(&snapshot).unwrap(),
-                );
-                let stream = ZfsSource::new().send(&request).await.unwrap();
-                upload(&repository, dataset, backup, stream, &shape, state_parent).await
+                back_up(
+                    &repository,
+                    &ZfsSource::new(),
+                    &DatasetName::zfs(&name).unwrap(),
+                    SnapshotChoice::Existing(SnapshotName::zfs(&snapshot).unwrap()),
+                )
+                .await
             }
             Source::Generated(len) => {
-                upload(
+                let stream = OneStream::new(move || generated(len).boxed());
+                back_up(
                     &repository,
-                    dataset,
-                    backup,
-                    generated(len),
-                    &shape,
-                    state_parent,
+                    &stream,
+                    &OneStream::dataset(),
+                    SnapshotChoice::Create,
                 )
                 .await
             }
@@ -518,61 +522,137 @@ fn child(source: Source, repo_dir: &str, sink: Sink) {
     println!("{}", measurement.to_line());
 }
 
-/// Uploads `stream` the way `back_up` does: through the resume journal, written durably
-/// (fsync) before each part is sent and when it is confirmed, in a state directory next
-/// to the repository.
-async fn upload<S, E>(
+/// Backs up one snapshot with the default shape; returns the stream's length.
+async fn back_up(
     repository: &Repository,
-    dataset: DatasetId,
-    backup: BackupId,
-    stream: S,
-    shape: &VolumeShape,
-    state_parent: &Path,
-) -> u64
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
-    Error: From<E>,
-{
-    // On the same file system as the repository, as a real run's state directory
-    // usually is.
-    let state_dir = tempfile::tempdir_in(state_parent).unwrap();
-    let journal_path = journal_path(state_dir.path(), repository.id(), "bench/dataset");
-    let journal = Journal {
-        repository_id: *repository.id().as_bytes(),
-        dataset_name: "bench/dataset".into(),
-        dataset_id: *dataset.as_bytes(),
-        backup_id: *backup.as_bytes(),
-        source: JournalSource::Zfs,
-        target: JournalSnapshot {
-            name: "bench".into(),
-            identity: JournalIdentity::ZfsGuid(1),
-        },
-        snapshot_created_by_zib: true,
-        kind: JournalKind::Full,
-        send_flags: 0,
-        shape: JournalShape::from(shape),
-        volumes: Vec::new(),
+    source: &dyn SnapshotSource,
+    dataset: &DatasetName,
+    snapshot: SnapshotChoice,
+) -> u64 {
+    let options = BackupOptions {
+        snapshot,
+        shape: VolumeShape::default(),
+        ..BackupOptions::default()
     };
-    match upload_resumable(
-        repository,
-        &journal_path,
-        journal,
-        stream,
-        &NoProgress,
-        None,
-    )
-    .await
-    .unwrap()
+    match repository
+        .backup(source, dataset, &options, &NoProgress)
+        .await
+        .unwrap()
     {
-        Attempt::Uploaded(uploaded) => uploaded.stream_len,
-        Attempt::StreamChanged { volume } => {
-            panic!("a fresh upload cannot change (volume {volume})")
+        BackupOutcome::Committed(committed) => committed.manifest.stream_len,
+        BackupOutcome::UpToDate { .. } => panic!("nothing was backed up"),
+    }
+}
+
+/// A snapshot source whose datasets all send the stream `open` makes: the benchmark's
+/// stream goes through the whole backup (catalog, plan, journal, upload, commit).
+struct OneStream {
+    open: Box<
+        dyn Fn() -> BoxStream<'static, zib_engine::snapshot_source::Result<Bytes>> + Send + Sync,
+    >,
+    snapshots: Mutex<Vec<SnapshotInfo>>,
+}
+
+impl OneStream {
+    fn new(
+        open: impl Fn() -> BoxStream<'static, zib_engine::snapshot_source::Result<Bytes>>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        Self {
+            open: Box::new(open),
+            snapshots: Mutex::new(Vec::new()),
         }
+    }
+
+    fn dataset() -> DatasetName {
+        DatasetName::zfs("bench/dataset").unwrap()
+    }
+}
+
+#[async_trait]
+impl SnapshotSource for OneStream {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Zfs
+    }
+    async fn capabilities(
+        &self,
+        _dataset: &DatasetName,
+    ) -> zib_engine::snapshot_source::Result<Capabilities> {
+        Ok(Capabilities::new(
+            "benchmark stream".into(),
+            false,
+            false,
+            false,
+            false,
+            SendFlags::NONE,
+        ))
+    }
+    async fn list_snapshots(
+        &self,
+        _dataset: &DatasetName,
+    ) -> zib_engine::snapshot_source::Result<Vec<SnapshotInfo>> {
+        Ok(self.snapshots.lock().unwrap().clone())
+    }
+    async fn create_snapshot(
+        &self,
+        _dataset: &DatasetName,
+        snapshot: &SnapshotName,
+        _marker: Option<&str>,
+    ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
+        let info = SnapshotInfo::new(
+            snapshot.clone(),
+            SnapshotIdentity::ZfsGuid(1),
+            1,
+            time::OffsetDateTime::now_utc(),
+            None,
+        );
+        self.snapshots.lock().unwrap().push(info.clone());
+        Ok(info)
+    }
+    async fn destroy_snapshot(
+        &self,
+        _dataset: &DatasetName,
+        _snapshot: &SnapshotName,
+    ) -> zib_engine::snapshot_source::Result<()> {
+        Ok(())
+    }
+    async fn estimate_send_size(
+        &self,
+        _request: &SendRequest,
+    ) -> zib_engine::snapshot_source::Result<Option<u64>> {
+        Ok(None)
+    }
+    async fn send(
+        &self,
+        _request: &SendRequest,
+    ) -> zib_engine::snapshot_source::Result<SendStream> {
+        Ok(SendStream::from_stream((self.open)()))
+    }
+    async fn receive(
+        &self,
+        _target: &DatasetName,
+        _stream: ReceiveStream,
+    ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
+        unimplemented!("the benchmark only backs up")
+    }
+    async fn protect(
+        &self,
+        _dataset: &DatasetName,
+        _snapshot: &SnapshotName,
+    ) -> zib_engine::snapshot_source::Result<Protection> {
+        unimplemented!("the source says it cannot protect")
+    }
+    async fn release(&self, _protection: &Protection) -> zib_engine::snapshot_source::Result<()> {
+        Ok(())
     }
 }
 
 /// `len` bytes from a fast deterministic generator, in fresh 256 KiB chunks.
-fn generated(len: u64) -> impl Stream<Item = Result<Bytes, Error>> + Unpin + Send {
+fn generated(
+    len: u64,
+) -> impl Stream<Item = zib_engine::snapshot_source::Result<Bytes>> + Unpin + Send {
     let mut generator = Generator::new(len);
     let mut left = len;
     futures::stream::iter(std::iter::from_fn(move || {
@@ -1179,11 +1259,11 @@ impl StorageBackend for DiscardParts {
             Some(size) => Ok(ObjectMeta {
                 key: key.clone(),
                 size,
-                storage_class: zib_storage_backend::StorageClass::DeepArchive,
+                storage_class: zib_engine::storage::StorageClass::DeepArchive,
                 metadata: Default::default(),
                 etag: ETag::new("\"discarded\""),
                 last_modified: std::time::SystemTime::now(),
-                archive_state: zib_storage_backend::ArchiveState::Archived,
+                archive_state: zib_engine::storage::ArchiveState::Archived,
             }),
             None => self.inner.head(key).await,
         }

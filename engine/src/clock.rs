@@ -9,7 +9,7 @@
 pub use zib_storage_backend::clock::{Clock, FakeClock, SystemClock};
 
 /// The clock's time in whole seconds since the Unix epoch (negative before 1970).
-pub fn unix_seconds(clock: &dyn Clock) -> i64 {
+pub(crate) fn unix_seconds(clock: &dyn Clock) -> i64 {
     match clock.now().duration_since(std::time::UNIX_EPOCH) {
         Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
         Err(before) => -i64::try_from(before.duration().as_secs()).unwrap_or(i64::MAX),

@@ -125,7 +125,7 @@ pub enum Error {
     )]
     AccessDenied {
         /// The step of the access check (or of init/open) that was refused.
-        step: crate::access::AccessStep,
+        step: crate::access::report::AccessStep,
         /// The IAM action to allow, such as `s3:PutObject`.
         permission: &'static str,
         /// Where to allow it: "the bucket" or the objects under the repository prefix.
@@ -177,9 +177,49 @@ pub enum Error {
         journal: std::path::PathBuf,
     },
 
+    /// The planner refused its input (an inconsistent catalog read from the bucket, an
+    /// invalid policy or price table).
+    #[error(transparent)]
+    Planner(#[from] zib_planner::Error),
+
+    /// The operating system's random number generator failed (ids and salts come from
+    /// it; nothing is written without them).
+    #[error("the operating system's random number generator failed; nothing was written")]
+    RandomUnavailable(#[from] crate::ids::RandomUnavailable),
+
+    /// A snapshot the run was working with disappeared (destroyed by another program
+    /// between two steps).
+    #[error(
+        "snapshot {snapshot} of {dataset} disappeared while zib was using it (destroyed by \
+         another program?); nothing was committed: run the backup again"
+    )]
+    SnapshotVanished {
+        /// The dataset.
+        dataset: String,
+        /// The snapshot (or bookmark) that disappeared.
+        snapshot: String,
+    },
+
+    /// The snapshot asked for does not exist.
+    #[error(
+        "snapshot {snapshot} of {dataset} does not exist; list them with `zfs list -t \
+         snapshot` (or `btrfs subvolume list`), or let zib create one"
+    )]
+    SnapshotNotFound {
+        /// The dataset.
+        dataset: String,
+        /// The snapshot asked for.
+        snapshot: String,
+    },
+
     /// A value the caller supplied is out of range (the message says which and why).
     #[error("{0}")]
     InvalidInput(String),
+
+    /// An invariant of zib's own code failed: a bug, not a problem with the input or the
+    /// storage. Nothing was committed that a restore would mistake for a backup.
+    #[error("internal error in zib (please report it): {0}")]
+    Internal(String),
 }
 
 /// What to do about a local state error, from what failed.

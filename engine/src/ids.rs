@@ -10,7 +10,7 @@ use std::str::FromStr;
 use ring::rand::SecureRandom;
 
 /// Length in bytes of every opaque id.
-pub const ID_LEN: usize = 16;
+pub(crate) const ID_LEN: usize = 16;
 
 /// An id string that is not 32 lowercase hexadecimal digits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +63,32 @@ macro_rules! opaque_id {
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 write!(f, concat!(stringify!($name), "({})"), self)
+            }
+        }
+
+        // Raw bytes in binary formats (the resume journal's bincode, where the layout is
+        // pinned), 32 hex digits in human-readable ones (JSON output).
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                if serializer.is_human_readable() {
+                    serializer.collect_str(self)
+                } else {
+                    serializer.serialize_newtype_struct(stringify!($name), &self.0)
+                }
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                if deserializer.is_human_readable() {
+                    let text = String::deserialize(deserializer)?;
+                    text.parse().map_err(serde::de::Error::custom)
+                } else {
+                    #[derive(serde::Deserialize)]
+                    struct Raw([u8; ID_LEN]);
+                    let Raw(bytes) = Raw::deserialize(deserializer)?;
+                    Ok(Self(bytes))
+                }
             }
         }
 

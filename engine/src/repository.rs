@@ -1,5 +1,5 @@
 //! A repository: one keyring, a README, and the backups of any number of datasets,
-//! under one root of a storage backend.
+//! under one [`Location`] — and the handle a program works through.
 //!
 //! [`Repository::init`] creates the keyring (and its archived copy) and the README with
 //! create-if-absent puts, so two hosts initialising the same place cannot overwrite each
@@ -13,30 +13,76 @@
 //! permission, and [`Repository::check_access`] reports the rest (a missing lifecycle rule
 //! is a warning there).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use zib_crypto::{DataKey, KdfParams, Keyring, Passphrase};
+use futures::TryStreamExt;
+use zib_crypto::{KdfParams, Keyring, Passphrase};
+use zib_snapshot_source::{DatasetName, SnapshotInfo, SnapshotSource};
 use zib_storage_backend::{
-    ByteRange, Error as StorageError, ObjectKey, PutPrecondition, StorageBackend,
-    StorageBackendExt, StorageClass, WriteOptions,
+    ByteRange, Error as StorageError, PutPrecondition, StorageBackend, StorageBackendExt,
+    StorageClass, WriteOptions,
 };
 
 use crate::access::{
     check_access, check_listing, ensure_lifecycle_rule, keyring_read_error, AccessCheckOptions,
     AccessReport, LifecycleStatus,
 };
-use crate::clock::Clock;
+use crate::backup::{BackupOptions, BackupOutcome};
+use crate::catalog::Catalog;
+use crate::cleanup::{CleanupOptions, CleanupReport};
+use crate::clock::{unix_seconds, Clock, SystemClock};
+use crate::context::Repo;
 use crate::error::{Error, Result};
-use crate::ids::RepositoryId;
-use crate::layout::ObjectRole;
-use crate::metadata::{plain_metadata, REPOSITORY_NAME};
+use crate::format::layout::{keyring_archive_prefix, object_key, ObjectRole};
+use crate::format::metadata::{plain_metadata, REPOSITORY_NAME};
+use crate::ids::{BackupId, DatasetId, RepositoryId};
+use crate::location::Location;
+use crate::progress::Progress;
+use crate::state::StateDir;
+
+/// What a repository handle needs from the machine it runs on: where this host keeps
+/// its local state (resume journals, locks) and what time it is.
+///
+/// The state directory MUST be local to the host (not shared between hosts: its locks
+/// keep two runs on this host apart, and another host's runs are not visible there).
+/// Nothing in it is needed to restore.
+#[derive(Debug, Clone)]
+pub struct Host {
+    state_dir: PathBuf,
+    clock: Arc<dyn Clock>,
+}
+
+impl Host {
+    /// This host, keeping its state in `state_dir` (created when first needed), on the
+    /// system clock.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            state_dir: state_dir.into(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The same host on another clock (tests drive months and thaw delays with a
+    /// [`FakeClock`](crate::FakeClock)). Every time the engine reads comes from it.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+}
 
 /// How a new repository is set up.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
-    /// Where volumes, manifests and the keyring's archived copy go
-    /// (`DEEP_ARCHIVE` by default).
+    /// Where volumes, manifests and the keyring's archived copy go (`DEEP_ARCHIVE` by
+    /// default). Fixed for the repository's life: later opens read it back.
     pub archive_class: StorageClass,
     /// scrypt cost of the keyring (format v1's fixed default unless a test needs speed).
     pub kdf: KdfParams,
@@ -51,23 +97,12 @@ impl Default for InitOptions {
     }
 }
 
-/// An open repository: the backend, the repository id and the unlocked data key.
+/// An open repository: the location, the repository id, the unlocked data key, and the
+/// host it is used from. Every operation is a method; the handle is cheap to clone and
+/// may be used from many tasks at once.
+#[derive(Debug, Clone)]
 pub struct Repository {
-    backend: Arc<dyn StorageBackend>,
-    prefix: String,
-    id: RepositoryId,
-    data_key: DataKey,
-    archive_class: StorageClass,
-}
-
-impl std::fmt::Debug for Repository {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Repository")
-            .field("prefix", &self.prefix)
-            .field("id", &self.id)
-            .field("archive_class", &self.archive_class)
-            .finish_non_exhaustive()
-    }
+    context: Arc<Repo>,
 }
 
 /// What [`Repository::init`] did, for the caller to tell the user.
@@ -89,9 +124,17 @@ pub struct InitReport {
     pub lifecycle: LifecycleStatus,
 }
 
+/// What [`Repository::change_passphrase`] wrote.
+#[derive(Debug, Clone)]
+pub struct PassphraseChange {
+    /// The new keyring bytes: the offline copy the user keeps must be replaced by these.
+    pub keyring: Vec<u8>,
+    /// Key of the new archived copy of the keyring.
+    pub keyring_archive_key: String,
+}
+
 impl Repository {
-    /// Creates a repository under `prefix` (empty for the backend's root; otherwise it
-    /// ends with `/`).
+    /// Creates a repository at `location`.
     ///
     /// # Errors
     ///
@@ -99,13 +142,13 @@ impl Repository {
     /// written; the error names the permission); [`Error::AlreadyInitialised`] when a
     /// keyring exists there (nothing is written); storage errors as they come.
     pub async fn init(
-        backend: Arc<dyn StorageBackend>,
-        prefix: &str,
+        location: &Location,
         passphrase: &Passphrase,
         options: &InitOptions,
-        clock: &dyn Clock,
+        host: Host,
     ) -> Result<(Self, InitReport)> {
-        let prefix = normalise_prefix(prefix)?;
+        let backend = location.backend().clone();
+        let prefix = location.prefix().to_owned();
         let keyring_key = object_key(&prefix, &ObjectRole::Keyring)?;
         // Listing first: without s3:ListBucket, S3 answers a HEAD of a missing key with
         // 403, which would otherwise be blamed on the wrong permission.
@@ -128,27 +171,26 @@ impl Repository {
             },
         )
         .await?;
-        let id = RepositoryId::generate(&ring::rand::SystemRandom::new())
-            .map_err(|_| Error::InvalidInput("the system random generator failed".into()))?;
+        let id = RepositoryId::generate(&ring::rand::SystemRandom::new())?;
         let (keyring, data_key) = Keyring::create(passphrase, options.kdf)?;
         let keyring_bytes = keyring.to_bytes();
 
         // The README first: harmless if we stop here, and it tells whoever finds the
         // bucket what it is.
-        let readme_role = ObjectRole::Readme;
         put_small(
             backend.as_ref(),
             &prefix,
-            &readme_role,
+            &ObjectRole::Readme,
             id,
             Bytes::from(readme_text(id)),
             StorageClass::Standard,
+            &PutPrecondition::IfAbsent,
         )
         .await?;
         // The archived copy before the live keyring: the live keyring's existence is what
         // makes the location a repository, so it is written last.
         let archive_role = ObjectRole::KeyringArchive {
-            written_at: crate::clock::unix_seconds(clock),
+            written_at: unix_seconds(host.clock.as_ref()),
         };
         put_small(
             backend.as_ref(),
@@ -157,6 +199,7 @@ impl Repository {
             id,
             Bytes::from(keyring_bytes.clone()),
             options.archive_class.clone(),
+            &PutPrecondition::IfAbsent,
         )
         .await?;
         match put_small(
@@ -166,6 +209,7 @@ impl Repository {
             id,
             Bytes::from(keyring_bytes.clone()),
             StorageClass::Standard,
+            &PutPrecondition::IfAbsent,
         )
         .await
         {
@@ -190,31 +234,31 @@ impl Repository {
             lifecycle,
         };
         Ok((
-            Self {
+            Self::from_context(Repo {
                 backend,
                 prefix,
                 id,
                 data_key,
                 archive_class: options.archive_class.clone(),
-            },
+                clock: host.clock,
+                state: StateDir::new(host.state_dir),
+            }),
             report,
         ))
     }
 
-    /// Opens the repository under `prefix` with `passphrase`.
+    /// Opens the repository at `location` with `passphrase`. The class new backups are
+    /// written in is the repository's own (chosen at init), read back from its archived
+    /// keyring copies.
     ///
     /// # Errors
     ///
     /// [`Error::NotARepository`] when there is no keyring; [`Error::AccessDenied`] when
     /// the keyring may not be listed or read (naming the permission); [`Error::Crypto`]
     /// with `WrongPassphrase` or a corrupt keyring; storage errors as they come.
-    pub async fn open(
-        backend: Arc<dyn StorageBackend>,
-        prefix: &str,
-        passphrase: &Passphrase,
-        archive_class: StorageClass,
-    ) -> Result<Self> {
-        let prefix = normalise_prefix(prefix)?;
+    pub async fn open(location: &Location, passphrase: &Passphrase, host: Host) -> Result<Self> {
+        let backend = location.backend().clone();
+        let prefix = location.prefix().to_owned();
         let keyring_key = object_key(&prefix, &ObjectRole::Keyring)?;
         let meta = match backend.head(&keyring_key).await {
             Err(StorageError::NotFound { .. }) => {
@@ -247,17 +291,78 @@ impl Repository {
             .await
             .map_err(|error| keyring_read_error(&prefix, error))?;
         let data_key = zib_crypto::open_keyring(&bytes, passphrase)?;
-        Ok(Self {
+        let archive_class = archive_class_of(backend.as_ref(), &prefix).await?;
+        Ok(Self::from_context(Repo {
             backend,
             prefix,
             id,
             data_key,
             archive_class,
+            clock: host.clock,
+            state: StateDir::new(host.state_dir),
+        }))
+    }
+
+    /// Re-wraps the data key under `new` (scrypt cost `kdf`, normally
+    /// [`KdfParams::default`]) without touching any backup: the new keyring is first
+    /// written as a new archived copy (create-if-absent), then replaces the live
+    /// `keyring` only if that is still the one this change read (`If-Match`). A run
+    /// killed in between leaves the old keyring live (the old passphrase still opens the
+    /// repository) and an archived copy that the new one opens; running the change again
+    /// finishes it. The user's offline copy of the keyring must be replaced by the one
+    /// returned.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Crypto`] with `WrongPassphrase` when `old` does not open the keyring;
+    /// storage errors (a `Precondition` when another change replaced the keyring
+    /// meanwhile: open the repository again and retry).
+    pub async fn change_passphrase(
+        &self,
+        old: &Passphrase,
+        new: &Passphrase,
+        kdf: KdfParams,
+    ) -> Result<PassphraseChange> {
+        let context = &self.context;
+        let keyring_key = context.key(&ObjectRole::Keyring)?;
+        let current = context.backend.head(&keyring_key).await?;
+        let bytes = context
+            .backend
+            .get_bytes(&keyring_key, ByteRange::full())
+            .await?;
+        let rewrapped = zib_crypto::change_passphrase(&bytes, old, new, kdf)?;
+        let archive_role = ObjectRole::KeyringArchive {
+            written_at: unix_seconds(context.clock()),
+        };
+        put_small(
+            context.backend.as_ref(),
+            &context.prefix,
+            &archive_role,
+            context.id,
+            Bytes::from(rewrapped.clone()),
+            context.archive_class.clone(),
+            &PutPrecondition::IfAbsent,
+        )
+        .await?;
+        put_small(
+            context.backend.as_ref(),
+            &context.prefix,
+            &ObjectRole::Keyring,
+            context.id,
+            Bytes::from(rewrapped.clone()),
+            StorageClass::Standard,
+            &PutPrecondition::IfMatch(current.etag),
+        )
+        .await?;
+        Ok(PassphraseChange {
+            keyring: rewrapped,
+            keyring_archive_key: format!("{}{}", context.prefix, archive_role.key()),
         })
     }
 
-    /// Checks, step by step, what the credentials may do in this repository (see
-    /// [`check_access`]), and whether the bucket's lifecycle rule for abandoned uploads
+    /// Checks, step by step, what the credentials may do in this repository (each
+    /// [`AccessStep`](crate::AccessStep) proves one IAM permission with the cheapest
+    /// request that needs it), and whether the bucket's lifecycle rule for abandoned uploads
     /// is in place (reported, never written). With `write_probe` a zero-byte probe
     /// object is written and deleted again; without, the check only reads.
     ///
@@ -267,8 +372,8 @@ impl Repository {
     /// storage errors as they come.
     pub async fn check_access(&self, write_probe: bool) -> Result<AccessReport> {
         check_access(
-            self.backend.as_ref(),
-            &self.prefix,
+            self.context.backend.as_ref(),
+            &self.context.prefix,
             &AccessCheckOptions {
                 write_probe,
                 read_keyring: true,
@@ -277,45 +382,145 @@ impl Repository {
         .await
     }
 
-    /// The repository's id.
-    pub fn id(&self) -> RepositoryId {
-        self.id
-    }
-
-    /// The storage backend.
-    pub fn backend(&self) -> &Arc<dyn StorageBackend> {
-        &self.backend
-    }
-
-    /// The unlocked data key.
-    pub fn data_key(&self) -> &DataKey {
-        &self.data_key
-    }
-
-    /// The class volumes and manifests are written in.
-    pub fn archive_class(&self) -> &StorageClass {
-        &self.archive_class
-    }
-
-    /// The backend key of the object with `role` in this repository.
+    /// The catalog — every committed backup, by dataset, with its chain, sizes and
+    /// dates — read from the bucket alone with LIST and HEAD requests (never a GET of an
+    /// archived object, never a restore).
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] if the backend refuses the key (cannot happen for keys
-    /// under a valid prefix).
-    pub fn key(&self, role: &ObjectRole) -> Result<ObjectKey> {
-        object_key(&self.prefix, role)
+    /// Storage errors; [`Error::Corrupt`] / [`Error::Crypto`] when a manifest's metadata
+    /// does not decode or open (an altered or foreign object under `manifests/`).
+    pub async fn catalog(&self) -> Result<Catalog> {
+        crate::catalog::read_catalog(&self.context).await
     }
 
-    /// The backend prefix under which every object of the repository lives.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
+    /// Backs up one snapshot of `dataset` from `source`, or continues the backup of it
+    /// that an earlier run on this host left unfinished (killed, out of network, ...):
+    /// then nothing the bucket confirmed is sent again.
+    ///
+    /// Dropping the returned future stops the backup: its part uploads are cancelled, and
+    /// the next run resumes it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Locked`] when another run is backing up the dataset on this host (unless
+    /// `options.wait_for_lock`); source errors (unknown dataset, `zfs send` failed —
+    /// nothing is committed then, and the upload is kept for the next run) and storage
+    /// errors (the upload is kept and the next run resumes it); [`Error::VolumeMissing`]
+    /// when a volume vanished from the bucket before the commit (the next run sends it
+    /// again); [`Error::LocalState`] when the state directory is not writable;
+    /// [`Error::StreamUnstable`]; [`Error::UnfinishedBackup`] when another snapshot is
+    /// asked for than the one an unfinished backup is sending (the message says how to
+    /// finish or discard that backup); [`Error::SnapshotNotFound`]; [`Error::InvalidInput`]
+    /// for an invalid volume shape.
+    pub async fn backup(
+        &self,
+        source: &dyn SnapshotSource,
+        dataset: &DatasetName,
+        options: &BackupOptions,
+        progress: &dyn Progress,
+    ) -> Result<BackupOutcome> {
+        crate::backup::back_up(&self.context, source, dataset, options, progress).await
     }
+
+    /// Removes leftovers no committed backup needs (see [`CleanupOptions`]).
+    ///
+    /// # Errors
+    ///
+    /// Storage errors; what was removed before the error stays removed (each step is
+    /// idempotent, so running again finishes the job).
+    pub async fn clean_up(&self, options: &CleanupOptions) -> Result<CleanupReport> {
+        crate::cleanup::clean_up(&self.context, options).await
+    }
+
+    /// Receives the chain that restores `backup` of `dataset` (its full first, then each
+    /// incremental) into `target` through `source`, verifying every volume, and returns
+    /// the snapshots received. The volumes must be readable now: a local directory, or
+    /// objects already restored from the archive class.
+    ///
+    /// Each stream is verified as it is received: a volume that fails to decrypt, or a
+    /// stream whose length or hash differs from its manifest, ends the stream with an
+    /// error before its last bytes, and the snapshot source then discards what it
+    /// received.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BrokenChain`]; storage errors (`NotRestored` when an object still needs
+    /// a thaw); [`Error::Corrupt`] naming a volume or manifest that does not verify; the
+    /// source's receive errors.
+    pub async fn receive_chain(
+        &self,
+        catalog: &Catalog,
+        dataset: DatasetId,
+        backup: BackupId,
+        source: &dyn SnapshotSource,
+        target: &DatasetName,
+        progress: &dyn Progress,
+    ) -> Result<Vec<SnapshotInfo>> {
+        crate::restore::receive_readable_chain(
+            self.context.clone(),
+            catalog,
+            dataset,
+            backup,
+            source,
+            target,
+            progress,
+        )
+        .await
+    }
+
+    /// The repository's id.
+    pub fn id(&self) -> RepositoryId {
+        self.context.id
+    }
+
+    /// The class volumes and manifests are written in (chosen at init).
+    pub fn archive_class(&self) -> &StorageClass {
+        &self.context.archive_class
+    }
+
+    fn from_context(context: Repo) -> Self {
+        Self {
+            context: Arc::new(context),
+        }
+    }
+
+    /// What the pipelines work with (the crate's own tests drive them directly).
+    #[cfg(test)]
+    pub(crate) fn context(&self) -> &Arc<Repo> {
+        &self.context
+    }
+}
+
+/// The class the repository's archived objects are written in: that of its oldest
+/// archived keyring copy (init writes it in the class chosen then). A repository whose
+/// copies are all gone falls back to Deep Archive, with a warning.
+async fn archive_class_of(backend: &dyn StorageBackend, prefix: &str) -> Result<StorageClass> {
+    let listing = format!("{prefix}{}", keyring_archive_prefix());
+    let oldest = match backend.list(&listing).try_next().await {
+        Ok(oldest) => oldest,
+        Err(StorageError::PermissionDenied { .. }) => {
+            // Names s3:ListBucket, the permission this needs.
+            check_listing(backend, prefix).await?;
+            backend.list(&listing).try_next().await?
+        }
+        Err(error) => return Err(error.into()),
+    };
+    Ok(match oldest {
+        Some(entry) => entry.storage_class,
+        None => {
+            tracing::warn!(
+                "the repository has no archived keyring copy (keyring-archive/); new backups \
+                 go to DEEP_ARCHIVE. Run `zib key export` to keep an offline copy"
+            );
+            StorageClass::DeepArchive
+        }
+    })
 }
 
 /// The README stored at the repository root: what a stranger (or the user, decades from
 /// now) needs to know to make sense of the bucket.
-pub fn readme_text(id: RepositoryId) -> String {
+pub(crate) fn readme_text(id: RepositoryId) -> String {
     format!(
         "This is a zib backup repository (format version 1).\n\
          \n\
@@ -347,36 +552,13 @@ async fn put_small(
     id: RepositoryId,
     body: Bytes,
     class: StorageClass,
+    precondition: &PutPrecondition,
 ) -> Result<()> {
     let key = object_key(prefix, role)?;
     let options = WriteOptions {
         storage_class: class,
         metadata: plain_metadata(role, id),
     };
-    backend
-        .put(&key, body, &options, &PutPrecondition::IfAbsent)
-        .await?;
+    backend.put(&key, body, &options, precondition).await?;
     Ok(())
-}
-
-pub(crate) fn object_key(prefix: &str, role: &ObjectRole) -> Result<ObjectKey> {
-    let text = format!("{prefix}{}", role.key());
-    ObjectKey::new(text.clone())
-        .map_err(|error| Error::InvalidInput(format!("object key {text:?}: {error}")))
-}
-
-pub(crate) fn normalise_prefix(prefix: &str) -> Result<String> {
-    let trimmed = prefix.trim_matches('/');
-    if trimmed.is_empty() {
-        return Ok(String::new());
-    }
-    if trimmed
-        .split('/')
-        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
-    {
-        return Err(Error::InvalidInput(format!(
-            "repository prefix {prefix:?} has an empty, '.' or '..' segment"
-        )));
-    }
-    Ok(format!("{trimmed}/"))
 }

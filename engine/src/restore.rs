@@ -11,11 +11,11 @@ use futures::StreamExt;
 use zib_snapshot_source::{DatasetName, SnapshotInfo, SnapshotSource};
 
 use crate::catalog::Catalog;
+use crate::context::Repo;
+use crate::download::backup_stream;
 use crate::error::Result;
 use crate::ids::{BackupId, DatasetId};
 use crate::progress::Progress;
-use crate::repository::Repository;
-use crate::volumes::download_stream;
 
 /// Receives the chain that restores `backup` (its full first, then each incremental)
 /// into `target`, verifying every volume, and returns the snapshots received.
@@ -28,8 +28,8 @@ use crate::volumes::download_stream;
 ///
 /// [`crate::Error::BrokenChain`]; storage errors (`NotRestored` when an object still
 /// needs a thaw); crypto errors; the source's receive errors.
-pub async fn receive_readable_chain(
-    repository: Arc<Repository>,
+pub(crate) async fn receive_readable_chain(
+    repository: Arc<Repo>,
     catalog: &Catalog,
     dataset: DatasetId,
     backup: BackupId,
@@ -44,7 +44,7 @@ pub async fn receive_readable_chain(
             "receiving {}@{}",
             entry.manifest.dataset_name, entry.manifest.snapshot_name
         ));
-        let stream = download_stream(repository.clone(), entry.manifest.clone())
+        let stream = backup_stream(repository.clone(), entry.manifest.clone())
             .map(|item| item.map_err(std::io::Error::other))
             .boxed();
         received.push(source.receive(target, stream).await?);

@@ -11,25 +11,19 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
-use zib_crypto::Passphrase;
-use zib_engine::access::{
-    check_access, ensure_lifecycle_rule, lifecycle_status, AccessCheckOptions, AccessStep,
-    LifecycleStatus, ABORT_AFTER_DAYS, LIFECYCLE_RULE_ID,
-};
-use zib_engine::catalog::{clean_up, read_catalog, CleanupOptions};
-use zib_engine::clock::FakeClock;
-use zib_engine::layout::ObjectRole;
-use zib_engine::repository::{InitReport, Repository};
-use zib_engine::Error;
-use zib_storage_backend::faults::{Fault, FaultInjecting, FaultRule, Trigger};
-use zib_storage_backend::local_dir::LocalDirBackend;
-use zib_storage_backend::memory::{MemoryBackend, MemoryConfig};
-use zib_storage_backend::{
+use zib_engine::storage::faults::{Fault, FaultInjecting, FaultRule, Trigger};
+use zib_engine::storage::local_dir::LocalDirBackend;
+use zib_engine::storage::memory::{MemoryBackend, MemoryConfig};
+use zib_engine::storage::{
     AbortIncompleteUploadsRule, ObjectKey, Operation, PutPrecondition, StorageBackend,
     StorageBackendExt, StorageClass, WriteOptions,
 };
+use zib_engine::{
+    AccessStep, CleanupOptions, Error, FakeClock, InitReport, LifecycleStatus, Passphrase,
+    Repository, ABORT_AFTER_DAYS, LIFECYCLE_RULE_ID,
+};
 
-use common::fast_init;
+use common::{fast_init, host, location};
 
 const PREFIX: &str = "home/";
 
@@ -62,15 +56,22 @@ async fn init(
     backend: Arc<dyn StorageBackend>,
     clock: &FakeClock,
 ) -> zib_engine::Result<InitReport> {
+    init_repository(backend, clock)
+        .await
+        .map(|(_, report)| report)
+}
+
+async fn init_repository(
+    backend: Arc<dyn StorageBackend>,
+    clock: &FakeClock,
+) -> zib_engine::Result<(Repository, InitReport)> {
     Repository::init(
-        backend,
-        PREFIX,
+        &location(&backend, PREFIX),
         &Passphrase::new("passphrase".into()),
         &fast_init(),
-        clock,
+        host(clock),
     )
     .await
-    .map(|(_, report)| report)
 }
 
 #[tokio::test]
@@ -219,23 +220,19 @@ async fn the_rule_is_set_once_and_a_wrong_one_of_zibs_is_corrected() {
         .put_abort_incomplete_uploads_rule(&stale)
         .await
         .unwrap();
-    assert!(matches!(
-        lifecycle_status(store.as_ref(), PREFIX).await,
-        LifecycleStatus::Missing { .. }
-    ));
-
-    let status = ensure_lifecycle_rule(store.as_ref(), PREFIX).await;
-    let LifecycleStatus::Set { rule } = status else {
-        panic!("{status:?}");
+    // Init finds zib's rule disabled and sets it right, keeping the user's.
+    let (repository, report) = init_repository(store.clone(), &clock).await.unwrap();
+    let LifecycleStatus::Set { rule } = report.lifecycle else {
+        panic!("{:?}", report.lifecycle);
     };
     assert!(rule.enabled);
     assert_eq!(
         store.abort_incomplete_uploads_rules().await.unwrap(),
         [users, rule.clone()]
     );
-    // Once present, nothing more is written.
+    // Once present, a check says so (and writes nothing).
     assert_eq!(
-        ensure_lifecycle_rule(store.as_ref(), PREFIX).await,
+        repository.check_access(false).await.unwrap().lifecycle,
         LifecycleStatus::Present { rule }
     );
 }
@@ -265,13 +262,10 @@ async fn a_local_directory_needs_no_lifecycle_rule() {
 async fn a_read_only_check_of_a_missing_repository_says_so() {
     let clock = clock();
     let store = memory(&clock);
-    let result = check_access(
-        store.as_ref(),
-        PREFIX,
-        &AccessCheckOptions {
-            write_probe: false,
-            read_keyring: true,
-        },
+    let result = Repository::open(
+        &location(&(store.clone() as Arc<dyn StorageBackend>), PREFIX),
+        &Passphrase::new("passphrase".into()),
+        host(&clock),
     )
     .await;
     assert!(
@@ -286,19 +280,15 @@ async fn clean_up_removes_a_probe_left_by_an_interrupted_check() {
     let clock = clock();
     let store = memory(&clock);
     let (repository, _) = Repository::init(
-        store.clone(),
-        PREFIX,
+        &location(&(store.clone() as Arc<dyn StorageBackend>), PREFIX),
         &Passphrase::new("passphrase".into()),
         &fast_init(),
-        clock.as_ref(),
+        host(&clock),
     )
     .await
     .unwrap();
-    let probe = ObjectKey::new(format!(
-        "{PREFIX}{}",
-        ObjectRole::AccessProbe { nonce: 42 }.key()
-    ))
-    .unwrap();
+    // A probe as docs/FORMAT.md spells its key: 16 hex digits.
+    let probe = ObjectKey::new(format!("{PREFIX}access-probe/000000000000002a")).unwrap();
     store
         .put(
             &probe,
@@ -309,22 +299,18 @@ async fn clean_up_removes_a_probe_left_by_an_interrupted_check() {
         .await
         .unwrap();
     // The catalog does not mistake it for anything.
-    let catalog = read_catalog(&repository).await.unwrap();
+    let catalog = repository.catalog().await.unwrap();
     assert!(catalog.datasets.is_empty());
     assert!(catalog.leftovers.orphan_volumes.is_empty());
 
     let options = CleanupOptions::default();
-    let young = clean_up(&repository, clock.as_ref(), &options)
-        .await
-        .unwrap();
+    let young = repository.clean_up(&options).await.unwrap();
     assert!(young.deleted_probes.is_empty());
     assert_eq!(young.kept_recent, 1);
     assert!(store.exists(&probe).await.unwrap());
 
     clock.advance(options.min_age);
-    let old = clean_up(&repository, clock.as_ref(), &options)
-        .await
-        .unwrap();
+    let old = repository.clean_up(&options).await.unwrap();
     assert_eq!(old.deleted_probes, std::slice::from_ref(&probe));
     assert!(!store.exists(&probe).await.unwrap());
 }

@@ -11,17 +11,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use zib_crypto::Passphrase;
-use zib_engine::access::{AccessStep, LifecycleStatus, ABORT_AFTER_DAYS, LIFECYCLE_RULE_ID};
-use zib_engine::clock::FakeClock;
-use zib_engine::repository::{InitReport, Repository};
-use zib_engine::Error;
-use zib_storage_backend::s3::S3Backend;
-use zib_storage_backend::{Operation, StorageBackend, StorageBackendExt, StorageClass};
+use zib_engine::storage::s3::S3Backend;
+use zib_engine::storage::{Operation, StorageBackend, StorageBackendExt};
+use zib_engine::{
+    AccessStep, Error, FakeClock, InitReport, LifecycleStatus, Passphrase, Repository,
+    ABORT_AFTER_DAYS, LIFECYCLE_RULE_ID,
+};
 use zib_test_utils::moto::MotoServer;
 use zib_test_utils::proxy::{FaultProxy, ProxyFault, ProxyRule, ProxyTrigger};
 
-use common::{fast_init, s3_config};
+use common::{fast_init, host, location, s3_config};
 
 const PREFIX: &str = "home/";
 const PASSPHRASE: &str = "a long family passphrase";
@@ -72,11 +71,10 @@ fn clock() -> FakeClock {
 
 async fn init(backend: &Arc<dyn StorageBackend>) -> zib_engine::Result<InitReport> {
     Repository::init(
-        Arc::clone(backend),
-        PREFIX,
+        &location(backend, PREFIX),
         &Passphrase::new(PASSPHRASE.into()),
         &fast_init(),
-        &clock(),
+        host(&clock()),
     )
     .await
     .map(|(_, report)| report)
@@ -84,10 +82,9 @@ async fn init(backend: &Arc<dyn StorageBackend>) -> zib_engine::Result<InitRepor
 
 async fn open(backend: &Arc<dyn StorageBackend>) -> zib_engine::Result<Repository> {
     Repository::open(
-        Arc::clone(backend),
-        PREFIX,
+        &location(backend, PREFIX),
         &Passphrase::new(PASSPHRASE.into()),
-        StorageClass::DeepArchive,
+        host(&clock()),
     )
     .await
 }
@@ -440,11 +437,10 @@ async fn open_and_a_read_only_check_write_nothing() {
         return;
     };
     let (_, report) = Repository::init(
-        Arc::clone(&setup.direct),
-        PREFIX,
+        &location(&setup.direct, PREFIX),
         &Passphrase::new(PASSPHRASE.into()),
         &fast_init(),
-        &clock(),
+        host(&clock()),
     )
     .await
     .unwrap();

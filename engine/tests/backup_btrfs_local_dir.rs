@@ -10,36 +10,28 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use zib_crypto::Passphrase;
-use zib_engine::backup::{back_up, BackupOutcome};
-use zib_engine::catalog::read_catalog;
-use zib_engine::clock::FakeClock;
-use zib_engine::progress::NoProgress;
-use zib_engine::records::{BackupKind, SourceKind};
-use zib_engine::repository::Repository;
-use zib_engine::restore::receive_readable_chain;
-use zib_snapshot_source::btrfs::BtrfsSource;
-use zib_snapshot_source::{DatasetName, SnapshotSource};
-use zib_storage_backend::local_dir::LocalDirBackend;
-use zib_storage_backend::StorageBackendExt;
+use zib_engine::snapshot_source::btrfs::BtrfsSource;
+use zib_engine::snapshot_source::{DatasetName, SnapshotSource};
+use zib_engine::storage::local_dir::LocalDirBackend;
+use zib_engine::storage::{StorageBackend, StorageBackendExt};
+use zib_engine::{BackupKind, BackupOutcome, FakeClock, NoProgress, Passphrase, Repository};
 use zib_test_utils::btrfs::BtrfsFs;
 use zib_test_utils::data::{hash_tree, modify_tree, write_tree, Names};
 
-use common::{backup_options, fast_init};
+use common::{backup_options, fast_init, host, location};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn btrfs_full_then_incremental_into_a_local_directory() {
     let Some(fs) = BtrfsFs::create() else { return };
     let repository_dir = tempfile::tempdir().unwrap();
     let clock = FakeClock::new(SystemTime::now());
-    let backend =
+    let backend: Arc<dyn StorageBackend> =
         Arc::new(LocalDirBackend::open(repository_dir.path(), Arc::new(clock.clone())).unwrap());
     let (repository, _) = Repository::init(
-        backend.clone(),
-        "",
+        &location(&backend, ""),
         &Passphrase::new("photos of the grandchildren".into()),
         &fast_init(),
-        &clock,
+        host(&clock),
     )
     .await
     .unwrap();
@@ -50,7 +42,8 @@ async fn btrfs_full_then_incremental_into_a_local_directory() {
     let snapshot_dir = fs.mount_point().join("zib snapshots");
     std::fs::create_dir(&snapshot_dir).unwrap();
     let source = BtrfsSource::new(&snapshot_dir);
-    let options = backup_options(DatasetName::path(&subvolume).unwrap(), SourceKind::Btrfs);
+    let dataset = DatasetName::path(&subvolume).unwrap();
+    let options = backup_options();
 
     let mut manifests = Vec::new();
     for round in 0..2 {
@@ -58,7 +51,8 @@ async fn btrfs_full_then_incremental_into_a_local_directory() {
             modify_tree(&subvolume, 22).unwrap();
             clock.advance(Duration::from_secs(3600));
         }
-        match back_up(&repository, &source, &options, &clock, &NoProgress)
+        match repository
+            .backup(&source, &dataset, &options, &NoProgress)
             .await
             .unwrap()
         {
@@ -76,7 +70,7 @@ async fn btrfs_full_then_incremental_into_a_local_directory() {
     // The first snapshot zib created is pruned once the second backup committed; the
     // newest stays as the next base (BTRFS cannot hold it, so it is simply kept).
     let local: Vec<String> = source
-        .list_snapshots(&options.dataset)
+        .list_snapshots(&dataset)
         .await
         .unwrap()
         .into_iter()
@@ -84,30 +78,27 @@ async fn btrfs_full_then_incremental_into_a_local_directory() {
         .collect();
     assert_eq!(local, vec![manifests[1].snapshot_name.clone()]);
 
-    let catalog = read_catalog(&repository).await.unwrap();
+    let catalog = repository.catalog().await.unwrap();
     let dataset_id = manifests[0].dataset_id;
     assert_eq!(catalog.backups(dataset_id).len(), 2);
-    assert_eq!(
-        catalog.dataset_named(options.dataset.as_str()),
-        Some(dataset_id)
-    );
+    assert_eq!(catalog.dataset_named(dataset.as_str()), Some(dataset_id));
     // Object keys carry ids only: the unicode dataset name appears nowhere in them.
     for entry in backend.list_all("").await.unwrap() {
         assert!(!entry.key.as_str().contains("Fotos"), "{}", entry.key);
     }
 
     let target = DatasetName::path(fs.mount_point().join("restored")).unwrap();
-    let received = receive_readable_chain(
-        repository.clone(),
-        &catalog,
-        dataset_id,
-        manifests[1].backup_id,
-        &source,
-        &target,
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let received = repository
+        .receive_chain(
+            &catalog,
+            dataset_id,
+            manifests[1].backup_id,
+            &source,
+            &target,
+            &NoProgress,
+        )
+        .await
+        .unwrap();
     assert_eq!(received.len(), 2);
     let newest = target.as_path().join(received[1].name.as_str());
     assert_eq!(hash_tree(&newest).unwrap(), expected);

@@ -12,37 +12,28 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use zib_crypto::Passphrase;
-use zib_engine::backup::{back_up, BackupOptions, BackupOutcome, SnapshotChoice};
-use zib_engine::catalog::read_catalog;
-use zib_engine::clock::FakeClock;
-use zib_engine::progress::NoProgress;
-use zib_engine::records::{BackupKind, SourceKind};
-use zib_engine::repository::Repository;
-use zib_engine::restore::receive_readable_chain;
-use zib_engine::Error;
-use zib_snapshot_source::zfs::ZfsSource;
-use zib_snapshot_source::{
-    ByteStream, Capabilities, DatasetName, Protection, SendRequest, SendStream, SnapshotInfo,
-    SnapshotName, SnapshotSource,
+use zib_engine::snapshot_source::zfs::ZfsSource;
+use zib_engine::snapshot_source::{
+    Capabilities, DatasetName, Protection, ReceiveStream, SendRequest, SendStream, SnapshotInfo,
+    SnapshotName, SnapshotSource, SourceKind,
 };
-use zib_storage_backend::counting::Counting;
-use zib_storage_backend::s3::S3Backend;
-use zib_storage_backend::{
+use zib_engine::storage::counting::Counting;
+use zib_engine::storage::s3::S3Backend;
+use zib_engine::storage::{
     ByteRange, Operation, RestoreTier, StorageBackend, StorageBackendExt, StorageClass,
+};
+use zib_engine::{
+    BackupKind, BackupOptions, BackupOutcome, Error, FakeClock, NoProgress, Passphrase, Repository,
+    SnapshotChoice,
 };
 use zib_test_utils::data::{hash_tree, modify_tree, write_tree, Names};
 use zib_test_utils::moto::MotoServer;
 use zib_test_utils::zfs::ZfsPool;
 
-use common::{backup_options, committed, fast_init, s3_config, s3_on_moto};
+use common::{backup_options, committed, fast_init, host, location, s3_config, s3_on_moto};
 
 const MARKER: &[u8] = b"ZIB-PLAINTEXT-MARKER-7f3a9c";
 const PASSPHRASE: &str = "a long family passphrase";
-
-fn options(dataset: DatasetName) -> BackupOptions {
-    backup_options(dataset, SourceKind::Zfs)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
@@ -61,11 +52,10 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
     std::fs::write(mountpoint.join("marker.txt"), MARKER.repeat(100)).unwrap();
 
     let (repository, _) = Repository::init(
-        backend.clone(),
-        "zib",
+        &location(&backend, "zib"),
         &Passphrase::new(PASSPHRASE.into()),
         &fast_init(),
-        &clock,
+        host(&clock),
     )
     .await
     .unwrap();
@@ -73,15 +63,10 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
     let source = ZfsSource::new();
 
     let first = committed(
-        back_up(
-            &repository,
-            &source,
-            &options(dataset.clone()),
-            &clock,
-            &NoProgress,
-        )
-        .await
-        .unwrap(),
+        repository
+            .backup(&source, &dataset, &backup_options(), &NoProgress)
+            .await
+            .unwrap(),
     );
     assert_eq!(first.manifest.kind, BackupKind::Full);
     assert!(
@@ -117,15 +102,10 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
     modify_tree(&mountpoint, 2).unwrap();
     clock.advance(Duration::from_secs(3600));
     let second = committed(
-        back_up(
-            &repository,
-            &source,
-            &options(dataset.clone()),
-            &clock,
-            &NoProgress,
-        )
-        .await
-        .unwrap(),
+        repository
+            .backup(&source, &dataset, &backup_options(), &NoProgress)
+            .await
+            .unwrap(),
     );
     match &second.manifest.kind {
         BackupKind::Incremental { base_backup, .. } => {
@@ -140,34 +120,33 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
     let expected = hash_tree(&mountpoint).unwrap();
 
     // Nothing new: up to date.
-    let third = back_up(
-        &repository,
-        &source,
-        &BackupOptions {
-            snapshot: SnapshotChoice::Existing(
-                SnapshotName::zfs(&second.manifest.snapshot_name).unwrap(),
-            ),
-            ..options(dataset.clone())
-        },
-        &clock,
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let third = repository
+        .backup(
+            &source,
+            &dataset,
+            &BackupOptions {
+                snapshot: SnapshotChoice::Existing(
+                    SnapshotName::zfs(&second.manifest.snapshot_name).unwrap(),
+                ),
+                ..backup_options()
+            },
+            &NoProgress,
+        )
+        .await
+        .unwrap();
     assert!(matches!(third, BackupOutcome::UpToDate { .. }));
 
     // The catalog from the bucket alone (a fresh open: no local state).
     let reopened = Arc::new(
         Repository::open(
-            backend.clone(),
-            "zib",
+            &location(&backend, "zib"),
             &Passphrase::new(PASSPHRASE.into()),
-            StorageClass::DeepArchive,
+            host(&clock),
         )
         .await
         .unwrap(),
     );
-    let catalog = read_catalog(&reopened).await.unwrap();
+    let catalog = reopened.catalog().await.unwrap();
     let dataset_id = catalog.dataset_named(dataset.as_str()).unwrap();
     let backups = catalog.backups(dataset_id);
     assert_eq!(backups.len(), 2);
@@ -192,7 +171,7 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
         assert!(
             matches!(
                 archived,
-                Err(zib_storage_backend::Error::NotRestored { .. })
+                Err(zib_engine::storage::Error::NotRestored { .. })
             ),
             "{key} must refuse reads before a restore"
         );
@@ -212,17 +191,17 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
 
     // Receive the newest chain into a new dataset: identical files.
     let target = pool.dataset("restored");
-    let received = receive_readable_chain(
-        reopened.clone(),
-        &catalog,
-        dataset_id,
-        second.manifest.backup_id,
-        &source,
-        &target,
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let received = reopened
+        .receive_chain(
+            &catalog,
+            dataset_id,
+            second.manifest.backup_id,
+            &source,
+            &target,
+            &NoProgress,
+        )
+        .await
+        .unwrap();
     assert_eq!(received.len(), 2);
     assert_eq!(hash_tree(&pool.mountpoint(&target)).unwrap(), expected);
 }
@@ -240,7 +219,7 @@ struct KillAfterFirstPart {
     killed: std::sync::atomic::AtomicBool,
 }
 
-impl zib_engine::progress::Progress for KillAfterFirstPart {
+impl zib_engine::Progress for KillAfterFirstPart {
     fn part_uploaded(&self, _bytes: u64) {
         if self.killed.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return;
@@ -256,16 +235,19 @@ impl zib_engine::progress::Progress for KillAfterFirstPart {
 
 #[async_trait]
 impl SnapshotSource for KilledSend {
+    fn kind(&self) -> SourceKind {
+        self.0.kind()
+    }
     async fn capabilities(
         &self,
         dataset: &DatasetName,
-    ) -> zib_snapshot_source::Result<Capabilities> {
+    ) -> zib_engine::snapshot_source::Result<Capabilities> {
         self.0.capabilities(dataset).await
     }
     async fn list_snapshots(
         &self,
         dataset: &DatasetName,
-    ) -> zib_snapshot_source::Result<Vec<SnapshotInfo>> {
+    ) -> zib_engine::snapshot_source::Result<Vec<SnapshotInfo>> {
         self.0.list_snapshots(dataset).await
     }
     async fn create_snapshot(
@@ -273,23 +255,23 @@ impl SnapshotSource for KilledSend {
         dataset: &DatasetName,
         snapshot: &SnapshotName,
         marker: Option<&str>,
-    ) -> zib_snapshot_source::Result<SnapshotInfo> {
+    ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
         self.0.create_snapshot(dataset, snapshot, marker).await
     }
     async fn destroy_snapshot(
         &self,
         dataset: &DatasetName,
         snapshot: &SnapshotName,
-    ) -> zib_snapshot_source::Result<()> {
+    ) -> zib_engine::snapshot_source::Result<()> {
         self.0.destroy_snapshot(dataset, snapshot).await
     }
     async fn estimate_send_size(
         &self,
         request: &SendRequest,
-    ) -> zib_snapshot_source::Result<Option<u64>> {
+    ) -> zib_engine::snapshot_source::Result<Option<u64>> {
         self.0.estimate_send_size(request).await
     }
-    async fn send(&self, request: &SendRequest) -> zib_snapshot_source::Result<SendStream> {
+    async fn send(&self, request: &SendRequest) -> zib_engine::snapshot_source::Result<SendStream> {
         let stream = self.0.send(request).await?;
         *self.1.pid.lock().unwrap() = Some(stream.process_id().expect("a running send has a pid"));
         Ok(stream)
@@ -297,18 +279,18 @@ impl SnapshotSource for KilledSend {
     async fn receive(
         &self,
         target: &DatasetName,
-        stream: ByteStream,
-    ) -> zib_snapshot_source::Result<SnapshotInfo> {
+        stream: ReceiveStream,
+    ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
         self.0.receive(target, stream).await
     }
     async fn protect(
         &self,
         dataset: &DatasetName,
         snapshot: &SnapshotName,
-    ) -> zib_snapshot_source::Result<Protection> {
+    ) -> zib_engine::snapshot_source::Result<Protection> {
         self.0.protect(dataset, snapshot).await
     }
-    async fn release(&self, protection: &Protection) -> zib_snapshot_source::Result<()> {
+    async fn release(&self, protection: &Protection) -> zib_engine::snapshot_source::Result<()> {
         self.0.release(protection).await
     }
 }
@@ -326,24 +308,36 @@ async fn a_killed_zfs_send_commits_nothing_and_the_next_run_resumes_it() {
     let dataset = pool.create_dataset("photos");
     write_tree(&pool.mountpoint(&dataset), 3, Names::Ascii).unwrap();
     let (repository, _) = Repository::init(
-        backend.clone(),
-        "",
+        &location(&backend, ""),
         &Passphrase::new(PASSPHRASE.into()),
         &fast_init(),
-        &clock,
+        host(&clock),
     )
     .await
     .unwrap();
 
-    let killer = Arc::new(KillAfterFirstPart::default());
-    let result = back_up(
-        &repository,
-        &KilledSend(ZfsSource::new(), killer.clone()),
-        &options(dataset.clone()),
-        &clock,
-        killer.as_ref(),
+    // Both runs go through request counters, to see what the second sends again.
+    let counted = |counting: &Counting<Arc<dyn StorageBackend>>| {
+        let backend: Arc<dyn StorageBackend> = Arc::new(counting.clone());
+        location(&backend, "")
+    };
+    let killed_run = Counting::new(backend.clone());
+    let killed_repository = Repository::open(
+        &counted(&killed_run),
+        &Passphrase::new(PASSPHRASE.into()),
+        host(&clock),
     )
-    .await;
+    .await
+    .unwrap();
+    let killer = Arc::new(KillAfterFirstPart::default());
+    let result = killed_repository
+        .backup(
+            &KilledSend(ZfsSource::new(), killer.clone()),
+            &dataset,
+            &backup_options(),
+            killer.as_ref(),
+        )
+        .await;
     assert!(
         killer.killed.load(std::sync::atomic::Ordering::SeqCst),
         "the send was never killed: {result:?}"
@@ -351,69 +345,55 @@ async fn a_killed_zfs_send_commits_nothing_and_the_next_run_resumes_it() {
     let error = result.expect_err("a killed send must fail the backup");
     assert!(matches!(error, Error::Source(_)), "{error}");
 
-    let catalog = read_catalog(&repository).await.unwrap();
+    let catalog = repository.catalog().await.unwrap();
     assert!(catalog.datasets.is_empty(), "nothing may be committed");
     assert!(backend.list_all("manifests/").await.unwrap().is_empty());
-    // What was uploaded is kept for the next run: the journal names the backup.
-    let journal = zib_engine::journal::read_journal(&zib_engine::journal::journal_path(
-        &options(dataset.clone()).state_dir,
-        repository.id(),
-        dataset.as_str(),
-    ))
-    .unwrap()
-    .expect("a failed send keeps its journal");
-
-    assert!(
-        journal.completed_volumes() >= 1,
-        "the killed run stored its first volume: {journal:?}"
-    );
+    // What was uploaded is kept for the next run.
+    let stored = killed_run.count(Operation::CompleteMultipart);
+    let started = killed_run.count(Operation::CreateMultipart);
+    assert!(stored >= 1, "the killed run stored its first volume");
 
     // A plain source resumes that same backup and commits it, sending only what the
-    // journal does not show as stored.
+    // killed run did not store.
     let source = ZfsSource::new();
-    let counting = Counting::new(backend.clone());
+    let resuming_run = Counting::new(backend.clone());
     let resuming = Repository::open(
-        Arc::new(counting.clone()),
-        "",
+        &counted(&resuming_run),
         &Passphrase::new(PASSPHRASE.into()),
-        StorageClass::DeepArchive,
+        host(&clock),
     )
     .await
     .unwrap();
     let resumed = committed(
-        back_up(
-            &resuming,
-            &source,
-            &options(dataset.clone()),
-            &clock,
-            &NoProgress,
-        )
-        .await
-        .unwrap(),
+        resuming
+            .backup(&source, &dataset, &backup_options(), &NoProgress)
+            .await
+            .unwrap(),
     );
-    assert_eq!(resumed.manifest.backup_id, journal.backup());
-    // Volumes are 1 MiB, parts 5 MiB: one part per volume. The completed volumes are not
-    // sent again, and the upload the journal names is continued, not started anew.
+    assert!(resumed.resumed, "the next run continues the failed backup");
+    // Volumes are 1 MiB, parts 5 MiB: one part per volume, sent when the volume is
+    // complete. The stored volumes are not sent again, and the upload the killed run
+    // started for the next one is continued, not started anew.
     let volumes = u64::from(resumed.manifest.volume_count);
     assert_eq!(
-        counting.count(Operation::UploadPart),
-        volumes - journal.completed_volumes() as u64,
-        "parts sent by the resumed run ({volumes} volumes; journal: {journal:?})"
+        resuming_run.count(Operation::UploadPart),
+        volumes - stored,
+        "parts sent by the resumed run ({volumes} volumes, {stored} stored before the kill)"
     );
     assert_eq!(
-        counting.count(Operation::CreateMultipart),
-        volumes - journal.volumes.len() as u64,
-        "uploads started by the resumed run ({volumes} volumes; journal: {journal:?})"
+        resuming_run.count(Operation::CreateMultipart),
+        volumes - started,
+        "uploads started by the resumed run ({volumes} volumes, {started} started before)"
     );
     assert_eq!(
         (
-            counting.count(Operation::AbortMultipart),
-            counting.count(Operation::Delete)
+            resuming_run.count(Operation::AbortMultipart),
+            resuming_run.count(Operation::Delete)
         ),
         (0, 0),
         "nothing stored by the killed run was discarded"
     );
-    let catalog = read_catalog(&repository).await.unwrap();
+    let catalog = repository.catalog().await.unwrap();
     assert!(
         catalog.leftovers.orphan_volumes.is_empty()
             && catalog.leftovers.incomplete_uploads.is_empty(),
@@ -432,17 +412,17 @@ async fn a_killed_zfs_send_commits_nothing_and_the_next_run_resumes_it() {
     }
     let dataset_id = catalog.dataset_named(dataset.as_str()).unwrap();
     let target = pool.dataset("restored");
-    receive_readable_chain(
-        Arc::new(repository),
-        &catalog,
-        dataset_id,
-        resumed.manifest.backup_id,
-        &source,
-        &target,
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    Arc::new(repository)
+        .receive_chain(
+            &catalog,
+            dataset_id,
+            resumed.manifest.backup_id,
+            &source,
+            &target,
+            &NoProgress,
+        )
+        .await
+        .unwrap();
     assert_eq!(
         hash_tree(&pool.mountpoint(&target)).unwrap(),
         hash_tree(&pool.mountpoint(&dataset)).unwrap()
@@ -457,24 +437,25 @@ async fn wrong_passphrase_and_unreachable_bucket_are_clear_errors() {
     let (bucket, backend) = s3_on_moto(&moto).await;
     let clock = FakeClock::new(SystemTime::now());
     Repository::init(
-        backend.clone(),
-        "",
+        &location(&backend, ""),
         &Passphrase::new(PASSPHRASE.into()),
         &fast_init(),
-        &clock,
+        host(&clock),
     )
     .await
     .unwrap();
     let wrong = Repository::open(
-        backend.clone(),
-        "",
+        &location(&backend, ""),
         &Passphrase::new("not it".into()),
-        StorageClass::DeepArchive,
+        host(&clock),
     )
     .await;
     let error = wrong.expect_err("wrong passphrase");
     assert!(
-        matches!(error, Error::Crypto(zib_crypto::Error::WrongPassphrase)),
+        matches!(
+            error,
+            Error::Crypto(zib_engine::crypto::Error::WrongPassphrase)
+        ),
         "{error}"
     );
     assert!(error.to_string().contains("wrong passphrase"), "{error}");
@@ -485,10 +466,9 @@ async fn wrong_passphrase_and_unreachable_bucket_are_clear_errors() {
     config.endpoint_url = Some(format!("http://127.0.0.1:{closed}"));
     let unreachable: Arc<dyn StorageBackend> = Arc::new(S3Backend::connect(&config).await.unwrap());
     let error = Repository::open(
-        unreachable,
-        "",
+        &location(&unreachable, ""),
         &Passphrase::new(PASSPHRASE.into()),
-        StorageClass::DeepArchive,
+        host(&clock),
     )
     .await
     .expect_err("nothing listens there");

@@ -16,13 +16,9 @@ mod common;
 
 use std::time::Duration;
 
-use zib_engine::backup::{back_up, BackupOptions, SnapshotChoice};
-use zib_engine::catalog::read_catalog;
-use zib_engine::progress::NoProgress;
-use zib_engine::records::{BackupKind, SourceKind};
-use zib_engine::restore::receive_readable_chain;
-use zib_snapshot_source::zfs::ZfsSource;
-use zib_snapshot_source::{Protection, SnapshotName, SnapshotSource};
+use zib_engine::snapshot_source::zfs::ZfsSource;
+use zib_engine::snapshot_source::{Protection, SnapshotName, SnapshotSource};
+use zib_engine::{BackupKind, BackupOptions, NoProgress, SnapshotChoice};
 use zib_test_utils::data::{hash_tree, modify_tree, write_tree, Names};
 use zib_test_utils::zfs::ZfsPool;
 
@@ -49,18 +45,18 @@ async fn a_destroyed_base_with_nothing_left_of_it_means_a_full_that_restores() {
         .await
         .unwrap();
     let first = committed(
-        back_up(
-            &repository,
-            &source,
-            &BackupOptions {
-                snapshot: SnapshotChoice::Existing(hourly.clone()),
-                ..backup_options(dataset.clone(), SourceKind::Zfs)
-            },
-            &clock,
-            &NoProgress,
-        )
-        .await
-        .unwrap(),
+        repository
+            .backup(
+                &source,
+                &dataset,
+                &BackupOptions {
+                    snapshot: SnapshotChoice::Existing(hourly.clone()),
+                    ..backup_options()
+                },
+                &NoProgress,
+            )
+            .await
+            .unwrap(),
     );
     // Whatever protects the base (a hold on zfs-fuse, a bookmark on OpenZFS) goes with it.
     let protection = first.protection.clone().expect("zfs protects the base");
@@ -71,15 +67,10 @@ async fn a_destroyed_base_with_nothing_left_of_it_means_a_full_that_restores() {
     modify_tree(&mountpoint, 74).unwrap();
     clock.advance(Duration::from_secs(3600));
     let second = committed(
-        back_up(
-            &repository,
-            &source,
-            &backup_options(dataset.clone(), SourceKind::Zfs),
-            &clock,
-            &NoProgress,
-        )
-        .await
-        .unwrap(),
+        repository
+            .backup(&source, &dataset, &backup_options(), &NoProgress)
+            .await
+            .unwrap(),
     );
     assert_eq!(
         second.manifest.kind,
@@ -97,19 +88,19 @@ async fn a_destroyed_base_with_nothing_left_of_it_means_a_full_that_restores() {
     );
 
     let expected = hash_tree(&mountpoint).unwrap();
-    let catalog = read_catalog(&repository).await.unwrap();
+    let catalog = repository.catalog().await.unwrap();
     let target = pool.dataset("restored");
-    let received = receive_readable_chain(
-        repository.clone(),
-        &catalog,
-        second.manifest.dataset_id,
-        second.manifest.backup_id,
-        &source,
-        &target,
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let received = repository
+        .receive_chain(
+            &catalog,
+            second.manifest.dataset_id,
+            second.manifest.backup_id,
+            &source,
+            &target,
+            &NoProgress,
+        )
+        .await
+        .unwrap();
     assert_eq!(received.len(), 1, "a full restores alone");
     pool.remount(&target);
     assert_eq!(hash_tree(&pool.mountpoint(&target)).unwrap(), expected);
@@ -143,18 +134,18 @@ async fn a_destroyed_base_continues_from_its_bookmark() {
         .await
         .unwrap();
     let first = committed(
-        back_up(
-            &repository,
-            &source,
-            &BackupOptions {
-                snapshot: SnapshotChoice::Existing(hourly.clone()),
-                ..backup_options(dataset.clone(), SourceKind::Zfs)
-            },
-            &clock,
-            &NoProgress,
-        )
-        .await
-        .unwrap(),
+        repository
+            .backup(
+                &source,
+                &dataset,
+                &BackupOptions {
+                    snapshot: SnapshotChoice::Existing(hourly.clone()),
+                    ..backup_options()
+                },
+                &NoProgress,
+            )
+            .await
+            .unwrap(),
     );
     match first.protection.clone().expect("zfs protects the base") {
         Protection::Bookmark { .. } => {}
@@ -165,15 +156,10 @@ async fn a_destroyed_base_continues_from_its_bookmark() {
     modify_tree(&mountpoint, 72).unwrap();
     clock.advance(Duration::from_secs(3600));
     let second = committed(
-        back_up(
-            &repository,
-            &source,
-            &backup_options(dataset.clone(), SourceKind::Zfs),
-            &clock,
-            &NoProgress,
-        )
-        .await
-        .unwrap(),
+        repository
+            .backup(&source, &dataset, &backup_options(), &NoProgress)
+            .await
+            .unwrap(),
     );
     assert!(
         matches!(&second.manifest.kind, BackupKind::Incremental { base_backup, .. } if *base_backup == first.manifest.backup_id),
@@ -197,19 +183,19 @@ async fn a_destroyed_base_continues_from_its_bookmark() {
     assert_eq!(remaining, vec![second.manifest.snapshot_name.clone()]);
 
     let expected = hash_tree(&mountpoint).unwrap();
-    let catalog = read_catalog(&repository).await.unwrap();
+    let catalog = repository.catalog().await.unwrap();
     let target = pool.dataset("restored");
-    let received = receive_readable_chain(
-        repository.clone(),
-        &catalog,
-        first.manifest.dataset_id,
-        second.manifest.backup_id,
-        &source,
-        &target,
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let received = repository
+        .receive_chain(
+            &catalog,
+            first.manifest.dataset_id,
+            second.manifest.backup_id,
+            &source,
+            &target,
+            &NoProgress,
+        )
+        .await
+        .unwrap();
     assert_eq!(received.len(), 2);
     pool.remount(&target);
     assert_eq!(hash_tree(&pool.mountpoint(&target)).unwrap(), expected);

@@ -7,7 +7,8 @@
 //! moto reports one fixed initiation date for every upload
 //! ([`reported_upload_initiation`], 2010); AWS reports the real one. The clean-up clock
 //! is set relative to the dates the server is known to report, never to what the
-//! backend read, so a backend that misreads them fails here.
+//! backend read, so a backend that misreads them fails here. Clean-up runs as another
+//! host would: without the failed run's journal, age alone decides.
 
 // Test support: a panic with a message is how a check or a set-up step reports failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,23 +18,19 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use zib_crypto::Passphrase;
-use zib_engine::backup::{back_up, BackupOptions, SnapshotChoice};
-use zib_engine::catalog::{clean_up, read_catalog, CleanupOptions};
-use zib_engine::clock::FakeClock;
-use zib_engine::progress::NoProgress;
-use zib_engine::records::SourceKind;
-use zib_engine::repository::Repository;
-use zib_engine::volumes::VolumeShape;
-use zib_snapshot_source::zfs::ZfsSource;
-use zib_snapshot_source::{SnapshotName, SnapshotSource};
-use zib_storage_backend::faults::{Fault, FaultInjecting, FaultRule, Trigger};
-use zib_storage_backend::{Operation, StorageBackend, StorageClass};
+use zib_engine::snapshot_source::zfs::ZfsSource;
+use zib_engine::snapshot_source::{SnapshotName, SnapshotSource};
+use zib_engine::storage::faults::{Fault, FaultInjecting, FaultRule, Trigger};
+use zib_engine::storage::{Operation, StorageBackend};
+use zib_engine::{
+    BackupOptions, CleanupOptions, FakeClock, NoProgress, Passphrase, Repository, SnapshotChoice,
+    VolumeShape,
+};
 use zib_test_utils::data::TestRng;
 use zib_test_utils::moto::{reported_upload_initiation, MotoServer};
 use zib_test_utils::zfs::ZfsPool;
 
-use common::{backup_options, fast_init, s3_on_moto};
+use common::{backup_options, fast_init, host_at, location, s3_on_moto};
 
 const MIB: usize = 1 << 20;
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -59,12 +56,12 @@ async fn clean_up_on_s3_ages_leftovers_by_the_times_s3_reports() {
         .await
         .unwrap();
     let clock = FakeClock::new(SystemTime::now());
-    let (repository, _) = Repository::init(
-        backend.clone(),
-        "zib",
+    let state = tempfile::tempdir().unwrap();
+    Repository::init(
+        &location(&backend, "zib"),
         &Passphrase::new(PASSPHRASE.into()),
         &fast_init(),
-        &clock,
+        host_at(state.path(), &clock),
     )
     .await
     .unwrap();
@@ -81,56 +78,59 @@ async fn clean_up_on_s3_ages_leftovers_by_the_times_s3_reports() {
         }],
         5,
     );
+    let faulty: Arc<dyn StorageBackend> = Arc::new(faults.clone());
     let faulty = Repository::open(
-        Arc::new(faults.clone()),
-        "zib",
+        &location(&faulty, "zib"),
         &Passphrase::new(PASSPHRASE.into()),
-        StorageClass::DeepArchive,
+        host_at(state.path(), &clock),
     )
     .await
     .unwrap();
-    let state = tempfile::tempdir().unwrap();
-    back_up(
-        &faulty,
-        &source,
-        &BackupOptions {
-            snapshot: SnapshotChoice::Existing(snapshot.clone()),
-            shape: VolumeShape {
-                volume_plaintext_len: 12 * MIB as u64,
-                part_len: 5 * MIB as u64,
-                parts_in_flight: 1,
+    faulty
+        .backup(
+            &source,
+            &dataset,
+            &BackupOptions {
+                snapshot: SnapshotChoice::Existing(snapshot.clone()),
+                shape: VolumeShape {
+                    volume_plaintext_len: 12 * MIB as u64,
+                    part_len: 5 * MIB as u64,
+                    parts_in_flight: 1,
+                },
+                ..backup_options()
             },
-            state_dir: state.path().to_owned(),
-            ..backup_options(dataset.clone(), SourceKind::Zfs)
-        },
-        &clock,
-        &NoProgress,
-    )
-    .await
-    .expect_err("the refused part stops the backup");
+            &NoProgress,
+        )
+        .await
+        .expect_err("the refused part stops the backup");
     assert_eq!(faults.injected(), [1]);
     let written_by = SystemTime::now();
-    let catalog = read_catalog(&repository).await.unwrap();
+
+    // Another host cleans up: it has no journal of the failed run, so only the age of
+    // the leftovers tells it whether a backup may still be writing them.
+    let cleaner_state = tempfile::tempdir().unwrap();
+    let cleaner_clock = FakeClock::new(reported_upload_initiation());
+    let repository = Repository::open(
+        &location(&backend, "zib"),
+        &Passphrase::new(PASSPHRASE.into()),
+        host_at(cleaner_state.path(), &cleaner_clock),
+    )
+    .await
+    .unwrap();
+    let catalog = repository.catalog().await.unwrap();
     let [upload] = &catalog.leftovers.incomplete_uploads[..] else {
         panic!("one incomplete upload: {:?}", catalog.leftovers)
     };
     let [volume] = &catalog.leftovers.orphan_volumes[..] else {
         panic!("one orphan volume: {:?}", catalog.leftovers)
     };
-    // Only the journals (not consulted here) could tell this dead run from a live one:
-    // age alone decides.
     let by_age = CleanupOptions::default();
     assert_eq!(by_age.min_age, 7 * DAY);
 
     // A day after the upload started (as moto dates it), both leftovers are young: a
     // backup may still be writing them. The volume was written after that clock's "now".
-    let report = clean_up(
-        &repository,
-        &FakeClock::new(reported_upload_initiation() + DAY),
-        &by_age,
-    )
-    .await
-    .unwrap();
+    cleaner_clock.set(reported_upload_initiation() + DAY);
+    let report = repository.clean_up(&by_age).await.unwrap();
     assert!(
         report.aborted_uploads.is_empty() && report.deleted_volumes.is_empty(),
         "young leftovers removed (upload initiated {:?}, volume written {:?}): {report:?}",
@@ -156,13 +156,8 @@ async fn clean_up_on_s3_ages_leftovers_by_the_times_s3_reports() {
 
     // Eight days after the upload started, it is old and aborted; the volume, written
     // later than this clock's "now", stays.
-    let report = clean_up(
-        &repository,
-        &FakeClock::new(reported_upload_initiation() + 8 * DAY),
-        &by_age,
-    )
-    .await
-    .unwrap();
+    cleaner_clock.set(reported_upload_initiation() + 8 * DAY);
+    let report = repository.clean_up(&by_age).await.unwrap();
     assert_eq!(
         report.aborted_uploads,
         std::slice::from_ref(&upload.key),
@@ -174,16 +169,15 @@ async fn clean_up_on_s3_ages_leftovers_by_the_times_s3_reports() {
     backend.head(&volume.key).await.unwrap();
 
     // Eight days after the volume was written, it goes too.
-    let report = clean_up(&repository, &FakeClock::new(written_by + 8 * DAY), &by_age)
-        .await
-        .unwrap();
+    cleaner_clock.set(written_by + 8 * DAY);
+    let report = repository.clean_up(&by_age).await.unwrap();
     assert_eq!(
         report.deleted_volumes,
         std::slice::from_ref(&volume.key),
         "{report:?}"
     );
     assert_eq!(report.kept_recent, 0, "{report:?}");
-    let leftovers = read_catalog(&repository).await.unwrap().leftovers;
+    let leftovers = repository.catalog().await.unwrap().leftovers;
     assert!(
         leftovers.incomplete_uploads.is_empty() && leftovers.orphan_volumes.is_empty(),
         "{leftovers:?}"

@@ -11,14 +11,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use zib_engine::backup::back_up;
-use zib_engine::progress::NoProgress;
-use zib_engine::records::{BackupKind, SourceKind};
-use zib_snapshot_source::zfs::ZfsSource;
-use zib_snapshot_source::{
-    ByteStream, Capabilities, DatasetName, Protection, SendRequest, SendStream, SnapshotInfo,
-    SnapshotName, SnapshotSource,
+use zib_engine::snapshot_source::zfs::ZfsSource;
+use zib_engine::snapshot_source::{
+    Capabilities, DatasetName, Protection, ReceiveStream, SendRequest, SendStream, SnapshotInfo,
+    SnapshotName, SnapshotSource, SourceKind,
 };
+use zib_engine::{BackupKind, NoProgress};
 use zib_test_utils::data::{modify_tree, write_tree, Names};
 use zib_test_utils::zfs::ZfsPool;
 
@@ -33,16 +31,22 @@ struct Estimating {
 
 #[async_trait]
 impl SnapshotSource for Estimating {
+    fn kind(&self) -> SourceKind {
+        self.zfs.kind()
+    }
     async fn capabilities(
         &self,
         dataset: &DatasetName,
-    ) -> zib_snapshot_source::Result<Capabilities> {
-        self.zfs.capabilities(dataset).await
+    ) -> zib_engine::snapshot_source::Result<Capabilities> {
+        // This source estimates (zfs-fuse alone cannot): it says so.
+        let mut capabilities = self.zfs.capabilities(dataset).await?;
+        capabilities.size_estimates = true;
+        Ok(capabilities)
     }
     async fn list_snapshots(
         &self,
         dataset: &DatasetName,
-    ) -> zib_snapshot_source::Result<Vec<SnapshotInfo>> {
+    ) -> zib_engine::snapshot_source::Result<Vec<SnapshotInfo>> {
         self.zfs.list_snapshots(dataset).await
     }
     async fn create_snapshot(
@@ -50,20 +54,20 @@ impl SnapshotSource for Estimating {
         dataset: &DatasetName,
         snapshot: &SnapshotName,
         marker: Option<&str>,
-    ) -> zib_snapshot_source::Result<SnapshotInfo> {
+    ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
         self.zfs.create_snapshot(dataset, snapshot, marker).await
     }
     async fn destroy_snapshot(
         &self,
         dataset: &DatasetName,
         snapshot: &SnapshotName,
-    ) -> zib_snapshot_source::Result<()> {
+    ) -> zib_engine::snapshot_source::Result<()> {
         self.zfs.destroy_snapshot(dataset, snapshot).await
     }
     async fn estimate_send_size(
         &self,
         request: &SendRequest,
-    ) -> zib_snapshot_source::Result<Option<u64>> {
+    ) -> zib_engine::snapshot_source::Result<Option<u64>> {
         self.asked.lock().unwrap().push(request.clone());
         Ok(Some(if request.base.is_some() {
             2_000_000
@@ -71,24 +75,24 @@ impl SnapshotSource for Estimating {
             1_000_000
         }))
     }
-    async fn send(&self, request: &SendRequest) -> zib_snapshot_source::Result<SendStream> {
+    async fn send(&self, request: &SendRequest) -> zib_engine::snapshot_source::Result<SendStream> {
         self.zfs.send(request).await
     }
     async fn receive(
         &self,
         target: &DatasetName,
-        stream: ByteStream,
-    ) -> zib_snapshot_source::Result<SnapshotInfo> {
+        stream: ReceiveStream,
+    ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
         self.zfs.receive(target, stream).await
     }
     async fn protect(
         &self,
         dataset: &DatasetName,
         snapshot: &SnapshotName,
-    ) -> zib_snapshot_source::Result<Protection> {
+    ) -> zib_engine::snapshot_source::Result<Protection> {
         self.zfs.protect(dataset, snapshot).await
     }
-    async fn release(&self, protection: &Protection) -> zib_snapshot_source::Result<()> {
+    async fn release(&self, protection: &Protection) -> zib_engine::snapshot_source::Result<()> {
         self.zfs.release(protection).await
     }
 }
@@ -110,10 +114,11 @@ async fn an_incremental_estimated_larger_than_a_full_is_sent_as_a_full() {
     let dataset = pool.create_dataset("scans");
     let mountpoint = pool.mountpoint(&dataset);
     write_tree(&mountpoint, 61, Names::Ascii).unwrap();
-    let options = backup_options(dataset.clone(), SourceKind::Zfs);
+    let options = backup_options();
 
     let first = committed(
-        back_up(&repository, &source, &options, &clock, &NoProgress)
+        repository
+            .backup(&source, &dataset, &options, &NoProgress)
             .await
             .unwrap(),
     );
@@ -123,7 +128,8 @@ async fn an_incremental_estimated_larger_than_a_full_is_sent_as_a_full() {
     modify_tree(&mountpoint, 62).unwrap();
     clock.advance(Duration::from_secs(3600));
     let second = committed(
-        back_up(&repository, &source, &options, &clock, &NoProgress)
+        repository
+            .backup(&source, &dataset, &options, &NoProgress)
             .await
             .unwrap(),
     );

@@ -13,19 +13,15 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use zib_crypto::Passphrase;
-use zib_engine::backup::{back_up, BackupOutcome};
-use zib_engine::clock::FakeClock;
-use zib_engine::progress::NoProgress;
-use zib_engine::records::SourceKind;
-use zib_engine::repository::Repository;
-use zib_snapshot_source::zfs::ZfsSource;
-use zib_storage_backend::local_dir::LocalDirBackend;
+use zib_engine::snapshot_source::zfs::ZfsSource;
+use zib_engine::storage::local_dir::LocalDirBackend;
+use zib_engine::storage::StorageBackend;
+use zib_engine::{BackupOutcome, FakeClock, NoProgress, Passphrase, Repository};
 use zib_test_utils::data::{hash_tree, modify_tree, write_tree, Names};
 use zib_test_utils::real::component_missing;
 use zib_test_utils::zfs::ZfsPool;
 
-use common::{backup_options, fast_init};
+use common::{backup_options, fast_init, host, location};
 
 const PASSPHRASE: &str = "grandmother's recipe book";
 
@@ -59,14 +55,13 @@ async fn the_reference_decoder_restores_a_real_backup_into_zfs_receive() {
     };
     let repository_dir = tempfile::tempdir().unwrap();
     let clock = FakeClock::new(SystemTime::now());
-    let backend =
+    let backend: Arc<dyn StorageBackend> =
         Arc::new(LocalDirBackend::open(repository_dir.path(), Arc::new(clock.clone())).unwrap());
     let (repository, _) = Repository::init(
-        backend,
-        "",
+        &location(&backend, ""),
         &Passphrase::new(PASSPHRASE.into()),
         &fast_init(),
-        &clock,
+        host(&clock),
     )
     .await
     .unwrap();
@@ -74,7 +69,7 @@ async fn the_reference_decoder_restores_a_real_backup_into_zfs_receive() {
     let dataset = pool.create_dataset("photos");
     let mountpoint = pool.mountpoint(&dataset);
     write_tree(&mountpoint, 11, Names::Ascii).unwrap();
-    let options = backup_options(dataset.clone(), SourceKind::Zfs);
+    let options = backup_options();
     let source = ZfsSource::new();
     let mut chain = Vec::new();
     for round in 0..2 {
@@ -82,7 +77,8 @@ async fn the_reference_decoder_restores_a_real_backup_into_zfs_receive() {
             modify_tree(&mountpoint, 12).unwrap();
             clock.advance(Duration::from_secs(3600));
         }
-        match back_up(&repository, &source, &options, &clock, &NoProgress)
+        match repository
+            .backup(&source, &dataset, &options, &NoProgress)
             .await
             .unwrap()
         {

@@ -15,23 +15,16 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a demo talks to its user
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use zib_crypto::Passphrase;
-use zib_engine::backup::{back_up, BackupOptions, BackupOutcome, SnapshotChoice};
-use zib_engine::catalog::read_catalog;
-use zib_engine::clock::SystemClock;
-use zib_engine::progress::NoProgress;
-use zib_engine::records::{BackupKind, SourceKind};
-use zib_engine::repository::{InitOptions, Repository};
-use zib_engine::restore::receive_readable_chain;
-use zib_engine::volumes::VolumeShape;
-use zib_snapshot_source::btrfs::BtrfsSource;
-use zib_snapshot_source::zfs::ZfsSource;
-use zib_snapshot_source::{DatasetName, SendFlags, SnapshotSource};
-use zib_storage_backend::local_dir::LocalDirBackend;
-use zib_storage_backend::StorageClass;
+use zib_engine::snapshot_source::btrfs::BtrfsSource;
+use zib_engine::snapshot_source::zfs::ZfsSource;
+use zib_engine::{
+    BackupKind, BackupOptions, BackupOutcome, DatasetName, Host, InitOptions, Location, NoProgress,
+    Passphrase, Repository, SnapshotSource, VolumeShape,
+};
 
 type DemoResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -53,28 +46,33 @@ fn passphrase() -> DemoResult<Passphrase> {
     Ok(Passphrase::new(text))
 }
 
-fn backend(dir: &str) -> DemoResult<Arc<LocalDirBackend>> {
+async fn location(dir: &str) -> DemoResult<Location> {
     std::fs::create_dir_all(dir)?;
-    Ok(Arc::new(LocalDirBackend::open(dir, Arc::new(SystemClock))?))
+    Ok(Location::from_url(dir, &Default::default()).await?)
+}
+
+/// Lock and resume journal, next to the demo repository.
+fn host(dir: &str) -> Host {
+    Host::new(PathBuf::from(format!(
+        "{}.state",
+        dir.trim_end_matches('/')
+    )))
 }
 
 async fn open(dir: &str) -> DemoResult<Arc<Repository>> {
     Ok(Arc::new(
-        Repository::open(backend(dir)?, "", &passphrase()?, StorageClass::DeepArchive).await?,
+        Repository::open(&location(dir).await?, &passphrase()?, host(dir)).await?,
     ))
 }
 
-fn source(args: &[String]) -> DemoResult<(Box<dyn SnapshotSource>, DatasetName, SourceKind)> {
+fn source(args: &[String]) -> DemoResult<(Box<dyn SnapshotSource>, DatasetName)> {
     match args {
-        [kind, dataset, ..] if kind == "zfs" => Ok((
-            Box::new(ZfsSource::new()),
-            DatasetName::zfs(dataset)?,
-            SourceKind::Zfs,
-        )),
+        [kind, dataset, ..] if kind == "zfs" => {
+            Ok((Box::new(ZfsSource::new()), DatasetName::zfs(dataset)?))
+        }
         [kind, subvolume, snapshot_dir, ..] if kind == "btrfs" => Ok((
             Box::new(BtrfsSource::new(snapshot_dir)),
             DatasetName::path(subvolume)?,
-            SourceKind::Btrfs,
         )),
         _ => Err("name the source: `zfs POOL/DATASET` or `btrfs SUBVOLUME SNAPSHOT_DIR`".into()),
     }
@@ -84,11 +82,10 @@ async fn run(args: &[String]) -> DemoResult<()> {
     match args {
         [command, dir] if command == "init" => {
             let (repository, report) = Repository::init(
-                backend(dir)?,
-                "",
+                &location(dir).await?,
                 &passphrase()?,
                 &InitOptions::default(),
-                &SystemClock,
+                host(dir),
             )
             .await?;
             println!("initialised repository {} in {dir}", repository.id());
@@ -101,33 +98,19 @@ async fn run(args: &[String]) -> DemoResult<()> {
         }
         [command, dir, rest @ ..] if command == "backup" => {
             let repository = open(dir).await?;
-            let (source, dataset, source_kind) = source(rest)?;
+            let (source, dataset) = source(rest)?;
             let options = BackupOptions {
-                dataset,
-                snapshot: SnapshotChoice::Create,
-                source_kind,
-                send_flags: SendFlags::NONE,
                 // Small volumes so the demo shows several of them.
                 shape: VolumeShape {
                     volume_plaintext_len: 8 << 20,
                     part_len: 5 << 20,
                     parts_in_flight: 2,
                 },
-                policy: zib_planner::Policy::default(),
-                prices: zib_planner::PriceTable::default(),
-                // Lock and resume journal, next to the demo repository.
-                state_dir: format!("{}.state", dir.trim_end_matches('/')).into(),
-                wait_for_lock: false,
-                prune_created_snapshots: true,
+                ..BackupOptions::default()
             };
-            match back_up(
-                &repository,
-                source.as_ref(),
-                &options,
-                &SystemClock,
-                &NoProgress,
-            )
-            .await?
+            match repository
+                .backup(source.as_ref(), &dataset, &options, &NoProgress)
+                .await?
             {
                 BackupOutcome::UpToDate { decision } => println!("up to date: {}", decision.reason),
                 BackupOutcome::Committed(committed) => {
@@ -160,7 +143,7 @@ async fn run(args: &[String]) -> DemoResult<()> {
         }
         [command, dir] if command == "catalog" => {
             let repository = open(dir).await?;
-            let catalog = read_catalog(&repository).await?;
+            let catalog = repository.catalog().await?;
             println!("repository {}", repository.id());
             for (dataset, backups) in &catalog.datasets {
                 println!("dataset {dataset}");
@@ -192,12 +175,12 @@ async fn run(args: &[String]) -> DemoResult<()> {
         }
         [command, dir, rest @ ..] if command == "restore" => {
             let repository = open(dir).await?;
-            let (source, dataset, _) = source(rest)?;
+            let (source, dataset) = source(rest)?;
             let target = match rest {
                 [_, _, target] => DatasetName::zfs(target)?,
                 _ => return Err("restore needs `zfs POOL/DATASET POOL/TARGET`".into()),
             };
-            let catalog = read_catalog(&repository).await?;
+            let catalog = repository.catalog().await?;
             let dataset_id = catalog
                 .dataset_named(dataset.as_str())
                 .ok_or_else(|| format!("no backups of {dataset} in this repository"))?;
@@ -207,16 +190,16 @@ async fn run(args: &[String]) -> DemoResult<()> {
                 .ok_or("the dataset has no backups")?
                 .manifest
                 .backup_id;
-            let received = receive_readable_chain(
-                repository.clone(),
-                &catalog,
-                dataset_id,
-                newest,
-                source.as_ref(),
-                &target,
-                &NoProgress,
-            )
-            .await?;
+            let received = repository
+                .receive_chain(
+                    &catalog,
+                    dataset_id,
+                    newest,
+                    source.as_ref(),
+                    &target,
+                    &NoProgress,
+                )
+                .await?;
             for snapshot in received {
                 println!("received {target}@{}", snapshot.name);
             }

@@ -20,7 +20,7 @@ use futures::{StreamExt, TryStreamExt};
 use zib_snapshot_source::btrfs::BtrfsSource;
 use zib_snapshot_source::zfs::ZfsSource;
 use zib_snapshot_source::{
-    ByteStream, DatasetName, SendBase, SendRequest, SnapshotInfo, SnapshotName, SnapshotSource,
+    DatasetName, ReceiveStream, SendBase, SendRequest, SnapshotInfo, SnapshotName, SnapshotSource,
 };
 
 const USAGE: &str = "usage:\n  snapshot_roundtrip zfs <source dataset> <new target dataset>\n  \
@@ -145,7 +145,7 @@ async fn transfer(
     );
     let counted = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&counted);
-    let stream: ByteStream = source
+    let stream: ReceiveStream = source
         .send(request)
         .await?
         .inspect_ok(move |chunk| {
@@ -163,7 +163,7 @@ async fn transfer(
 }
 
 fn check_identity(sent: &SnapshotInfo, received: &SnapshotInfo) -> Result<(), Failure> {
-    if !sent.identity.same_snapshot(&received.identity) {
+    if sent.identity != received.identity {
         return Err(format!(
             "identity mismatch: sent {}, received {}",
             sent.identity, received.identity

@@ -16,11 +16,11 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
-use crate::process::{read_prefix, ByteStream, SendStream, Tool};
+use crate::process::{read_prefix, ReceiveStream, SendStream, Tool};
 use crate::stream_header::{btrfs_begin_needs, parse_btrfs_begin, BtrfsEndTracker};
 use crate::{
     Capabilities, DatasetName, Protection, SendBase, SendFlags, SendRequest, SnapshotIdentity,
-    SnapshotInfo, SnapshotName, SnapshotSource,
+    SnapshotInfo, SnapshotName, SnapshotSource, SourceKind,
 };
 
 const PACKAGE: &str = "btrfs-progs";
@@ -172,10 +172,15 @@ impl BtrfsSource {
             }
             let info = SnapshotInfo {
                 name: SnapshotName::btrfs(&name)?,
-                identity: SnapshotIdentity::Btrfs {
-                    uuid: subvolume.uuid,
-                    received_uuid: subvolume.received_uuid,
-                },
+                // What `btrfs send` writes for the snapshot: its received UUID when it
+                // was itself received, else its own.
+                identity: SnapshotIdentity::btrfs_uuid(
+                    subvolume
+                        .received_uuid
+                        .as_deref()
+                        .unwrap_or(&subvolume.uuid),
+                    "btrfs subvolume show",
+                )?,
                 created_txg: subvolume.generation_at_creation,
                 created_at: subvolume.created_at,
                 zib_created: None,
@@ -286,6 +291,10 @@ fn parse_show(command: &str, stdout: &str) -> Result<Subvolume> {
 
 #[async_trait]
 impl SnapshotSource for BtrfsSource {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Btrfs
+    }
+
     async fn capabilities(&self, dataset: &DatasetName) -> Result<Capabilities> {
         Self::classify(dataset)?;
         let version = self.btrfs.run(&["--version"]).await?;
@@ -367,7 +376,11 @@ impl SnapshotSource for BtrfsSource {
         self.btrfs.stream(&args)
     }
 
-    async fn receive(&self, target: &DatasetName, mut stream: ByteStream) -> Result<SnapshotInfo> {
+    async fn receive(
+        &self,
+        target: &DatasetName,
+        mut stream: ReceiveStream,
+    ) -> Result<SnapshotInfo> {
         Self::check_dataset(target)?;
         let mut prefix = read_prefix(&mut stream, btrfs_begin_needs(&[])).await?;
         let needed = btrfs_begin_needs(&prefix);
@@ -385,12 +398,12 @@ impl SnapshotSource for BtrfsSource {
             });
         }
         if let Some(base) = &begin.clone_uuid {
-            let wanted = format!("btrfs-uuid:{base}");
+            let wanted = SnapshotIdentity::btrfs_uuid(base, "the stream's clone UUID")?;
             let present = self
                 .snapshots(target)
                 .await?
                 .iter()
-                .any(|(_, info)| info.identity.lineage() == wanted);
+                .any(|(_, info)| info.identity == wanted);
             if !present {
                 return Err(Error::BaseMissing {
                     target: target.to_string(),

@@ -13,7 +13,7 @@
 //!   directory.
 //!
 //! Streams are plain bytes: a send is a [`SendStream`] whose end reports the sending
-//! command's exit status, and a receive takes any [`ByteStream`]. A receive either
+//! command's exit status, and a receive takes any [`ReceiveStream`]. A receive either
 //! produces a complete snapshot whose identity matches the stream's, or leaves nothing
 //! that looks like one.
 //!
@@ -31,57 +31,119 @@ pub mod zfs;
 use std::fmt;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub use error::{Error, Result};
 pub use name::{DatasetName, SnapshotName, ZFS_ALLOWED_CHARACTERS};
-pub use process::{ByteStream, SendStream};
+pub use process::{ReceiveStream, SendStream};
 
-/// The identity of a snapshot that survives send and receive, so a chain of backups can
-/// be recognised on a renamed or restored dataset.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
+/// The identity a snapshot shares with every received copy of it: what backup chains
+/// link by, so a chain can be recognised on a renamed or restored dataset.
+///
+/// Its one textual form ([`Display`](fmt::Display), parsed back by
+/// [`FromStr`](std::str::FromStr)) is `zfs-guid:<decimal guid>` or
+/// `btrfs-uuid:<8-4-4-4-12 lowercase hex>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum SnapshotIdentity {
     /// A ZFS snapshot's (or bookmark's) `guid` property: kept by `zfs send`/`receive`,
     /// unlike the dataset's own guid.
-    Zfs {
-        /// The guid.
-        guid: u64,
-    },
-    /// A BTRFS snapshot's UUID, and the UUID of the snapshot it was received from, if any.
-    Btrfs {
-        /// This subvolume's own UUID (new on every receive).
-        uuid: String,
-        /// For a received snapshot: the sender's identity of it.
-        received_uuid: Option<String>,
-    },
+    ZfsGuid(u64),
+    /// The UUID `btrfs send` writes into its stream for a snapshot: a received
+    /// snapshot's received UUID, otherwise its own UUID.
+    BtrfsUuid([u8; 16]),
 }
 
 impl SnapshotIdentity {
-    /// The identity shared by a snapshot and every received copy of it: the ZFS guid, or
-    /// the BTRFS received UUID when set and the UUID otherwise (what `btrfs send` writes
-    /// into its stream). A stable text form, suitable for storing with a backup.
-    pub fn lineage(&self) -> String {
-        match self {
-            SnapshotIdentity::Zfs { guid } => format!("zfs-guid:{guid}"),
-            SnapshotIdentity::Btrfs {
-                uuid,
-                received_uuid,
-            } => {
-                format!("btrfs-uuid:{}", received_uuid.as_deref().unwrap_or(uuid))
-            }
+    /// Parses a BTRFS UUID as `btrfs subvolume show` prints it (hyphens optional).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnexpectedOutput`] naming `what` when it is not 32 hexadecimal digits.
+    pub fn btrfs_uuid(text: &str, what: &str) -> Result<Self> {
+        let digits: Vec<u8> = text.bytes().filter(|b| *b != b'-').collect();
+        let mut bytes = [0u8; 16];
+        let valid = digits.len() == 32
+            && digits.chunks(2).zip(bytes.iter_mut()).all(|(pair, byte)| {
+                let high = (pair[0] as char).to_digit(16);
+                let low = (pair[1] as char).to_digit(16);
+                match (high, low) {
+                    (Some(high), Some(low)) => {
+                        *byte = (high * 16 + low) as u8;
+                        true
+                    }
+                    _ => false,
+                }
+            });
+        if !valid {
+            return Err(Error::UnexpectedOutput {
+                command: what.to_owned(),
+                detail: format!("{text:?} is not a UUID (32 hexadecimal digits)"),
+            });
         }
-    }
-
-    /// True when both describe the same snapshot (one may be a received copy of the other).
-    pub fn same_snapshot(&self, other: &SnapshotIdentity) -> bool {
-        self.lineage() == other.lineage()
+        Ok(Self::BtrfsUuid(bytes))
     }
 }
 
 impl fmt::Display for SnapshotIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.lineage())
+        match self {
+            Self::ZfsGuid(guid) => write!(f, "zfs-guid:{guid}"),
+            Self::BtrfsUuid(uuid) => {
+                f.write_str("btrfs-uuid:")?;
+                for (index, byte) in uuid.iter().enumerate() {
+                    if matches!(index, 4 | 6 | 8 | 10) {
+                        f.write_str("-")?;
+                    }
+                    write!(f, "{byte:02x}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for SnapshotIdentity {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        if let Some(guid) = text.strip_prefix("zfs-guid:") {
+            if !guid.is_empty() && guid.bytes().all(|b| b.is_ascii_digit()) {
+                if let Ok(guid) = guid.parse() {
+                    return Ok(Self::ZfsGuid(guid));
+                }
+            }
+        } else if let Some(uuid) = text.strip_prefix("btrfs-uuid:") {
+            let parsed = Self::btrfs_uuid(uuid, "a snapshot identity")?;
+            // Only the canonical spelling, so one identity has one text.
+            if parsed.to_string() == text {
+                return Ok(parsed);
+            }
+        }
+        Err(Error::InvalidName {
+            name: text.to_owned(),
+            reason: "a snapshot identity is `zfs-guid:<decimal>` or \
+                     `btrfs-uuid:<8-4-4-4-12 lowercase hex>`"
+                .to_owned(),
+        })
+    }
+}
+
+/// Which file system a source drives: it says which tool sends and receives its streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SourceKind {
+    /// ZFS: `zfs send` / `zfs receive`.
+    Zfs,
+    /// BTRFS: `btrfs send` / `btrfs receive`.
+    Btrfs,
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Zfs => "zfs",
+            Self::Btrfs => "btrfs",
+        })
     }
 }
 
@@ -101,6 +163,26 @@ pub struct SnapshotInfo {
     /// The value of the `zib:created` user property (ZFS only; `None` when unset or on
     /// BTRFS, where the caller keeps its own record).
     pub zib_created: Option<String>,
+}
+
+impl SnapshotInfo {
+    /// Describes a snapshot (for sources outside this crate; the fields are documented
+    /// above).
+    pub fn new(
+        name: SnapshotName,
+        identity: SnapshotIdentity,
+        created_txg: u64,
+        created_at: OffsetDateTime,
+        zib_created: Option<String>,
+    ) -> Self {
+        Self {
+            name,
+            identity,
+            created_txg,
+            created_at,
+            zib_created,
+        }
+    }
 }
 
 /// The ZFS user property that marks snapshots zib created (value chosen by the caller).
@@ -299,6 +381,26 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
+    /// Describes what a source can do (for sources outside this crate; the fields are
+    /// documented above).
+    pub fn new(
+        tool: String,
+        size_estimates: bool,
+        bookmarks: bool,
+        holds: bool,
+        user_properties: bool,
+        send_flags: SendFlags,
+    ) -> Self {
+        Self {
+            tool,
+            size_estimates,
+            bookmarks,
+            holds,
+            user_properties,
+            send_flags,
+        }
+    }
+
     /// How the next incremental base can be protected, if at all: a bookmark where the
     /// pool supports one, else a hold, else nothing (BTRFS: a missing base means the next
     /// backup is a full).
@@ -313,6 +415,10 @@ impl Capabilities {
 /// from [`Error`] (not found, base missing, not installed, command failed, ...).
 #[async_trait]
 pub trait SnapshotSource: Send + Sync {
+    /// Which file system this source drives (recorded with every backup: it says which
+    /// tool receives the stream).
+    fn kind(&self) -> SourceKind;
+
     /// What this source can do for `dataset`, probed from the installed tool.
     ///
     /// # Errors
@@ -394,7 +500,7 @@ pub trait SnapshotSource: Send + Sync {
     ///
     /// [`Error::BaseMissing`], [`Error::TargetExists`], [`Error::InvalidStream`],
     /// [`Error::InputFailed`], [`Error::ReceiveIncomplete`], [`Error::CommandFailed`].
-    async fn receive(&self, target: &DatasetName, stream: ByteStream) -> Result<SnapshotInfo>;
+    async fn receive(&self, target: &DatasetName, stream: ReceiveStream) -> Result<SnapshotInfo>;
 
     /// Protects `snapshot` as the next incremental base (bookmark where supported, else a
     /// hold), verifying that the protection took effect.

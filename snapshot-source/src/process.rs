@@ -25,7 +25,7 @@ const STDERR_EXCERPT: usize = 2000;
 const STREAM_CHUNK: usize = 256 * 1024;
 
 /// A byte stream given to `receive`: typically decrypted volumes, read back from storage.
-pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
+pub type ReceiveStream = BoxStream<'static, io::Result<Bytes>>;
 
 /// An external tool (`zfs`, `zpool`, `btrfs`) and the package that provides it.
 #[derive(Debug, Clone)]
@@ -169,7 +169,7 @@ impl Tool {
         &self,
         args: &[&str],
         prefix: Bytes,
-        mut rest: ByteStream,
+        mut rest: ReceiveStream,
         observe: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<Finished> {
         let command_line = self.describe(args);
@@ -281,7 +281,7 @@ fn describe_status(status: ExitStatus) -> String {
 }
 
 /// Reads from `stream` until at least `wanted` bytes (or the end) are buffered.
-pub(crate) async fn read_prefix(stream: &mut ByteStream, wanted: usize) -> Result<BytesMut> {
+pub(crate) async fn read_prefix(stream: &mut ReceiveStream, wanted: usize) -> Result<BytesMut> {
     let mut buffer = BytesMut::new();
     while buffer.len() < wanted {
         match stream.next().await {
@@ -305,8 +305,20 @@ pub struct SendStream {
 }
 
 impl SendStream {
+    /// A send stream produced in-process rather than by a command (a source of your own,
+    /// a test double). It MUST keep the contract of [`SnapshotSource::send`]: its last
+    /// item is an error when the send failed, even after it produced bytes.
+    ///
+    /// [`SnapshotSource::send`]: crate::SnapshotSource::send
+    pub fn from_stream(stream: impl Stream<Item = Result<Bytes>> + Send + 'static) -> Self {
+        Self {
+            inner: Box::pin(stream),
+            pid: None,
+        }
+    }
+
     /// The process id of the sending command while it runs (for diagnostics, and for
-    /// tests that kill a send midway).
+    /// tests that kill a send midway); `None` for a stream made in-process.
     pub fn process_id(&self) -> Option<u32> {
         self.pid
     }
@@ -437,7 +449,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_input_is_reported_and_the_command_sees_its_end() {
         // `wc -c` stands in for a receiving tool: it reads to the end and exits.
-        let input: ByteStream = futures::stream::iter(vec![
+        let input: ReceiveStream = futures::stream::iter(vec![
             Ok(Bytes::from_static(b"12345")),
             Err(io::Error::other("download failed")),
             Ok(Bytes::from_static(b"never sent")),
@@ -457,7 +469,8 @@ mod tests {
         assert!(matches!(error, Error::InputFailed { .. }), "{error}");
         assert_eq!(seen, 7);
 
-        let input: ByteStream = futures::stream::iter(vec![Ok(Bytes::from_static(b"345"))]).boxed();
+        let input: ReceiveStream =
+            futures::stream::iter(vec![Ok(Bytes::from_static(b"345"))]).boxed();
         let finished = shell()
             .feed(
                 &["-c", "wc -c"],

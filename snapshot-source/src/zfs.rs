@@ -18,11 +18,11 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
-use crate::process::{read_prefix, ByteStream, SendStream, Tool};
+use crate::process::{read_prefix, ReceiveStream, SendStream, Tool};
 use crate::stream_header::{parse_zfs_begin, ZfsBegin, ZFS_BEGIN_LEN};
 use crate::{
     Capabilities, DatasetName, Protection, SendBase, SendFlags, SendRequest, SnapshotIdentity,
-    SnapshotInfo, SnapshotName, SnapshotSource, ZIB_CREATED_PROPERTY,
+    SnapshotInfo, SnapshotName, SnapshotSource, SourceKind, ZIB_CREATED_PROPERTY,
 };
 
 /// The exit status both `zfs` dialects use for a usage error (such as an unknown option).
@@ -343,9 +343,7 @@ impl ZfsSource {
         if begin.from_guid.is_none() {
             return self.discard_failed_full_receive(target).await;
         }
-        let wanted = SnapshotIdentity::Zfs {
-            guid: begin.to_guid,
-        };
+        let wanted = SnapshotIdentity::ZfsGuid(begin.to_guid);
         match self.list_snapshots(target).await {
             Ok(snapshots) => {
                 for snapshot in snapshots.iter().filter(|info| info.identity == wanted) {
@@ -419,7 +417,7 @@ fn parse_snapshot(
     let name = SnapshotName::zfs(short)?;
     Ok(SnapshotInfo {
         name,
-        identity: SnapshotIdentity::Zfs { guid },
+        identity: SnapshotIdentity::ZfsGuid(guid),
         created_txg,
         created_at,
         zib_created,
@@ -428,6 +426,10 @@ fn parse_snapshot(
 
 #[async_trait]
 impl SnapshotSource for ZfsSource {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Zfs
+    }
+
     async fn capabilities(&self, dataset: &DatasetName) -> Result<Capabilities> {
         self.ensure_dataset(dataset).await?;
         let send_flags = self.supported_send_flags(dataset).await?;
@@ -575,7 +577,11 @@ impl SnapshotSource for ZfsSource {
         self.zfs.stream(&args)
     }
 
-    async fn receive(&self, target: &DatasetName, mut stream: ByteStream) -> Result<SnapshotInfo> {
+    async fn receive(
+        &self,
+        target: &DatasetName,
+        mut stream: ReceiveStream,
+    ) -> Result<SnapshotInfo> {
         Self::check_dataset(target)?;
         let prefix = read_prefix(&mut stream, ZFS_BEGIN_LEN).await?;
         let begin = parse_zfs_begin(&prefix)?;
@@ -602,7 +608,7 @@ impl SnapshotSource for ZfsSource {
                         .list_snapshots(target)
                         .await?
                         .iter()
-                        .any(|info| info.identity == SnapshotIdentity::Zfs { guid: from });
+                        .any(|info| info.identity == SnapshotIdentity::ZfsGuid(from));
                 if !has_base {
                     return Err(Error::BaseMissing {
                         target: target.to_string(),
@@ -632,9 +638,7 @@ impl SnapshotSource for ZfsSource {
             }
         };
         tracing::debug!(stdout = %finished.stdout.trim(), "zfs receive finished");
-        let wanted = SnapshotIdentity::Zfs {
-            guid: begin.to_guid,
-        };
+        let wanted = SnapshotIdentity::ZfsGuid(begin.to_guid);
         let received = self
             .list_snapshots(target)
             .await?
@@ -657,7 +661,7 @@ impl SnapshotSource for ZfsSource {
 
     async fn protect(&self, dataset: &DatasetName, snapshot: &SnapshotName) -> Result<Protection> {
         let info = self.snapshot_info(dataset, snapshot).await?;
-        let SnapshotIdentity::Zfs { guid } = info.identity else {
+        let SnapshotIdentity::ZfsGuid(guid) = info.identity else {
             return Err(Error::UnexpectedOutput {
                 command: "zfs get guid".to_owned(),
                 detail: "not a ZFS identity".to_owned(),

@@ -9,6 +9,7 @@
 
 pub mod btrfs;
 pub mod data;
+pub mod memory_source;
 pub mod moto;
 pub mod proxy;
 pub mod real;

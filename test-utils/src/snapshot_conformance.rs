@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use futures::StreamExt;
 use zib_snapshot_source::{
-    ByteStream, DatasetName, Error, Protection, SendBase, SendFlags, SendRequest, SendStream,
+    DatasetName, Error, Protection, ReceiveStream, SendBase, SendFlags, SendRequest, SendStream,
     SnapshotInfo, SnapshotName, SnapshotSource, ZFS_ALLOWED_CHARACTERS,
 };
 
@@ -67,6 +67,23 @@ pub trait SourceFixture: Send + Sync {
     fn nonexistent_dataset(&self) -> DatasetName;
     /// The same kind of source, configured with a tool path that does not exist.
     fn source_with_missing_tool(&self) -> Box<dyn SnapshotSource>;
+    /// Kills the sending side of `stream` midway, as `kill -9` of `zfs send` would
+    /// ([`kill_send_process`] for sources that run a command).
+    fn kill_send(&self, stream: &SendStream);
+}
+
+/// Kills the process behind a running send with SIGKILL.
+///
+/// # Panics
+///
+/// When the stream has no process or `kill` fails.
+pub fn kill_send_process(stream: &SendStream) {
+    let pid = stream.process_id().expect("a running send has a pid");
+    let kill = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
 }
 
 /// Reads a send stream to its end, returning its bytes or the error it ended with.
@@ -83,7 +100,7 @@ pub async fn collect(mut stream: SendStream) -> zib_snapshot_source::Result<Vec<
 }
 
 /// `bytes` as a receive input, in 64 KiB chunks.
-pub fn byte_stream(bytes: Vec<u8>) -> ByteStream {
+pub fn byte_stream(bytes: Vec<u8>) -> ReceiveStream {
     let bytes = Bytes::from(bytes);
     let chunks: Vec<io::Result<Bytes>> = (0..bytes.len())
         .step_by(64 * 1024)
@@ -190,7 +207,7 @@ pub async fn full_and_incremental_round_trip(fx: &dyn SourceFixture) {
     let expected_marker = params.user_properties.then(|| "marker-one".to_owned());
     assert_eq!(listed[0].zib_created, expected_marker, "zib:created marker");
     assert_eq!(listed[1].zib_created, None);
-    assert!(!p.one.identity.same_snapshot(&p.two.identity));
+    assert_ne!(p.one.identity, p.two.identity);
 
     let capabilities = source.capabilities(&p.dataset).await.expect("capabilities");
     assert_eq!(
@@ -214,7 +231,7 @@ pub async fn full_and_incremental_round_trip(fx: &dyn SourceFixture) {
         .await
         .expect("receive full");
     assert!(
-        received_one.identity.same_snapshot(&p.one.identity),
+        received_one.identity == p.one.identity,
         "{received_one:?} vs {:?}",
         p.one
     );
@@ -230,7 +247,7 @@ pub async fn full_and_incremental_round_trip(fx: &dyn SourceFixture) {
         .receive(&target, byte_stream(stream))
         .await
         .expect("receive incremental");
-    assert!(received_two.identity.same_snapshot(&p.two.identity));
+    assert_eq!(received_two.identity, p.two.identity);
     assert_same_tree(
         &hash_tree(&fx.received_contents(&target, &received_two)).expect("hash"),
         &p.hash_two,
@@ -239,8 +256,8 @@ pub async fn full_and_incremental_round_trip(fx: &dyn SourceFixture) {
 
     let on_target = source.list_snapshots(&target).await.expect("list target");
     assert_eq!(on_target.len(), 2, "{on_target:?}");
-    assert!(on_target[0].identity.same_snapshot(&p.one.identity));
-    assert!(on_target[1].identity.same_snapshot(&p.two.identity));
+    assert!(on_target[0].identity == p.one.identity);
+    assert!(on_target[1].identity == p.two.identity);
     assert!(on_target[0].created_txg < on_target[1].created_txg);
     // The source's files are untouched by all this.
     assert_eq!(hash_tree(&p.dir).expect("hash"), p.hash_two);
@@ -302,12 +319,7 @@ pub async fn killed_send_is_reported_as_failed(fx: &dyn SourceFixture) {
         .expect("a first chunk")
         .expect("first chunk is data");
     assert!(!first.is_empty());
-    let pid = stream.process_id().expect("a running send has a pid");
-    let kill = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(kill.success());
+    fx.kill_send(&stream);
     let mut items = Vec::new();
     while let Some(item) = stream.next().await {
         items.push(item);
@@ -348,7 +360,7 @@ pub async fn truncated_or_failing_stream_leaves_nothing(fx: &dyn SourceFixture) 
 
     let target = fx.new_target("failing input");
     let half = Bytes::from(stream[..stream.len() / 2].to_vec());
-    let failing: ByteStream = futures::stream::iter(vec![
+    let failing: ReceiveStream = futures::stream::iter(vec![
         Ok(half),
         Err(io::Error::other("simulated download failure")),
     ])
@@ -378,7 +390,7 @@ pub async fn truncated_or_failing_stream_leaves_nothing(fx: &dyn SourceFixture) 
         .receive(&target, byte_stream(stream))
         .await
         .expect("the whole stream is receivable");
-    assert!(received.identity.same_snapshot(&p.one.identity));
+    assert_eq!(received.identity, p.one.identity);
     let incremental_stream = send_bytes(fx, incremental(&p, &p.one, &p.two)).await;
     let cut = incremental_stream.len() - 10;
     source
@@ -387,7 +399,7 @@ pub async fn truncated_or_failing_stream_leaves_nothing(fx: &dyn SourceFixture) 
         .expect_err("truncated incremental");
     let left = source.list_snapshots(&target).await.expect("list");
     assert_eq!(left.len(), 1, "{left:?}");
-    assert!(left[0].identity.same_snapshot(&p.one.identity));
+    assert!(left[0].identity == p.one.identity);
 }
 
 /// Names: the dataset label (space; unicode on BTRFS) works end to end (checked by the
@@ -510,8 +522,8 @@ pub async fn chain_continues_after_rename(fx: &dyn SourceFixture) {
     let renamed = fx.rename_target(&target, "after rename");
     let listed = source.list_snapshots(&renamed).await.expect("list renamed");
     assert_eq!(listed.len(), 2);
-    assert!(listed[0].identity.same_snapshot(&p.one.identity));
-    assert!(listed[1].identity.same_snapshot(&p.two.identity));
+    assert!(listed[0].identity == p.one.identity);
+    assert!(listed[1].identity == p.two.identity);
 
     modify_tree(&p.dir, 70).expect("modify");
     let hash_three = hash_tree(&p.dir).expect("hash");
@@ -524,7 +536,7 @@ pub async fn chain_continues_after_rename(fx: &dyn SourceFixture) {
         .receive(&renamed, byte_stream(stream))
         .await
         .expect("incremental onto the renamed copy");
-    assert!(received.identity.same_snapshot(&three.identity));
+    assert_eq!(received.identity, three.identity);
     assert_same_tree(
         &hash_tree(&fx.received_contents(&renamed, &received)).expect("hash"),
         &hash_three,
@@ -560,7 +572,7 @@ pub async fn base_protection(fx: &dyn SourceFixture) {
         let bookmarks = source.list_bookmarks(&p.dataset).await.expect("bookmarks");
         assert_eq!(bookmarks.len(), 1, "{bookmarks:?}");
         assert_eq!(bookmarks[0].name, p.one.name);
-        assert!(bookmarks[0].identity.same_snapshot(&p.one.identity));
+        assert!(bookmarks[0].identity == p.one.identity);
         assert_eq!(bookmarks[0].created_txg, p.one.created_txg);
         let request = SendRequest::incremental(
             p.dataset.clone(),
@@ -571,7 +583,7 @@ pub async fn base_protection(fx: &dyn SourceFixture) {
             .receive(&target, byte_stream(send_bytes(fx, request).await))
             .await
             .expect("from bookmark");
-        assert!(received.identity.same_snapshot(&p.two.identity));
+        assert_eq!(received.identity, p.two.identity);
         assert_same_tree(
             &hash_tree(&fx.received_contents(&target, &received)).expect("hash"),
             &p.hash_two,
@@ -710,4 +722,38 @@ pub async fn create_and_destroy(fx: &dyn SourceFixture) {
         .await
         .expect_err("already gone");
     assert!(matches!(error, Error::SnapshotNotFound { .. }), "{error}");
+}
+
+/// One `#[tokio::test]` per check of the suite, each on a fresh fixture from `$fixture`
+/// (an expression of type `Option<impl SourceFixture>`: `None` when the real component
+/// is missing and the run did not ask for real components — the fixture fails the test
+/// itself when it did). The list of checks is written here once, so a source's test
+/// file cannot miss one.
+///
+/// ```ignore
+/// zib_test_utils::snapshot_conformance_tests!(MyFixture::new());
+/// ```
+#[macro_export]
+macro_rules! snapshot_conformance_tests {
+    ($fixture:expr) => {
+        $crate::snapshot_conformance_tests!(@each $fixture;
+            full_and_incremental_round_trip,
+            incremental_without_base_fails_clearly,
+            killed_send_is_reported_as_failed,
+            truncated_or_failing_stream_leaves_nothing,
+            names_are_validated,
+            missing_things_give_clear_errors,
+            chain_continues_after_rename,
+            base_protection,
+            estimates_and_send_flags,
+            create_and_destroy,
+        );
+    };
+    (@each $fixture:expr; $($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let Some(fixture) = $fixture else { return };
+            $crate::snapshot_conformance::$name(&fixture).await;
+        }
+    )*};
 }

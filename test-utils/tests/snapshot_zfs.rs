@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use zib_snapshot_source::zfs::ZfsSource;
-use zib_snapshot_source::{DatasetName, SendFlags, SnapshotInfo, SnapshotName, SnapshotSource};
+use zib_snapshot_source::{
+    DatasetName, SendFlags, SendStream, SnapshotInfo, SnapshotName, SnapshotSource,
+};
 use zib_test_utils::data::Names;
 use zib_test_utils::snapshot_conformance::{self as suite, ConformanceParams, SourceFixture};
 use zib_test_utils::zfs::{run_checked, ZfsPool};
@@ -117,27 +119,10 @@ impl SourceFixture for ZfsFixture {
             "/nonexistent/zib-test/zpool",
         ))
     }
+
+    fn kill_send(&self, stream: &SendStream) {
+        suite::kill_send_process(stream);
+    }
 }
 
-macro_rules! conformance_tests {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let Some(fixture) = ZfsFixture::new() else { return };
-            suite::$name(&fixture).await;
-        }
-    )*};
-}
-
-conformance_tests!(
-    full_and_incremental_round_trip,
-    incremental_without_base_fails_clearly,
-    killed_send_is_reported_as_failed,
-    truncated_or_failing_stream_leaves_nothing,
-    names_are_validated,
-    missing_things_give_clear_errors,
-    chain_continues_after_rename,
-    base_protection,
-    estimates_and_send_flags,
-    create_and_destroy,
-);
+zib_test_utils::snapshot_conformance_tests!(ZfsFixture::new());

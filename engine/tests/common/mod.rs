@@ -1,18 +1,18 @@
-//! Set-up shared by the engine's integration tests.
+//! Set-up shared by the engine's integration tests (public API only).
 
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::path::Path;
 use std::sync::Arc;
 
-use zib_crypto::KdfParams;
-use zib_engine::backup::{BackupOptions, SnapshotChoice};
-use zib_engine::records::SourceKind;
-use zib_engine::repository::InitOptions;
-use zib_engine::volumes::VolumeShape;
-use zib_snapshot_source::{DatasetName, SendFlags};
-use zib_storage_backend::s3::{S3Backend, S3Config, StaticCredentials};
-use zib_storage_backend::{StorageBackend, StorageClass};
+use zib_engine::crypto::KdfParams;
+use zib_engine::storage::s3::{S3Backend, S3Config, StaticCredentials};
+use zib_engine::storage::{StorageBackend, StorageClass};
+use zib_engine::{
+    BackupOptions, BackupOutcome, CommittedBackup, FakeClock, Host, InitOptions, Location,
+    Passphrase, Repository, VolumeShape,
+};
 use zib_test_utils::moto::MotoServer;
 
 /// Deep Archive, with a cheap scrypt cost so tests are quick (the format allows any cost
@@ -33,26 +33,33 @@ pub(crate) fn small_shape() -> VolumeShape {
     }
 }
 
-/// Back up `dataset` into a new snapshot, default policy and prices.
-pub(crate) fn backup_options(dataset: DatasetName, source_kind: SourceKind) -> BackupOptions {
+/// Back up into a new snapshot in small volumes, default policy and prices.
+pub(crate) fn backup_options() -> BackupOptions {
     BackupOptions {
-        dataset,
-        snapshot: SnapshotChoice::Create,
-        source_kind,
-        send_flags: SendFlags::NONE,
         shape: small_shape(),
-        policy: zib_planner::Policy::default(),
-        prices: zib_planner::PriceTable::default(),
-        state_dir: test_state_dir().to_owned(),
-        wait_for_lock: false,
-        prune_created_snapshots: true,
+        ..BackupOptions::default()
     }
 }
 
-/// A state directory for this test process (tests that resume pass their own).
-pub(crate) fn test_state_dir() -> &'static std::path::Path {
+/// A state directory for this test process (tests that resume use their own).
+pub(crate) fn test_state_dir() -> &'static Path {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+/// This test process's host on `clock`.
+pub(crate) fn host(clock: &FakeClock) -> Host {
+    Host::new(test_state_dir()).with_clock(Arc::new(clock.clone()))
+}
+
+/// A host keeping its state in `state_dir`, on `clock`.
+pub(crate) fn host_at(state_dir: &Path, clock: &FakeClock) -> Host {
+    Host::new(state_dir).with_clock(Arc::new(clock.clone()))
+}
+
+/// `backend` under `prefix`.
+pub(crate) fn location(backend: &Arc<dyn StorageBackend>, prefix: &str) -> Location {
+    Location::new(backend.clone(), prefix).unwrap()
 }
 
 /// How to reach `bucket` on the moto server.
@@ -80,12 +87,10 @@ pub(crate) async fn s3_on_moto(moto: &MotoServer) -> (String, Arc<dyn StorageBac
 }
 
 /// The backup an outcome committed; a test expecting one fails when it was up to date.
-pub(crate) fn committed(
-    outcome: zib_engine::backup::BackupOutcome,
-) -> zib_engine::backup::CommittedBackup {
+pub(crate) fn committed(outcome: BackupOutcome) -> CommittedBackup {
     match outcome {
-        zib_engine::backup::BackupOutcome::Committed(committed) => *committed,
-        zib_engine::backup::BackupOutcome::UpToDate { decision } => {
+        BackupOutcome::Committed(committed) => *committed,
+        BackupOutcome::UpToDate { decision } => {
             panic!("expected a backup, got up to date: {}", decision.reason)
         }
     }
@@ -95,24 +100,23 @@ pub(crate) fn committed(
 pub(crate) struct LocalRepository {
     /// Keeps the directory alive for the test.
     pub(crate) dir: tempfile::TempDir,
-    pub(crate) clock: zib_engine::clock::FakeClock,
-    pub(crate) repository: Arc<zib_engine::repository::Repository>,
+    pub(crate) clock: FakeClock,
+    pub(crate) repository: Arc<Repository>,
 }
 
 /// Initialises a repository (Deep Archive, cheap scrypt) in a fresh temporary directory.
 pub(crate) async fn local_dir_repository(passphrase: &str) -> LocalRepository {
     let dir = tempfile::tempdir().unwrap();
-    let clock = zib_engine::clock::FakeClock::new(std::time::SystemTime::now());
-    let backend = Arc::new(
-        zib_storage_backend::local_dir::LocalDirBackend::open(dir.path(), Arc::new(clock.clone()))
+    let clock = FakeClock::new(std::time::SystemTime::now());
+    let backend: Arc<dyn StorageBackend> = Arc::new(
+        zib_engine::storage::local_dir::LocalDirBackend::open(dir.path(), Arc::new(clock.clone()))
             .unwrap(),
     );
-    let (repository, _) = zib_engine::repository::Repository::init(
-        backend,
-        "",
-        &zib_crypto::Passphrase::new(passphrase.into()),
+    let (repository, _) = Repository::init(
+        &location(&backend, ""),
+        &Passphrase::new(passphrase.into()),
         &fast_init(),
-        &clock,
+        host(&clock),
     )
     .await
     .unwrap();

@@ -9,32 +9,32 @@ use std::collections::BTreeMap;
 use zib_crypto::{open_record, seal_record, sealed_record_len, DataKey, RecordContext};
 
 use crate::error::{Error, Result};
+use crate::format::layout::ObjectRole;
 use crate::ids::RepositoryId;
-use crate::layout::ObjectRole;
 
 /// Metadata name of the format version.
-pub const FORMAT_NAME: &str = "zib-format";
+pub(crate) const FORMAT_NAME: &str = "zib-format";
 /// The format version this code writes.
-pub const FORMAT_VALUE: &str = "1";
+pub(crate) const FORMAT_VALUE: &str = "1";
 /// Metadata name of the object kind.
-pub const KIND_NAME: &str = "zib-kind";
+pub(crate) const KIND_NAME: &str = "zib-kind";
 /// Metadata name of the repository id.
-pub const REPOSITORY_NAME: &str = "zib-repository";
+pub(crate) const REPOSITORY_NAME: &str = "zib-repository";
 /// Metadata name of the sealed record.
-pub const RECORD_NAME: &str = "zib-record";
+pub(crate) const RECORD_NAME: &str = "zib-record";
 
 /// S3's limit on user metadata: UTF-8 bytes of names plus values.
-pub const S3_METADATA_LIMIT: usize = 2_000;
+pub(crate) const S3_METADATA_LIMIT: usize = 2_000;
 /// The header prefix S3 puts before each name; counted so the check is stricter than
 /// S3's own.
 const S3_METADATA_PREFIX_LEN: usize = "x-amz-meta-".len();
 
 /// User metadata: name → value, names lowercase.
-pub type Metadata = BTreeMap<String, String>;
+pub(crate) type Metadata = BTreeMap<String, String>;
 
 /// What an object is, as its `zib-kind` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjectKind {
+pub(crate) enum ObjectKind {
     /// `README.txt`.
     Readme,
     /// The keyring or an archived copy.
@@ -49,7 +49,7 @@ pub enum ObjectKind {
 
 impl ObjectKind {
     /// The `zib-kind` value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Readme => "readme",
             Self::Keyring => "keyring",
@@ -60,7 +60,7 @@ impl ObjectKind {
     }
 
     /// The kind an object with this role has.
-    pub fn of(role: &ObjectRole) -> Self {
+    pub(crate) fn of(role: &ObjectRole) -> Self {
         match role {
             ObjectRole::Readme => Self::Readme,
             ObjectRole::Keyring | ObjectRole::KeyringArchive { .. } => Self::Keyring,
@@ -72,7 +72,7 @@ impl ObjectKind {
 }
 
 /// Size of `metadata` as zib counts it against [`S3_METADATA_LIMIT`].
-pub fn metadata_size(metadata: &Metadata) -> usize {
+pub(crate) fn metadata_size(metadata: &Metadata) -> usize {
     metadata
         .iter()
         .map(|(name, value)| S3_METADATA_PREFIX_LEN + name.len() + value.len())
@@ -80,7 +80,7 @@ pub fn metadata_size(metadata: &Metadata) -> usize {
 }
 
 /// The plaintext pairs of an object with `role` in `repository`.
-pub fn plain_metadata(role: &ObjectRole, repository: RepositoryId) -> Metadata {
+pub(crate) fn plain_metadata(role: &ObjectRole, repository: RepositoryId) -> Metadata {
     Metadata::from([
         (FORMAT_NAME.to_owned(), FORMAT_VALUE.to_owned()),
         (
@@ -93,7 +93,7 @@ pub fn plain_metadata(role: &ObjectRole, repository: RepositoryId) -> Metadata {
 
 /// Size the metadata of an object with `role` would have with a sealed record of
 /// `plaintext_len` bytes, without sealing anything.
-pub fn sealed_metadata_size(
+pub(crate) fn sealed_metadata_size(
     role: &ObjectRole,
     repository: RepositoryId,
     plaintext_len: usize,
@@ -111,7 +111,7 @@ pub fn sealed_metadata_size(
 ///
 /// [`Error::MetadataTooLarge`] when it would exceed S3's limit (checked before sealing);
 /// [`Error::Crypto`] if sealing fails.
-pub fn sealed_metadata(
+pub(crate) fn sealed_metadata(
     role: &ObjectRole,
     repository: RepositoryId,
     key: &DataKey,
@@ -151,7 +151,7 @@ pub fn sealed_metadata(
 /// implies (another kind, another repository, an unknown format version);
 /// [`Error::Crypto`] when the record does not open (altered, moved from another object,
 /// or sealed under another key).
-pub fn open_sealed_metadata(
+pub(crate) fn open_sealed_metadata(
     metadata: &Metadata,
     role: &ObjectRole,
     repository: RepositoryId,
@@ -202,10 +202,9 @@ pub fn open_sealed_metadata(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::records::{BackupKind, ManifestRecord, SendFlagBits, VolumeRecord};
     use crate::ids::{BackupId, DatasetId};
-    use crate::records::{
-        BackupKind, ManifestRecord, SendFlagBits, SnapshotIdentity, SourceKind, VolumeRecord,
-    };
+    use zib_snapshot_source::{SnapshotIdentity, SourceKind};
 
     fn repository() -> RepositoryId {
         RepositoryId::from_bytes([0x42; 16])

@@ -12,65 +12,48 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use super::off_the_runtime;
 use crate::error::{Error, Result};
-use crate::ids::RepositoryId;
-use crate::journal::lock_path;
 
 /// A held lock; released when dropped (or when the process dies).
 #[derive(Debug)]
-pub struct DatasetLock {
+pub(crate) struct DatasetLock {
     // Closing the file releases the flock: keeping it open is what holds the lock.
     _file: File,
-    path: PathBuf,
 }
 
-impl DatasetLock {
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-/// Takes the lock for backups of `dataset_name` into `repository`; with `wait`, waits for
-/// a running backup to finish instead of failing.
+/// Takes the lock at `path`, which guards the backups of `dataset_name`; with `wait`,
+/// waits for a running backup to finish instead of failing.
 ///
 /// # Errors
 ///
 /// [`Error::Locked`] (without `wait`) when another run holds it, naming the dataset, the
 /// lock file and the holder's pid; [`Error::LocalState`] when the state directory or the
 /// lock file cannot be created.
-pub async fn lock_dataset(
-    state_dir: &Path,
-    repository: RepositoryId,
+pub(crate) async fn lock_dataset(
+    path: &Path,
     dataset_name: &str,
     wait: bool,
 ) -> Result<DatasetLock> {
-    let path = lock_path(state_dir, repository, dataset_name);
     let dataset = dataset_name.to_owned();
-    let lock_file_path = path.clone();
-    tokio::task::spawn_blocking(move || {
+    off_the_runtime(path, "take the dataset lock", move |path| {
         if wait {
-            lock_file(&path, true)?.ok_or_else(|| Error::LocalState {
-                path: path.clone(),
+            lock_file(path, true)?.ok_or_else(|| Error::LocalState {
+                path: path.to_owned(),
                 action: "wait for the dataset lock",
                 source: std::io::Error::other("the lock was not granted"),
             })
         } else {
-            lock_file(&path, false)?.ok_or_else(|| Error::Locked {
+            lock_file(path, false)?.ok_or_else(|| Error::Locked {
                 dataset,
-                pid: holder_pid(&path),
-                lock_file: path.clone(),
+                pid: holder_pid(path),
+                lock_file: path.to_owned(),
             })
         }
     })
     .await
-    .map_err(|error| Error::LocalState {
-        path: lock_file_path,
-        action: "take the dataset lock",
-        source: std::io::Error::other(error.to_string()),
-    })?
 }
 
 /// Takes the lock at `path` (creating it and its directory); `None` when another holds
@@ -113,10 +96,7 @@ pub(crate) fn lock_file(path: &Path, wait: bool) -> Result<Option<DatasetLock>> 
         .and_then(|()| file.rewind())
         .and_then(|()| writeln!(file, "{}", std::process::id()))
         .map_err(state("write the dataset lock file"))?;
-    Ok(Some(DatasetLock {
-        _file: file,
-        path: path.to_owned(),
-    }))
+    Ok(Some(DatasetLock { _file: file }))
 }
 
 /// The pid recorded by the lock's holder, if it can be read.
@@ -131,18 +111,31 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::ids::ID_LEN;
+    use crate::ids::{RepositoryId, ID_LEN};
+    use crate::state::StateDir;
+
+    fn lock_path(state: &Path, repository: RepositoryId, dataset: &str) -> std::path::PathBuf {
+        StateDir::new(state).dataset(repository, dataset).lock
+    }
 
     #[tokio::test]
     async fn a_second_lock_on_a_dataset_fails_and_names_the_holder() {
         let dir = tempfile::tempdir().unwrap();
         let repository = RepositoryId::from_bytes([9; ID_LEN]);
-        let held = lock_dataset(dir.path(), repository, "tank/photos", false)
-            .await
-            .unwrap();
-        let error = lock_dataset(dir.path(), repository, "tank/photos", false)
-            .await
-            .unwrap_err();
+        let held = lock_dataset(
+            &lock_path(dir.path(), repository, "tank/photos"),
+            "tank/photos",
+            false,
+        )
+        .await
+        .unwrap();
+        let error = lock_dataset(
+            &lock_path(dir.path(), repository, "tank/photos"),
+            "tank/photos",
+            false,
+        )
+        .await
+        .unwrap_err();
         match &error {
             Error::Locked {
                 dataset,
@@ -150,42 +143,61 @@ mod tests {
                 pid,
             } => {
                 assert_eq!(dataset, "tank/photos");
-                assert_eq!(lock_file, held.path());
+                assert_eq!(lock_file, &lock_path(dir.path(), repository, "tank/photos"));
                 assert_eq!(*pid, Some(std::process::id()));
             }
             other => panic!("expected a lock error, got {other}"),
         }
         assert!(error.to_string().contains("tank/photos"), "{error}");
         // Another dataset, or the same name in another repository: not blocked.
-        lock_dataset(dir.path(), repository, "tank/music", false)
-            .await
-            .unwrap();
         lock_dataset(
-            dir.path(),
-            RepositoryId::from_bytes([8; ID_LEN]),
+            &lock_path(dir.path(), repository, "tank/music"),
+            "tank/music",
+            false,
+        )
+        .await
+        .unwrap();
+        lock_dataset(
+            &lock_path(
+                dir.path(),
+                RepositoryId::from_bytes([8; ID_LEN]),
+                "tank/photos",
+            ),
             "tank/photos",
             false,
         )
         .await
         .unwrap();
         drop(held);
-        lock_dataset(dir.path(), repository, "tank/photos", false)
-            .await
-            .unwrap();
+        lock_dataset(
+            &lock_path(dir.path(), repository, "tank/photos"),
+            "tank/photos",
+            false,
+        )
+        .await
+        .unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_waiting_lock_is_granted_when_the_holder_lets_go() {
         let dir = tempfile::tempdir().unwrap();
         let repository = RepositoryId::from_bytes([9; ID_LEN]);
-        let held = lock_dataset(dir.path(), repository, "tank/photos", false)
-            .await
-            .unwrap();
+        let held = lock_dataset(
+            &lock_path(dir.path(), repository, "tank/photos"),
+            "tank/photos",
+            false,
+        )
+        .await
+        .unwrap();
         let state = dir.path().to_owned();
-        let waiter =
-            tokio::spawn(
-                async move { lock_dataset(&state, repository, "tank/photos", true).await },
-            );
+        let waiter = tokio::spawn(async move {
+            lock_dataset(
+                &lock_path(&state, repository, "tank/photos"),
+                "tank/photos",
+                true,
+            )
+            .await
+        });
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         assert!(
             !waiter.is_finished(),

@@ -3,11 +3,6 @@
 //! whole segments after), whatever the source's chunk sizes and whether the chunks are
 //! uniquely owned or slices of one shared buffer.
 
-// Helpers outside #[test] functions panic on failure too: that is the report.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
@@ -16,12 +11,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream};
 use zib_crypto::{Passphrase, HEADER_LEN, SEGMENT_CIPHERTEXT_LEN};
-use zib_engine::clock::FakeClock;
-use zib_engine::ids::{BackupId, DatasetId};
-use zib_engine::progress::NoProgress;
-use zib_engine::repository::Repository;
-use zib_engine::volumes::{upload_stream, VolumeShape};
-use zib_engine::Error;
 use zib_storage_backend::memory::{MemoryBackend, MemoryConfig};
 use zib_storage_backend::{
     AbortIncompleteUploadsRule, ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag,
@@ -29,7 +18,13 @@ use zib_storage_backend::{
     Result as StorageResult, StorageBackend, UploadId, WriteOptions,
 };
 
-use common::fast_init;
+use super::{fast_init, host, location, upload_stream};
+use crate::error::Error;
+use crate::ids::{BackupId, DatasetId};
+use crate::progress::NoProgress;
+use crate::repository::Repository;
+use crate::upload::VolumeShape;
+use crate::FakeClock;
 
 const MIB: usize = 1 << 20;
 
@@ -154,15 +149,16 @@ async fn check_parts(len: usize, chunk: usize, shared: bool) {
         inner: MemoryBackend::new(MemoryConfig::default(), clock.clone()),
         parts: Mutex::default(),
     });
+    let state = tempfile::tempdir().unwrap();
     let (repository, _) = Repository::init(
-        backend.clone(),
-        "",
+        &location(backend.clone(), ""),
         &Passphrase::new("part boundaries".into()),
         &fast_init(),
-        clock.as_ref(),
+        host(state.path(), &clock),
     )
     .await
     .unwrap();
+    let repository = repository.context().clone();
     let shape = VolumeShape {
         volume_plaintext_len: 12 * MIB as u64,
         part_len: 5 * MIB as u64,
@@ -188,7 +184,6 @@ async fn check_parts(len: usize, chunk: usize, shared: bool) {
         stream::iter(chunks),
         &shape,
         &NoProgress,
-        None,
     )
     .await
     .unwrap();

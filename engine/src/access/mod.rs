@@ -17,10 +17,10 @@
 //! Standard rates, until someone aborts it. zib aborts its own leftovers at clean-up,
 //! but a host that dies for good never cleans up, so `init` also asks the bucket to
 //! abort uploads under the repository prefix [`ABORT_AFTER_DAYS`] days after they
-//! started ([`ensure_lifecycle_rule`]). Only zib's rule ([`LIFECYCLE_RULE_ID`]) is added
+//! started (`ensure_lifecycle_rule`). Only zib's rule ([`LIFECYCLE_RULE_ID`]) is added
 //! or updated; the bucket's other rules are kept as they are.
 
-use std::fmt;
+pub(crate) mod report;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -31,203 +31,21 @@ use zib_storage_backend::{
     WriteOptions,
 };
 
+pub use self::report::{
+    AccessReport, AccessStep, AccessWarning, LifecycleStatus, ABORT_AFTER_DAYS, LIFECYCLE_RULE_ID,
+};
 use crate::error::{Error, Result};
-use crate::layout::{access_probes_prefix, ObjectRole};
-use crate::metadata::{ObjectKind, FORMAT_NAME, FORMAT_VALUE, KIND_NAME};
-use crate::repository::{normalise_prefix, object_key};
-
-/// Id of zib's lifecycle rule in the bucket's lifecycle configuration.
-pub const LIFECYCLE_RULE_ID: &str = "zib-abort-incomplete-uploads";
-
-/// Days after which the bucket aborts an incomplete multipart upload under the
-/// repository: longer than any single volume upload takes, short enough that abandoned
-/// parts cost little (7 days of Standard storage).
-pub const ABORT_AFTER_DAYS: u32 = 7;
+use crate::format::layout::{access_probes_prefix, ObjectRole};
+use crate::format::layout::{normalise_prefix, object_key};
+use crate::format::metadata::{ObjectKind, FORMAT_NAME, FORMAT_VALUE, KIND_NAME};
 
 /// An upload id no upload has: aborting it proves `s3:AbortMultipartUpload` (a permitted
 /// request answers `NoSuchUpload`) without touching anything.
 const PROBE_UPLOAD_ID: &str = "zib-access-check-no-such-upload";
 
-/// One step of the access check, each proving one permission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum AccessStep {
-    /// List the objects under the repository prefix.
-    ListObjects,
-    /// Read the keyring (opening an existing repository).
-    ReadKeyring,
-    /// Delete the probe key before the probe exists (a no-op when allowed).
-    DeleteProbeBeforeWriting,
-    /// Write the zero-byte probe object (STANDARD class).
-    WriteProbe,
-    /// Read the probe object back.
-    ReadProbe,
-    /// Ask for a restore of the probe (not archived, so nothing is restored or billed).
-    RestoreProbe,
-    /// Delete the probe object.
-    DeleteProbe,
-    /// List incomplete multipart uploads under the prefix.
-    ListUploads,
-    /// Abort a multipart upload (one that does not exist).
-    AbortUpload,
-    /// List the parts of a multipart upload (one that does not exist).
-    ListParts,
-    /// Read the bucket's lifecycle configuration.
-    ReadLifecycle,
-    /// Write the bucket's lifecycle configuration.
-    WriteLifecycle,
-}
-
-impl AccessStep {
-    /// The IAM permission (action) the step needs.
-    pub fn permission(self) -> &'static str {
-        match self {
-            Self::ListObjects => "s3:ListBucket",
-            Self::ReadKeyring | Self::ReadProbe => "s3:GetObject",
-            Self::DeleteProbeBeforeWriting | Self::DeleteProbe => "s3:DeleteObject",
-            Self::WriteProbe => "s3:PutObject",
-            Self::RestoreProbe => "s3:RestoreObject",
-            Self::ListUploads => "s3:ListBucketMultipartUploads",
-            Self::AbortUpload => "s3:AbortMultipartUpload",
-            Self::ListParts => "s3:ListMultipartUploadParts",
-            Self::ReadLifecycle => "s3:GetLifecycleConfiguration",
-            Self::WriteLifecycle => "s3:PutLifecycleConfiguration",
-        }
-    }
-
-    /// Whether the permission is granted on the bucket (resource `arn:aws:s3:::BUCKET`)
-    /// rather than on its objects (`arn:aws:s3:::BUCKET/PREFIX*`).
-    pub fn on_bucket(self) -> bool {
-        matches!(
-            self,
-            Self::ListObjects | Self::ListUploads | Self::ReadLifecycle | Self::WriteLifecycle
-        )
-    }
-
-    /// What zib needs the permission for.
-    pub fn needed_for(self) -> &'static str {
-        match self {
-            Self::ListObjects => "finding backups and leftovers",
-            Self::ReadKeyring | Self::ReadProbe => "reading the keyring and restored volumes",
-            Self::DeleteProbeBeforeWriting | Self::DeleteProbe => {
-                "removing leftovers and pruned backups"
-            }
-            Self::WriteProbe => "writing volumes, manifests and the keyring",
-            Self::RestoreProbe => "restoring backups from the archive class",
-            Self::ListUploads => "finding interrupted uploads",
-            Self::AbortUpload => "cleaning up interrupted uploads",
-            Self::ListParts => "resuming an interrupted backup without re-sending its parts",
-            Self::ReadLifecycle | Self::WriteLifecycle => {
-                "the bucket rule that aborts abandoned uploads"
-            }
-        }
-    }
-
-    fn resource(self, prefix: &str) -> String {
-        if self.on_bucket() {
-            "the bucket".to_owned()
-        } else if prefix.is_empty() {
-            "every object of the bucket".to_owned()
-        } else {
-            format!("the objects under {prefix:?}")
-        }
-    }
-}
-
-impl fmt::Display for AccessStep {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::ListObjects => "list the repository's objects",
-            Self::ReadKeyring => "read the keyring",
-            Self::DeleteProbeBeforeWriting => "delete a probe object (before writing it)",
-            Self::WriteProbe => "write a zero-byte probe object",
-            Self::ReadProbe => "read the probe object",
-            Self::RestoreProbe => "request a restore",
-            Self::DeleteProbe => "delete the probe object",
-            Self::ListUploads => "list incomplete multipart uploads",
-            Self::AbortUpload => "abort a multipart upload",
-            Self::ListParts => "list the parts of a multipart upload",
-            Self::ReadLifecycle => "read the bucket's lifecycle rules",
-            Self::WriteLifecycle => "set the bucket's lifecycle rule",
-        })
-    }
-}
-
-/// A permission that is missing but does not stop backups.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessWarning {
-    /// The step that was refused.
-    pub step: AccessStep,
-    /// What to tell the user: the permission to add and what it is for.
-    pub message: String,
-}
-
-/// The state of the bucket rule that aborts incomplete uploads under the repository.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum LifecycleStatus {
-    /// A rule already covers the repository prefix (zib's or one of the user's).
-    Present {
-        /// The rule that covers it.
-        rule: AbortIncompleteUploadsRule,
-    },
-    /// zib has just added (or corrected) its rule.
-    Set {
-        /// The rule as written.
-        rule: AbortIncompleteUploadsRule,
-    },
-    /// No rule covers the prefix and none was set; `warning` says why and what to do.
-    Missing {
-        /// For the user.
-        warning: String,
-    },
-    /// The rules could not be read; `warning` says which permission to add.
-    Unknown {
-        /// For the user.
-        warning: String,
-    },
-    /// The backend has no incomplete-upload billing (a local directory).
-    NotApplicable {
-        /// Why.
-        reason: String,
-    },
-}
-
-impl LifecycleStatus {
-    /// The warning to show the user, if any.
-    pub fn warning(&self) -> Option<&str> {
-        match self {
-            Self::Missing { warning } | Self::Unknown { warning } => Some(warning),
-            Self::Present { .. } | Self::Set { .. } | Self::NotApplicable { .. } => None,
-        }
-    }
-}
-
-/// What the access check found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessReport {
-    /// The steps that were allowed, in the order they ran.
-    pub passed: Vec<AccessStep>,
-    /// Missing permissions that do not stop backups.
-    pub warnings: Vec<AccessWarning>,
-    /// The lifecycle rule as found (the check itself never writes it).
-    pub lifecycle: LifecycleStatus,
-}
-
-impl AccessReport {
-    /// Every warning for the user: missing permissions, then the lifecycle rule's.
-    pub fn warning_messages(&self) -> Vec<&str> {
-        self.warnings
-            .iter()
-            .map(|w| w.message.as_str())
-            .chain(self.lifecycle.warning())
-            .collect()
-    }
-}
-
 /// Which steps [`check_access`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AccessCheckOptions {
+pub(crate) struct AccessCheckOptions {
     /// Write, read and delete a probe object (`init`, a health check). `false` keeps the
     /// check read-only (opening a repository writes nothing).
     pub write_probe: bool,
@@ -248,7 +66,7 @@ pub struct AccessCheckOptions {
 /// permission (a refused restore or lifecycle read is a warning in the report instead);
 /// [`Error::NotARepository`] when `read_keyring` and there is no keyring; other storage
 /// errors as they come.
-pub async fn check_access(
+pub(crate) async fn check_access(
     backend: &dyn StorageBackend,
     prefix: &str,
     options: &AccessCheckOptions,
@@ -334,7 +152,7 @@ async fn probe(
     let mut nonce = [0u8; 8];
     ring::rand::SystemRandom::new()
         .fill(&mut nonce)
-        .map_err(|_| Error::InvalidInput("the system random generator failed".into()))?;
+        .map_err(|_| Error::RandomUnavailable(crate::ids::RandomUnavailable))?;
     let role = ObjectRole::AccessProbe {
         nonce: u64::from_be_bytes(nonce),
     };
@@ -464,7 +282,7 @@ fn warning_text(step: AccessStep, prefix: &str, consequence: &str) -> String {
 }
 
 /// The rule zib wants for a repository under `prefix`.
-pub fn wanted_rule(prefix: &str) -> AbortIncompleteUploadsRule {
+pub(crate) fn wanted_rule(prefix: &str) -> AbortIncompleteUploadsRule {
     AbortIncompleteUploadsRule {
         id: LIFECYCLE_RULE_ID.to_owned(),
         prefix: prefix.to_owned(),
@@ -476,7 +294,10 @@ pub fn wanted_rule(prefix: &str) -> AbortIncompleteUploadsRule {
 /// Reads whether a lifecycle rule aborts incomplete uploads under `prefix` (already
 /// normalised) within [`ABORT_AFTER_DAYS`]. Never writes; never fails: an unreadable
 /// configuration is [`LifecycleStatus::Unknown`] with the permission to add.
-pub async fn lifecycle_status(backend: &dyn StorageBackend, prefix: &str) -> LifecycleStatus {
+pub(crate) async fn lifecycle_status(
+    backend: &dyn StorageBackend,
+    prefix: &str,
+) -> LifecycleStatus {
     match backend.abort_incomplete_uploads_rules().await {
         Ok(rules) => match covering_rule(&rules, prefix) {
             Some(rule) => LifecycleStatus::Present { rule },
@@ -492,7 +313,10 @@ pub async fn lifecycle_status(backend: &dyn StorageBackend, prefix: &str) -> Lif
 /// written when one already does (zib's or the user's own); otherwise zib's rule
 /// ([`LIFECYCLE_RULE_ID`]) is added, or corrected if it exists with other settings. The
 /// bucket's other rules are kept. Never fails: a refusal is a status with a warning.
-pub async fn ensure_lifecycle_rule(backend: &dyn StorageBackend, prefix: &str) -> LifecycleStatus {
+pub(crate) async fn ensure_lifecycle_rule(
+    backend: &dyn StorageBackend,
+    prefix: &str,
+) -> LifecycleStatus {
     let rules = match backend.abort_incomplete_uploads_rules().await {
         Ok(rules) => rules,
         Err(error) => return lifecycle_failure(prefix, error),
@@ -572,7 +396,10 @@ fn lifecycle_failure(prefix: &str, error: StorageError) -> LifecycleStatus {
 /// # Errors
 ///
 /// Storage errors of the listing.
-pub async fn leftover_probes(backend: &dyn StorageBackend, prefix: &str) -> Result<Vec<ListEntry>> {
+pub(crate) async fn leftover_probes(
+    backend: &dyn StorageBackend,
+    prefix: &str,
+) -> Result<Vec<ListEntry>> {
     let listing = format!("{prefix}{}", access_probes_prefix());
     let entries = backend.list_all(&listing).await?;
     Ok(entries

@@ -2,11 +2,6 @@
 //! mid-upload (zfs-fuse + moto behind the fault proxy) and run again; the dataset lock
 //! between concurrent runs; journals that cannot be continued.
 
-// Test support: a panic with a message is how a check or a set-up step reports failure.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,37 +10,35 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use zib_crypto::{Passphrase, HEADER_LEN, SEGMENT_CIPHERTEXT_LEN};
-use zib_engine::backup::{back_up, record_identity, BackupOptions, BackupOutcome, SnapshotChoice};
-use zib_engine::catalog::read_catalog;
-use zib_engine::clock::FakeClock;
-use zib_engine::journal::{
-    encode_journal, journal_path, read_journal, Journal, JournalKind, JournalShape,
-    JournalSnapshot, JournalSource, JournalVolume, VolumeState,
-};
-use zib_engine::progress::NoProgress;
-use zib_engine::records::{BackupKind, SourceKind};
-use zib_engine::repository::Repository;
-use zib_engine::restore::receive_readable_chain;
-use zib_engine::volumes::VolumeShape;
-use zib_engine::Error;
 use zib_snapshot_source::zfs::ZfsSource;
 use zib_snapshot_source::{
-    ByteStream, Capabilities, DatasetName, Protection, SendRequest, SendStream, SnapshotInfo,
-    SnapshotName, SnapshotSource,
+    Capabilities, DatasetName, Protection, ReceiveStream, SendRequest, SendStream, SnapshotInfo,
+    SnapshotName, SnapshotSource, SourceKind,
 };
 use zib_storage_backend::counting::Counting;
 use zib_storage_backend::faults::{Fault, FaultInjecting, FaultRule, Trigger};
 use zib_storage_backend::local_dir::LocalDirBackend;
 use zib_storage_backend::s3::S3Backend;
-use zib_storage_backend::{
-    Operation, RestoreTier, StorageBackend, StorageBackendExt, StorageClass,
-};
+use zib_storage_backend::{Operation, RestoreTier, StorageBackend, StorageBackendExt};
 use zib_test_utils::data::{hash_tree, TestRng};
 use zib_test_utils::moto::MotoServer;
 use zib_test_utils::proxy::{FaultProxy, ProxyFault, ProxyRule, ProxyTrigger};
 use zib_test_utils::zfs::ZfsPool;
 
-use common::{backup_options, committed, fast_init, s3_config_at, s3_on_moto};
+use super::{
+    backup_options, committed, fast_init, host, journal_path, location, s3_config_at, s3_on_moto,
+};
+use crate::backup::{BackupOptions, BackupOutcome, SnapshotChoice};
+use crate::error::Error;
+use crate::format::records::{BackupKind, SendFlagBits};
+use crate::ids::{BackupId, DatasetId};
+use crate::progress::NoProgress;
+use crate::repository::Repository;
+use crate::state::journal::{
+    read_journal, Journal, JournalFile, JournalSnapshot, JournalVolume, VolumeState,
+};
+use crate::upload::VolumeShape;
+use crate::FakeClock;
 
 const MIB: usize = 1 << 20;
 const PASSPHRASE: &str = "a long family passphrase";
@@ -62,13 +55,29 @@ fn shape() -> VolumeShape {
     }
 }
 
-fn options(dataset: DatasetName, snapshot: &str, state_dir: &Path) -> BackupOptions {
+fn options(snapshot: &str) -> BackupOptions {
     BackupOptions {
         snapshot: SnapshotChoice::Existing(SnapshotName::zfs(snapshot).unwrap()),
         shape: shape(),
-        state_dir: state_dir.to_owned(),
-        ..backup_options(dataset, SourceKind::Zfs)
+        ..backup_options()
     }
+}
+
+/// The repository at `backend` (prefix `prefix`), from a host keeping its state in
+/// `state`.
+async fn open(
+    backend: Arc<dyn StorageBackend>,
+    prefix: &str,
+    state: &Path,
+    clock: &FakeClock,
+) -> Repository {
+    Repository::open(
+        &location(backend, prefix),
+        &Passphrase::new(PASSPHRASE.into()),
+        host(state, clock),
+    )
+    .await
+    .unwrap()
 }
 
 /// Parts a volume object of `len` bytes was uploaded in (every part but the last is
@@ -133,26 +142,16 @@ async fn resume_child_process() {
             .await
             .unwrap(),
     );
-    let repository = Repository::open(
-        backend,
-        "zib",
-        &Passphrase::new(PASSPHRASE.into()),
-        StorageClass::DeepArchive,
-    )
-    .await
-    .unwrap();
-    let outcome = back_up(
-        &repository,
-        &ZfsSource::new(),
-        &options(
-            DatasetName::zfs(dataset).unwrap(),
-            SNAPSHOT,
-            Path::new(state_dir),
-        ),
-        &FakeClock::new(SystemTime::now()),
-        &NoProgress,
-    )
-    .await;
+    let clock = FakeClock::new(SystemTime::now());
+    let repository = open(backend, "zib", Path::new(state_dir), &clock).await;
+    let outcome = repository
+        .backup(
+            &ZfsSource::new(),
+            &DatasetName::zfs(dataset).unwrap(),
+            &options(SNAPSHOT),
+            &NoProgress,
+        )
+        .await;
     panic!("this backup should have been killed before it ended: {outcome:?}");
 }
 
@@ -203,24 +202,23 @@ async fn kill_and_resume(stalled: u64, cut: Cut) {
     // 40 MiB of stream: 4 volumes, 10 parts.
     let dataset = dataset_with_data(&pool, "photos", 40, stalled).await;
     let expected = hash_tree(&pool.mountpoint(&dataset)).unwrap();
+    let state = tempfile::tempdir().unwrap();
     let (repository, _) = Repository::init(
-        backend.clone(),
-        "zib",
+        &location(backend.clone(), "zib"),
         &Passphrase::new(PASSPHRASE.into()),
         &fast_init(),
-        &clock,
+        host(state.path(), &clock),
     )
     .await
     .unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let journal_file = journal_path(state.path(), repository.id(), &dataset.to_string());
+    let journal_file = journal_path(state.path(), repository.id(), dataset.as_str());
 
     let stderr = state.path().join("child.stderr");
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--ignored",
             "--exact",
-            "resume_child_process",
+            "tests::resume_real::resume_child_process",
             "--nocapture",
         ])
         .env(
@@ -248,6 +246,7 @@ async fn kill_and_resume(stalled: u64, cut: Cut) {
         assert!(Instant::now() < deadline, "the backup made no progress");
         if proxy.seen(Operation::UploadPart) >= stalled {
             let confirmed = read_journal(&journal_file)
+                .await
                 .unwrap()
                 .map(|journal| journal.confirmed_parts());
             if confirmed != last {
@@ -264,6 +263,7 @@ async fn kill_and_resume(stalled: u64, cut: Cut) {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let at_kill = read_journal(&journal_file)
+        .await
         .unwrap()
         .expect("the journal outlives the killed run");
     let confirmed = at_kill.confirmed_parts();
@@ -303,32 +303,19 @@ async fn kill_and_resume(stalled: u64, cut: Cut) {
 
     // Run again, counting requests.
     let counting = Counting::new(backend.clone());
-    let repository = Repository::open(
-        Arc::new(counting.clone()),
-        "zib",
-        &Passphrase::new(PASSPHRASE.into()),
-        StorageClass::DeepArchive,
-    )
-    .await
-    .unwrap();
+    let repository = open(Arc::new(counting.clone()), "zib", state.path(), &clock).await;
     let source = ZfsSource::new();
     let backup = committed(
-        back_up(
-            &repository,
-            &source,
-            &options(dataset.clone(), SNAPSHOT, state.path()),
-            &clock,
-            &NoProgress,
-        )
-        .await
-        .unwrap(),
+        repository
+            .backup(&source, &dataset, &options(SNAPSHOT), &NoProgress)
+            .await
+            .unwrap(),
     );
     assert_eq!(
-        backup.manifest.backup_id,
-        at_kill.backup(),
+        backup.manifest.backup_id, at_kill.backup_id,
         "the same backup"
     );
-    assert_eq!(backup.manifest.dataset_id, at_kill.dataset());
+    assert_eq!(backup.manifest.dataset_id, at_kill.dataset_id);
     assert!(
         backup.decision.reason.contains("continuing"),
         "{}",
@@ -339,7 +326,7 @@ async fn kill_and_resume(stalled: u64, cut: Cut) {
         "the journal goes once the manifest commits"
     );
 
-    let catalog = read_catalog(&repository).await.unwrap();
+    let catalog = repository.catalog().await.unwrap();
     let stored = &catalog.backups(backup.manifest.dataset_id)[0];
     assert_eq!(stored.volume_sizes.len(), 4);
     let total: u64 = stored
@@ -378,17 +365,17 @@ async fn kill_and_resume(stalled: u64, cut: Cut) {
             .unwrap();
     }
     let target = pool.dataset("restored");
-    receive_readable_chain(
-        Arc::new(repository),
-        &catalog,
-        backup.manifest.dataset_id,
-        backup.manifest.backup_id,
-        &source,
-        &target,
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    Arc::new(repository)
+        .receive_chain(
+            &catalog,
+            backup.manifest.dataset_id,
+            backup.manifest.backup_id,
+            &source,
+            &target,
+            &NoProgress,
+        )
+        .await
+        .unwrap();
     assert_eq!(hash_tree(&pool.mountpoint(&target)).unwrap(), expected);
 }
 
@@ -415,6 +402,10 @@ struct Gated {
 
 #[async_trait]
 impl SnapshotSource for Gated {
+    fn kind(&self) -> SourceKind {
+        self.inner.kind()
+    }
+
     async fn capabilities(
         &self,
         dataset: &DatasetName,
@@ -458,7 +449,7 @@ impl SnapshotSource for Gated {
     async fn receive(
         &self,
         target: &DatasetName,
-        stream: ByteStream,
+        stream: ReceiveStream,
     ) -> zib_snapshot_source::Result<SnapshotInfo> {
         self.inner.receive(target, stream).await
     }
@@ -474,15 +465,18 @@ impl SnapshotSource for Gated {
     }
 }
 
-async fn local_repository(dir: &Path, clock: &FakeClock) -> (Arc<dyn StorageBackend>, Repository) {
+async fn local_repository(
+    dir: &Path,
+    state: &Path,
+    clock: &FakeClock,
+) -> (Arc<dyn StorageBackend>, Repository) {
     let backend: Arc<dyn StorageBackend> =
         Arc::new(LocalDirBackend::open(dir, Arc::new(clock.clone())).unwrap());
     let (repository, _) = Repository::init(
-        backend.clone(),
-        "",
+        &location(backend.clone(), ""),
         &Passphrase::new(PASSPHRASE.into()),
         &fast_init(),
-        clock,
+        host(state, clock),
     )
     .await
     .unwrap();
@@ -498,29 +492,24 @@ async fn a_second_run_on_a_dataset_gets_the_lock_error_another_dataset_does_not(
     let music = dataset_with_data(&pool, "music", 3, 2).await;
     let repository_dir = tempfile::tempdir().unwrap();
     let clock = FakeClock::new(SystemTime::now());
-    let (_, repository) = local_repository(repository_dir.path(), &clock).await;
     let state = tempfile::tempdir().unwrap();
+    let (_, repository) = local_repository(repository_dir.path(), state.path(), &clock).await;
     let source = Gated {
         inner: ZfsSource::new(),
         dataset: photos.clone(),
         entered: tokio::sync::Notify::new(),
         gate: tokio::sync::Semaphore::new(0),
     };
-    let first_options = options(photos.clone(), SNAPSHOT, state.path());
-    let first = back_up(&repository, &source, &first_options, &clock, &NoProgress);
+    let first_options = options(SNAPSHOT);
+    let first = repository.backup(&source, &photos, &first_options, &NoProgress);
     let others = async {
         // The first run is sending: it holds the lock of `photos`.
         source.entered.notified().await;
         let started = Instant::now();
-        let error = back_up(
-            &repository,
-            &source,
-            &options(photos.clone(), SNAPSHOT, state.path()),
-            &clock,
-            &NoProgress,
-        )
-        .await
-        .expect_err("a second run on the same dataset must not start");
+        let error = repository
+            .backup(&source, &photos, &options(SNAPSHOT), &NoProgress)
+            .await
+            .expect_err("a second run on the same dataset must not start");
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "it fails at once"
@@ -536,30 +525,20 @@ async fn a_second_run_on_a_dataset_gets_the_lock_error_another_dataset_does_not(
 
         // Another dataset is not blocked.
         let music_backup = committed(
-            back_up(
-                &repository,
-                &source,
-                &options(music.clone(), SNAPSHOT, state.path()),
-                &clock,
-                &NoProgress,
-            )
-            .await
-            .unwrap(),
+            repository
+                .backup(&source, &music, &options(SNAPSHOT), &NoProgress)
+                .await
+                .unwrap(),
         );
         assert_eq!(music_backup.manifest.dataset_name, music.to_string());
 
         // A run that asks to wait does so until the first one is done.
         let waiting_options = BackupOptions {
             wait_for_lock: true,
-            ..options(photos.clone(), SNAPSHOT, state.path())
+            ..options(SNAPSHOT)
         };
-        let mut waiting = Box::pin(back_up(
-            &repository,
-            &source,
-            &waiting_options,
-            &clock,
-            &NoProgress,
-        ));
+        let mut waiting =
+            Box::pin(repository.backup(&source, &photos, &waiting_options, &NoProgress));
         tokio::select! {
             outcome = &mut waiting => panic!("the waiting run must wait: {outcome:?}"),
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -588,24 +567,19 @@ async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
     let dataset = dataset_with_data(&pool, "photos", 14, 3).await;
     let repository_dir = tempfile::tempdir().unwrap();
     let clock = FakeClock::new(SystemTime::now());
-    let (backend, repository) = local_repository(repository_dir.path(), &clock).await;
     let state = tempfile::tempdir().unwrap();
-    let journal_file = journal_path(state.path(), repository.id(), &dataset.to_string());
+    let (backend, repository) = local_repository(repository_dir.path(), state.path(), &clock).await;
+    let journal_file = journal_path(state.path(), repository.id(), dataset.as_str());
     let source = ZfsSource::new();
 
     // A corrupt journal: reported, moved aside, and the backup planned afresh.
     std::fs::create_dir_all(journal_file.parent().unwrap()).unwrap();
     std::fs::write(&journal_file, b"ZIBJRNL\n\x01\0\0\0 not really").unwrap();
     let fresh = committed(
-        back_up(
-            &repository,
-            &source,
-            &options(dataset.clone(), SNAPSHOT, state.path()),
-            &clock,
-            &NoProgress,
-        )
-        .await
-        .unwrap(),
+        repository
+            .backup(&source, &dataset, &options(SNAPSHOT), &NoProgress)
+            .await
+            .unwrap(),
     );
     let aside: Vec<PathBuf> = std::fs::read_dir(journal_file.parent().unwrap())
         .unwrap()
@@ -627,7 +601,7 @@ async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
         .create_snapshot(&dataset, &doomed, None)
         .await
         .unwrap();
-    let faulty = Repository::open(
+    let faulty = open(
         Arc::new(FaultInjecting::new(
             backend.clone(),
             vec![FaultRule {
@@ -638,33 +612,36 @@ async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
             3,
         )),
         "",
-        &Passphrase::new(PASSPHRASE.into()),
-        StorageClass::DeepArchive,
-    )
-    .await
-    .unwrap();
-    // An incremental on top of the first backup; its first part is refused.
-    let error = back_up(
-        &faulty,
-        &source,
-        &BackupOptions {
-            shape: VolumeShape {
-                volume_plaintext_len: 12 * MIB as u64,
-                part_len: 5 * MIB as u64,
-                parts_in_flight: 1,
-            },
-            ..options(dataset.clone(), "doomed", state.path())
-        },
+        state.path(),
         &clock,
-        &NoProgress,
     )
-    .await
-    .expect_err("the injected fault stops the backup");
+    .await;
+    // An incremental on top of the first backup; its first part is refused.
+    let error = faulty
+        .backup(
+            &source,
+            &dataset,
+            &BackupOptions {
+                shape: VolumeShape {
+                    volume_plaintext_len: 12 * MIB as u64,
+                    part_len: 5 * MIB as u64,
+                    parts_in_flight: 1,
+                },
+                ..options("doomed")
+            },
+            &NoProgress,
+        )
+        .await
+        .expect_err("the injected fault stops the backup");
     assert!(matches!(error, Error::Storage(_)), "{error}");
-    let interrupted = read_journal(&journal_file).unwrap().expect("journal kept");
-    assert_ne!(interrupted.backup(), fresh.manifest.backup_id);
+    let interrupted = read_journal(&journal_file)
+        .await
+        .unwrap()
+        .expect("journal kept");
+    assert_ne!(interrupted.backup_id, fresh.manifest.backup_id);
     assert_eq!(
-        read_catalog(&repository)
+        repository
+            .catalog()
             .await
             .unwrap()
             .leftovers
@@ -675,21 +652,21 @@ async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
     source.destroy_snapshot(&dataset, &doomed).await.unwrap();
 
     clock.advance(Duration::from_secs(60));
-    let replanned = back_up(
-        &repository,
-        &source,
-        &BackupOptions {
-            snapshot: SnapshotChoice::Create,
-            ..options(dataset.clone(), SNAPSHOT, state.path())
-        },
-        &clock,
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let replanned = repository
+        .backup(
+            &source,
+            &dataset,
+            &BackupOptions {
+                snapshot: SnapshotChoice::Create,
+                ..options(SNAPSHOT)
+            },
+            &NoProgress,
+        )
+        .await
+        .unwrap();
     let replanned = committed(replanned);
-    assert_ne!(replanned.manifest.backup_id, interrupted.backup());
-    let catalog = read_catalog(&repository).await.unwrap();
+    assert_ne!(replanned.manifest.backup_id, interrupted.backup_id);
+    let catalog = repository.catalog().await.unwrap();
     assert!(
         catalog.leftovers.incomplete_uploads.is_empty(),
         "{:?}",
@@ -706,19 +683,19 @@ async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
     // it): dropped, nothing sent again.
     let manifest = &replanned.manifest;
     let leftover = Journal {
-        repository_id: *repository.id().as_bytes(),
+        repository_id: repository.id(),
         dataset_name: dataset.to_string(),
-        dataset_id: *manifest.dataset_id.as_bytes(),
-        backup_id: *manifest.backup_id.as_bytes(),
-        source: JournalSource::Zfs,
+        dataset_id: manifest.dataset_id,
+        backup_id: manifest.backup_id,
+        source: SourceKind::Zfs,
         target: JournalSnapshot {
             name: manifest.snapshot_name.clone(),
-            identity: manifest.snapshot_identity.into(),
+            identity: manifest.snapshot_identity,
         },
         snapshot_created_by_zib: true,
-        kind: JournalKind::from(&manifest.kind),
-        send_flags: 0,
-        shape: JournalShape::from(&shape()),
+        kind: manifest.kind.clone(),
+        send_flags: SendFlagBits(0),
+        shape: shape(),
         // Were this journal discarded instead, its volume would be deleted.
         volumes: vec![JournalVolume {
             index: 0,
@@ -732,19 +709,22 @@ async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
             },
         }],
     };
-    std::fs::write(&journal_file, encode_journal(&leftover).unwrap()).unwrap();
-    let again = back_up(
-        &repository,
-        &source,
-        &options(dataset.clone(), &manifest.snapshot_name, state.path()),
-        &clock,
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    JournalFile::new(journal_file.clone(), leftover)
+        .save()
+        .await
+        .unwrap();
+    let again = repository
+        .backup(
+            &source,
+            &dataset,
+            &options(&manifest.snapshot_name),
+            &NoProgress,
+        )
+        .await
+        .unwrap();
     assert!(matches!(again, BackupOutcome::UpToDate { .. }), "{again:?}");
     assert!(!journal_file.exists());
-    assert_eq!(read_catalog(&repository).await.unwrap(), catalog);
+    assert_eq!(repository.catalog().await.unwrap(), catalog);
 }
 
 /// The repository at `backend`, through a decorator that fails `rules`; the decorator
@@ -752,16 +732,11 @@ async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
 async fn through_faults(
     backend: &Arc<dyn StorageBackend>,
     rules: Vec<FaultRule>,
+    state: &Path,
+    clock: &FakeClock,
 ) -> (Repository, FaultInjecting<Arc<dyn StorageBackend>>) {
     let faults = FaultInjecting::new(backend.clone(), rules, 3);
-    let repository = Repository::open(
-        Arc::new(faults.clone()),
-        "",
-        &Passphrase::new(PASSPHRASE.into()),
-        StorageClass::DeepArchive,
-    )
-    .await
-    .unwrap();
+    let repository = open(Arc::new(faults.clone()), "", state, clock).await;
     (repository, faults)
 }
 
@@ -783,9 +758,9 @@ async fn an_unfinished_backup_is_not_dropped_for_another_snapshot_nor_blocks_whe
         .unwrap();
     let repository_dir = tempfile::tempdir().unwrap();
     let clock = FakeClock::new(SystemTime::now());
-    let (backend, repository) = local_repository(repository_dir.path(), &clock).await;
     let state = tempfile::tempdir().unwrap();
-    let journal_file = journal_path(state.path(), repository.id(), &dataset.to_string());
+    let (backend, repository) = local_repository(repository_dir.path(), state.path(), &clock).await;
+    let journal_file = journal_path(state.path(), repository.id(), dataset.as_str());
 
     // A backup of the first snapshot stops at its second part.
     let (faulty, faults) = through_faults(
@@ -795,31 +770,37 @@ async fn an_unfinished_backup_is_not_dropped_for_another_snapshot_nor_blocks_whe
             trigger: Trigger::Nth(2),
             fault: Fault::PermissionDenied,
         }],
+        state.path(),
+        &clock,
     )
     .await;
     let one_at_a_time = VolumeShape {
         parts_in_flight: 1,
         ..shape()
     };
-    back_up(
-        &faulty,
-        &source,
-        &BackupOptions {
-            shape: one_at_a_time,
-            ..options(dataset.clone(), SNAPSHOT, state.path())
-        },
-        &clock,
-        &NoProgress,
-    )
-    .await
-    .expect_err("the injected fault stops the backup");
+    faulty
+        .backup(
+            &source,
+            &dataset,
+            &BackupOptions {
+                shape: one_at_a_time,
+                ..options(SNAPSHOT)
+            },
+            &NoProgress,
+        )
+        .await
+        .expect_err("the injected fault stops the backup");
     assert_eq!(faults.injected(), [1]);
-    let interrupted = read_journal(&journal_file).unwrap().expect("journal kept");
+    let interrupted = read_journal(&journal_file)
+        .await
+        .unwrap()
+        .expect("journal kept");
     // Volume 0's upload, with one part stored: an upload to abort, no object to delete.
     assert_eq!(interrupted.volumes.len(), 1, "{interrupted:?}");
     assert_eq!(interrupted.completed_volumes(), 0, "{interrupted:?}");
     let uploads = || async {
-        read_catalog(&repository)
+        repository
+            .catalog()
             .await
             .unwrap()
             .leftovers
@@ -829,23 +810,18 @@ async fn an_unfinished_backup_is_not_dropped_for_another_snapshot_nor_blocks_whe
     assert_eq!(uploads().await, 1);
 
     // Asking for another snapshot names the unfinished backup and keeps it.
-    let error = back_up(
-        &repository,
-        &source,
-        &options(dataset.clone(), "later", state.path()),
-        &clock,
-        &NoProgress,
-    )
-    .await
-    .expect_err("an unfinished backup of another snapshot must not be dropped silently");
+    let error = repository
+        .backup(&source, &dataset, &options("later"), &NoProgress)
+        .await
+        .expect_err("an unfinished backup of another snapshot must not be dropped silently");
     assert!(matches!(error, Error::UnfinishedBackup { .. }), "{error}");
     let message = error.to_string();
     assert!(
-        message.contains(&interrupted.backup().to_string()) && message.contains("unfinished"),
+        message.contains(&interrupted.backup_id.to_string()) && message.contains("unfinished"),
         "{message}"
     );
     assert_eq!(
-        read_journal(&journal_file).unwrap(),
+        read_journal(&journal_file).await.unwrap(),
         Some(interrupted.clone())
     );
     assert_eq!(uploads().await, 1);
@@ -866,20 +842,17 @@ async fn an_unfinished_backup_is_not_dropped_for_another_snapshot_nor_blocks_whe
                 fault: Fault::PermissionDenied,
             })
             .collect(),
+        state.path(),
+        &clock,
     )
     .await;
     let fresh = committed(
-        back_up(
-            &denying,
-            &source,
-            &options(dataset.clone(), "later", state.path()),
-            &clock,
-            &NoProgress,
-        )
-        .await
-        .unwrap(),
+        denying
+            .backup(&source, &dataset, &options("later"), &NoProgress)
+            .await
+            .unwrap(),
     );
-    assert_ne!(fresh.manifest.backup_id, interrupted.backup());
+    assert_ne!(fresh.manifest.backup_id, interrupted.backup_id);
     assert!(!journal_file.exists());
     let aside = std::fs::read_dir(journal_file.parent().unwrap())
         .unwrap()
@@ -929,46 +902,43 @@ async fn a_journalled_incremental_whose_base_backup_is_gone_is_not_resumed() {
         .unwrap();
     let repository_dir = tempfile::tempdir().unwrap();
     let clock = FakeClock::new(SystemTime::now());
-    let (_, repository) = local_repository(repository_dir.path(), &clock).await;
     let state = tempfile::tempdir().unwrap();
-    let journal_file = journal_path(state.path(), repository.id(), &dataset.to_string());
+    let (_, repository) = local_repository(repository_dir.path(), state.path(), &clock).await;
+    let journal_file = journal_path(state.path(), repository.id(), dataset.as_str());
     // An incremental on top of a backup the repository does not hold (deleted since).
     let journal = Journal {
-        repository_id: *repository.id().as_bytes(),
+        repository_id: repository.id(),
         dataset_name: dataset.to_string(),
-        dataset_id: [5; 16],
-        backup_id: [6; 16],
-        source: JournalSource::Zfs,
+        dataset_id: DatasetId::from_bytes([5; 16]),
+        backup_id: BackupId::from_bytes([6; 16]),
+        source: SourceKind::Zfs,
         target: JournalSnapshot {
             name: "later".into(),
-            identity: record_identity(&later).unwrap().into(),
+            identity: later.identity,
         },
         snapshot_created_by_zib: false,
-        kind: JournalKind::Incremental {
-            base_backup: [7; 16],
+        kind: BackupKind::Incremental {
+            base_backup: BackupId::from_bytes([7; 16]),
             base_snapshot_name: SNAPSHOT.into(),
-            base_identity: record_identity(&base).unwrap().into(),
+            base_identity: base.identity,
         },
-        send_flags: 0,
-        shape: JournalShape::from(&shape()),
+        send_flags: SendFlagBits(0),
+        shape: shape(),
         volumes: Vec::new(),
     };
-    std::fs::create_dir_all(journal_file.parent().unwrap()).unwrap();
-    std::fs::write(&journal_file, encode_journal(&journal).unwrap()).unwrap();
+    JournalFile::new(journal_file.clone(), journal.clone())
+        .save()
+        .await
+        .unwrap();
 
     let outcome = committed(
-        back_up(
-            &repository,
-            &source,
-            &options(dataset.clone(), "later", state.path()),
-            &clock,
-            &NoProgress,
-        )
-        .await
-        .unwrap(),
+        repository
+            .backup(&source, &dataset, &options("later"), &NoProgress)
+            .await
+            .unwrap(),
     );
     // Planned afresh: a full, as the repository holds nothing to build on.
     assert_eq!(outcome.manifest.kind, BackupKind::Full);
-    assert_ne!(outcome.manifest.backup_id, journal.backup());
+    assert_ne!(outcome.manifest.backup_id, journal.backup_id);
     assert!(!journal_file.exists());
 }

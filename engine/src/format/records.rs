@@ -8,64 +8,41 @@
 //! Decoding is strict: unknown versions, unknown tags, bad lengths, invalid UTF-8 and
 //! trailing bytes are all [`Error::Corrupt`].
 
+use serde::{Deserialize, Serialize};
+use zib_snapshot_source::{SendFlags, SnapshotIdentity, SourceKind};
+
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, DatasetId, ID_LEN};
 
 /// Version byte of every record plaintext this code writes.
-pub const RECORD_PLAINTEXT_VERSION: u8 = 1;
+pub(crate) const RECORD_PLAINTEXT_VERSION: u8 = 1;
 
-/// Record type (bound into the sealed record's associated data) of a manifest record.
-pub const MANIFEST_RECORD_TYPE: &str = "manifest";
-/// Record type of a volume record.
-pub const VOLUME_RECORD_TYPE: &str = "volume";
-
-/// Which file system produced the stream (and which tool receives it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SourceKind {
-    /// A `zfs send` stream.
-    Zfs,
-    /// A `btrfs send` stream.
-    Btrfs,
-}
-
-impl SourceKind {
-    fn tag(self) -> u8 {
-        match self {
-            Self::Zfs => 1,
-            Self::Btrfs => 2,
-        }
-    }
-
-    fn from_tag(tag: u8) -> Option<Self> {
-        match tag {
-            1 => Some(Self::Zfs),
-            2 => Some(Self::Btrfs),
-            _ => None,
-        }
+/// The format v1 tag of a source kind (which tool receives the stream).
+fn source_tag(kind: SourceKind) -> u8 {
+    match kind {
+        SourceKind::Zfs => 1,
+        SourceKind::Btrfs => 2,
     }
 }
 
-/// A snapshot's identity that survives send/receive and renames: what chains link by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SnapshotIdentity {
-    /// A ZFS snapshot's (or bookmark's) `guid` property.
-    ZfsGuid(u64),
-    /// A BTRFS snapshot's UUID as the sender saw it (a received copy carries it as its
-    /// received UUID).
-    BtrfsUuid([u8; 16]),
+fn source_from_tag(tag: u8) -> Option<SourceKind> {
+    match tag {
+        1 => Some(SourceKind::Zfs),
+        2 => Some(SourceKind::Btrfs),
+        _ => None,
+    }
 }
 
-impl SnapshotIdentity {
-    fn tag(&self) -> u8 {
-        match self {
-            Self::ZfsGuid(_) => 1,
-            Self::BtrfsUuid(_) => 2,
-        }
+/// The format v1 tag of a snapshot identity.
+fn identity_tag(identity: &SnapshotIdentity) -> u8 {
+    match identity {
+        SnapshotIdentity::ZfsGuid(_) => 1,
+        SnapshotIdentity::BtrfsUuid(_) => 2,
     }
 }
 
 /// Whether a backup's stream stands alone or applies on top of an earlier backup.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BackupKind {
     /// A full stream: receivable into an empty place.
     Full,
@@ -85,12 +62,33 @@ pub enum BackupKind {
 /// Bit values are format v1: bit 0 large blocks (`zfs send -L`), bit 1 compressed
 /// (`-c`), bit 2 embedded data (`-e`), bit 3 raw (`-w`). Other bits are reserved and
 /// must be zero.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SendFlagBits(pub u32);
 
 impl SendFlagBits {
     /// Every bit format v1 defines.
     pub const KNOWN: u32 = 0b1111;
+
+    /// The `zfs send` flags these bits stand for.
+    pub fn flags(self) -> SendFlags {
+        let mut flags = SendFlags::NONE;
+        flags.large_blocks = self.0 & 1 != 0;
+        flags.compressed = self.0 & 1 << 1 != 0;
+        flags.embedded = self.0 & 1 << 2 != 0;
+        flags.raw = self.0 & 1 << 3 != 0;
+        flags
+    }
+}
+
+impl From<SendFlags> for SendFlagBits {
+    fn from(flags: SendFlags) -> Self {
+        Self(
+            u32::from(flags.large_blocks)
+                | u32::from(flags.compressed) << 1
+                | u32::from(flags.embedded) << 2
+                | u32::from(flags.raw) << 3,
+        )
+    }
 }
 
 /// What a manifest says about its backup: the catalog is built from these alone.
@@ -128,7 +126,8 @@ pub struct ManifestRecord {
     pub volume_count: u32,
     /// Plaintext bytes per volume (every volume but the last holds exactly this many).
     pub volume_plaintext_len: u64,
-    /// SHA-256 over the volume list (see [`volume_list_hash`]).
+    /// SHA-256 over the volume list: for each volume in index order, `u32 index ||
+    /// u64 plaintext_len || u64 ciphertext_len || [32] plaintext_sha256` (docs/FORMAT.md).
     pub volume_list_sha256: [u8; 32],
 }
 
@@ -136,7 +135,7 @@ pub struct ManifestRecord {
 /// metadata at CreateMultipartUpload, before any byte of the volume is known; the
 /// volume's lengths and hash are bound by the manifest's volume list hash instead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VolumeRecord {
+pub(crate) struct VolumeRecord {
     /// The dataset's opaque id.
     pub dataset_id: DatasetId,
     /// The backup's opaque id.
@@ -149,7 +148,7 @@ pub struct VolumeRecord {
 
 /// One entry of a backup's volume list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VolumeListEntry {
+pub(crate) struct VolumeListEntry {
     /// Position of the volume in the stream, from 0.
     pub index: u32,
     /// Plaintext bytes in the volume.
@@ -162,7 +161,7 @@ pub struct VolumeListEntry {
 
 /// SHA-256 over the volume list: for each volume in index order,
 /// `u32 index || u64 plaintext_len || u64 ciphertext_len || [32] plaintext_sha256`.
-pub fn volume_list_hash(entries: &[VolumeListEntry]) -> [u8; 32] {
+pub(crate) fn volume_list_hash(entries: &[VolumeListEntry]) -> [u8; 32] {
     let mut context = ring::digest::Context::new(&ring::digest::SHA256);
     for entry in entries {
         context.update(&entry.index.to_le_bytes());
@@ -184,18 +183,18 @@ impl ManifestRecord {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] when a name is longer than 65,535 bytes or the send
-    /// flags use reserved bits.
+    /// [`Error::InvalidInput`] when a name is longer than 65,535 bytes;
+    /// [`Error::Internal`] when the send flags use reserved bits (zib never sets them).
     pub fn encode(&self) -> Result<Vec<u8>> {
         if self.send_flags.0 & !SendFlagBits::KNOWN != 0 {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::Internal(format!(
                 "send flags {:#x} use bits format v1 does not define",
                 self.send_flags.0
             )));
         }
         let mut out = Writer::default();
         out.u8(RECORD_PLAINTEXT_VERSION);
-        out.u8(self.source.tag());
+        out.u8(source_tag(self.source));
         out.u8(match self.kind {
             BackupKind::Full => KIND_FULL,
             BackupKind::Incremental { .. } => KIND_INCREMENTAL,
@@ -241,7 +240,7 @@ impl ManifestRecord {
         let mut input = Reader::new(bytes, object, "manifest record");
         input.version()?;
         let source = input.u8()?;
-        let source = SourceKind::from_tag(source)
+        let source = source_from_tag(source)
             .ok_or_else(|| input.corrupt(format!("unknown source kind {source}")))?;
         let kind_tag = input.u8()?;
         let flags = input.u8()?;
@@ -297,12 +296,15 @@ impl ManifestRecord {
     }
 }
 
+// `decode` and the length are what a reader of volume records needs (verify, and the
+// tests that pin the layout).
+#[cfg_attr(not(test), allow(dead_code))]
 impl VolumeRecord {
     /// Length of an encoded volume record.
-    pub const ENCODED_LEN: usize = 1 + 2 * ID_LEN + 4 + 8;
+    pub(crate) const ENCODED_LEN: usize = 1 + 2 * ID_LEN + 4 + 8;
 
     /// The record's plaintext bytes (before sealing).
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Writer::default();
         out.u8(RECORD_PLAINTEXT_VERSION);
         out.bytes(self.dataset_id.as_bytes());
@@ -317,7 +319,7 @@ impl VolumeRecord {
     /// # Errors
     ///
     /// [`Error::Corrupt`] for anything but a well-formed version 1 volume record.
-    pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
+    pub(crate) fn decode(bytes: &[u8], object: &str) -> Result<Self> {
         let mut input = Reader::new(bytes, object, "volume record");
         input.version()?;
         let record = Self {
@@ -365,7 +367,7 @@ impl Writer {
         Ok(())
     }
     fn identity(&mut self, identity: &SnapshotIdentity) {
-        self.u8(identity.tag());
+        self.u8(identity_tag(identity));
         match identity {
             SnapshotIdentity::ZfsGuid(guid) => self.u64(*guid),
             SnapshotIdentity::BtrfsUuid(uuid) => self.bytes(uuid),
@@ -571,7 +573,7 @@ mod tests {
             send_flags: SendFlagBits(1 << 7),
             ..full_manifest()
         };
-        assert!(matches!(record.encode(), Err(Error::InvalidInput(_))));
+        assert!(matches!(record.encode(), Err(Error::Internal(_))));
     }
 
     #[test]
@@ -635,5 +637,24 @@ mod tests {
             hex::encode(volume_list_hash(&[])),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn send_flags_map_to_the_format_bits() {
+        let mut flags = SendFlags::NONE;
+        assert_eq!(SendFlagBits::from(flags), SendFlagBits(0));
+        flags.large_blocks = true;
+        flags.raw = true;
+        assert_eq!(SendFlagBits::from(flags), SendFlagBits(0b1001));
+        assert_eq!(
+            SendFlagBits::from(SendFlags::ALL),
+            SendFlagBits(SendFlagBits::KNOWN)
+        );
+        for bits in 0..=SendFlagBits::KNOWN {
+            assert_eq!(
+                SendFlagBits::from(SendFlagBits(bits).flags()),
+                SendFlagBits(bits)
+            );
+        }
     }
 }

@@ -12,7 +12,6 @@ use zib_snapshot_source::{
     DatasetName, Protection, SnapshotIdentity, SnapshotInfo, SnapshotName, SnapshotSource,
 };
 
-use crate::backup::{lineage, record_identity};
 use crate::catalog::CatalogBackup;
 
 /// What pruning did, for the caller to report.
@@ -129,7 +128,7 @@ pub(crate) async fn prune_after_commit(
 /// the source lists is in zib's own snapshot directory.
 pub(crate) fn file_system_says_zib_created(snapshot: &SnapshotInfo, marker: &str) -> bool {
     match snapshot.identity {
-        SnapshotIdentity::Btrfs { .. } => true,
+        SnapshotIdentity::BtrfsUuid(_) => true,
         _ => snapshot.zib_created.as_deref() == Some(marker),
     }
 }
@@ -139,10 +138,9 @@ fn backed_up<'b>(
     backups: &'b [CatalogBackup],
     snapshot: &SnapshotInfo,
 ) -> Option<&'b CatalogBackup> {
-    let identity = lineage(&record_identity(snapshot).ok()?);
     backups
         .iter()
-        .find(|backup| lineage(&backup.manifest.snapshot_identity) == identity)
+        .find(|backup| backup.manifest.snapshot_identity == snapshot.identity)
 }
 
 /// The protection `previous` would carry had it been protected the way the new base was.
@@ -157,7 +155,7 @@ fn same_kind_for(
             snapshot: previous.name.clone(),
             tag: tag.clone(),
         }),
-        (Protection::Bookmark { .. }, SnapshotIdentity::Zfs { guid }) => {
+        (Protection::Bookmark { .. }, SnapshotIdentity::ZfsGuid(guid)) => {
             Some(Protection::Bookmark {
                 dataset: dataset.clone(),
                 bookmark: previous.name.clone(),

@@ -17,15 +17,20 @@
 //! Manifests and volumes live under separate prefixes so the catalog lists manifests
 //! only (one LIST page per 1,000 backups) however many volumes the backups have.
 
+use zib_planner::{CivilDate, DAY_SECS};
+use zib_storage_backend::ObjectKey;
+
+use crate::error::{Error, Result};
+
 use crate::ids::{BackupId, DatasetId};
 
 /// Highest volume index the key layout can spell (8 decimal digits). At the default
 /// volume size this is far beyond any stream a dataset can produce.
-pub const MAX_VOLUME_INDEX: u32 = 99_999_999;
+pub(crate) const MAX_VOLUME_INDEX: u32 = 99_999_999;
 
 /// What an object in a repository is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ObjectRole {
+pub(crate) enum ObjectRole {
     /// The plaintext README at the repository root.
     Readme,
     /// The keyring, in a non-archive class so it can be read at once.
@@ -74,7 +79,7 @@ impl ObjectRole {
     /// Keys round-trip through [`ObjectRole::parse`] for volume indexes up to
     /// [`MAX_VOLUME_INDEX`] and keyring times in years 0000–9999; the engine never
     /// creates roles outside those ranges.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         match self {
             Self::Readme => README.to_owned(),
             Self::Keyring => KEYRING.to_owned(),
@@ -93,7 +98,7 @@ impl ObjectRole {
 
     /// Recognises a key written by [`ObjectRole::key`]; anything else is `None`
     /// (foreign objects in the bucket are left alone, never guessed at).
-    pub fn parse(key: &str) -> Option<Self> {
+    pub(crate) fn parse(key: &str) -> Option<Self> {
         if key == README {
             return Some(Self::Readme);
         }
@@ -138,37 +143,37 @@ impl ObjectRole {
 }
 
 /// Prefix under which every manifest lives (the catalog lists this).
-pub fn manifests_prefix() -> &'static str {
+pub(crate) fn manifests_prefix() -> &'static str {
     MANIFESTS_DIR
-}
-
-/// Prefix under which one dataset's manifests live.
-pub fn dataset_manifests_prefix(dataset: DatasetId) -> String {
-    format!("{MANIFESTS_DIR}{dataset}/")
 }
 
 /// Prefix under which every volume lives (clean-up lists this to find volumes whose
 /// backup never committed).
-pub fn volumes_prefix() -> &'static str {
+pub(crate) fn volumes_prefix() -> &'static str {
     VOLUMES_DIR
 }
 
-/// Prefix under which one backup's volumes live.
-pub fn backup_volumes_prefix(dataset: DatasetId, backup: BackupId) -> String {
-    format!("{VOLUMES_DIR}{dataset}/{backup}/")
+/// Prefix under which the keyring's archived copies live (open lists it for the
+/// repository's archive class).
+pub(crate) fn keyring_archive_prefix() -> &'static str {
+    KEYRING_ARCHIVE_DIR
 }
 
 /// Prefix under which access probes live (clean-up lists this for probes left behind).
-pub fn access_probes_prefix() -> &'static str {
+pub(crate) fn access_probes_prefix() -> &'static str {
     ACCESS_PROBE_DIR
 }
 
-/// `yyyymmddThhmmssZ` for seconds since the epoch (UTC), years 0000–9999.
-fn compact_utc(unix_seconds: i64) -> String {
-    let (year, month, day) = civil_from_days(unix_seconds.div_euclid(86_400));
-    let second_of_day = unix_seconds.rem_euclid(86_400);
+/// `yyyymmddThhmmssZ` for seconds since the epoch (UTC), years 0000–9999: the spelling
+/// of keyring copies' keys and of the snapshots zib creates.
+pub(crate) fn compact_utc(unix_seconds: i64) -> String {
+    let date = CivilDate::from_days(unix_seconds.div_euclid(DAY_SECS));
+    let second_of_day = unix_seconds.rem_euclid(DAY_SECS);
     format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        date.year,
+        date.month,
+        date.day,
         second_of_day / 3600,
         second_of_day % 3600 / 60,
         second_of_day % 60
@@ -189,42 +194,59 @@ fn parse_compact_utc(text: &str) -> Option<i64> {
     };
     let (year, month, day) = (digits(0..4)?, digits(4..6)?, digits(6..8)?);
     let (hour, minute, second) = (digits(9..11)?, digits(11..13)?, digits(13..15)?);
-    if !(1..=12).contains(&month) || day < 1 || hour > 23 || minute > 59 || second > 59 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    let date = CivilDate {
+        year: i32::try_from(year).ok()?,
+        month: u8::try_from(month).ok()?,
+        day: u8::try_from(day).ok()?,
+    };
+    let days = date.to_days();
     // Reject days past the month's end by round-tripping.
-    if civil_from_days(days) != (year, month, day) {
+    if CivilDate::from_days(days) != date {
         return None;
     }
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+    Some(days * DAY_SECS + hour * 3600 + minute * 60 + second)
 }
 
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`).
-pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+/// The backend key of the object with `role` in the repository under `prefix` (a
+/// prefix made by [`normalise_prefix`]): the prefix, then the role's relative key —
+/// plain concatenation, as docs/FORMAT.md says.
+///
+/// # Errors
+///
+/// [`Error::Internal`] if the backend's key rules refuse it: the prefix was validated
+/// and roles spell only ids and digits, so a refusal is a bug.
+pub(crate) fn object_key(prefix: &str, role: &ObjectRole) -> Result<ObjectKey> {
+    let text = format!("{prefix}{}", role.key());
+    // The prefix was validated when the location was made and roles spell only ids and
+    // digits: a refusal here is a bug.
+    ObjectKey::new(text.clone())
+        .map_err(|error| Error::Internal(format!("object key {text:?}: {error}")))
 }
 
-/// (year, month, day) to days since 1970-01-01 (inverse of [`civil_from_days`]).
-pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year.rem_euclid(400);
-    let month_index = if month > 2 { month - 3 } else { month + 9 };
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+/// `prefix` without leading or trailing slashes, plus one trailing slash (empty stays
+/// empty).
+pub(crate) fn normalise_prefix(prefix: &str) -> Result<String> {
+    let trimmed = prefix.trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    if trimmed
+        .split('/')
+        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+    {
+        return Err(Error::InvalidInput(format!(
+            "repository prefix {prefix:?} has an empty, '.' or '..' segment"
+        )));
+    }
+    Ok(format!("{trimmed}/"))
 }
 
 #[cfg(test)]
@@ -353,12 +375,22 @@ mod tests {
     }
 
     #[test]
-    fn civil_calendar_round_trips() {
-        for days in [-719_468, -1, 0, 59, 60, 10_956, 20_000, 2_932_896] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
+    fn compact_times_round_trip() {
+        for seconds in [0, 59, 86_399, 951_782_400, 1_795_913_045, 253_402_300_799] {
+            assert_eq!(parse_compact_utc(&compact_utc(seconds)), Some(seconds));
         }
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(compact_utc(0), "19700101T000000Z");
+        assert_eq!(compact_utc(1_795_913_045), "20261129T004405Z");
+        assert_eq!(compact_utc(951_782_400), "20000229T000000Z");
+    }
+
+    #[test]
+    fn prefixes_are_normalised_once() {
+        assert_eq!(normalise_prefix("").unwrap(), "");
+        assert_eq!(normalise_prefix("/").unwrap(), "");
+        assert_eq!(normalise_prefix("a/b").unwrap(), "a/b/");
+        assert_eq!(normalise_prefix("/a/b/").unwrap(), "a/b/");
+        assert!(normalise_prefix("a//b").is_err());
+        assert!(normalise_prefix("a/./b").is_err());
     }
 }

@@ -1,0 +1,244 @@
+//! The catalog — which backups exist, their chains, sizes and dates — read from the
+//! bucket alone with LIST and HEAD requests (never a GET of an archived object, never a
+//! restore), decrypting each manifest's sealed metadata.
+//!
+//! A local cache may later speed this up, but this is the source of truth: deleting
+//! every local file loses nothing.
+
+pub(crate) mod planning;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::SystemTime;
+
+use futures::{StreamExt, TryStreamExt};
+use zib_storage_backend::{ObjectKey, StorageBackendExt, UploadId};
+
+use crate::context::Repo;
+use crate::error::{Error, Result};
+use crate::format::layout::{manifests_prefix, volumes_prefix, ObjectRole};
+use crate::format::metadata::open_sealed_metadata;
+use crate::format::records::{BackupKind, ManifestRecord};
+use crate::ids::{BackupId, DatasetId};
+
+/// Manifest HEADs in flight at once while the catalog is read: enough to hide a
+/// round trip of latency behind the others, few enough not to be throttled.
+const CATALOG_HEADS_IN_FLIGHT: usize = 16;
+
+/// One committed backup as the catalog knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogBackup {
+    /// What its manifest says.
+    pub manifest: ManifestRecord,
+    /// Sizes of its volume objects, in index order, as listed.
+    pub volume_sizes: Vec<u64>,
+}
+
+/// A volume object whose backup has no manifest: a backup that never committed, or
+/// one another host is uploading right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrphanVolume {
+    /// The object's backend key.
+    pub key: ObjectKey,
+    /// When it was written.
+    pub written: SystemTime,
+}
+
+/// A multipart upload that was never completed or aborted (its parts are billed at
+/// S3 Standard rates while it waits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncompleteUpload {
+    /// The key it uploads to.
+    pub key: ObjectKey,
+    /// Its upload id.
+    pub upload_id: UploadId,
+    /// When it was started.
+    pub initiated: SystemTime,
+}
+
+/// Objects that belong to no committed backup.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Volume objects whose backup has no manifest.
+    pub orphan_volumes: Vec<OrphanVolume>,
+    /// Incomplete multipart uploads under the repository.
+    pub incomplete_uploads: Vec<IncompleteUpload>,
+}
+
+/// Every committed backup in the repository, grouped by dataset, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalog {
+    /// Backups by dataset.
+    pub datasets: BTreeMap<DatasetId, Vec<CatalogBackup>>,
+    /// What a clean-up would remove.
+    pub leftovers: Leftovers,
+}
+
+impl Catalog {
+    /// The dataset id whose newest backup was taken from the dataset named `name`.
+    pub fn dataset_named(&self, name: &str) -> Option<DatasetId> {
+        self.datasets
+            .iter()
+            .filter_map(|(id, backups)| {
+                backups
+                    .iter()
+                    .filter(|backup| backup.manifest.dataset_name == name)
+                    .map(|backup| backup.manifest.committed_at)
+                    .max()
+                    .map(|newest| (newest, *id))
+            })
+            .max()
+            .map(|(_, id)| id)
+    }
+
+    /// The backups of one dataset, oldest first (empty if none).
+    pub fn backups(&self, dataset: DatasetId) -> &[CatalogBackup] {
+        self.datasets.get(&dataset).map_or(&[], Vec::as_slice)
+    }
+
+    /// The chain that restores `backup`: its full backup first, then each incremental.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BrokenChain`] when a base backup is missing from the catalog.
+    pub fn chain(&self, dataset: DatasetId, backup: BackupId) -> Result<Vec<&CatalogBackup>> {
+        let backups = self.backups(dataset);
+        let find = |id: BackupId| backups.iter().find(|entry| entry.manifest.backup_id == id);
+        let mut chain = Vec::new();
+        let mut current = find(backup).ok_or(Error::BrokenChain {
+            backup,
+            missing: backup,
+        })?;
+        loop {
+            chain.push(current);
+            if chain.len() > backups.len() {
+                return Err(Error::BrokenChain {
+                    backup,
+                    missing: current.manifest.backup_id,
+                });
+            }
+            match &current.manifest.kind {
+                BackupKind::Full => break,
+                BackupKind::Incremental { base_backup, .. } => {
+                    current = find(*base_backup).ok_or(Error::BrokenChain {
+                        backup,
+                        missing: *base_backup,
+                    })?;
+                }
+            }
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+}
+
+/// Reads the catalog of `repository` from its backend.
+///
+/// # Errors
+///
+/// Storage errors; [`Error::Corrupt`] / [`Error::Crypto`] when a manifest's metadata
+/// does not decode or open (an altered or foreign object under `manifests/`).
+pub(crate) async fn read_catalog(repository: &Repo) -> Result<Catalog> {
+    let backend = repository.backend();
+    let prefix = repository.prefix();
+
+    // Volume sizes from one listing of volumes/.
+    let mut volume_sizes: BTreeMap<(DatasetId, BackupId), BTreeMap<u32, u64>> = BTreeMap::new();
+    let mut volume_keys: BTreeMap<(DatasetId, BackupId), Vec<OrphanVolume>> = BTreeMap::new();
+    let volumes_listing = format!("{prefix}{}", volumes_prefix());
+    let mut listing = backend.list(&volumes_listing);
+    while let Some(entry) = listing.try_next().await? {
+        let Some(relative) = entry.key.as_str().strip_prefix(prefix) else {
+            continue;
+        };
+        if let Some(ObjectRole::Volume {
+            dataset,
+            backup,
+            index,
+        }) = ObjectRole::parse(relative)
+        {
+            volume_sizes
+                .entry((dataset, backup))
+                .or_default()
+                .insert(index, entry.size);
+            volume_keys
+                .entry((dataset, backup))
+                .or_default()
+                .push(OrphanVolume {
+                    key: entry.key.clone(),
+                    written: entry.last_modified,
+                });
+        }
+    }
+    drop(listing);
+
+    let mut catalog = Catalog::default();
+    let mut committed = BTreeSet::new();
+    let manifests_listing = format!("{prefix}{}", manifests_prefix());
+    let entries = backend.list_all(&manifests_listing).await?;
+    let manifests: Vec<(ObjectKey, ObjectRole)> = entries
+        .into_iter()
+        .filter_map(|entry| {
+            let relative = entry.key.as_str().strip_prefix(prefix)?;
+            match ObjectRole::parse(relative) {
+                Some(role @ ObjectRole::Manifest { .. }) => Some((entry.key, role)),
+                _ => {
+                    tracing::warn!(key = %entry.key, "ignoring an object under manifests/ that zib did not write");
+                    None
+                }
+            }
+        })
+        .collect();
+    // One HEAD per manifest, a bounded number at once, answers kept in listing order.
+    let mut heads = futures::stream::iter(manifests)
+        .map(|(key, role)| async move {
+            let head = backend.head(&key).await;
+            (key, role, head)
+        })
+        .buffered(CATALOG_HEADS_IN_FLIGHT);
+    while let Some((key, role, head)) = heads.next().await {
+        let ObjectRole::Manifest { dataset, backup } = role else {
+            continue;
+        };
+        let head = head?;
+        let plaintext = open_sealed_metadata(
+            &head.metadata,
+            &role,
+            repository.id(),
+            repository.data_key(),
+        )?;
+        let manifest = ManifestRecord::decode(&plaintext, key.as_str())?;
+        if manifest.dataset_id != dataset || manifest.backup_id != backup {
+            return Err(Error::Corrupt {
+                object: key.as_str().to_owned(),
+                reason: "the manifest's record names another dataset or backup than its key".into(),
+            });
+        }
+        let sizes = volume_sizes.remove(&(dataset, backup)).unwrap_or_default();
+        committed.insert((dataset, backup));
+        catalog
+            .datasets
+            .entry(dataset)
+            .or_default()
+            .push(CatalogBackup {
+                volume_sizes: sizes.into_values().collect(),
+                manifest,
+            });
+    }
+    drop(heads);
+    for backups in catalog.datasets.values_mut() {
+        backups.sort_by_key(|backup| (backup.manifest.committed_at, backup.manifest.backup_id));
+    }
+    for (id, keys) in volume_keys {
+        if !committed.contains(&id) {
+            catalog.leftovers.orphan_volumes.extend(keys);
+        }
+    }
+    for upload in backend.list_multipart_uploads(prefix).await? {
+        catalog.leftovers.incomplete_uploads.push(IncompleteUpload {
+            key: upload.key,
+            upload_id: upload.upload_id,
+            initiated: upload.initiated,
+        });
+    }
+    Ok(catalog)
+}

@@ -1,0 +1,241 @@
+//! Volumes → send stream: a committed backup's volumes read back in order, decrypted and
+//! verified, as the plaintext stream a `zfs receive` / `btrfs receive` consumes.
+//!
+//! Each volume is decrypted with zib-crypto's [`decrypt_stream`] (every segment
+//! authenticated, the final segment required). On top of that, what the manifest binds
+//! is checked: each volume's plaintext length; then, over the whole stream, the volume
+//! list hash (which catches a volume from another upload attempt of the same index) and
+//! the stream's length and SHA-256. The stream's last chunk is held back until those
+//! checks pass, so a receive that is fed a stream failing them never sees its end — and
+//! a receive that never gets its end discards what it got.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use ring::digest::{Context, SHA256};
+use zib_crypto::{decrypt_stream, VolumeDecryptor, VolumeIdentity};
+use zib_storage_backend::{ByteRange, ObjectKey};
+
+use crate::context::Repo;
+use crate::error::{Error, Result};
+use crate::format::layout::ObjectRole;
+use crate::format::records::{volume_list_hash, ManifestRecord, VolumeListEntry};
+
+/// Reads a committed backup's volumes back, decrypting and verifying them, as one
+/// plaintext stream.
+///
+/// A volume that fails to decrypt, a length or hash that differs, a missing volume, or
+/// a volume list or stream hash that differs ends the stream with an error naming the
+/// object, and the last chunk of a stream that fails the final checks is never yielded.
+/// The volumes must be readable (restored from the archive class).
+pub(crate) fn backup_stream(
+    repository: Arc<Repo>,
+    manifest: ManifestRecord,
+) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
+    let state = Reader {
+        repository,
+        manifest,
+        next_index: 0,
+        current: None,
+        entries: Vec::new(),
+        stream_hash: Context::new(&SHA256),
+        stream_len: 0,
+        held_back: VecDeque::new(),
+        finished: false,
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        if state.finished {
+            return None;
+        }
+        match state.next().await {
+            Ok(Some(bytes)) => Some((Ok(bytes), state)),
+            Ok(None) => None,
+            Err(error) => {
+                state.finished = true;
+                Some((Err(error), state))
+            }
+        }
+    })
+}
+
+/// The volume being read: its verified plaintext chunks, and what it measured so far.
+struct CurrentVolume {
+    key: ObjectKey,
+    plaintext: BoxStream<'static, Result<Bytes>>,
+    /// Ciphertext bytes read so far.
+    ciphertext: Arc<AtomicU64>,
+    hash: Context,
+    plaintext_len: u64,
+}
+
+struct Reader {
+    repository: Arc<Repo>,
+    manifest: ManifestRecord,
+    next_index: u32,
+    current: Option<CurrentVolume>,
+    entries: Vec<VolumeListEntry>,
+    stream_hash: Context,
+    stream_len: u64,
+    /// Plaintext not yet yielded: the newest chunk waits until the next one arrives (or
+    /// the whole stream verified), so the stream's end is never given out unverified.
+    held_back: VecDeque<Bytes>,
+    finished: bool,
+}
+
+impl Reader {
+    async fn next(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            if self.held_back.len() > 1 {
+                return Ok(self.held_back.pop_front());
+            }
+            if self.current.is_none() {
+                if self.next_index == self.manifest.volume_count {
+                    self.verify_end()?;
+                    self.finished = true;
+                    return Ok(self.held_back.pop_front());
+                }
+                self.current =
+                    Some(open_volume(&self.repository, &self.manifest, self.next_index).await?);
+                self.next_index += 1;
+            }
+            let Some(volume) = self.current.as_mut() else {
+                continue;
+            };
+            match volume.plaintext.next().await {
+                Some(chunk) => {
+                    let chunk = chunk?;
+                    if !chunk.is_empty() {
+                        volume.hash.update(&chunk);
+                        volume.plaintext_len += chunk.len() as u64;
+                        self.stream_hash.update(&chunk);
+                        self.stream_len += chunk.len() as u64;
+                        self.held_back.push_back(chunk);
+                    }
+                }
+                None => {
+                    let Some(volume) = self.current.take() else {
+                        continue;
+                    };
+                    self.close_volume(volume)?;
+                }
+            }
+        }
+    }
+
+    fn close_volume(&mut self, volume: CurrentVolume) -> Result<()> {
+        let mut plaintext_sha256 = [0u8; 32];
+        plaintext_sha256.copy_from_slice(volume.hash.finish().as_ref());
+        self.entries.push(VolumeListEntry {
+            index: self.next_index - 1,
+            plaintext_len: volume.plaintext_len,
+            ciphertext_len: volume.ciphertext.load(Ordering::Relaxed),
+            plaintext_sha256,
+        });
+        let expected = self.manifest.volume_plaintext_len;
+        let is_last = self.next_index == self.manifest.volume_count;
+        if (!is_last && volume.plaintext_len != expected) || volume.plaintext_len > expected {
+            return Err(Error::Corrupt {
+                object: volume.key.as_str().to_owned(),
+                reason: format!(
+                    "holds {} plaintext bytes; the manifest says volumes hold {expected}",
+                    volume.plaintext_len
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn verify_end(&self) -> Result<()> {
+        let manifest_key = self
+            .repository
+            .key(&ObjectRole::Manifest {
+                dataset: self.manifest.dataset_id,
+                backup: self.manifest.backup_id,
+            })?
+            .as_str()
+            .to_owned();
+        let corrupt = |reason: String| Error::Corrupt {
+            object: manifest_key.clone(),
+            reason,
+        };
+        if volume_list_hash(&self.entries) != self.manifest.volume_list_sha256 {
+            return Err(corrupt(
+                "the volumes read back differ from the manifest's volume list (a volume was \
+                 swapped, replaced or altered)"
+                    .into(),
+            ));
+        }
+        if self.stream_len != self.manifest.stream_len {
+            return Err(corrupt(format!(
+                "the stream read back is {} bytes; the manifest says {}",
+                self.stream_len, self.manifest.stream_len
+            )));
+        }
+        let mut stream_sha256 = [0u8; 32];
+        stream_sha256.copy_from_slice(self.stream_hash.clone().finish().as_ref());
+        if stream_sha256 != self.manifest.stream_sha256 {
+            return Err(corrupt(
+                "the stream read back does not match the manifest's SHA-256".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+async fn open_volume(
+    repository: &Repo,
+    manifest: &ManifestRecord,
+    index: u32,
+) -> Result<CurrentVolume> {
+    let role = ObjectRole::Volume {
+        dataset: manifest.dataset_id,
+        backup: manifest.backup_id,
+        index,
+    };
+    let key = repository.key(&role)?;
+    let body = repository.backend().get(&key, ByteRange::full()).await?;
+    let decryptor = VolumeDecryptor::new(
+        repository.data_key(),
+        VolumeIdentity {
+            repository_id: *repository.id().as_bytes(),
+            backup_id: *manifest.backup_id.as_bytes(),
+            volume_index: index,
+        },
+    );
+    // Ciphertext bytes are counted as they arrive, for the volume list entry.
+    let ciphertext = Arc::new(AtomicU64::new(0));
+    let counted = {
+        let ciphertext = ciphertext.clone();
+        body.map(move |chunk| {
+            if let Ok(chunk) = &chunk {
+                ciphertext.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+            chunk.map_err(Error::from)
+        })
+    };
+    // A volume that does not decrypt is altered, truncated, swapped or not zib's:
+    // the error names the object.
+    let object = key.as_str().to_owned();
+    let plaintext = decrypt_stream(counted, decryptor)
+        .map(move |item| {
+            item.map_err(|error| match error {
+                Error::Crypto(reason) => Error::Corrupt {
+                    object: object.clone(),
+                    reason: reason.to_string(),
+                },
+                other => other,
+            })
+        })
+        .boxed();
+    Ok(CurrentVolume {
+        key,
+        plaintext,
+        ciphertext,
+        hash: Context::new(&SHA256),
+        plaintext_len: 0,
+    })
+}

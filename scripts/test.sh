@@ -11,6 +11,10 @@
 #   ZIB_TEST_OPENZFS_VM=1    also run the ZFS conformance suite against real OpenZFS 2.3
 #                            in a VM (slow: builds a VM image on first use)
 #   ZIB_SKIP_LINT=1          skip rustfmt and clippy (quick local iterations only)
+#   ZIB_REGENERATE_VECTORS   makes crypto's golden-file test rewrite the format test vectors
+#                            (and fail, so the rewrite is reviewed; see crypto/tests/vectors.rs)
+#   CI                       set (to anything but 0 or false) by CI and by .ci/run: the two
+#                            switches above change what the run checks, and are refused
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,6 +43,17 @@ fail() {
 }
 
 run_started=$(date +%s)
+
+# A CI run checks everything: switches meant for local iterations are refused, not obeyed.
+case "${CI:-}" in
+    "" | 0 | false) ;;
+    *)
+        [ "${ZIB_SKIP_LINT:-0}" != 1 ] ||
+            fail "ZIB_SKIP_LINT=1 is refused when CI is set: a CI run checks rustfmt and clippy"
+        [ -z "${ZIB_REGENERATE_VECTORS+set}" ] ||
+            fail "ZIB_REGENERATE_VECTORS is refused when CI is set: a CI run checks the checked-in test vectors, it never rewrites them"
+        ;;
+esac
 
 step "checking system packages"
 missing_packages=()

@@ -4,7 +4,10 @@
 //! on-bucket bytes cannot drift unnoticed).
 //!
 //! To rewrite the files after a deliberate format change (which is a format version
-//! bump): `ZIB_REGENERATE_VECTORS=1 cargo test -p zib-crypto --test vectors`.
+//! bump): `ZIB_REGENERATE_VECTORS=1 cargo test -p zib-crypto --test vectors`. That run
+//! rewrites them and then fails on purpose, so a green run is always a check of the
+//! checked-in files; review the diff and run again without the variable. It is refused
+//! when `CI` is set: CI checks the vectors, it never rewrites them.
 
 // Helpers outside #[test] fns unwrap too: a panic there is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -380,11 +383,24 @@ fn files_are_exactly_what_the_code_produces() {
     let (files, index) = build();
     let index_text = serde_json::to_string_pretty(&index).unwrap() + "\n";
     if std::env::var_os("ZIB_REGENERATE_VECTORS").is_some() {
+        // `CI=false` or `CI=0` (as some tools set it) is not a CI run.
+        let in_ci = std::env::var("CI").is_ok_and(|ci| !matches!(ci.as_str(), "" | "0" | "false"));
+        assert!(
+            !in_ci,
+            "ZIB_REGENERATE_VECTORS is refused when CI is set: CI checks the checked-in \
+             vectors, it never rewrites them"
+        );
         std::fs::create_dir_all(dir()).unwrap();
         for (name, bytes) in &files {
             std::fs::write(dir().join(name), bytes).unwrap();
         }
         std::fs::write(dir().join("index.json"), &index_text).unwrap();
+        panic!(
+            "rewrote {} vector files and index.json in {}: review the change (git diff), then \
+             run again without ZIB_REGENERATE_VECTORS (a run that rewrites them never passes)",
+            files.len(),
+            dir().display()
+        );
     }
     for (name, bytes) in &files {
         let on_disk = std::fs::read(dir().join(name))
@@ -437,6 +453,85 @@ fn decrypt_file(key: &DataKey, v: &Value) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
+/// What each `fail_*` vector's rejection must say: its reason contains this text. (The
+/// error variant follows from the vector's kind and expectation.) Every fail vector must
+/// be listed, so a new one comes with its exact expectation.
+const FAIL_REASONS: [(&str, &str); 25] = [
+    ("fail_keyring_bitflip", "SHA-256 checksum does not match"),
+    ("fail_keyring_wrong_passphrase", ""),
+    ("fail_keyring_altered_checksum_recomputed", ""),
+    (
+        "fail_keyring_kdf_cost_too_high",
+        "scrypt log2 N must be between 1 and 20",
+    ),
+    (
+        "fail_keyring_kdf_memory_over_1gib",
+        "scrypt memory 128*N*r exceeds 1 GiB",
+    ),
+    (
+        "fail_keyring_truncated",
+        "exactly 160 bytes, this one is 159",
+    ),
+    (
+        "fail_volume_bitflip_ciphertext",
+        "final segment (segment 0, ciphertext from byte 58) failed authentication",
+    ),
+    (
+        "fail_volume_bitflip_tag",
+        "final segment (segment 0, ciphertext from byte 58) failed authentication",
+    ),
+    (
+        "fail_volume_bitflip_salt",
+        "final segment (segment 0, ciphertext from byte 58) failed authentication",
+    ),
+    ("fail_volume_bad_magic", "volume magic"),
+    (
+        "fail_volume_wrong_index",
+        "final segment (segment 0, ciphertext from byte 58) failed authentication",
+    ),
+    (
+        "fail_volume_other_backup",
+        "final segment (segment 0, ciphertext from byte 58) failed authentication",
+    ),
+    (
+        "fail_volume_truncated_inside_segment",
+        "final segment (segment 0, ciphertext from byte 58) failed authentication",
+    ),
+    (
+        "fail_volume_missing_final_segment",
+        "without its final segment (truncated after 1 whole segments)",
+    ),
+    (
+        "fail_volume_truncated_to_header",
+        "ends after 58 bytes without its final segment (truncated after 0 whole segments)",
+    ),
+    (
+        "fail_volume_segments_swapped",
+        "segment 0 (ciphertext bytes 58..65610) failed authentication",
+    ),
+    (
+        "fail_volume_segment_duplicated",
+        "segment 1 (ciphertext bytes 65610..131162) failed authentication",
+    ),
+    (
+        "fail_volume_segment_dropped",
+        "final segment (segment 1, ciphertext from byte 65610) failed authentication",
+    ),
+    (
+        "fail_volume_trailing_bytes",
+        "final segment (segment 0, ciphertext from byte 58) failed authentication",
+    ),
+    ("fail_record_bitflip", "authentication failed"),
+    ("fail_record_other_object", "authentication failed"),
+    ("fail_record_other_type", "authentication failed"),
+    ("fail_record_other_repository", "authentication failed"),
+    ("fail_record_truncated", "not unpadded base64url text"),
+    (
+        "fail_record_padded",
+        "not unpadded base64url text: Invalid padding",
+    ),
+];
+
 fn record_context(v: &Value) -> RecordContext<'_> {
     RecordContext {
         record_type: v["record_type"].as_str().unwrap(),
@@ -476,11 +571,14 @@ fn good_vectors_decrypt_and_fail_vectors_are_rejected() {
         assert_eq!(hex::encode(pt), r["plaintext"].as_str().unwrap());
         checked += 1;
     }
+    let mut failed = Vec::new();
     for f in index["fail"].as_array().unwrap() {
         let name = f["name"].as_str().unwrap();
         assert!(name.starts_with("fail_"));
+        failed.push(name);
         let expect = f["expect"].as_str().unwrap();
-        let err = match f["kind"].as_str().unwrap() {
+        let kind = f["kind"].as_str().unwrap();
+        let err = match kind {
             "keyring" => {
                 let bytes = std::fs::read(dir().join(f["file"].as_str().unwrap())).unwrap();
                 open_keyring(
@@ -499,18 +597,47 @@ fn good_vectors_decrypt_and_fail_vectors_are_rejected() {
             other => panic!("{name}: unknown kind {other}"),
         }
         .expect_err(name);
-        let ok = match expect {
-            "wrong_passphrase" => matches!(err, Error::WrongPassphrase),
-            "corrupt" => matches!(
-                err,
-                Error::CorruptKeyring { .. }
-                    | Error::CorruptVolume { .. }
-                    | Error::CorruptRecord { .. }
-            ),
-            other => panic!("{name}: unknown expectation {other}"),
+        let reason = FAIL_REASONS
+            .iter()
+            .find(|(listed, _)| *listed == name)
+            .map(|(_, reason)| *reason)
+            .unwrap_or_else(|| panic!("{name}: no expected rejection in FAIL_REASONS"));
+        // The exact error for the object's kind, naming that object, for the exact reason.
+        let said = match (expect, kind, &err) {
+            ("wrong_passphrase", "keyring", Error::WrongPassphrase) => String::new(),
+            ("corrupt", "keyring", Error::CorruptKeyring { reason }) => reason.clone(),
+            ("corrupt", "volume", Error::CorruptVolume { volume, reason }) => {
+                assert_eq!(*volume, vol_identity(f), "{name}: names another volume");
+                reason.clone()
+            }
+            (
+                "corrupt",
+                "record",
+                Error::CorruptRecord {
+                    record_type,
+                    object_key,
+                    reason,
+                },
+            ) => {
+                let context = record_context(f);
+                assert_eq!(
+                    (record_type.as_str(), object_key.as_str()),
+                    (context.record_type, context.object_key),
+                    "{name}: names another record"
+                );
+                reason.clone()
+            }
+            _ => panic!("{name}: expected {expect} for a {kind}, got {err:?}"),
         };
-        assert!(ok, "{name}: expected {expect}, got {err:?}");
+        assert!(
+            said.contains(reason),
+            "{name}: rejected for another reason: {said:?} (expected {reason:?})"
+        );
         checked += 1;
     }
+    failed.sort_unstable();
+    let mut listed: Vec<&str> = FAIL_REASONS.iter().map(|(name, _)| *name).collect();
+    listed.sort_unstable();
+    assert_eq!(failed, listed, "FAIL_REASONS and the fail vectors differ");
     assert!(checked >= 30, "only {checked} vectors checked");
 }

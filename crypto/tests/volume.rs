@@ -80,6 +80,79 @@ fn expect_corrupt(result: Result<Vec<u8>, Error>, what: &str) -> String {
     }
 }
 
+/// What failed authentication: segment `index` of a volume whose final segment is
+/// `last`, in the words the decryptor reports it.
+fn segment_failure(index: usize, last: usize) -> String {
+    let start = H + index * SCT;
+    if index == last {
+        format!("its final segment (segment {index}, ciphertext from byte {start}) failed authentication")
+    } else {
+        format!(
+            "segment {index} (ciphertext bytes {start}..{}) failed authentication",
+            start + SCT
+        )
+    }
+}
+
+/// The exact rejection of an altered volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Rejection {
+    /// `CorruptVolume` whose reason contains this text.
+    Corrupt(String),
+    /// `UnsupportedVersion` of a volume with this version.
+    Unsupported(u16),
+    /// `KeyMismatch`.
+    KeyMismatch,
+}
+
+/// The rejection a volume `original` (as `encrypt` writes it) must meet when its bytes
+/// are replaced by `altered` (same length), worked out from the format's layout alone:
+/// the first changed byte decides. Header: magic (8 bytes), version (2, little-endian),
+/// key id (16), salt (32); then segments of `SCT` bytes, the last one short.
+fn expected_rejection(original: &[u8], altered: &[u8]) -> Rejection {
+    let pos = original
+        .iter()
+        .zip(altered)
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| panic!("the altered volume is unchanged"));
+    let last = (original.len() - H - 1) / SCT;
+    match pos {
+        0..8 => Rejection::Corrupt("does not start with the volume magic".into()),
+        8..10 => match u16::from_le_bytes([altered[8], altered[9]]) {
+            0 => Rejection::Corrupt("format version 0, which does not exist".into()),
+            version => Rejection::Unsupported(version),
+        },
+        10..26 => Rejection::KeyMismatch,
+        // Another salt derives another key: the first segment fails.
+        26..H => Rejection::Corrupt(segment_failure(0, last)),
+        _ => Rejection::Corrupt(segment_failure((pos - H) / SCT, last)),
+    }
+}
+
+#[track_caller]
+fn assert_rejected(result: Result<Vec<u8>, Error>, expected: &Rejection, what: &str) {
+    match (result, expected) {
+        (Err(err @ Error::CorruptVolume { .. }), Rejection::Corrupt(reason)) => {
+            let msg = expect_corrupt(Err(err), what);
+            assert!(
+                msg.contains(reason.as_str()),
+                "{what}: {msg} (expected {reason:?})"
+            );
+        }
+        (
+            Err(Error::UnsupportedVersion {
+                what: "volume",
+                version,
+            }),
+            Rejection::Unsupported(expected),
+        ) => {
+            assert_eq!(version, *expected, "{what}")
+        }
+        (Err(Error::KeyMismatch { .. }), Rejection::KeyMismatch) => {}
+        (other, expected) => panic!("{what}: expected {expected:?}, got {other:?}"),
+    }
+}
+
 const BOUNDARY_SIZES: [usize; 9] = [
     0,
     1,
@@ -286,19 +359,26 @@ fn volume_swapped_between_positions_backups_or_repositories_is_rejected() {
     let k = key(6);
     let ct = encrypt(&k, identity(7), &salt(6), &data(100), usize::MAX);
     assert!(decrypt(&k, identity(7), &ct, 50).is_ok());
-    expect_corrupt(decrypt(&k, identity(8), &ct, 50), "other index");
+    // The identity is authenticated with every segment: here the only, final one fails.
+    let fails = Rejection::Corrupt(segment_failure(0, 0));
+    assert_rejected(decrypt(&k, identity(8), &ct, 50), &fails, "other index");
     let mut other_backup = identity(7);
     other_backup.backup_id[0] ^= 1;
-    assert!(matches!(
-        decrypt(&k, other_backup, &ct, 50),
-        Err(Error::CorruptVolume { .. })
-    ));
+    let msg = match decrypt(&k, other_backup, &ct, 50) {
+        Err(err @ Error::CorruptVolume { .. }) => err.to_string(),
+        other => panic!("other backup: {other:?}"),
+    };
+    assert!(msg.contains(&segment_failure(0, 0)), "other backup: {msg}");
     let mut other_repo = identity(7);
     other_repo.repository_id[15] ^= 0x80;
-    assert!(matches!(
-        decrypt(&k, other_repo, &ct, 50),
-        Err(Error::CorruptVolume { .. })
-    ));
+    let msg = match decrypt(&k, other_repo, &ct, 50) {
+        Err(err @ Error::CorruptVolume { .. }) => err.to_string(),
+        other => panic!("other repository: {other:?}"),
+    };
+    assert!(
+        msg.contains(&segment_failure(0, 0)),
+        "other repository: {msg}"
+    );
 }
 
 #[test]
@@ -321,13 +401,25 @@ fn bit_flips_in_header_and_segments_are_rejected() {
         for bit in [0, 7] {
             let mut bad = ct.clone();
             bad[pos] ^= 1 << bit;
-            match decrypt(&k, identity(0), &bad, 10_000) {
-                Err(Error::CorruptVolume { .. } | Error::KeyMismatch { .. }) => {}
-                Err(Error::UnsupportedVersion { .. }) if (8..10).contains(&pos) => {}
-                other => panic!("flip at {pos} bit {bit}: {other:?}"),
-            }
+            assert_rejected(
+                decrypt(&k, identity(0), &bad, 10_000),
+                &expected_rejection(&ct, &bad),
+                &format!("flip at {pos} bit {bit}"),
+            );
         }
     }
+    // The layout the expectations rest on: two segments, the second the final one.
+    assert_eq!(
+        expected_rejection(&ct, &{
+            let mut bad = ct.clone();
+            bad[H + SCT] ^= 1;
+            bad
+        }),
+        Rejection::Corrupt(format!(
+            "its final segment (segment 1, ciphertext from byte {}) failed authentication",
+            H + SCT
+        ))
+    );
 }
 
 #[test]
@@ -355,7 +447,12 @@ fn decryptor_refuses_to_continue_after_an_error() {
     let mut ct = encrypt(&k, identity(0), &salt(10), &data(2 * S + 3), usize::MAX);
     ct[H + 5] ^= 1;
     let mut dec = VolumeDecryptor::new(&k, identity(0));
-    assert!(dec.push(&ct[..H + SCT]).is_err());
+    let first = dec.push(&ct[..H + SCT]).map(|b| b.to_vec());
+    assert_rejected(
+        first,
+        &Rejection::Corrupt(segment_failure(0, 2)),
+        "segment 0 altered",
+    );
     assert!(matches!(dec.push(&ct[H + SCT..]), Err(Error::Poisoned(_))));
     assert!(matches!(dec.finish(), Err(Error::Poisoned(_))));
 }
@@ -457,19 +554,34 @@ fn chunk_api_detects_tampering_in_segments_opened_in_place() {
         bad[pos] ^= 0x10;
         for chunk in [SCT, 2 * SCT + H, 5 * SCT] {
             for shared in [false, true] {
-                let err = decrypt_chunks(&k, identity(0), &bad, chunk, shared).unwrap_err();
-                assert!(
-                    matches!(err, Error::CorruptVolume { .. }),
-                    "pos {pos} chunk {chunk}: {err:?}"
+                assert_rejected(
+                    decrypt_chunks(&k, identity(0), &bad, chunk, shared),
+                    &expected_rejection(&ct, &bad),
+                    &format!("pos {pos} chunk {chunk} shared {shared}"),
                 );
             }
         }
     }
     let (header, segs) = segments_of(&ct);
     let swapped = [header, segs[1].clone(), segs[0].clone(), segs[2..].concat()].concat();
-    assert!(decrypt_chunks(&k, identity(0), &swapped, 3 * SCT, false).is_err());
-    assert!(decrypt_chunks(&k, identity(0), &ct[..H + 4 * SCT], 3 * SCT, false).is_err());
-    assert!(decrypt_chunks(&k, identity(1), &ct, 3 * SCT, false).is_err());
+    assert_rejected(
+        decrypt_chunks(&k, identity(0), &swapped, 3 * SCT, false),
+        &Rejection::Corrupt(segment_failure(0, 4)),
+        "segments 0 and 1 swapped",
+    );
+    assert_rejected(
+        decrypt_chunks(&k, identity(0), &ct[..H + 4 * SCT], 3 * SCT, false),
+        &Rejection::Corrupt(format!(
+            "it ends after {} bytes without its final segment (truncated after 4 whole segments)",
+            H + 4 * SCT
+        )),
+        "final segment cut off",
+    );
+    assert_rejected(
+        decrypt_chunks(&k, identity(1), &ct, 3 * SCT, false),
+        &Rejection::Corrupt(segment_failure(0, 4)),
+        "read as volume 1",
+    );
 }
 
 #[test]
@@ -484,12 +596,23 @@ fn decryption_can_start_at_a_segment_for_ranged_downloads() {
         out.extend_from_slice(&dec.finish().unwrap());
         assert!(out == pt[first as usize * S..], "from segment {first}");
     }
-    // Starting at the wrong segment number, or with another volume's header, fails.
+    // Starting at the wrong segment number, or with another volume's header, fails: the
+    // first segment fed, taken for the one the decryptor starts at, does not authenticate.
     let mut dec = VolumeDecryptor::starting_at(&k, identity(3), &ct[..H], 1).unwrap();
-    assert!(dec.push(&ct[segment_offset(2) as usize..]).is_err());
+    assert_rejected(
+        dec.push(&ct[segment_offset(2) as usize..])
+            .map(|b| b.to_vec()),
+        &Rejection::Corrupt(segment_failure(1, 4)),
+        "segment 2 fed as segment 1",
+    );
     let other = encrypt(&k, identity(3), &salt(17), &pt, usize::MAX);
     let mut dec = VolumeDecryptor::starting_at(&k, identity(3), &other[..H], 2).unwrap();
-    assert!(dec.push(&ct[segment_offset(2) as usize..]).is_err());
+    assert_rejected(
+        dec.push(&ct[segment_offset(2) as usize..])
+            .map(|b| b.to_vec()),
+        &Rejection::Corrupt(segment_failure(2, 4)),
+        "segment 2 under another volume's header",
+    );
     assert!(matches!(
         VolumeDecryptor::starting_at(&key(17), identity(3), &ct[..H], 0),
         Err(Error::KeyMismatch { .. })
@@ -576,9 +699,14 @@ proptest! {
         let k = key(3);
         let pt = data(len);
         let mut ct = encrypt(&k, identity(0), &salt(3), &pt, 65_000);
+        let original = ct.clone();
         let pos = ((ct.len() as f64) * pos_frac) as usize % ct.len();
         ct[pos] ^= xor;
-        prop_assert!(decrypt(&k, identity(0), &ct, 30_000).is_err(), "change at {} of {} accepted", pos, ct.len());
+        assert_rejected(
+            decrypt(&k, identity(0), &ct, 30_000),
+            &expected_rejection(&original, &ct),
+            &format!("change at {pos} of {}", ct.len()),
+        );
     }
 }
 

@@ -119,7 +119,11 @@ async fn init_is_refused(operation: Operation, step: AccessStep, permission: &st
         message.contains(permission) && message.contains("IAM policy"),
         "{message}"
     );
-    assert!(setup.proxy.faults_injected() >= 1);
+    assert_eq!(
+        setup.proxy.injected(),
+        [1],
+        "one refusal, and init stopped at it"
+    );
     assert_bucket_empty(&setup).await;
 }
 

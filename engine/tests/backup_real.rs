@@ -17,9 +17,10 @@ use zib_engine::snapshot_source::{
     Capabilities, DatasetName, Protection, ReceiveOptions, ReceiveStream, SendRequest, SendStream,
     SnapshotInfo, SnapshotName, SnapshotSource, SourceKind,
 };
+use zib_engine::storage::counting::Counting;
 use zib_engine::storage::s3::S3Backend;
 use zib_engine::storage::{
-    ByteRange, RestoreTier, StorageBackend, StorageBackendExt, StorageClass,
+    ByteRange, Operation, RestoreTier, StorageBackend, StorageBackendExt, StorageClass,
 };
 use zib_engine::{
     BackupKind, BackupOptions, BackupOutcome, Error, FakeClock, NoProgress, Passphrase, Repository,
@@ -78,6 +79,24 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
         first.protection.is_some(),
         "zfs-fuse supports holds: {:?}",
         first.warnings
+    );
+    // The leak check below proves something only if the marker is in what zib was given
+    // to encrypt: the raw send stream of the first backup's snapshot.
+    let mut raw = Vec::new();
+    let mut send = source
+        .send(&SendRequest::full(
+            dataset.clone(),
+            SnapshotName::zfs(&first.manifest.snapshot_name).unwrap(),
+        ))
+        .await
+        .unwrap();
+    while let Some(chunk) = send.next().await {
+        raw.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(raw.len() as u64, first.manifest.stream_len);
+    assert!(
+        raw.windows(MARKER.len()).any(|w| w == MARKER),
+        "the plaintext marker is not in the raw send stream: the leak check would prove nothing"
     );
 
     modify_tree(&mountpoint, 2).unwrap();
@@ -187,9 +206,32 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
     assert_eq!(hash_tree(&pool.mountpoint(&target)).unwrap(), expected);
 }
 
-/// A source whose `zfs send` is killed with SIGKILL after its first bytes: a real
-/// failed send, not a simulated error.
-struct KilledSend(ZfsSource);
+/// A source whose `zfs send` is killed with SIGKILL (by [`KillAfterFirstPart`]) once the
+/// backup stored its first part: a real failed send, not a simulated error. The stream
+/// is passed on untouched, so what the killed run stored is a true prefix of the
+/// snapshot's stream, which the next run can resume.
+struct KilledSend(ZfsSource, Arc<KillAfterFirstPart>);
+
+/// Progress that kills the send process when the first part has been uploaded.
+#[derive(Default)]
+struct KillAfterFirstPart {
+    pid: std::sync::Mutex<Option<u32>>,
+    killed: std::sync::atomic::AtomicBool,
+}
+
+impl zib_engine::Progress for KillAfterFirstPart {
+    fn part_uploaded(&self, _bytes: u64) {
+        if self.killed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let pid = self.pid.lock().unwrap().expect("the send has started");
+        let status = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
 
 #[async_trait]
 impl SnapshotSource for KilledSend {
@@ -230,16 +272,8 @@ impl SnapshotSource for KilledSend {
         self.0.estimate_send_size(request).await
     }
     async fn send(&self, request: &SendRequest) -> zib_engine::snapshot_source::Result<SendStream> {
-        let mut stream = self.0.send(request).await?;
-        let pid = stream.process_id().expect("a running send has a pid");
-        // Wait for the first bytes, then kill the sender.
-        let first = stream.next().await;
-        assert!(matches!(first, Some(Ok(_))), "the send produced no bytes");
-        let status = std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let stream = self.0.send(request).await?;
+        *self.1.pid.lock().unwrap() = Some(stream.process_id().expect("a running send has a pid"));
         Ok(stream)
     }
     async fn receive(
@@ -289,14 +323,32 @@ async fn a_killed_zfs_send_commits_nothing_and_the_next_run_resumes_it() {
     .await
     .unwrap();
 
-    let result = repository
+    // Both runs go through request counters, to see what the second sends again.
+    let counted = |counting: &Counting<Arc<dyn StorageBackend>>| {
+        let backend: Arc<dyn StorageBackend> = Arc::new(counting.clone());
+        location(&backend, "")
+    };
+    let killed_run = Counting::new(backend.clone());
+    let killed_repository = Repository::open(
+        &counted(&killed_run),
+        &Passphrase::new(PASSPHRASE.into()),
+        host(&clock),
+    )
+    .await
+    .unwrap();
+    let killer = Arc::new(KillAfterFirstPart::default());
+    let result = killed_repository
         .backup(
-            &KilledSend(ZfsSource::new()),
+            &KilledSend(ZfsSource::new(), killer.clone()),
             &dataset,
             &backup_options(),
-            &NoProgress,
+            killer.as_ref(),
         )
         .await;
+    assert!(
+        killer.killed.load(std::sync::atomic::Ordering::SeqCst),
+        "the send was never killed: {result:?}"
+    );
     let error = result.expect_err("a killed send must fail the backup");
     assert!(matches!(error, Error::Source(_)), "{error}");
 
@@ -304,16 +356,50 @@ async fn a_killed_zfs_send_commits_nothing_and_the_next_run_resumes_it() {
     assert!(catalog.datasets.is_empty(), "nothing may be committed");
     assert!(backend.list_all("manifests/").await.unwrap().is_empty());
     // What was uploaded is kept for the next run.
+    let stored = killed_run.count(Operation::CompleteMultipart);
+    let started = killed_run.count(Operation::CreateMultipart);
+    assert!(stored >= 1, "the killed run stored its first volume");
 
-    // A plain source resumes that same backup and commits it.
+    // A plain source resumes that same backup and commits it, sending only what the
+    // killed run did not store.
     let source = ZfsSource::new();
+    let resuming_run = Counting::new(backend.clone());
+    let resuming = Repository::open(
+        &counted(&resuming_run),
+        &Passphrase::new(PASSPHRASE.into()),
+        host(&clock),
+    )
+    .await
+    .unwrap();
     let resumed = committed(
-        repository
+        resuming
             .backup(&source, &dataset, &backup_options(), &NoProgress)
             .await
             .unwrap(),
     );
     assert!(resumed.resumed, "the next run continues the failed backup");
+    // Volumes are 1 MiB, parts 5 MiB: one part per volume, sent when the volume is
+    // complete. The stored volumes are not sent again, and the upload the killed run
+    // started for the next one is continued, not started anew.
+    let volumes = u64::from(resumed.manifest.volume_count);
+    assert_eq!(
+        resuming_run.count(Operation::UploadPart),
+        volumes - stored,
+        "parts sent by the resumed run ({volumes} volumes, {stored} stored before the kill)"
+    );
+    assert_eq!(
+        resuming_run.count(Operation::CreateMultipart),
+        volumes - started,
+        "uploads started by the resumed run ({volumes} volumes, {started} started before)"
+    );
+    assert_eq!(
+        (
+            resuming_run.count(Operation::AbortMultipart),
+            resuming_run.count(Operation::Delete)
+        ),
+        (0, 0),
+        "nothing stored by the killed run was discarded"
+    );
     let catalog = repository.catalog().await.unwrap();
     assert!(
         catalog.leftovers.orphan_volumes.is_empty()

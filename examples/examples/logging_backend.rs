@@ -204,10 +204,13 @@ impl<B: StorageBackend> StorageBackend for Logging<B> {
 fn backend_and_params() -> (Logging<MemoryBackend>, SuiteParams) {
     let clock = FakeClock::default();
     let config = MemoryConfig::default();
-    let params = SuiteParams::new(ArchiveModel::DelayedRestore {
-        clock: clock.clone(),
-        bulk_thaw: config.bulk_thaw,
-    });
+    let params = SuiteParams::new(
+        ArchiveModel::DelayedRestore {
+            clock: clock.clone(),
+            bulk_thaw: config.bulk_thaw,
+        },
+        Arc::new(clock.clone()),
+    );
     let backend = Logging {
         inner: MemoryBackend::new(config, Arc::new(clock)),
     };

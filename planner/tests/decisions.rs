@@ -328,16 +328,45 @@ fn waiting_is_preferred_while_the_waste_is_small() {
     let c = catalog(monthly_chain(1024 * GIB, GIB, 12));
     let now = month(13);
     let snap = local("n", now, Some(1024 * GIB), Some(("b12", GIB)));
-    let d = plan_consolidation(
-        &c,
-        &[],
-        &snap,
-        &Policy::default(),
-        &PriceTable::default(),
-        now,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let decide = |horizon_months| {
+        plan_consolidation(
+            &c,
+            &[],
+            &snap,
+            &Policy {
+                horizon_months,
+                ..Policy::default()
+            },
+            &PriceTable::default(),
+            now,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    // Over the default 24 months the ~$0.94 a fresh full costs once is not even
+    // recovered (13 GiB of waste × $0.00099 × 24 ≈ $0.31).
+    let d = decide(24);
     assert!(!d.recommend, "{}", d.reason);
+    assert!(
+        d.reason
+            .starts_with("a fresh full would not pay for itself within the horizon"),
+        "{}",
+        d.reason
+    );
+    // Over ten years it would pay, yet waiting is cheaper still: the waste costs less a
+    // month than the steady-state cost of consolidating.
+    let d = decide(120);
+    assert!(!d.recommend, "{}", d.reason);
+    assert!(
+        d.consolidate_cost.total() < d.keep_cost.total(),
+        "{}",
+        d.reason
+    );
+    assert!(
+        d.reason
+            .starts_with("cheaper within the horizon, but waiting is cheaper still"),
+        "{}",
+        d.reason
+    );
 }
 
 #[test]

@@ -1,13 +1,14 @@
 //! A decorator that injects failures: the n-th call of an operation, or a seeded
 //! fraction of calls, fails with a chosen error before reaching the wrapped backend (or,
-//! for `get`, with a body cut short).
+//! for `get` and `list`, part-way through its answer). It counts the faults each rule
+//! injected, so a test can prove its faults really happened.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 use crate::{
     AbortIncompleteUploadsRule, ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag,
@@ -35,7 +36,9 @@ pub enum Fault {
     /// [`Error::PermissionDenied`].
     PermissionDenied,
     /// For `get`: the call succeeds but the body stops after half of its bytes with a
-    /// `Transient` error. For other operations: as `Transient`.
+    /// `Transient` error. For `list`: the listing stops after half of its entries (rounded
+    /// down) with a `Transient` error, as a connection cut in the middle of a page would.
+    /// For other operations: as `Transient`.
     TruncatedBody,
     /// The call reaches the wrapped backend and takes effect, then fails with `Transient`
     /// (a response lost on the way back).
@@ -61,6 +64,8 @@ pub struct FaultRule {
 struct State {
     calls: BTreeMap<Operation, u64>,
     total: u64,
+    /// Faults injected by each rule, in rule order.
+    fired: Vec<u64>,
     rng: fastrand::Rng,
 }
 
@@ -75,12 +80,14 @@ pub struct FaultInjecting<B> {
 impl<B> FaultInjecting<B> {
     /// Wraps `inner`; `seed` drives [`Trigger::Fraction`].
     pub fn new(inner: B, rules: Vec<FaultRule>, seed: u64) -> Self {
+        let fired = vec![0; rules.len()];
         FaultInjecting {
             inner,
             rules: Arc::new(rules),
             state: Arc::new(Mutex::new(State {
                 calls: BTreeMap::new(),
                 total: 0,
+                fired,
                 rng: fastrand::Rng::with_seed(seed),
             })),
         }
@@ -89,6 +96,15 @@ impl<B> FaultInjecting<B> {
     /// The wrapped backend.
     pub fn inner(&self) -> &B {
         &self.inner
+    }
+
+    /// How many faults each rule injected so far, in the order the rules were given.
+    pub fn injected(&self) -> Vec<u64> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .fired
+            .clone()
     }
 
     /// Counts the call and returns the fault to inject, if any.
@@ -101,7 +117,7 @@ impl<B> FaultInjecting<B> {
         };
         state.total += 1;
         let n_all = state.total;
-        for rule in self.rules.iter() {
+        for (index, rule) in self.rules.iter().enumerate() {
             let n = match rule.operation {
                 Some(op) if op != operation => continue,
                 Some(_) => n_op,
@@ -113,17 +129,11 @@ impl<B> FaultInjecting<B> {
                 Trigger::Fraction(p) => state.rng.f64() < p,
             };
             if fires {
+                state.fired[index] += 1;
                 return Some(rule.fault);
             }
         }
         None
-    }
-
-    fn fail(&self, operation: Operation, key: &str) -> Result<()> {
-        match self.check(operation) {
-            None => Ok(()),
-            Some(fault) => Err(injected(fault, operation, key)),
-        }
     }
 
     /// Runs `call` unless a rule fires; `LostAnswer` runs it and then fails.
@@ -243,9 +253,26 @@ impl<B: StorageBackend> StorageBackend for FaultInjecting<B> {
             .await
     }
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<ListEntry>> {
-        match self.fail(Operation::List, prefix) {
-            Ok(()) => self.inner.list(prefix),
-            Err(error) => stream::once(async move { Err(error) }).boxed(),
+        match self.check(Operation::List) {
+            None => self.inner.list(prefix),
+            Some(Fault::TruncatedBody) => stream::once(async move {
+                let cut = Error::transient(Operation::List, prefix, "injected truncated listing");
+                let entries: Vec<Result<ListEntry>> =
+                    match self.inner.list(prefix).try_collect::<Vec<_>>().await {
+                        Ok(mut entries) => {
+                            entries.truncate(entries.len() / 2);
+                            entries.into_iter().map(Ok).chain([Err(cut)]).collect()
+                        }
+                        Err(error) => vec![Err(error)],
+                    };
+                stream::iter(entries)
+            })
+            .flatten()
+            .boxed(),
+            Some(fault) => {
+                let error = injected(fault, Operation::List, prefix);
+                stream::once(async move { Err(error) }).boxed()
+            }
         }
     }
     async fn get(&self, key: &ObjectKey, range: ByteRange) -> Result<ByteStream> {

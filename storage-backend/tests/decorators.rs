@@ -59,6 +59,12 @@ fn reached(stack: &Stack, operation: Operation) -> u64 {
     stack.inner().inner().count(operation)
 }
 
+/// Faults each rule of the stack injected, in rule order: a test whose faults never fired
+/// would prove nothing.
+fn injected(stack: &Stack) -> Vec<u64> {
+    stack.inner().injected()
+}
+
 #[tokio::test]
 async fn transient_failures_are_retried_with_backoff() {
     let (stack, sleeps) = stack(vec![
@@ -79,6 +85,7 @@ async fn transient_failures_are_retried_with_backoff() {
         1,
         "two injected failures, then one real put"
     );
+    assert_eq!(injected(&stack), [1, 1]);
     let sleeps = sleeps.0.lock().unwrap().clone();
     assert_eq!(sleeps.len(), 2);
     assert!(
@@ -100,8 +107,10 @@ async fn permanent_failures_fail_fast() {
         sleeps.0.lock().unwrap().is_empty(),
         "no retry of a permanent failure"
     );
-    let err = stack.head(&key("k")).await;
-    assert!(err.is_err());
+    let err = stack.head(&key("k")).await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+    assert_eq!(injected(&stack), [2], "one refusal per call, none retried");
+    assert_eq!(reached(&stack, Operation::Head), 0);
 }
 
 #[tokio::test]
@@ -115,6 +124,7 @@ async fn attempts_run_out() {
     assert!(err.is_retryable(), "{err:?}");
     assert_eq!(sleeps.0.lock().unwrap().len(), 7, "8 attempts, 7 waits");
     assert_eq!(reached(&stack, Operation::Delete), 0);
+    assert_eq!(injected(&stack), [8]);
 }
 
 #[tokio::test]
@@ -145,6 +155,9 @@ async fn a_truncated_body_resumes_where_it_broke() {
             .unwrap(),
         data
     );
+    // The body was cut once, and the rest came from a second, resumed read.
+    assert_eq!(injected(&stack), [1]);
+    assert_eq!(reached(&stack, Operation::Get), 2);
     let (stack2, _) = self::stack(vec![rule(
         Operation::Get,
         Trigger::Nth(1),
@@ -164,6 +177,8 @@ async fn a_truncated_body_resumes_where_it_broke() {
         .await
         .unwrap();
     assert_eq!(ranged, data.slice(1000..150_000));
+    assert_eq!(injected(&stack2), [1]);
+    assert_eq!(reached(&stack2, Operation::Get), 2);
 }
 
 #[tokio::test]
@@ -220,10 +235,65 @@ async fn a_lost_answer_to_a_conditional_write_is_recognised_as_success() {
         .unwrap();
     stack.abort_multipart(&key("a"), &upload).await.unwrap();
     assert!(stack.list_multipart_uploads("").await.unwrap().is_empty());
+    // Each answer was lost once after the write took effect; the retries found it done.
+    assert_eq!(injected(&stack), [1, 1, 1]);
+    assert_eq!(reached(&stack, Operation::CompleteMultipart), 2);
+    assert_eq!(reached(&stack, Operation::AbortMultipart), 2);
 }
 
+/// A listing cut in the middle of a page (7-key pages; the cut comes after 15 of 30 keys,
+/// inside the third page) is listed again by the retry layer, which delivers the keys
+/// after the last one it already delivered: every key once, in order, from two listings.
 #[tokio::test]
-async fn a_listing_resumes_after_the_last_delivered_key() {
+async fn a_listing_cut_mid_page_resumes_after_the_last_delivered_key() {
+    let memory = MemoryBackend::new(
+        zib_storage_backend::memory::MemoryConfig {
+            page_size: 7,
+            ..Default::default()
+        },
+        Arc::new(FakeClock::default()),
+    );
+    let stack: Stack = Retrying::with_sleeper(
+        FaultInjecting::new(
+            Counting::new(memory),
+            vec![rule(Operation::List, Trigger::Nth(1), Fault::TruncatedBody)],
+            42,
+        ),
+        RetryPolicy::default(),
+        Arc::new(Recorder::default()),
+        42,
+    );
+    let expected: Vec<String> = (0..30).map(|i| format!("p/{i:02}")).collect();
+    for name in &expected {
+        stack
+            .put(
+                &key(name),
+                Bytes::new(),
+                &standard(),
+                &PutPrecondition::None,
+            )
+            .await
+            .unwrap();
+    }
+    let keys: Vec<String> = stack
+        .list_all("p/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key.to_string())
+        .collect();
+    assert_eq!(keys, expected, "every key once, in order");
+    assert_eq!(injected(&stack), [1], "the listing was cut once");
+    assert_eq!(
+        reached(&stack, Operation::List),
+        2,
+        "the cut listing and the one that resumed it"
+    );
+}
+
+/// A listing that fails before its first key is simply listed again.
+#[tokio::test]
+async fn a_listing_failing_at_once_is_listed_again() {
     let (stack, _) = stack(vec![rule(
         Operation::List,
         Trigger::Nth(1),
@@ -250,6 +320,12 @@ async fn a_listing_resumes_after_the_last_delivered_key() {
     assert_eq!(
         keys,
         (0..30).map(|i| format!("p/{i:02}")).collect::<Vec<_>>()
+    );
+    assert_eq!(injected(&stack), [1]);
+    assert_eq!(
+        reached(&stack, Operation::List),
+        1,
+        "refused before the backend"
     );
 }
 
@@ -294,13 +370,18 @@ async fn seeded_fractions_are_reproducible() {
                     .is_err_and(|e| e.is_retryable()),
             );
         }
-        outcomes
+        (outcomes, faulty.injected())
     };
-    let a = pattern(9).await;
-    assert_eq!(a, pattern(9).await);
-    assert_ne!(a, pattern(10).await);
+    let (a, fired) = pattern(9).await;
+    assert_eq!((a.clone(), fired.clone()), pattern(9).await);
+    assert_ne!(a, pattern(10).await.0);
     let failures = a.iter().filter(|f| **f).count();
     assert!((15..45).contains(&failures), "{failures} of 100 at p=0.3");
+    assert_eq!(
+        fired,
+        [failures as u64],
+        "the counter counts every injected fault"
+    );
 }
 
 #[tokio::test]
@@ -343,4 +424,5 @@ async fn lifecycle_calls_pass_through_every_decorator() {
         stack.abort_incomplete_uploads_rules().await.unwrap(),
         [ours]
     );
+    assert_eq!(injected(&stack), [1, 1]);
 }

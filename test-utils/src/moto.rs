@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -26,6 +26,17 @@ pub const DEFAULT_MOTO_SERVER: &str = "/opt/zib/moto-venv/bin/moto_server";
 const INSTALL_HINT: &str =
     "create a virtualenv at /opt/zib/moto-venv with `pip install 'moto[server]==5.1.22'` \
                             or set ZIB_MOTO_SERVER to a moto 5.1.22 moto_server";
+
+/// The `Initiated` date moto 5.1.22 reports for every incomplete multipart upload,
+/// 2010-11-10T20:48:33Z in seconds since the Unix epoch: its ListMultipartUploads answer
+/// is a template with that date written in. (AWS reports when each upload started.) A
+/// test that ages uploads on moto sets its clock relative to this date.
+pub const REPORTED_UPLOAD_INITIATION_SECS: u64 = 1_289_422_113;
+
+/// [`REPORTED_UPLOAD_INITIATION_SECS`] as a time.
+pub fn reported_upload_initiation() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(REPORTED_UPLOAD_INITIATION_SECS)
+}
 
 /// A running moto server.
 #[derive(Debug)]

@@ -6,7 +6,9 @@
 //! with a fault — a connection reset (RST), a 500 `InternalError`, a 503 `SlowDown` or a
 //! 403 `AccessDenied` as S3 XML, a stall longer than the client's timeout, or a response
 //! body cut in half. Everything else is forwarded unchanged. The proxy counts the
-//! requests it saw per operation, so tests can prove a retry happened (or did not).
+//! requests it saw per operation, so tests can prove a retry happened (or did not), and
+//! the faults each rule injected, so they can prove their faults happened at all; it also
+//! keeps the sequence of requests and faults, so a seeded run can be shown to repeat.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -79,6 +81,10 @@ struct State {
     seen: BTreeMap<Operation, u64>,
     total: u64,
     faults: u64,
+    /// Faults injected by each rule, in rule order.
+    fired: Vec<u64>,
+    /// Every request in arrival order, with the rule that faulted it.
+    log: Vec<(Operation, Option<usize>)>,
     rng: fastrand::Rng,
 }
 
@@ -102,6 +108,7 @@ impl FaultProxy {
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let fired = vec![0; rules.len()];
         let shared = Arc::new(Shared {
             upstream,
             rules,
@@ -109,6 +116,8 @@ impl FaultProxy {
                 seen: BTreeMap::new(),
                 total: 0,
                 faults: 0,
+                fired,
+                log: Vec::new(),
                 rng: fastrand::Rng::with_seed(seed),
             }),
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -145,6 +154,27 @@ impl FaultProxy {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .faults
+    }
+
+    /// Faults each rule injected so far, in the order the rules were given.
+    pub fn injected(&self) -> Vec<u64> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .fired
+            .clone()
+    }
+
+    /// Every request so far in the order it arrived, with the index of the rule that
+    /// faulted it (`None`: forwarded unchanged).
+    pub fn log(&self) -> Vec<(Operation, Option<usize>)> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .log
+            .clone()
     }
 }
 
@@ -253,7 +283,7 @@ fn pick_fault(shared: &Shared, operation: Operation) -> Option<ProxyFault> {
     };
     state.total += 1;
     let n_all = state.total;
-    for rule in &shared.rules {
+    for (index, rule) in shared.rules.iter().enumerate() {
         let n = match rule.operation {
             Some(op) if op != operation => continue,
             Some(_) => n_op,
@@ -266,9 +296,12 @@ fn pick_fault(shared: &Shared, operation: Operation) -> Option<ProxyFault> {
         };
         if fires {
             state.faults += 1;
+            state.fired[index] += 1;
+            state.log.push((operation, Some(index)));
             return Some(rule.fault);
         }
     }
+    state.log.push((operation, None));
     None
 }
 

@@ -17,9 +17,10 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use zib_storage_backend::{
-    AbortIncompleteUploadsRule, ArchiveState, ByteRange, CompletePrecondition, CompletedPart,
-    Error, FakeClock, ObjectKey, PutPrecondition, RestoreTier, StorageBackend, StorageBackendExt,
-    StorageClass, UploadId, UserMetadata, WriteOptions, MAX_USER_METADATA_BYTES, MIN_PART_SIZE,
+    AbortIncompleteUploadsRule, ArchiveState, ByteRange, Clock, CompletePrecondition,
+    CompletedPart, Error, FakeClock, ObjectKey, PutPrecondition, RestoreTier, StorageBackend,
+    StorageBackendExt, StorageClass, UploadId, UserMetadata, WriteOptions, MAX_USER_METADATA_BYTES,
+    MIN_PART_SIZE,
 };
 
 /// How a backend treats objects in an archive storage class.
@@ -48,6 +49,19 @@ pub enum LifecycleModel {
     NotApplicable,
 }
 
+/// How a backend dates incomplete multipart uploads
+/// ([`MultipartUploadInfo::initiated`](zib_storage_backend::MultipartUploadInfo)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadDates {
+    /// By the time the upload was created (AWS S3, and every backend of zib's own).
+    Created,
+    /// Every upload carries this one date, whatever its creation time: moto 5.1.22
+    /// answers ListMultipartUploads with a fixed `Initiated` (see
+    /// [`crate::moto::REPORTED_UPLOAD_INITIATION_SECS`]). The suite then checks that
+    /// exactly this date arrives, which proves the backend reads the field.
+    Fixed(SystemTime),
+}
+
 /// What the suite may expect of a backend, and where it works.
 #[derive(Debug, Clone)]
 pub struct SuiteParams {
@@ -59,22 +73,37 @@ pub struct SuiteParams {
     pub pagination_keys: usize,
     /// Lifecycle rules ([`LifecycleModel::Rules`] unless set otherwise).
     pub lifecycle: LifecycleModel,
+    /// The clock the backend dates objects and uploads by (the backend's own fake clock,
+    /// or the system clock for a server): every reported time is checked against its
+    /// `now()` taken around the write.
+    pub clock: Arc<dyn Clock>,
+    /// How incomplete uploads are dated ([`UploadDates::Created`] unless set otherwise).
+    pub upload_dates: UploadDates,
 }
 
 impl SuiteParams {
-    /// Parameters with a fresh unique prefix.
-    pub fn new(archive: ArchiveModel) -> Self {
+    /// Parameters with a fresh unique prefix, for a backend that dates what it stores by
+    /// `clock`.
+    pub fn new(archive: ArchiveModel, clock: Arc<dyn Clock>) -> Self {
         SuiteParams {
             prefix: unique_prefix(),
             archive,
             pagination_keys: 1005,
             lifecycle: LifecycleModel::Rules,
+            clock,
+            upload_dates: UploadDates::Created,
         }
     }
 
     /// The same parameters with another lifecycle model.
     pub fn with_lifecycle(mut self, lifecycle: LifecycleModel) -> Self {
         self.lifecycle = lifecycle;
+        self
+    }
+
+    /// The same parameters with another way of dating uploads.
+    pub fn with_upload_dates(mut self, upload_dates: UploadDates) -> Self {
+        self.upload_dates = upload_dates;
         self
     }
 
@@ -125,6 +154,24 @@ fn standard() -> WriteOptions {
     WriteOptions::new(StorageClass::Standard)
 }
 
+/// How far a reported time may lie outside the clock readings taken around the write.
+/// S3 reports `Last-Modified` in whole seconds (an HTTP date), so a time may fall up to a
+/// second before the reading taken just before the write; a second more allows for a
+/// server whose clock stands slightly apart from the test's.
+const TIME_MARGIN: Duration = Duration::from_secs(2);
+
+/// Asserts that `time`, reported for something written between the clock readings
+/// `before` and `after`, lies between them (within [`TIME_MARGIN`]). A backend that
+/// loses or misreads times (reporting 1970, say, or the time of the read) fails here.
+#[track_caller]
+fn assert_written_between(what: &str, time: SystemTime, before: SystemTime, after: SystemTime) {
+    assert!(
+        time + TIME_MARGIN >= before && time <= after + TIME_MARGIN,
+        "{what}: reported time {time:?} is not between {before:?} and {after:?} \
+         (the clock's readings around the write, ±{TIME_MARGIN:?})"
+    );
+}
+
 #[track_caller]
 fn assert_kind(
     result: Result<impl std::fmt::Debug, Error>,
@@ -137,18 +184,20 @@ fn assert_kind(
     }
 }
 
-/// Put, head and get round-trip bytes, class, metadata and ETag; an overwrite changes the
-/// ETag; an empty object round-trips.
+/// Put, head and get round-trip bytes, class, metadata, ETag and the time of the write;
+/// an overwrite changes the ETag; an empty object round-trips.
 pub async fn put_get_head_round_trip(backend: &dyn StorageBackend, params: &SuiteParams) {
     let key = params.key("round-trip.bin");
     let data = test_bytes(1, 100_000);
     let options = standard()
         .with_metadata("zib-format", "1")
         .with_metadata("x-y", "a value, with spaces");
+    let before = params.clock.now();
     let etag = backend
         .put(&key, data.clone(), &options, &PutPrecondition::None)
         .await
         .unwrap();
+    let after = params.clock.now();
 
     let meta = backend.head(&key).await.unwrap();
     assert_eq!(meta.key, key);
@@ -157,6 +206,15 @@ pub async fn put_get_head_round_trip(backend: &dyn StorageBackend, params: &Suit
     assert_eq!(meta.metadata, options.metadata);
     assert_eq!(meta.etag, etag);
     assert_eq!(meta.archive_state, ArchiveState::Available);
+    assert_written_between("head's last_modified", meta.last_modified, before, after);
+    let listed = backend.list_all(&params.prefix).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_written_between(
+        "the listing's last_modified",
+        listed[0].last_modified,
+        before,
+        after,
+    );
     assert_eq!(
         backend.get_bytes(&key, ByteRange::full()).await.unwrap(),
         data
@@ -258,11 +316,12 @@ pub async fn missing_objects_and_delete(backend: &dyn StorageBackend, params: &S
 }
 
 /// Listing returns exactly the keys under a prefix (also a partial segment), ascending
-/// by UTF-8 bytes, with their sizes and classes.
+/// by UTF-8 bytes, with their sizes, classes and times of writing.
 pub async fn list_prefix_and_order(backend: &dyn StorageBackend, params: &SuiteParams) {
     let names = ["b/2", "a", "a-c", "a/b", "ab", "b/1", "z"];
     // "a" and "a/b" may not coexist on a file system; only list what every backend stores.
     let names: Vec<&str> = names.into_iter().filter(|n| *n != "a").collect();
+    let before = params.clock.now();
     for (index, name) in names.iter().enumerate() {
         backend
             .put(
@@ -274,6 +333,7 @@ pub async fn list_prefix_and_order(backend: &dyn StorageBackend, params: &SuiteP
             .await
             .unwrap();
     }
+    let after = params.clock.now();
     let listed = backend.list_all(&params.prefix).await.unwrap();
     let mut expected: Vec<String> = names
         .iter()
@@ -287,6 +347,12 @@ pub async fn list_prefix_and_order(backend: &dyn StorageBackend, params: &SuiteP
         let index = names.iter().position(|n| *n == name).unwrap();
         assert_eq!(entry.size, index as u64 + 1, "size of {name}");
         assert_eq!(entry.storage_class, StorageClass::Standard);
+        assert_written_between(
+            &format!("last_modified of {name}"),
+            entry.last_modified,
+            before,
+            after,
+        );
     }
     let partial = backend
         .list_all(&format!("{}a", params.prefix))
@@ -344,7 +410,8 @@ pub async fn list_pagination(backend: &dyn StorageBackend, params: &SuiteParams)
 }
 
 /// A multipart upload of minimum-size parts assembles the object in part order, with the
-/// class and metadata given at creation.
+/// class and metadata given at creation, dated within the upload (S3 dates it by the
+/// upload's start).
 pub async fn multipart_round_trip(backend: &dyn StorageBackend, params: &SuiteParams) {
     let key = params.key("multipart.bin");
     let part_size = MIN_PART_SIZE as usize;
@@ -354,15 +421,23 @@ pub async fn multipart_round_trip(backend: &dyn StorageBackend, params: &SuitePa
         test_bytes(12, 777),
     ];
     let options = standard().with_metadata("volume", "3");
+    let before = params.clock.now();
     let etag = backend
         .upload_multipart(&key, &options, parts.clone(), CompletePrecondition::None)
         .await
         .unwrap();
+    let after = params.clock.now();
     let meta = backend.head(&key).await.unwrap();
     assert_eq!(meta.size, (2 * part_size + 777) as u64);
     assert_eq!(meta.etag, etag);
     assert_eq!(meta.metadata, options.metadata);
     assert_eq!(meta.storage_class, StorageClass::Standard);
+    assert_written_between(
+        "a multipart object's last_modified",
+        meta.last_modified,
+        before,
+        after,
+    );
     let expected: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
     let got = backend.get_bytes(&key, ByteRange::full()).await.unwrap();
     assert!(
@@ -386,14 +461,16 @@ pub async fn multipart_round_trip(backend: &dyn StorageBackend, params: &SuitePa
 
 /// An upload resumes from nothing but its key and id: the parts listed after "dropping
 /// the handle" carry number, size and ETag; re-uploading a part replaces it; the
-/// incomplete upload is listed (with its initiation time) until completed.
+/// incomplete upload is listed, with its initiation time, until completed.
 pub async fn multipart_resume(backend: &dyn StorageBackend, params: &SuiteParams) {
     let key = params.key("resume.bin");
     let part1 = test_bytes(20, MIN_PART_SIZE as usize);
+    let before = params.clock.now();
     let upload = backend
         .create_multipart(&key, &WriteOptions::new(StorageClass::Standard))
         .await
         .unwrap();
+    let after = params.clock.now();
     let first = backend
         .upload_part(&key, &upload, 1, test_bytes(21, 1000))
         .await
@@ -413,6 +490,19 @@ pub async fn multipart_resume(backend: &dyn StorageBackend, params: &SuiteParams
     assert_eq!(pending.len(), 1, "one incomplete upload: {pending:?}");
     assert_eq!(pending[0].key, key);
     assert_eq!(pending[0].upload_id.as_str(), upload_id);
+    // Clean-up decides "young, keep" from this date: a misread one aborts live uploads.
+    match params.upload_dates {
+        UploadDates::Created => assert_written_between(
+            "the upload's initiation",
+            pending[0].initiated,
+            before,
+            after,
+        ),
+        UploadDates::Fixed(date) => assert_eq!(
+            pending[0].initiated, date,
+            "the upload's initiation: the server reports a fixed date for every upload"
+        ),
+    }
 
     let upload = zib_storage_backend::UploadId::new(upload_id);
     let listed = backend.list_parts(&key, &upload).await.unwrap();

@@ -19,7 +19,7 @@ async fn local_dir() -> Option<SuiteTarget> {
     let backend = LocalDirBackend::open(dir.path(), Arc::new(SystemClock)).unwrap();
     Some(SuiteTarget {
         backend: Arc::new(backend),
-        params: SuiteParams::new(ArchiveModel::NoArchive)
+        params: SuiteParams::new(ArchiveModel::NoArchive, Arc::new(SystemClock))
             .with_lifecycle(LifecycleModel::NotApplicable),
         guard: Box::new(dir),
     })

@@ -28,9 +28,23 @@ struct Setup {
 
 async fn setup(rules: Vec<ProxyRule>) -> Option<Setup> {
     let moto = MotoServer::start().await?;
+    let (proxy, s3) = proxied(&moto, rules, 77).await;
+    Some(Setup {
+        proxy,
+        s3,
+        _moto: moto,
+    })
+}
+
+/// A fresh bucket on `moto`, reached through a new proxy with `rules` and `seed`.
+async fn proxied(
+    moto: &MotoServer,
+    rules: Vec<ProxyRule>,
+    seed: u64,
+) -> (FaultProxy, Arc<S3Backend>) {
     let bucket = moto.create_bucket().await;
     let upstream: SocketAddr = ([127, 0, 0, 1], moto.port()).into();
-    let proxy = FaultProxy::start(upstream, rules, 77).await.unwrap();
+    let proxy = FaultProxy::start(upstream, rules, seed).await.unwrap();
     let mut config = S3Config::new(bucket);
     config.region = Some("us-east-1".to_owned());
     config.endpoint_url = Some(proxy.endpoint());
@@ -43,11 +57,7 @@ async fn setup(rules: Vec<ProxyRule>) -> Option<Setup> {
         first_byte: CLIENT_TIMEOUT,
     };
     let s3 = Arc::new(S3Backend::connect(&config).await.unwrap());
-    Some(Setup {
-        proxy,
-        s3,
-        _moto: moto,
-    })
+    (proxy, s3)
 }
 
 fn on(operation: Operation, trigger: ProxyTrigger, fault: ProxyFault) -> ProxyRule {
@@ -116,6 +126,11 @@ async fn retryable_faults_map_to_transient() {
         );
     }
     assert_eq!(setup.proxy.seen(Operation::Put), 5);
+    assert_eq!(
+        setup.proxy.injected(),
+        [1; 5],
+        "each fault was injected once"
+    );
 }
 
 /// 403 AccessDenied is `PermissionDenied`, not retried: one request reaches the proxy.
@@ -138,6 +153,7 @@ async fn access_denied_fails_fast() {
         1,
         "no retry of a permission error"
     );
+    assert_eq!(setup.proxy.injected(), [1]);
 }
 
 /// Every retryable fault, once on each operation of a backup and a restore, is hidden by
@@ -219,7 +235,11 @@ async fn retryable_faults_are_retried_to_success() {
         setup.proxy.seen(Operation::Get) >= 2,
         "the cut body was resumed by a second GET"
     );
-    assert_eq!(setup.proxy.faults_injected(), 9);
+    assert_eq!(
+        setup.proxy.injected(),
+        [1; 9],
+        "each rule injected its fault once"
+    );
 }
 
 /// A truncated GET body without the retry layer is a `Transient` error in the stream,
@@ -247,6 +267,7 @@ async fn a_truncated_body_is_an_error_not_a_short_read() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Transient { .. }), "{err:?}");
+    assert_eq!(setup.proxy.injected(), [1], "the body was cut once");
     assert_eq!(
         setup
             .s3
@@ -255,35 +276,55 @@ async fn a_truncated_body_is_an_error_not_a_short_read() {
             .unwrap(),
         data
     );
+    assert_eq!(setup.proxy.seen(Operation::Get), 2);
 }
 
 /// A seeded 30 % of all requests answered 503 SlowDown: the retry layer still completes
-/// a run of puts and reads, and the same seed injects the same number of faults.
+/// a run of puts and reads; the same seed faults exactly the same requests again, and
+/// another seed other ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_fraction_of_slowdowns() {
-    let rule = ProxyRule {
-        operation: None,
-        trigger: ProxyTrigger::Fraction(0.3),
-        fault: ProxyFault::SlowDown,
-    };
-    let Some(setup) = setup(vec![rule]).await else {
+    let Some(moto) = MotoServer::start().await else {
         return;
     };
-    let policy = RetryPolicy {
-        base_delay: Duration::from_millis(5),
-        ..RetryPolicy::default()
+    let run = |seed: u64| {
+        let moto = &moto;
+        async move {
+            let rule = ProxyRule {
+                operation: None,
+                trigger: ProxyTrigger::Fraction(0.3),
+                fault: ProxyFault::SlowDown,
+            };
+            let (proxy, s3) = proxied(moto, vec![rule], seed).await;
+            let policy = RetryPolicy {
+                base_delay: Duration::from_millis(5),
+                ..RetryPolicy::default()
+            };
+            let backend = Retrying::new(s3, policy);
+            for i in 0..20 {
+                let k = key(&format!("f/{i}"));
+                backend
+                    .put(&k, test_bytes(i, 100), &standard(), &PutPrecondition::None)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    backend.get_bytes(&k, ByteRange::full()).await.unwrap(),
+                    test_bytes(i, 100)
+                );
+            }
+            (proxy.log(), proxy.injected())
+        }
     };
-    let backend = Retrying::new(Arc::clone(&setup.s3), policy);
-    for i in 0..20 {
-        let k = key(&format!("f/{i}"));
-        backend
-            .put(&k, test_bytes(i, 100), &standard(), &PutPrecondition::None)
-            .await
-            .unwrap();
-        assert_eq!(
-            backend.get_bytes(&k, ByteRange::full()).await.unwrap(),
-            test_bytes(i, 100)
-        );
-    }
-    assert!(setup.proxy.faults_injected() > 0);
+    let (log, injected) = run(77).await;
+    let faulted = log.iter().filter(|(_, rule)| rule.is_some()).count() as u64;
+    assert!(faulted > 0, "no request was faulted: {log:?}");
+    assert_eq!(injected, [faulted], "the rule counts what it injected");
+    // 20 puts and 20 gets reached moto; every faulted request was sent once more.
+    assert_eq!(log.len() as u64, 40 + faulted, "{log:?}");
+    assert_eq!(
+        run(77).await,
+        (log.clone(), injected),
+        "the same seed faults the same requests"
+    );
+    assert_ne!(run(78).await.0, log, "another seed faults other requests");
 }

@@ -8,10 +8,19 @@ use bytes::Bytes;
 use zib_storage_backend::s3::{ChecksumMode, S3Backend, S3Config, StaticCredentials};
 use zib_storage_backend::{
     ArchiveState, ByteRange, Error, ObjectKey, PutPrecondition, RestoreTier, StorageBackend,
-    StorageBackendExt, StorageClass, WriteOptions,
+    StorageBackendExt, StorageClass, SystemClock, WriteOptions,
 };
-use zib_test_utils::moto::MotoServer;
-use zib_test_utils::storage_conformance::{test_bytes, ArchiveModel, SuiteParams, SuiteTarget};
+use zib_test_utils::moto::{reported_upload_initiation, MotoServer};
+use zib_test_utils::storage_conformance::{
+    test_bytes, ArchiveModel, SuiteParams, SuiteTarget, UploadDates,
+};
+
+/// What moto promises: instant restores, times from this machine's clock (moto runs on
+/// it), and its one fixed date for every incomplete upload.
+fn moto_params() -> SuiteParams {
+    SuiteParams::new(ArchiveModel::InstantRestore, Arc::new(SystemClock))
+        .with_upload_dates(UploadDates::Fixed(reported_upload_initiation()))
+}
 
 fn config(moto: &MotoServer, bucket: &str) -> S3Config {
     let mut config = S3Config::new(bucket);
@@ -32,7 +41,7 @@ async fn s3_on_moto() -> Option<SuiteTarget> {
     let backend = S3Backend::connect(&config).await.unwrap();
     Some(SuiteTarget {
         backend: Arc::new(backend),
-        params: SuiteParams::new(ArchiveModel::InstantRestore),
+        params: moto_params(),
         guard: Box::new(moto),
     })
 }
@@ -50,11 +59,7 @@ async fn whole_suite_with_sdk_default_checksums() {
     let mut config = config(&moto, &bucket);
     config.checksums = Some(ChecksumMode::WhenSupported);
     let backend = S3Backend::connect(&config).await.unwrap();
-    zib_test_utils::storage_conformance::run_all(
-        &backend,
-        &SuiteParams::new(ArchiveModel::InstantRestore),
-    )
-    .await;
+    zib_test_utils::storage_conformance::run_all(&backend, &moto_params()).await;
 }
 
 /// With moto's manual restore transition the in-progress state is visible: GET is

@@ -298,6 +298,42 @@ mod tests {
     }
 
     #[test]
+    fn state_files_stay_inside_the_state_directory() {
+        // `Path::starts_with` compares components without resolving `..`, so the check
+        // is on the exact paths: plain file names (the dataset name in hex) directly
+        // inside the repository's directory, whatever the name holds.
+        let repository = RepositoryId::from_bytes([3; ID_LEN]);
+        let directory = Path::new("/var/lib/zib/03030303030303030303030303030303");
+        for (name, stem) in [
+            ("../x", "2e2e2f78"),
+            ("../../etc/passwd", "2e2e2f2e2e2f6574632f706173737764"),
+            ("/abs", "2f616273"),
+            ("tank/photos", "74616e6b2f70686f746f73"),
+        ] {
+            let files = StateDir::new("/var/lib/zib").dataset(repository, name);
+            for (path, extension) in [
+                (&files.journal, "journal"),
+                (&files.lock, "lock"),
+                (&files.pending, "creating"),
+            ] {
+                assert_eq!(
+                    *path,
+                    directory.join(format!("{stem}.{extension}")),
+                    "{name:?}"
+                );
+                assert_eq!(path.parent(), Some(directory), "{name:?}: {path:?}");
+                assert!(
+                    path.components().all(|c| matches!(
+                        c,
+                        std::path::Component::RootDir | std::path::Component::Normal(_)
+                    )),
+                    "{name:?}: {path:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn a_durable_write_replaces_the_whole_file_and_leaves_no_temporary() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("repo").join("x.journal");

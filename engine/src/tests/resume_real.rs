@@ -123,12 +123,16 @@ async fn dataset_with_data(pool: &ZfsPool, name: &str, megabytes: usize, seed: u
 }
 
 /// The child side of the kill test: a whole backup in its own process, through the
-/// proxy. Does nothing unless the parent test started this binary with a job.
+/// proxy. Ignored, so that it never counts as a passing test: the parent test runs it
+/// explicitly (`--ignored --exact`) with a job; run any other way it fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of the kill tests; they start it themselves"]
 async fn resume_child_process() {
-    let Ok(job) = std::env::var(CHILD_JOB) else {
-        return;
-    };
+    let job = std::env::var(CHILD_JOB).unwrap_or_else(|_| {
+        panic!(
+            "{CHILD_JOB} is not set: this is the child process of the kill tests, which start it"
+        )
+    });
     let fields: Vec<&str> = job.lines().collect();
     let [endpoint, bucket, dataset, state_dir] = fields[..] else {
         panic!("malformed job {job:?}");
@@ -160,9 +164,19 @@ fn child_output(child: &mut Child, stderr: &Path) -> Option<String> {
     })
 }
 
-/// Kills a real backup process while the proxy stalls the `stalled`-th part upload,
-/// after the journal shows the parts before it confirmed; then runs the backup again.
-async fn kill_and_resume(stalled: u64) {
+/// Where a kill cut the upload, as the journal left by the killed run must show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// Volume 0 complete, volume 1 with some parts confirmed and some not.
+    MidVolume,
+    /// Volumes 0 and 1 complete, nothing of volume 2 confirmed.
+    VolumeBoundary,
+}
+
+/// Kills a real backup process while the proxy stalls every part upload from the
+/// `stalled`-th request on, once the journal shows the parts before it confirmed; checks
+/// the journal shows the kill at `cut`; then runs the backup again.
+async fn kill_and_resume(stalled: u64, cut: Cut) {
     let Some(pool) = ZfsPool::create() else {
         return;
     };
@@ -173,9 +187,11 @@ async fn kill_and_resume(stalled: u64) {
     let upstream: SocketAddr = format!("127.0.0.1:{}", moto.port()).parse().unwrap();
     let proxy = FaultProxy::start(
         upstream,
+        // Every request from the stalled one on: a part of the next volume (or a later
+        // part of this one) overtaking the stalled request cannot be confirmed either.
         vec![ProxyRule {
             operation: Some(Operation::UploadPart),
-            trigger: ProxyTrigger::Nth(stalled),
+            trigger: ProxyTrigger::From(stalled),
             fault: ProxyFault::Stall(Duration::from_secs(600)),
         }],
         1,
@@ -200,6 +216,7 @@ async fn kill_and_resume(stalled: u64) {
     let stderr = state.path().join("child.stderr");
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
+            "--ignored",
             "--exact",
             "tests::resume_real::resume_child_process",
             "--nocapture",
@@ -250,12 +267,39 @@ async fn kill_and_resume(stalled: u64) {
         .unwrap()
         .expect("the journal outlives the killed run");
     let confirmed = at_kill.confirmed_parts();
-    // Requests can overtake each other by one in flight: the stalled request is part
-    // `stalled` or a neighbour.
-    assert!(
-        confirmed + 2 >= stalled && confirmed < stalled + 1,
-        "{confirmed} parts confirmed, request {stalled} stalled"
-    );
+    assert!(proxy.injected()[0] >= 1, "no part upload was stalled");
+    // The cut is where the test says: complete volumes, then the one being uploaded.
+    let confirmed_in = |index: usize| match at_kill.volumes.get(index).map(|v| &v.state) {
+        Some(VolumeState::Uploading { parts }) => (
+            parts.iter().filter(|part| part.etag.is_some()).count(),
+            parts.len(),
+        ),
+        Some(VolumeState::Completed { .. }) => panic!("volume {index} completed: {at_kill:?}"),
+        None => (0, 0),
+    };
+    match cut {
+        Cut::MidVolume => {
+            assert_eq!(at_kill.completed_volumes(), 1, "{at_kill:?}");
+            let (confirmed_parts, journalled) = confirmed_in(1);
+            assert!(
+                confirmed_parts >= 1 && journalled > confirmed_parts,
+                "volume 1 must be cut between parts: {confirmed_parts} of {journalled} journalled \
+                 parts confirmed"
+            );
+        }
+        Cut::VolumeBoundary => {
+            assert_eq!(at_kill.completed_volumes(), 2, "{at_kill:?}");
+            assert_eq!(
+                confirmed_in(2).0,
+                0,
+                "nothing of volume 2 confirmed: {at_kill:?}"
+            );
+            assert_eq!(
+                confirmed, 6,
+                "the two volumes' 3 parts each, and nothing more"
+            );
+        }
+    }
 
     // Run again, counting requests.
     let counting = Counting::new(backend.clone());
@@ -338,13 +382,13 @@ async fn kill_and_resume(stalled: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_killed_mid_volume_resumes_the_same_backup() {
     // Request 5: the second part of volume 1.
-    kill_and_resume(5).await;
+    kill_and_resume(5, Cut::MidVolume).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_killed_at_a_volume_boundary_resumes_the_same_backup() {
     // Request 7: the first part of volume 2, right after volume 1 completed.
-    kill_and_resume(7).await;
+    kill_and_resume(7, Cut::VolumeBoundary).await;
 }
 
 /// A source whose sends of one dataset wait at a gate, so a backup can be caught
@@ -687,20 +731,17 @@ async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
     assert_eq!(repository.catalog().await.unwrap(), catalog);
 }
 
-/// The repository at `backend`, through a decorator that fails `rules`.
+/// The repository at `backend`, through a decorator that fails `rules`; the decorator
+/// too, to count what it injected.
 async fn through_faults(
     backend: &Arc<dyn StorageBackend>,
     rules: Vec<FaultRule>,
     state: &Path,
     clock: &FakeClock,
-) -> Repository {
-    open(
-        Arc::new(FaultInjecting::new(backend.clone(), rules, 3)),
-        "",
-        state,
-        clock,
-    )
-    .await
+) -> (Repository, FaultInjecting<Arc<dyn StorageBackend>>) {
+    let faults = FaultInjecting::new(backend.clone(), rules, 3);
+    let repository = open(Arc::new(faults.clone()), "", state, clock).await;
+    (repository, faults)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -726,7 +767,7 @@ async fn an_unfinished_backup_is_not_dropped_for_another_snapshot_nor_blocks_whe
     let journal_file = journal_path(state.path(), repository.id(), dataset.as_str());
 
     // A backup of the first snapshot stops at its second part.
-    let faulty = through_faults(
+    let (faulty, faults) = through_faults(
         &backend,
         vec![FaultRule {
             operation: Some(Operation::UploadPart),
@@ -753,10 +794,14 @@ async fn an_unfinished_backup_is_not_dropped_for_another_snapshot_nor_blocks_whe
         )
         .await
         .expect_err("the injected fault stops the backup");
+    assert_eq!(faults.injected(), [1]);
     let interrupted = read_journal(&journal_file)
         .await
         .unwrap()
         .expect("journal kept");
+    // Volume 0's upload, with one part stored: an upload to abort, no object to delete.
+    assert_eq!(interrupted.volumes.len(), 1, "{interrupted:?}");
+    assert_eq!(interrupted.completed_volumes(), 0, "{interrupted:?}");
     let uploads = || async {
         repository
             .catalog()
@@ -791,7 +836,7 @@ async fn an_unfinished_backup_is_not_dropped_for_another_snapshot_nor_blocks_whe
         .destroy_snapshot(&dataset, &SnapshotName::zfs(SNAPSHOT).unwrap())
         .await
         .unwrap();
-    let denying = through_faults(
+    let (denying, refusals) = through_faults(
         &backend,
         [Operation::AbortMultipart, Operation::Delete]
             .into_iter()
@@ -825,6 +870,13 @@ async fn an_unfinished_backup_is_not_dropped_for_another_snapshot_nor_blocks_whe
         })
         .count();
     assert_eq!(aside, 1, "the journal is moved aside");
+    // The run did try to discard the unfinished backup: its abort was refused (and the
+    // discard ends at the first refusal, before the delete that follows an abort).
+    assert_eq!(
+        refusals.injected(),
+        [1, 0],
+        "one refused abort (rules: abort, delete)"
+    );
     // The leftovers wait for the clean-up.
     assert_eq!(uploads().await, 1);
 }

@@ -11,6 +11,9 @@
 //! - [`Repository::catalog`] reads which backups exist from the bucket alone (LIST and
 //!   HEAD, never a restore);
 //! - [`Repository::receive_chain`] receives a backup's chain from readable objects;
+//! - [`Repository::consolidate`] replaces a long chain by a fresh full when that pays,
+//!   and deletes what no kept restore point needs once the safety rules allow
+//!   ([`Repository::delete_superseded`] does the deleting alone, for an admin run);
 //! - [`Repository::clean_up`], [`Repository::check_access`],
 //!   [`Repository::change_passphrase`].
 //!
@@ -91,7 +94,9 @@ mod backup;
 mod catalog;
 mod cleanup;
 mod clock;
+mod consolidate;
 mod context;
+mod deletion;
 mod download;
 mod error;
 mod format;
@@ -123,8 +128,10 @@ pub use backup::{
 pub use catalog::{Catalog, CatalogBackup, IncompleteUpload, Leftovers, OrphanVolume};
 pub use cleanup::{CleanupOptions, CleanupReport};
 pub use clock::{Clock, FakeClock, SystemClock};
+pub use consolidate::{ConsolidateOptions, ConsolidationReport};
+pub use deletion::{DeletedBackup, DeletionOptions, DeletionReport, PendingDeletion, WaitingFor};
 pub use error::{Error, Result};
-pub use format::records::{BackupKind, ManifestRecord, SendFlagBits};
+pub use format::records::{BackupKind, ManifestRecord, ReplacedIncremental, SendFlagBits};
 pub use ids::{BackupId, DatasetId, InvalidId, RandomUnavailable, RepositoryId, RestoreJobId};
 pub use location::{ConnectOptions, Location};
 pub use progress::{NoProgress, Progress};

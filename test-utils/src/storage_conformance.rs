@@ -17,9 +17,10 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use zib_storage_backend::{
-    AbortIncompleteUploadsRule, ArchiveState, ByteRange, CompletePrecondition, CompletedPart,
-    Error, FakeClock, ObjectKey, PutPrecondition, RestoreTier, StorageBackend, StorageBackendExt,
-    StorageClass, UploadId, UserMetadata, WriteOptions, MAX_USER_METADATA_BYTES, MIN_PART_SIZE,
+    AbortIncompleteUploadsRule, ArchiveState, BucketProtection, ByteRange, CompletePrecondition,
+    CompletedPart, Error, FakeClock, ObjectKey, ObjectLock, PutPrecondition, RestoreTier,
+    StorageBackend, StorageBackendExt, StorageClass, UploadId, UserMetadata, Versioning,
+    WriteOptions, MAX_USER_METADATA_BYTES, MIN_PART_SIZE,
 };
 
 /// How a backend treats objects in an archive storage class.
@@ -59,6 +60,9 @@ pub struct SuiteParams {
     pub pagination_keys: usize,
     /// Lifecycle rules ([`LifecycleModel::Rules`] unless set otherwise).
     pub lifecycle: LifecycleModel,
+    /// What the backend reports about keeping deleted objects (versioning, Object Lock);
+    /// unversioned and unlocked unless set otherwise.
+    pub protection: BucketProtection,
 }
 
 impl SuiteParams {
@@ -69,6 +73,7 @@ impl SuiteParams {
             archive,
             pagination_keys: 1005,
             lifecycle: LifecycleModel::Rules,
+            protection: BucketProtection::default(),
         }
     }
 
@@ -1051,6 +1056,36 @@ pub async fn lifecycle_rules(backend: &dyn StorageBackend, params: &SuiteParams)
     }
 }
 
+/// Whether the bucket keeps deleted objects: the backend reports the versioning and
+/// Object Lock settings it was set up with, and a delete removes the object from view
+/// (listing, HEAD) in every case — a versioned bucket only hides it behind a delete
+/// marker, which is what the caller is told by [`BucketProtection::keeps_deleted_data`].
+pub async fn bucket_protection(backend: &dyn StorageBackend, params: &SuiteParams) {
+    let protection = backend.bucket_protection().await.unwrap();
+    assert_eq!(protection, params.protection);
+    assert_eq!(
+        protection.keeps_deleted_data(),
+        params.protection.versioning != Versioning::Unversioned
+            || params.protection.object_lock != ObjectLock::Disabled
+    );
+    let key = params.key("deleted");
+    backend
+        .put(
+            &key,
+            test_bytes(9, 100),
+            &WriteOptions::new(StorageClass::Standard),
+            &PutPrecondition::None,
+        )
+        .await
+        .unwrap();
+    backend.delete(&key).await.unwrap();
+    assert!(matches!(
+        backend.head(&key).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(backend.list_all(&params.prefix).await.unwrap().is_empty());
+}
+
 /// Runs every behaviour of the suite, each under its own prefix.
 pub async fn run_all(backend: &dyn StorageBackend, params: &SuiteParams) {
     macro_rules! each {
@@ -1075,7 +1110,8 @@ pub async fn run_all(backend: &dyn StorageBackend, params: &SuiteParams) {
         conditional_put,
         conditional_complete,
         unusual_keys,
-        lifecycle_rules
+        lifecycle_rules,
+        bucket_protection
     );
 }
 
@@ -1100,7 +1136,8 @@ macro_rules! storage_conformance_tests {
             conditional_put,
             conditional_complete,
             unusual_keys,
-            lifecycle_rules
+            lifecycle_rules,
+            bucket_protection
         );
     };
     (@each $setup:path; $($name:ident),*) => {$(

@@ -57,6 +57,46 @@ pub enum Error {
         location: String,
     },
 
+    /// `open` found backups but no keyring: the live keyring object was deleted.
+    #[error(
+        "the repository's keyring ({location}) is missing, but its backups are there; open it \
+         with your offline copy of the keyring, or fetch its archived copy \
+         (keyring-archive/), then put the keyring back"
+    )]
+    KeyringMissing {
+        /// Where the keyring should be.
+        location: String,
+    },
+
+    /// `open` found the live keyring damaged.
+    #[error(
+        "the repository's keyring ({location}) is damaged ({reason}); open it with your \
+         offline copy of the keyring, or fetch its archived copy (keyring-archive/), then \
+         put the keyring back"
+    )]
+    KeyringDamaged {
+        /// Where the keyring is.
+        location: String,
+        /// What check failed.
+        reason: String,
+    },
+
+    /// A keyring copy belongs to another repository.
+    #[error("that keyring belongs to another repository ({location}: {reason}); use the copy this repository's init or passphrase change handed out")]
+    ForeignKeyring {
+        /// The object the copy was checked against.
+        location: String,
+        /// What did not match.
+        reason: String,
+    },
+
+    /// The repository has no archived keyring copy.
+    #[error("there is no archived keyring copy under {location}; only an offline copy of the keyring can open this repository now")]
+    NoArchivedKeyring {
+        /// Where the copies were looked for.
+        location: String,
+    },
+
     /// A backup's chain references a backup that is not in the catalog.
     #[error("backup {backup} cannot be restored: its chain needs backup {missing}, which is not in the repository")]
     BrokenChain {

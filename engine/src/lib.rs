@@ -101,6 +101,7 @@ mod download;
 mod error;
 mod format;
 mod ids;
+mod keyring;
 mod location;
 mod progress;
 mod repository;
@@ -133,6 +134,7 @@ pub use deletion::{DeletedBackup, DeletionOptions, DeletionReport, PendingDeleti
 pub use error::{Error, Result};
 pub use format::records::{BackupKind, ManifestRecord, ReplacedIncremental, SendFlagBits};
 pub use ids::{BackupId, DatasetId, InvalidId, RandomUnavailable, RepositoryId, RestoreJobId};
+pub use keyring::{ArchivedKeyring, KeyringRepair};
 pub use location::{ConnectOptions, Location};
 pub use progress::{NoProgress, Progress};
 pub use repository::{Host, InitOptions, InitReport, PassphraseChange, Repository};

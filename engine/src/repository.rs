@@ -38,6 +38,7 @@ use crate::error::{Error, Result};
 use crate::format::layout::{keyring_archive_prefix, object_key, ObjectRole};
 use crate::format::metadata::{plain_metadata, REPOSITORY_NAME};
 use crate::ids::{BackupId, DatasetId, RepositoryId, RestoreJobId};
+use crate::keyring::{self, ArchivedKeyring, KeyringRepair};
 use crate::location::Location;
 use crate::progress::Progress;
 use crate::state::StateDir;
@@ -263,9 +264,17 @@ impl Repository {
         let keyring_key = object_key(&prefix, &ObjectRole::Keyring)?;
         let meta = match backend.head(&keyring_key).await {
             Err(StorageError::NotFound { .. }) => {
-                return Err(Error::NotARepository {
-                    location: keyring_key.as_str().to_owned(),
-                })
+                // Backups without their keyring are a lost keyring, not a new location.
+                return Err(
+                    match keyring::repository_id_of(backend.as_ref(), &prefix).await {
+                        Ok(_) => Error::KeyringMissing {
+                            location: keyring_key.as_str().to_owned(),
+                        },
+                        Err(_) => Error::NotARepository {
+                            location: keyring_key.as_str().to_owned(),
+                        },
+                    },
+                );
             }
             // S3 refuses a HEAD without s3:GetObject, and also a HEAD of a missing key
             // without s3:ListBucket: a listing tells which permission is missing.
@@ -291,7 +300,14 @@ impl Repository {
             .get_bytes(&keyring_key, ByteRange::full())
             .await
             .map_err(|error| keyring_read_error(&prefix, error))?;
-        let data_key = zib_crypto::open_keyring(&bytes, passphrase)?;
+        let data_key =
+            zib_crypto::open_keyring(&bytes, passphrase).map_err(|error| match error {
+                zib_crypto::Error::CorruptKeyring { reason } => Error::KeyringDamaged {
+                    location: keyring_key.as_str().to_owned(),
+                    reason,
+                },
+                other => other.into(),
+            })?;
         let archive_class = archive_class_of(backend.as_ref(), &prefix).await?;
         Ok(Self::from_context(Repo {
             backend,
@@ -303,6 +319,86 @@ impl Repository {
             state: StateDir::new(host.state_dir),
             downloaded: location.downloaded().clone(),
         }))
+    }
+
+    /// Opens the repository at `location` with a keyring from elsewhere — the user's
+    /// offline copy, or an archived copy from [`Repository::fetch_archived_keyring`] —
+    /// for when the live `keyring` object is lost or damaged. Nothing is written; put
+    /// the live keyring back with [`Repository::repair_keyring`].
+    ///
+    /// The copy must belong to this repository: its key id must equal the live
+    /// keyring's (when that still parses) and it must open a backup's sealed metadata
+    /// (when there is one).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Crypto`] when `keyring` is not a keyring or `passphrase` does not open
+    /// it; [`Error::ForeignKeyring`] when it belongs to another repository;
+    /// [`Error::NotARepository`] when no object at `location` names a repository;
+    /// storage errors as they come.
+    pub async fn open_with_keyring(
+        location: &Location,
+        passphrase: &Passphrase,
+        keyring: &[u8],
+        host: Host,
+    ) -> Result<Self> {
+        let backend = location.backend().clone();
+        let prefix = location.prefix().to_owned();
+        let (parsed, data_key) = keyring::unlock(keyring, passphrase)?;
+        let id = keyring::repository_id_of(backend.as_ref(), &prefix).await?;
+        let archive_class = archive_class_of(backend.as_ref(), &prefix).await?;
+        let repository = Self::from_context(Repo {
+            backend,
+            prefix,
+            id,
+            data_key,
+            archive_class,
+            clock: host.clock,
+            state: StateDir::new(host.state_dir),
+            downloaded: location.downloaded().clone(),
+        });
+        keyring::check_belongs(&repository.context, &parsed).await?;
+        Ok(repository)
+    }
+
+    /// Fetches the newest archived copy of the keyring (`keyring-archive/<time>`), the
+    /// way a volume is restored: the first call requests its restore (Standard tier; Deep
+    /// Archive thaws it within 12 hours) and answers [`ArchivedKeyring::Thawing`]; a call
+    /// once it has thawed answers [`ArchivedKeyring::Ready`] with the bytes, to open the
+    /// repository with ([`Repository::open_with_keyring`]). No passphrase is needed: the
+    /// copy is useless without it. The bytes read count in the state directory's
+    /// download ledger.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoArchivedKeyring`] when the repository has no archived copy; storage
+    /// errors as they come.
+    pub async fn fetch_archived_keyring(
+        location: &Location,
+        host: Host,
+    ) -> Result<ArchivedKeyring> {
+        let ledger = crate::state::ledger::Ledger::new(&host.state_dir);
+        keyring::fetch_archived(
+            location.backend().as_ref(),
+            location.prefix(),
+            &ledger,
+            unix_seconds(host.clock.as_ref()),
+        )
+        .await
+    }
+
+    /// Puts `keyring` (the copy this repository was opened with, or another copy of the
+    /// same key) back as the live `keyring` object when that is missing, damaged or
+    /// foreign; an intact live keyring is left alone. A damaged one is replaced only if
+    /// it is still the object read here (`If-Match`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Crypto`] when `keyring` is not a keyring; [`Error::ForeignKeyring`] when
+    /// it wraps another data key; storage errors as they come.
+    pub async fn repair_keyring(&self, keyring: &[u8]) -> Result<KeyringRepair> {
+        let parsed = zib_crypto::Keyring::from_bytes(keyring)?;
+        keyring::repair(&self.context, &parsed).await
     }
 
     /// Re-wraps the data key under `new` (scrypt cost `kdf`, normally
@@ -698,7 +794,7 @@ pub(crate) fn readme_text(id: RepositoryId) -> String {
     )
 }
 
-async fn put_small(
+pub(crate) async fn put_small(
     backend: &dyn StorageBackend,
     prefix: &str,
     role: &ObjectRole,

@@ -50,12 +50,14 @@ struct Setup {
 /// A Deep Archive repository holding three backups of a dataset (a full of `files`
 /// 1 MiB photos, then two incrementals), in 3 MiB volumes.
 async fn setup(files: usize) -> Setup {
+    setup_with(files, MemoryConfig::default()).await
+}
+
+/// As [`setup`], on a backend configured by `config` (thaw delays).
+async fn setup_with(files: usize, config: MemoryConfig) -> Setup {
     // Mid-month, so the first month is a partial one.
     let clock = FakeClock::new(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
-    let memory = Arc::new(MemoryBackend::new(
-        MemoryConfig::default(),
-        Arc::new(clock.clone()),
-    ));
+    let memory = Arc::new(MemoryBackend::new(config, Arc::new(clock.clone())));
     let counting = Counting::new(memory.clone());
     let state = tempfile::tempdir().unwrap();
     let staging = tempfile::tempdir().unwrap();
@@ -278,7 +280,22 @@ async fn a_small_budget_spreads_the_restore_over_months_and_never_exceeds_it() {
         .await
         .unwrap();
     assert!(plan.batches.len() >= 3, "{} batches", plan.batches.len());
+    for batch in &plan.batches {
+        println!(
+            "planned {}: {} volumes, {} bytes, {} wave(s), first request {:?}",
+            batch.month,
+            batch.volumes.len(),
+            batch.bytes,
+            batch.waves.len(),
+            batch.request_at
+        );
+    }
     let (statuses, per_month) = daily_until_done(&setup, job.id, 200).await;
+    for (month, (bytes, requests)) in &per_month {
+        println!(
+            "{month}: {requests} restores requested, {bytes} bytes downloaded (budget {budget})"
+        );
+    }
     setup.restored_equal();
     assert!(
         per_month.len() >= 3,
@@ -557,4 +574,109 @@ async fn a_target_that_exists_is_refused_and_cancelling_removes_what_the_job_mad
         .unwrap()
         .next()
         .is_none());
+}
+
+/// Advances the fake clock to `hours` before the end of the current UTC month.
+fn to_hours_before_month_end(setup: &Setup, hours: i64) {
+    let now = i64::try_from(
+        setup
+            .clock
+            .now_for_test()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let target = setup.month().end().0 - hours * 3600;
+    setup
+        .clock
+        .advance(Duration::from_secs(u64::try_from(target - now).unwrap()));
+}
+
+#[tokio::test]
+async fn another_jobs_downloads_this_month_leave_less_of_the_budget() {
+    let setup = setup(4).await;
+    to_hours_before_month_end(&setup, 10 * 24);
+    // The first job restores the whole chain this month.
+    let (first, plan) = setup
+        .repository
+        .create_restore(&setup.request(100 << 30), &setup.source)
+        .await
+        .unwrap();
+    let chain_bytes = plan.total_bytes;
+    let (_, by_month) = daily_until_done(&setup, first.id, 10).await;
+    assert_eq!(by_month.len(), 1, "{by_month:?}");
+    let month = setup.month();
+
+    // A second job into another target, on a budget of one and a half chains a month:
+    // this month only half a chain is left for it.
+    let budget = chain_bytes + chain_bytes / 2;
+    let (second, _) = setup
+        .repository
+        .create_restore(
+            &NewRestore {
+                monthly_budget: budget,
+                ..NewRestore::new(
+                    "tank/photos",
+                    DatasetName::zfs("tank/second").unwrap(),
+                    setup.staging.path(),
+                )
+            },
+            &setup.source,
+        )
+        .await
+        .unwrap();
+    let (_, by_month) = daily_until_done(&setup, second.id, 60).await;
+    let this_month = by_month.get(&month).map_or(0, |(bytes, _)| *bytes);
+    assert!(
+        this_month <= budget - chain_bytes,
+        "{this_month} bytes this month, {} left of the budget",
+        budget - chain_bytes
+    );
+    assert!(
+        by_month.len() >= 2,
+        "the rest waited for next month: {by_month:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_thaw_that_ends_next_month_is_downloaded_on_next_months_budget() {
+    // The archive takes 60 hours where the planner expects at most 48: restores
+    // requested 50 hours before the month ends become readable in the next month.
+    let setup = setup_with(
+        4,
+        MemoryConfig {
+            bulk_thaw: Duration::from_secs(60 * 3600),
+            ..MemoryConfig::default()
+        },
+    )
+    .await;
+    to_hours_before_month_end(&setup, 50);
+    let month = setup.month();
+    let (job, plan) = setup
+        .repository
+        .create_restore(&setup.request(100 << 30), &setup.source)
+        .await
+        .unwrap();
+    assert_eq!(plan.batches.len(), 1);
+    assert_eq!(plan.batches[0].month, month, "planned for this month");
+    let (statuses, by_month) = daily_until_done(&setup, job.id, 10).await;
+    let this = by_month.get(&month).copied().unwrap_or_default();
+    assert!(this.1 > 0, "requested this month: {by_month:?}");
+    assert_eq!(this.0, 0, "nothing readable this month: {by_month:?}");
+    let next = by_month.get(&month.next()).copied().unwrap_or_default();
+    assert_eq!(
+        next.0, plan.total_bytes,
+        "downloaded next month: {by_month:?}"
+    );
+    // The late thaw was waited for, not requested again.
+    assert_eq!(next.1, 0, "{by_month:?}");
+    assert!(statuses.iter().any(|status| matches!(
+        status.state,
+        RestoreState::Waiting {
+            reason: WaitReason::Thaw { .. },
+            ..
+        }
+    )));
+    setup.restored_equal();
 }

@@ -128,10 +128,11 @@ pub(crate) fn learn(
     let (mut written, mut months) = (0.0, 0.0);
     for i in &intervals {
         let dead = i.dead();
-        let purge = dead >= PURGE_FRACTION * i.before && dead > 3.0 * median * i.months;
+        let purge =
+            i.before > 0.0 && dead >= PURGE_FRACTION * i.before && dead > 3.0 * median * i.months;
         if purge {
             purges += 1;
-            purge_fractions += dead / i.before.max(1.0);
+            purge_fractions += (dead / i.before).min(1.0);
             // The interval's ordinary dying is the steady rate's share of it.
             steady_dead += median * i.months;
         } else {
@@ -160,4 +161,74 @@ pub(crate) fn learn(
         },
         observed_months: observed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::backup;
+    use crate::{CivilDate, RemoteBackup, GB};
+
+    fn month(m: i64) -> i64 {
+        CivilDate {
+            year: 2026,
+            month: 1,
+            day: 1,
+        }
+        .to_days()
+            + m * 30
+    }
+
+    #[test]
+    fn steady_dying_and_purges_are_told_apart() {
+        // 100 GB growing by 2 GB and losing 1 GB a month, and a purge of half the data in
+        // month 5: each incremental writes 3 GB (growth plus what replaced the dead GB).
+        let mut backups = Vec::new();
+        let mut live = 100.0;
+        for m in 0..8i64 {
+            let mut b = if m == 0 {
+                backup("b0", None, month(0), 100 * GB)
+            } else {
+                let name = format!("b{m}");
+                let base = format!("b{}", m - 1);
+                backup(&name, Some(&base), month(m), 3 * GB)
+            };
+            if m > 0 {
+                live += 2.0;
+                if m == 5 {
+                    live /= 2.0;
+                }
+            }
+            b.snapshot_bytes = Some((live * GB as f64) as u64);
+            backups.push(b);
+        }
+        let catalog = Catalog::new(backups).unwrap_or_else(|e| panic!("{e}"));
+        let now = crate::UnixTime(month(8) * crate::DAY_SECS);
+        let p = learn(&catalog, &[], None, now, &PriceTable::default())
+            .unwrap_or_else(|| panic!("sizes are known"));
+        assert!(p.purge_fraction > 0.45 && p.purge_fraction < 0.55, "{p:?}");
+        assert!(p.purges_per_month > 0.0);
+        // The steady rate is the 1 GB a month, per 30-day interval in months of 365/12
+        // days, not the purge spread over the history.
+        let gb_per_month = p.dying_bytes_per_month / GB as f64;
+        assert!(
+            (gb_per_month - 30.4167 / 30.0).abs() < 0.05,
+            "{gb_per_month}"
+        );
+        // Empty snapshots never count as purges.
+        let empty = Catalog::new(vec![
+            RemoteBackup {
+                snapshot_bytes: Some(0),
+                ..backup("e0", None, month(0), 0)
+            },
+            RemoteBackup {
+                snapshot_bytes: Some(GB),
+                ..backup("e1", Some("e0"), month(1), 3 * GB)
+            },
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let p = learn(&empty, &[], None, now, &PriceTable::default())
+            .unwrap_or_else(|| panic!("sizes are known"));
+        assert_eq!(p.purges_per_month, 0.0);
+    }
 }

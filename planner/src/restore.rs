@@ -672,6 +672,33 @@ fn months_from(from: UnixTime, to: UnixTime) -> f64 {
     months + (to.0 - t.0) as f64 / (month.end().0 - month.start().0) as f64
 }
 
+/// When the first wave's copies are expected readable: a thaw after `start`, unless every
+/// volume's restore was requested already — then when the latest of those thaws ends (a
+/// restored copy is readable now).
+fn first_wave_ready(
+    volumes: &[VolumeRef],
+    start: UnixTime,
+    thaw_secs: i64,
+    live_requests: &HashMap<&VolumeId, &RequestedRestore>,
+) -> UnixTime {
+    let mut ready = start;
+    for volume in volumes {
+        match live_requests.get(&volume.id()) {
+            Some(RequestedRestore {
+                expires_at: Some(_),
+                ..
+            }) => {}
+            Some(RequestedRestore {
+                requested_at,
+                expires_at: None,
+                ..
+            }) => ready = ready.max(requested_at.plus_secs(thaw_secs)),
+            None => return start.plus_secs(thaw_secs),
+        }
+    }
+    ready
+}
+
 /// Splits one month's batch into thaw waves of about `target` bytes, pipelined so each
 /// wave's copies are expected to be ready when the previous wave's downloads end.
 fn plan_waves(
@@ -709,6 +736,9 @@ fn plan_waves(
     let mut waves = Vec::with_capacity(groups.len());
     let mut ready = start.plus_secs(thaw_secs);
     for (i, volumes) in groups.into_iter().enumerate() {
+        if i == 0 {
+            ready = first_wave_ready(&volumes, start, thaw_secs, live_requests);
+        }
         let bytes: u64 = volumes.iter().map(|v| v.bytes).sum();
         let end = ready.plus_secs(download_secs(bytes, rate));
         // The first wave's downloads start when its copies are ready; a later wave is

@@ -476,3 +476,43 @@ fn restores_already_requested_are_not_requested_again_while_their_copies_live() 
     // Retrieval only for the two volumes still to request: 2 GiB × $0.0025.
     close(plan.cost.retrieval, 0.005, 1e-12);
 }
+
+#[test]
+fn copies_already_restored_are_downloaded_now_and_thaws_in_flight_when_they_end() {
+    let c = catalog(vec![backup("f", None, at(2025, 1, 1), vec![GIB; 2])]);
+    let p = PriceTable::default();
+    let now = at(2026, 5, 3);
+    let requested = |index, expires_at| RequestedRestore {
+        volume: VolumeId {
+            backup: id("f"),
+            index,
+        },
+        requested_at: now.plus_days(-1),
+        expires_at,
+    };
+
+    // Both copies readable for another day: downloaded now, nothing requested again.
+    let restored = RestoreOptions {
+        requested: vec![
+            requested(0, Some(now.plus_days(1))),
+            requested(1, Some(now.plus_days(1))),
+        ],
+        ..options(TIB)
+    };
+    let plan = plan_restore(&c, &id("f"), &restored, &p, now).unwrap_or_else(|e| panic!("{e}"));
+    let wave = &plan.batches[0].waves[0];
+    assert_eq!(wave.download_from, now);
+    assert_eq!(wave.already_requested.len(), 2);
+    close(plan.cost.retrieval, 0.0, 1e-12);
+
+    // One still thawing since yesterday: the wave is ready when that thaw ends (Bulk:
+    // 48 hours after its request), not a whole thaw from now.
+    let thawing = RestoreOptions {
+        requested: vec![requested(0, Some(now.plus_days(5))), requested(1, None)],
+        ..options(TIB)
+    };
+    let plan = plan_restore(&c, &id("f"), &thawing, &p, now).unwrap_or_else(|e| panic!("{e}"));
+    let wave = &plan.batches[0].waves[0];
+    assert_eq!(wave.download_from, now.plus_days(1));
+    assert_eq!(wave.already_requested.len(), 2);
+}

@@ -395,9 +395,24 @@ impl SnapshotSource for BtrfsSource {
         Self::prepare_target(target)?;
         let received_path = target.as_path().join(name.as_str());
         if std::fs::symlink_metadata(&received_path).is_ok() {
-            return Err(Error::TargetExists {
-                target: Self::path_str(&received_path)?.to_owned(),
-            });
+            // A receive killed before its end leaves a writable subvolume without a
+            // received UUID under the stream's own name: the file system's equivalent of
+            // the partial receive ZFS discards by itself. Anything else is kept.
+            let leftover = self
+                .show(&received_path)
+                .await
+                .is_ok_and(|subvolume| !subvolume.read_only && subvolume.received_uuid.is_none());
+            if !leftover {
+                return Err(Error::TargetExists {
+                    target: Self::path_str(&received_path)?.to_owned(),
+                });
+            }
+            self.discard(&received_path).await;
+            if std::fs::symlink_metadata(&received_path).is_ok() {
+                return Err(Error::TargetExists {
+                    target: Self::path_str(&received_path)?.to_owned(),
+                });
+            }
         }
         if let Some(base) = &begin.clone_uuid {
             let wanted = SnapshotIdentity::btrfs_uuid(base, "the stream's clone UUID")?;

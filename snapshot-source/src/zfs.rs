@@ -618,14 +618,17 @@ impl SnapshotSource for ZfsSource {
                 }
             }
         }
+        // OpenZFS receives unmounted (`-u`): nothing browses or changes the target while
+        // the chain comes in. zfs-fuse knows no `-u` (it mounts what it receives).
+        let openzfs = self.zfs.output(&["version"]).await?.status.success();
+        let mut args = vec!["receive"];
+        if openzfs {
+            args.push("-u");
+        }
+        args.push(target.as_str());
         let result = self
             .zfs
-            .feed(
-                &["receive", target.as_str()],
-                prefix.freeze(),
-                stream,
-                &mut |_| {},
-            )
+            .feed(&args, prefix.freeze(), stream, &mut |_| {})
             .await;
         let finished = match result {
             Ok(finished) if finished.status.success() => finished,
@@ -660,6 +663,13 @@ impl SnapshotSource for ZfsSource {
                     self.zfs
                         .run(&["inherit", "readonly", target.as_str()])
                         .await?;
+                    if openzfs {
+                        // The chain is in: mount it where its properties say. A failure
+                        // (mountpoint=none or legacy, a busy directory) loses nothing.
+                        if let Err(error) = self.zfs.run(&["mount", target.as_str()]).await {
+                            tracing::warn!(%target, %error, "the restored dataset was received but not mounted; mount it with `zfs mount`");
+                        }
+                    }
                 }
                 Ok(info)
             }

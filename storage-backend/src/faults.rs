@@ -40,6 +40,10 @@ pub enum Fault {
     /// The call reaches the wrapped backend and takes effect, then fails with `Transient`
     /// (a response lost on the way back).
     LostAnswer,
+    /// For `get`: the call succeeds but the body stops after half of its bytes and never
+    /// ends (a connection that hangs: what a process is killed in the middle of). For
+    /// other operations: the call never returns.
+    Hang,
 }
 
 /// One injection rule.
@@ -139,6 +143,7 @@ impl<B> FaultInjecting<B> {
                     "injected fault: the answer was lost",
                 ))
             }
+            Some(Fault::Hang) => std::future::pending().await,
             Some(fault) => Err(injected(fault, operation, key)),
         }
     }
@@ -151,7 +156,7 @@ fn injected(fault: Fault, operation: Operation, key: &str) -> Error {
             key: key.to_owned(),
             source: None,
         },
-        Fault::Transient | Fault::TruncatedBody | Fault::LostAnswer => {
+        Fault::Transient | Fault::TruncatedBody | Fault::LostAnswer | Fault::Hang => {
             Error::transient(operation, key, "injected fault")
         }
     }
@@ -252,6 +257,11 @@ impl<B: StorageBackend> StorageBackend for FaultInjecting<B> {
                 let error =
                     Error::transient(Operation::Get, key.as_str(), "injected truncated body");
                 Ok(stream::iter([Ok(half), Err(error)]).boxed())
+            }
+            Some(Fault::Hang) => {
+                let whole = crate::StorageBackendExt::get_bytes(&self.inner, key, range).await?;
+                let half = whole.slice(..whole.len() / 2);
+                Ok(stream::iter([Ok(half)]).chain(stream::pending()).boxed())
             }
             Some(fault) => Err(injected(fault, Operation::Get, key.as_str())),
         }

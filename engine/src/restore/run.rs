@@ -29,6 +29,9 @@ use crate::state::lock::lock_dataset;
 /// killed mid-volume leaves at most this much uncounted.
 const LEDGER_STEP: u64 = 64 << 20;
 
+/// How long a copy that is not archived stays readable, for the planner: a century.
+const NEVER_EXPIRES: i64 = 100 * 365 * 24 * 3600;
+
 /// What one run found and did.
 struct Run<'a> {
     repository: &'a Arc<Repo>,
@@ -140,7 +143,7 @@ fn plan(
                 ArchiveState::RestoreInProgress => None,
                 ArchiveState::Restored { until } => Some(unix_of(*until)),
                 // Not archived: readable for as long as it is needed.
-                ArchiveState::Available => Some(i64::MAX / 4),
+                ArchiveState::Available => Some(now.saturating_add(NEVER_EXPIRES)),
                 ArchiveState::Archived => return None,
             };
             Some(RequestedRestore {

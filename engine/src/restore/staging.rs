@@ -100,6 +100,27 @@ pub(crate) async fn download_volume(
     key: &ObjectKey,
     size: u64,
     dir: &Path,
+    volume: (BackupId, u32),
+    meter: &mut Meter<'_>,
+    progress: &dyn Progress,
+) -> Result<StagedVolume> {
+    let resumed = already_downloaded(dir, volume.0, volume.1) > 0;
+    match download_once(repository, key, size, dir, volume, meter, progress).await {
+        // A copy resumed from an earlier run's partial file may carry that run's damage
+        // (a crash mid-write): the object is blamed only if a whole fresh download fails
+        // too.
+        Err(Error::Corrupt { .. }) if resumed => {
+            download_once(repository, key, size, dir, volume, meter, progress).await
+        }
+        other => other,
+    }
+}
+
+async fn download_once(
+    repository: &Repo,
+    key: &ObjectKey,
+    size: u64,
+    dir: &Path,
     (backup, index): (BackupId, u32),
     meter: &mut Meter<'_>,
     progress: &dyn Progress,

@@ -380,22 +380,40 @@ async fn delete_due_in(
                 .pending
                 .push(pending(waiting_for, needs_confirmation, vanished_fraction)),
             Verdict::Delete { vanished_fraction } => {
-                match delete_backup(repository, backup).await? {
+                let deleted = DeletedBackup {
+                    backup: id,
+                    snapshot: snapshot_name(backup),
+                    full: matches!(backup.manifest.kind, BackupKind::Full),
+                    committed_at: backup.manifest.committed_at,
+                    objects: money.objects,
+                    stored_bytes: money.bytes,
+                    storage_per_month: money.per_month,
+                    early_deletion_fee: money.early_deletion_fee,
+                    vanished_fraction,
+                    reason: deletion.reason.clone(),
+                };
+                match delete_backup(repository, backup).await {
                     Removal::Done => {
                         facts.mark_deleted(id);
                         tracing::info!(backup = %id, snapshot = %snapshot_name(backup), "deleted a superseded backup");
-                        report.deleted.push(DeletedBackup {
-                            backup: id,
-                            snapshot: snapshot_name(backup),
-                            full: matches!(backup.manifest.kind, BackupKind::Full),
-                            committed_at: backup.manifest.committed_at,
-                            objects: money.objects,
-                            stored_bytes: money.bytes,
-                            storage_per_month: money.per_month,
-                            early_deletion_fee: money.early_deletion_fee,
-                            vanished_fraction,
-                            reason: deletion.reason.clone(),
-                        });
+                        report.deleted.push(deleted);
+                    }
+                    Removal::Stopped {
+                        manifest_gone,
+                        error,
+                    } => {
+                        // What was deleted stays deleted and is reported as such; the
+                        // next run re-derives the rest from the bucket.
+                        if manifest_gone {
+                            report.deleted.push(deleted);
+                            report.notes.push(format!(
+                                "backup {id} is deleted (its manifest is gone) but some of its                                  volumes are left: the next deletion run removes them"
+                            ));
+                        }
+                        report.stopped = Some(format!(
+                            "deleting superseded backups stopped: {error}; what was deleted                              stays deleted, and the next run goes on"
+                        ));
+                        break;
                     }
                     Removal::Refused { manifest_gone } => {
                         refused = true;
@@ -418,7 +436,7 @@ async fn delete_due_in(
             }
         }
     }
-    if !refused {
+    if !refused && report.stopped.is_none() {
         for key in leftovers {
             match repository.backend().delete(&key).await {
                 Ok(()) => report.finished.push(key),
@@ -475,16 +493,18 @@ enum Removal {
     /// The storage refused a delete (no `s3:DeleteObject`); `manifest_gone` when the
     /// refusal came after the manifest was deleted.
     Refused { manifest_gone: bool },
+    /// Another storage error stopped it; `manifest_gone` as above.
+    Stopped { manifest_gone: bool, error: Error },
 }
 
 /// Deletes a backup: its manifest first (from then on it is not committed: a stop here
 /// leaves only volumes no manifest claims), then its volumes.
-async fn delete_backup(repository: &Repo, backup: &CatalogBackup) -> Result<Removal> {
+async fn delete_backup(repository: &Repo, backup: &CatalogBackup) -> Removal {
     let (dataset, id) = (backup.manifest.dataset_id, backup.manifest.backup_id);
     let manifest = repository.key(&ObjectRole::Manifest {
         dataset,
         backup: id,
-    })?;
+    });
     let volumes = backup
         .manifest
         .volume_count
@@ -495,20 +515,29 @@ async fn delete_backup(repository: &Repo, backup: &CatalogBackup) -> Result<Remo
             dataset,
             backup: id,
             index,
-        })?);
+        }));
     }
-    for (step, key) in keys.iter().enumerate() {
-        match repository.backend().delete(key).await {
+    for (step, key) in keys.into_iter().enumerate() {
+        let result = match key {
+            Ok(key) => repository.backend().delete(&key).await.map_err(Error::from),
+            Err(error) => Err(error),
+        };
+        match result {
             Ok(()) => {}
-            Err(StorageError::PermissionDenied { .. }) => {
-                return Ok(Removal::Refused {
+            Err(Error::Storage(StorageError::PermissionDenied { .. })) => {
+                return Removal::Refused {
                     manifest_gone: step > 0,
-                })
+                }
             }
-            Err(error) => return Err(error.into()),
+            Err(error) => {
+                return Removal::Stopped {
+                    manifest_gone: step > 0,
+                    error,
+                }
+            }
         }
     }
-    Ok(Removal::Done)
+    Removal::Done
 }
 
 /// Volumes of `dataset` that no manifest claims, of backups whose every volume is older

@@ -197,7 +197,10 @@ impl Setup {
         backup
     }
 
-    async fn consolidate(&mut self, options: &ConsolidateOptions) -> zib_engine::ConsolidationReport {
+    async fn consolidate(
+        &mut self,
+        options: &ConsolidateOptions,
+    ) -> zib_engine::ConsolidationReport {
         let report = self
             .repository
             .consolidate(&self.source, &self.dataset, options, &NoProgress)
@@ -345,11 +348,18 @@ async fn consolidation_after_200_days_then_every_kept_restore_point_restores() {
     let report = setup.consolidate(&forced()).await;
     let full = committed(report.backup.clone());
     assert_eq!(full.manifest.kind, BackupKind::Full);
-    assert!(full.decision.consolidation.is_some(), "{}", full.decision.reason);
+    assert!(
+        full.decision.consolidation.is_some(),
+        "{}",
+        full.decision.reason
+    );
     // It records its data size and the incremental it replaced (from the old chain's
     // tip), so later runs can measure what vanished across it.
     assert_eq!(full.manifest.snapshot_bytes, Some(full.manifest.stream_len));
-    let replaced = full.manifest.replaced_incremental.expect("the replaced incremental");
+    let replaced = full
+        .manifest
+        .replaced_incremental
+        .expect("the replaced incremental");
     assert_eq!(replaced.base_backup, *old_chain.last().unwrap());
     assert!(report.deletions.deleted.is_empty());
     assert!(report
@@ -484,7 +494,10 @@ async fn a_stop_at_each_step_leaves_every_kept_restore_point_restorable() {
                 "stop {stop}: {rerun:?}"
             );
             rerun = setup.delete_superseded(&deletion_options(true)).await;
-            assert!(rerun.stopped.is_none() && rerun.pending.is_empty(), "{rerun:?}");
+            assert!(
+                rerun.stopped.is_none() && rerun.pending.is_empty(),
+                "{rerun:?}"
+            );
         }
         let held = setup.held().await;
         assert_eq!(held, vec![full, newest], "stop {stop}: {rerun:?}");
@@ -496,7 +509,10 @@ async fn a_stop_at_each_step_leaves_every_kept_restore_point_restorable() {
         );
         let deleted: Vec<BackupId> = setup.deletions.iter().map(|(_, d)| d.backup).collect();
         for backup in &old {
-            assert!(deleted.contains(backup), "stop {stop}: {backup} not reported");
+            assert!(
+                deleted.contains(backup),
+                "stop {stop}: {backup} not reported"
+            );
         }
         setup.nothing_deleted_young();
         if stop == 1 || stop == steps {
@@ -549,7 +565,10 @@ async fn half_the_files_gone_is_not_deleted_without_confirmation() {
     // Confirmed: deleted.
     let confirmed = setup.delete_superseded(&deletion_options(true)).await;
     assert_eq!(confirmed.deleted.len(), old_chain.len(), "{confirmed:?}");
-    assert!(confirmed.deleted.iter().all(|d| d.vanished_fraction.unwrap() > 0.4));
+    assert!(confirmed
+        .deleted
+        .iter()
+        .all(|d| d.vanished_fraction.unwrap() > 0.4));
     setup.nothing_deleted_young();
     assert_eq!(
         setup.held().await,
@@ -571,12 +590,22 @@ async fn the_superseded_chain_waits_for_the_grace_period_and_a_later_backup() {
     setup.day(229);
     let report = setup.delete_superseded(&deletion_options(true)).await;
     assert!(report.deleted.is_empty());
-    assert!(waiting(&report).iter().all(|w| matches!(w, WaitingFor::GracePeriod { full: f, .. } if *f == full)), "{report:?}");
+    assert!(
+        waiting(&report)
+            .iter()
+            .all(|w| matches!(w, WaitingFor::GracePeriod { full: f, .. } if *f == full)),
+        "{report:?}"
+    );
     // Day 231: over, but no backup since the full.
     setup.day(231);
     let report = setup.delete_superseded(&deletion_options(true)).await;
     assert!(report.deleted.is_empty());
-    assert!(waiting(&report).iter().all(|w| matches!(w, WaitingFor::LaterBackup { .. })), "{report:?}");
+    assert!(
+        waiting(&report)
+            .iter()
+            .all(|w| matches!(w, WaitingFor::LaterBackup { .. })),
+        "{report:?}"
+    );
     // A backup under `never` deletes nothing on its own.
     setup.add_photo();
     let never = setup.backup_with(&options()).await;
@@ -588,7 +617,11 @@ async fn the_superseded_chain_waits_for_the_grace_period_and_a_later_backup() {
     let backup = setup.backup_with(&auto()).await;
     let deletions = backup.deletions.unwrap();
     assert_eq!(
-        deletions.deleted.iter().map(|d| d.backup).collect::<Vec<_>>(),
+        deletions
+            .deleted
+            .iter()
+            .map(|d| d.backup)
+            .collect::<Vec<_>>(),
         old_chain.iter().rev().copied().collect::<Vec<_>>(),
         "newest first: {deletions:?}"
     );
@@ -628,7 +661,10 @@ async fn without_delete_permission_a_backup_leaves_deletions_to_an_admin_run() {
         .iter()
         .all(|p| p.waiting_for == WaitingFor::DeletePermission));
     assert!(
-        deletions.notes.iter().any(|note| note.contains("s3:DeleteObject")),
+        deletions
+            .notes
+            .iter()
+            .any(|note| note.contains("s3:DeleteObject")),
         "{:?}",
         deletions.notes
     );
@@ -720,7 +756,10 @@ async fn under_auto_the_planner_consolidates_a_churning_dataset_on_its_own() {
         }
     }
     let full = consolidated.expect("the planner chose a fresh full on its own");
-    assert!(!setup.deletions.is_empty(), "and the chain it superseded went");
+    assert!(
+        !setup.deletions.is_empty(),
+        "and the chain it superseded went"
+    );
     setup.nothing_deleted_young();
     let held = setup.held().await;
     assert!(held.contains(&full) || held.len() < setup.history.len());

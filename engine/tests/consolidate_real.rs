@@ -26,8 +26,7 @@ use zib_engine::storage::s3::S3Backend;
 use zib_engine::storage::{BucketProtection, Operation, StorageBackend};
 use zib_engine::{
     BackupId, BackupKind, BackupOptions, ConsolidateOptions, DatasetName, DeletionOptions,
-    FakeClock, Location, NewRestore, NoProgress, Passphrase, Repository, RestoreState,
-    WaitingFor,
+    FakeClock, Location, NewRestore, NoProgress, Passphrase, Repository, RestoreState, WaitingFor,
 };
 use zib_test_utils::data::{hash_tree, TestRng};
 use zib_test_utils::moto::MotoServer;
@@ -161,20 +160,21 @@ impl Setup {
                 .await
                 .unwrap(),
         );
-        self.expected
-            .insert(backup.manifest.backup_id, self.tree());
+        self.expected.insert(backup.manifest.backup_id, self.tree());
         backup
     }
 
-    async fn consolidate(&mut self, options: &ConsolidateOptions) -> zib_engine::ConsolidationReport {
+    async fn consolidate(
+        &mut self,
+        options: &ConsolidateOptions,
+    ) -> zib_engine::ConsolidationReport {
         let report = self
             .repository
             .consolidate(&ZfsSource::new(), &self.dataset, options, &NoProgress)
             .await
             .unwrap();
         let backup = committed(report.backup.clone());
-        self.expected
-            .insert(backup.manifest.backup_id, self.tree());
+        self.expected.insert(backup.manifest.backup_id, self.tree());
         report
     }
 
@@ -281,16 +281,16 @@ async fn consolidation_after_200_days_on_zfs_fuse_and_moto() {
     let full = committed(report.backup.clone());
     assert_eq!(full.manifest.kind, BackupKind::Full);
     assert!(full.decision.consolidation.is_some());
-    assert!(report.deletions.deleted.is_empty(), "{:?}", report.deletions);
+    assert!(
+        report.deletions.deleted.is_empty(),
+        "{:?}",
+        report.deletions
+    );
     assert_eq!(report.deletions.pending.len(), old.len());
-    assert!(report
-        .deletions
-        .pending
-        .iter()
-        .all(|p| matches!(
-            p.waiting_for,
-            WaitingFor::GracePeriod { .. } | WaitingFor::MinimumAge { .. }
-        )));
+    assert!(report.deletions.pending.iter().all(|p| matches!(
+        p.waiting_for,
+        WaitingFor::GracePeriod { .. } | WaitingFor::MinimumAge { .. }
+    )));
 
     // During the grace period a superseded restore point restores from Deep Archive.
     setup.day(205);
@@ -337,7 +337,11 @@ async fn consolidation_after_200_days_on_zfs_fuse_and_moto() {
     }
     drop(hanging);
     let held = setup.held().await;
-    assert_eq!(held.len(), old.len() + 2, "committed, nothing deleted: {held:?}");
+    assert_eq!(
+        held.len(),
+        old.len() + 2,
+        "committed, nothing deleted: {held:?}"
+    );
     let later = *held.last().unwrap();
     setup.expected.insert(later, setup.tree());
     // Every restore point is still whole: the newest restores.
@@ -374,7 +378,11 @@ async fn consolidation_after_200_days_on_zfs_fuse_and_moto() {
         .unwrap();
     assert!(confirmed.stopped.is_none(), "{confirmed:?}");
     assert_eq!(
-        confirmed.deleted.iter().map(|d| d.backup).collect::<Vec<_>>(),
+        confirmed
+            .deleted
+            .iter()
+            .map(|d| d.backup)
+            .collect::<Vec<_>>(),
         old.iter().rev().copied().collect::<Vec<_>>()
     );
     assert_eq!(confirmed.bucket, Some(BucketProtection::default()));
@@ -382,8 +390,7 @@ async fn consolidation_after_200_days_on_zfs_fuse_and_moto() {
     assert_eq!(confirmed.early_deletion_fees, 0.0);
     let now = setup.start + Duration::from_secs(232 * DAY);
     for deleted in &confirmed.deleted {
-        let committed =
-            SystemTime::UNIX_EPOCH + Duration::from_secs(deleted.committed_at as u64);
+        let committed = SystemTime::UNIX_EPOCH + Duration::from_secs(deleted.committed_at as u64);
         assert!(now.duration_since(committed).unwrap() >= Duration::from_secs(180 * DAY));
     }
     assert_eq!(setup.held().await, vec![full.manifest.backup_id, later]);
@@ -392,7 +399,11 @@ async fn consolidation_after_200_days_on_zfs_fuse_and_moto() {
     println!(
         "deleted {} backups ({} bytes), saving ${:.9}/month, early-deletion fees ${:.2}",
         confirmed.deleted.len(),
-        confirmed.deleted.iter().map(|d| d.stored_bytes).sum::<u64>(),
+        confirmed
+            .deleted
+            .iter()
+            .map(|d| d.stored_bytes)
+            .sum::<u64>(),
         confirmed.saved_per_month,
         confirmed.early_deletion_fees
     );
@@ -433,8 +444,10 @@ async fn a_mass_deletion_on_zfs_fuse_is_not_consolidated_away_alone() {
     let deletions = later.deletions.expect("auto deletes what is due");
     assert!(deletions.deleted.is_empty(), "{deletions:?}");
     assert_eq!(deletions.pending.len(), old.len());
-    assert!(deletions.pending.iter().all(|p| p.needs_confirmation
-        && matches!(p.waiting_for, WaitingFor::Confirmation { .. })));
+    assert!(deletions
+        .pending
+        .iter()
+        .all(|p| p.needs_confirmation && matches!(p.waiting_for, WaitingFor::Confirmation { .. })));
     // An admin run without confirmation: the same.
     let again = setup
         .repository

@@ -223,8 +223,8 @@ impl ManifestRecord {
                 self.send_flags.0
             )));
         }
-        let sizes = u8::from(self.snapshot_bytes.is_some()) * SIZE_SNAPSHOT_BYTES
-            | u8::from(self.replaced_incremental.is_some()) * SIZE_REPLACED_INCREMENTAL;
+        let sizes = (u8::from(self.snapshot_bytes.is_some()) * SIZE_SNAPSHOT_BYTES)
+            | (u8::from(self.replaced_incremental.is_some()) * SIZE_REPLACED_INCREMENTAL);
         let mut out = Writer::default();
         out.u8(if sizes == 0 {
             RECORD_PLAINTEXT_VERSION

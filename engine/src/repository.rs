@@ -550,12 +550,15 @@ impl Repository {
     /// # std::fs::create_dir(dir.path().join("repository"))?;
     /// # let location = Location::from_url(dir.path().join("repository").to_str().unwrap(), &Default::default()).await?;
     /// # let options = InitOptions { kdf: zib_engine::crypto::KdfParams::new(10, 8, 1)?, ..InitOptions::default() };
-    /// # let (repository, _) = Repository::init(&location, &Passphrase::new("pw".into()), &options, Host::new(dir.path().join("state"))).await?;
-    /// # let source = MemorySource::new();
+    /// # let clock = zib_engine::FakeClock::new(std::time::SystemTime::now());
+    /// # let host = Host::new(dir.path().join("state")).with_clock(std::sync::Arc::new(clock.clone()));
+    /// # let (repository, _) = Repository::init(&location, &Passphrase::new("pw".into()), &options, host).await?;
+    /// # let source = MemorySource::new().with_clock(std::sync::Arc::new(clock.clone()));
     /// # let dataset = DatasetName::zfs("tank/photos")?;
     /// # source.create_dataset(&dataset);
     /// # source.write_file(&dataset, "IMG_0001.jpg", b"a photo");
     /// # repository.backup(&source, &dataset, &Default::default(), &NoProgress).await?;
+    /// # clock.advance(std::time::Duration::from_secs(3600));
     /// // A fresh full now, whatever the planner thinks; delete what is due (confirming
     /// // nothing: restore points that lost much of their data stay until confirmed).
     /// let options = ConsolidateOptions { force: true, ..ConsolidateOptions::default() };

@@ -279,8 +279,9 @@ class _Reader:
 def parse_manifest(plain, what):
     """The manifest record of FORMAT.md, "Manifest record"."""
     r = _Reader(plain, what)
-    if r.u("B") != 1:
-        raise UnsupportedVersion("%s: manifest record version" % what)
+    version = r.u("B")
+    if version not in (1, 2):
+        raise UnsupportedVersion("%s: manifest record version %d" % (what, version))
     m = {"source": r.u("B"), "kind": r.u("B"), "flags": r.u("B"), "send_flags": r.u("I")}
     m["dataset_id"] = r.take(16).hex()
     m["backup_id"] = r.take(16).hex()
@@ -302,6 +303,16 @@ def parse_manifest(plain, what):
         m["base_identity"] = r.identity()
     elif m["kind"] != 0:
         raise CorruptRecord("%s: unknown kind %d" % (what, m["kind"]))
+    m["snapshot_bytes"] = None
+    m["replaced_incremental"] = None
+    if version == 2:
+        sizes = r.u("B")
+        if sizes & ~0b11:
+            raise CorruptRecord("%s: unknown size fields %#x" % (what, sizes))
+        if sizes & 1:
+            m["snapshot_bytes"] = r.u("Q")
+        if sizes & 2:
+            m["replaced_incremental"] = (r.take(16).hex(), r.u("Q"))
     if r.pos != len(plain):
         raise CorruptRecord("%s: trailing bytes" % what)
     return m

@@ -77,9 +77,10 @@ use zib_engine::snapshot_source::{
 };
 use zib_engine::storage::local_dir::LocalDirBackend;
 use zib_engine::storage::{
-    AbortIncompleteUploadsRule, ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag,
-    ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, PartInfo, PutPrecondition, RestoreTier,
-    Result as StorageResult, StorageBackend, SystemClock, UploadId, WriteOptions,
+    AbortIncompleteUploadsRule, BucketProtection, ByteRange, ByteStream, CompletePrecondition,
+    CompletedPart, ETag, ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, PartInfo,
+    PutPrecondition, RestoreTier, Result as StorageResult, StorageBackend, SystemClock, UploadId,
+    WriteOptions,
 };
 use zib_engine::{
     BackupOptions, BackupOutcome, Host, InitOptions, Location, NoProgress, Passphrase, Repository,
@@ -1287,6 +1288,10 @@ impl StorageBackend for DiscardParts {
         rule: &AbortIncompleteUploadsRule,
     ) -> StorageResult<()> {
         self.inner.put_abort_incomplete_uploads_rule(rule).await
+    }
+
+    async fn bucket_protection(&self) -> StorageResult<BucketProtection> {
+        self.inner.bucket_protection().await
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, StorageResult<ListEntry>> {

@@ -14,6 +14,9 @@
 //! - [`Repository::verify`] checks, without a thaw, that every backup is still
 //!   restorable and every object accounted for; [`Repository::drill`] proves it by
 //!   restoring the smallest chain into a throwaway target;
+//! - [`Repository::consolidate`] replaces a long chain by a fresh full when that pays,
+//!   and deletes what no kept restore point needs once the safety rules allow
+//!   ([`Repository::delete_superseded`] does the deleting alone, for an admin run);
 //! - [`Repository::clean_up`], [`Repository::check_access`],
 //!   [`Repository::change_passphrase`].
 //!
@@ -94,7 +97,9 @@ mod backup;
 mod catalog;
 mod cleanup;
 mod clock;
+mod consolidate;
 mod context;
+mod deletion;
 mod download;
 mod error;
 mod format;
@@ -128,8 +133,10 @@ pub use backup::{
 pub use catalog::{Catalog, CatalogBackup, IncompleteUpload, Leftovers, OrphanVolume};
 pub use cleanup::{CleanupOptions, CleanupReport};
 pub use clock::{Clock, FakeClock, SystemClock};
+pub use consolidate::{ConsolidateOptions, ConsolidationReport};
+pub use deletion::{DeletedBackup, DeletionOptions, DeletionReport, PendingDeletion, WaitingFor};
 pub use error::{Error, Result};
-pub use format::records::{BackupKind, ManifestRecord, SendFlagBits};
+pub use format::records::{BackupKind, ManifestRecord, ReplacedIncremental, SendFlagBits};
 pub use ids::{BackupId, DatasetId, InvalidId, RandomUnavailable, RepositoryId, RestoreJobId};
 pub use keyring::{ArchivedKeyring, KeyringRepair};
 pub use location::{ConnectOptions, Location};

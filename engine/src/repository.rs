@@ -518,7 +518,95 @@ impl Repository {
         options: &BackupOptions,
         progress: &dyn Progress,
     ) -> Result<BackupOutcome> {
-        crate::backup::back_up(&self.context, source, dataset, options, progress).await
+        crate::backup::back_up(
+            &self.context,
+            source,
+            dataset,
+            options,
+            crate::backup::Intent::BACKUP,
+            progress,
+        )
+        .await
+    }
+
+    /// Consolidates `dataset`: backs it up — a fresh full when the planner finds that a
+    /// full plus the incrementals after it costs less than keeping the chain, or always
+    /// with `options.force` — and, once that backup has committed, deletes from the
+    /// bucket the backups no kept restore point needs whose time has come (see
+    /// [`DeletionOptions`] for the rules). The superseded chain is not deleted by this
+    /// call's full: it waits for the grace period and a later backup, and a later
+    /// backup (policy `auto`) or consolidation deletes it.
+    ///
+    /// A stop at any instant leaves every kept restore point restorable: the full is a
+    /// backup like any other (the next run resumes it), and deletions go manifest first,
+    /// newest backup first.
+    ///
+    /// ```
+    /// # use zib_engine::{ConsolidateOptions, DatasetName, Host, InitOptions, Location, NoProgress, Passphrase, Repository};
+    /// # use zib_test_utils::memory_source::MemorySource;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # std::fs::create_dir(dir.path().join("repository"))?;
+    /// # let location = Location::from_url(dir.path().join("repository").to_str().unwrap(), &Default::default()).await?;
+    /// # let options = InitOptions { kdf: zib_engine::crypto::KdfParams::new(10, 8, 1)?, ..InitOptions::default() };
+    /// # let clock = zib_engine::FakeClock::new(std::time::SystemTime::now());
+    /// # let host = Host::new(dir.path().join("state")).with_clock(std::sync::Arc::new(clock.clone()));
+    /// # let (repository, _) = Repository::init(&location, &Passphrase::new("pw".into()), &options, host).await?;
+    /// # let source = MemorySource::new().with_clock(std::sync::Arc::new(clock.clone()));
+    /// # let dataset = DatasetName::zfs("tank/photos")?;
+    /// # source.create_dataset(&dataset);
+    /// # source.write_file(&dataset, "IMG_0001.jpg", b"a photo");
+    /// # repository.backup(&source, &dataset, &Default::default(), &NoProgress).await?;
+    /// # clock.advance(std::time::Duration::from_secs(3600));
+    /// // A fresh full now, whatever the planner thinks; delete what is due (confirming
+    /// // nothing: restore points that lost much of their data stay until confirmed).
+    /// let options = ConsolidateOptions { force: true, ..ConsolidateOptions::default() };
+    /// let report = repository.consolidate(&source, &dataset, &options, &NoProgress).await?;
+    /// for pending in &report.deletions.pending {
+    ///     println!("{} stays: {}", pending.snapshot, pending.waiting_for);
+    /// }
+    /// println!(
+    ///     "deleted {} backup(s), saving ${:.2}/month (early-deletion fees ${:.2})",
+    ///     report.deletions.deleted.len(),
+    ///     report.deletions.saved_per_month,
+    ///     report.deletions.early_deletion_fees
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The backup's errors (see [`backup`](Self::backup)); then the deletion's: storage
+    /// errors other than a refused delete (what was deleted stays deleted; running again
+    /// goes on), [`Error::Locked`].
+    pub async fn consolidate(
+        &self,
+        source: &dyn SnapshotSource,
+        dataset: &DatasetName,
+        options: &crate::consolidate::ConsolidateOptions,
+        progress: &dyn Progress,
+    ) -> Result<crate::consolidate::ConsolidationReport> {
+        crate::consolidate::consolidate(&self.context, source, dataset, options, progress).await
+    }
+
+    /// Deletes the superseded backups of `dataset` (named as it was backed up) that are
+    /// due — no snapshot source needed, so an admin host with delete permission can run
+    /// it for a backup host whose credentials cannot delete. The rules are those of
+    /// [`DeletionOptions`]; what is not due yet is reported as pending, with why.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownDataset`]; [`Error::Locked`] while a backup of the dataset runs
+    /// on this host; storage errors other than a refused delete (what was deleted stays
+    /// deleted; running again goes on); [`Error::Planner`] for an invalid policy.
+    pub async fn delete_superseded(
+        &self,
+        dataset: &str,
+        options: &crate::deletion::DeletionOptions,
+    ) -> Result<crate::deletion::DeletionReport> {
+        crate::deletion::delete_superseded(&self.context, dataset, options).await
     }
 
     /// Removes leftovers no committed backup needs (see [`CleanupOptions`]).

@@ -21,10 +21,10 @@ use zib_engine::storage::faults::{Fault, FaultInjecting, FaultRule, Trigger};
 use zib_engine::storage::memory::{MemoryBackend, MemoryConfig};
 use zib_engine::storage::retry::{RetryPolicy, Retrying, Sleeper};
 use zib_engine::storage::{
-    AbortIncompleteUploadsRule, ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag,
-    ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, Operation, PartInfo, PutPrecondition,
-    RestoreTier, Result as StorageResult, StorageBackend, StorageBackendExt, StorageClass,
-    UploadId, WriteOptions,
+    AbortIncompleteUploadsRule, BucketProtection, ByteRange, ByteStream, CompletePrecondition,
+    CompletedPart, ETag, ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, Operation,
+    PartInfo, PutPrecondition, RestoreTier, Result as StorageResult, StorageBackend,
+    StorageBackendExt, StorageClass, UploadId, WriteOptions,
 };
 use zib_engine::{
     BackupKind, BackupOptions, BackupOutcome, CleanupOptions, DatasetName, Error, FakeClock, Host,
@@ -600,6 +600,9 @@ impl StorageBackend for StallingParts {
         rule: &AbortIncompleteUploadsRule,
     ) -> StorageResult<()> {
         self.inner.put_abort_incomplete_uploads_rule(rule).await
+    }
+    async fn bucket_protection(&self) -> StorageResult<BucketProtection> {
+        self.inner.bucket_protection().await
     }
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, StorageResult<ListEntry>> {
         self.inner.list(prefix)

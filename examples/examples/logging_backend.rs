@@ -21,9 +21,9 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use zib_storage_backend::memory::{MemoryBackend, MemoryConfig};
 use zib_storage_backend::{
-    AbortIncompleteUploadsRule, ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag,
-    FakeClock, ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, PartInfo, PutPrecondition,
-    RestoreTier, Result, StorageBackend, UploadId, WriteOptions,
+    AbortIncompleteUploadsRule, BucketProtection, ByteRange, ByteStream, CompletePrecondition,
+    CompletedPart, ETag, FakeClock, ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta,
+    PartInfo, PutPrecondition, RestoreTier, Result, StorageBackend, UploadId, WriteOptions,
 };
 use zib_test_utils::storage_conformance::{run_all, ArchiveModel, SuiteParams};
 
@@ -195,6 +195,16 @@ impl<B: StorageBackend> StorageBackend for Logging<B> {
             &rule.prefix,
             started,
             self.inner.put_abort_incomplete_uploads_rule(rule).await,
+        )
+    }
+
+    async fn bucket_protection(&self) -> Result<BucketProtection> {
+        let started = Instant::now();
+        logged(
+            "bucket_protection",
+            "",
+            started,
+            self.inner.bucket_protection().await,
         )
     }
 }

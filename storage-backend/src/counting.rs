@@ -10,9 +10,9 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 
 use crate::{
-    AbortIncompleteUploadsRule, ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag,
-    ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, Operation, PartInfo, PutPrecondition,
-    RestoreTier, Result, StorageBackend, UploadId, WriteOptions,
+    AbortIncompleteUploadsRule, BucketProtection, ByteRange, ByteStream, CompletePrecondition,
+    CompletedPart, ETag, ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, Operation,
+    PartInfo, PutPrecondition, RestoreTier, Result, StorageBackend, UploadId, WriteOptions,
 };
 
 /// Counts every call to the wrapped backend, by [`Operation`], failed calls included,
@@ -170,5 +170,9 @@ impl<B: StorageBackend> StorageBackend for Counting<B> {
     ) -> Result<()> {
         self.hit(Operation::PutLifecycle);
         self.inner.put_abort_incomplete_uploads_rule(rule).await
+    }
+    async fn bucket_protection(&self) -> Result<BucketProtection> {
+        self.hit(Operation::GetBucketProtection);
+        self.inner.bucket_protection().await
     }
 }

@@ -11,9 +11,9 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 use crate::{
-    AbortIncompleteUploadsRule, ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag,
-    Error, ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, Operation, PartInfo,
-    PutPrecondition, RestoreTier, Result, StorageBackend, UploadId, WriteOptions,
+    AbortIncompleteUploadsRule, BucketProtection, ByteRange, ByteStream, CompletePrecondition,
+    CompletedPart, ETag, Error, ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, Operation,
+    PartInfo, PutPrecondition, RestoreTier, Result, StorageBackend, UploadId, WriteOptions,
 };
 
 /// When a rule fires.
@@ -321,6 +321,14 @@ impl<B: StorageBackend> StorageBackend for FaultInjecting<B> {
             Operation::PutLifecycle,
             "",
             self.inner.put_abort_incomplete_uploads_rule(rule),
+        )
+        .await
+    }
+    async fn bucket_protection(&self) -> Result<BucketProtection> {
+        self.wrap(
+            Operation::GetBucketProtection,
+            "",
+            self.inner.bucket_protection(),
         )
         .await
     }

@@ -3,8 +3,9 @@
 //! [`StorageBackend`] is the small trait zib stores its objects through: multipart
 //! uploads that can be resumed, small conditional puts, `head` with the archive state,
 //! paginated listing, ranged reads that refuse archived objects, restore requests,
-//! deletes, and the bucket lifecycle rules that abort incomplete multipart uploads
-//! (read, and added or replaced by id without touching the bucket's other rules).
+//! deletes, the bucket lifecycle rules that abort incomplete multipart uploads (read,
+//! and added or replaced by id without touching the bucket's other rules), and whether
+//! the bucket keeps deleted objects (versioning, Object Lock).
 //! Implementations: [`s3`] (aws-sdk-s3, Glacier Deep Archive by default), [`local_dir`]
 //! (a directory on a local or external disk; lifecycle rules do not apply) and
 //! [`memory`] (tests and simulations, with archive semantics on a fake clock; lifecycle
@@ -38,10 +39,11 @@ pub use error::{BoxError, Error, Result};
 pub use ext::StorageBackendExt;
 pub use key::{ObjectKey, MAX_KEY_BYTES};
 pub use types::{
-    validate_metadata, validate_part_number, AbortIncompleteUploadsRule, ArchiveState, ByteRange,
-    ByteStream, CompletePrecondition, CompletedPart, ETag, ListEntry, MultipartUploadInfo,
-    ObjectMeta, Operation, PartInfo, PutPrecondition, RestoreTier, StorageClass, UploadId,
-    UserMetadata, WriteOptions, MAX_PART_NUMBER, MAX_USER_METADATA_BYTES, MIN_PART_SIZE,
+    validate_metadata, validate_part_number, AbortIncompleteUploadsRule, ArchiveState,
+    BucketProtection, ByteRange, ByteStream, CompletePrecondition, CompletedPart, DefaultRetention,
+    ETag, ListEntry, MultipartUploadInfo, ObjectLock, ObjectMeta, Operation, PartInfo,
+    PutPrecondition, RestoreTier, RetentionMode, StorageClass, UploadId, UserMetadata, Versioning,
+    WriteOptions, MAX_PART_NUMBER, MAX_USER_METADATA_BYTES, MIN_PART_SIZE,
 };
 
 /// An object store with cold-storage semantics.
@@ -191,6 +193,19 @@ pub trait StorageBackend: Send + Sync + std::fmt::Debug {
         &self,
         rule: &AbortIncompleteUploadsRule,
     ) -> Result<()>;
+
+    /// Whether the bucket keeps what is deleted: its versioning status and Object Lock
+    /// configuration. A delete in a versioned bucket only hides the object behind a
+    /// delete marker (its bytes stay billed as a noncurrent version), and a version under
+    /// Object Lock cannot be removed before its retention date; zib reports this when it
+    /// deletes backups, so nobody expects a saving that does not come. Backends without
+    /// versions (a local directory, memory unless told otherwise) answer the default:
+    /// unversioned, no lock.
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`] without `s3:GetBucketVersioning` or
+    /// `s3:GetBucketObjectLockConfiguration`; transport errors.
+    async fn bucket_protection(&self) -> Result<BucketProtection>;
 }
 
 /// A shared backend is a backend, so decorators can wrap `Arc<dyn StorageBackend>`.
@@ -260,5 +275,8 @@ impl<T: StorageBackend + ?Sized> StorageBackend for std::sync::Arc<T> {
         rule: &AbortIncompleteUploadsRule,
     ) -> Result<()> {
         (**self).put_abort_incomplete_uploads_rule(rule).await
+    }
+    async fn bucket_protection(&self) -> Result<BucketProtection> {
+        (**self).bucket_protection().await
     }
 }

@@ -39,10 +39,11 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use crate::multipart::{check_completion, multipart_etag};
 use crate::pages::paginate;
 use crate::{
-    validate_metadata, validate_part_number, AbortIncompleteUploadsRule, ArchiveState, ByteRange,
-    ByteStream, Clock, CompletePrecondition, CompletedPart, ETag, Error, ListEntry,
-    MultipartUploadInfo, ObjectKey, ObjectMeta, Operation, PartInfo, PutPrecondition, RestoreTier,
-    Result, StorageBackend, StorageClass, UploadId, UserMetadata, WriteOptions, MIN_PART_SIZE,
+    validate_metadata, validate_part_number, AbortIncompleteUploadsRule, ArchiveState,
+    BucketProtection, ByteRange, ByteStream, Clock, CompletePrecondition, CompletedPart, ETag,
+    Error, ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, Operation, PartInfo,
+    PutPrecondition, RestoreTier, Result, StorageBackend, StorageClass, UploadId, UserMetadata,
+    WriteOptions, MIN_PART_SIZE,
 };
 
 const MAGIC: &[u8; 8] = b"ZIBLOCL1";
@@ -861,6 +862,11 @@ impl StorageBackend for LocalDirBackend {
         _rule: &AbortIncompleteUploadsRule,
     ) -> Result<()> {
         Err(no_lifecycle(Operation::PutLifecycle))
+    }
+
+    // A deleted file is gone and its space free: no versions, no locks.
+    async fn bucket_protection(&self) -> Result<BucketProtection> {
+        Ok(BucketProtection::default())
     }
 }
 

@@ -6,7 +6,8 @@
 //! test), then `Restored` for the requested number of days, then `Archived` again.
 //! Multipart uploads follow S3's rules (minimum part size checked at completion, ETags
 //! checked, ascending order). Listing is paginated like S3 (1,000 keys per page by
-//! default). Failures and request counting come from the decorators in
+//! default). Lifecycle rules and the bucket's versioning and Object Lock settings are
+//! stored and reported, not enforced. Failures and request counting come from the decorators in
 //! [`faults`](crate::faults) and [`counting`](crate::counting), as for every backend.
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,10 +21,11 @@ use futures::stream::{self, BoxStream, StreamExt};
 use crate::multipart::{check_completion, multipart_etag, single_etag};
 use crate::pages::paginate;
 use crate::{
-    validate_metadata, validate_part_number, AbortIncompleteUploadsRule, ArchiveState, ByteRange,
-    ByteStream, Clock, CompletePrecondition, CompletedPart, ETag, Error, ListEntry,
-    MultipartUploadInfo, ObjectKey, ObjectMeta, Operation, PartInfo, PutPrecondition, RestoreTier,
-    Result, StorageBackend, StorageClass, UploadId, WriteOptions, MIN_PART_SIZE,
+    validate_metadata, validate_part_number, AbortIncompleteUploadsRule, ArchiveState,
+    BucketProtection, ByteRange, ByteStream, Clock, CompletePrecondition, CompletedPart, ETag,
+    Error, ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, Operation, PartInfo,
+    PutPrecondition, RestoreTier, Result, StorageBackend, StorageClass, UploadId, WriteOptions,
+    MIN_PART_SIZE,
 };
 
 /// How the in-memory backend behaves.
@@ -83,6 +85,7 @@ struct State {
     uploads: HashMap<String, Upload>,
     next_upload: u64,
     lifecycle_rules: Vec<AbortIncompleteUploadsRule>,
+    protection: BucketProtection,
 }
 
 /// The in-memory backend. Clones share the same store.
@@ -111,6 +114,13 @@ impl MemoryBackend {
     /// Number of stored objects (for tests).
     pub fn object_count(&self) -> usize {
         self.state().objects.len()
+    }
+
+    /// Makes [`bucket_protection`](StorageBackend::bucket_protection) answer `protection`
+    /// from now on, as a versioned or Object Lock bucket would. Only the answer changes:
+    /// deletes still remove objects outright (no versions are kept).
+    pub fn set_bucket_protection(&self, protection: BucketProtection) {
+        self.state().protection = protection;
     }
 
     fn archive_state(&self, object: &StoredObject, now: SystemTime) -> ArchiveState {
@@ -448,5 +458,9 @@ impl StorageBackend for MemoryBackend {
             None => state.lifecycle_rules.push(rule.clone()),
         }
         Ok(())
+    }
+
+    async fn bucket_protection(&self) -> Result<BucketProtection> {
+        Ok(self.state().protection)
     }
 }

@@ -26,9 +26,9 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::multipart::{multipart_etag, single_etag};
 use crate::{
-    AbortIncompleteUploadsRule, ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag,
-    Error, ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, Operation, PartInfo,
-    PutPrecondition, RestoreTier, Result, StorageBackend, UploadId, WriteOptions,
+    AbortIncompleteUploadsRule, BucketProtection, ByteRange, ByteStream, CompletePrecondition,
+    CompletedPart, ETag, Error, ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, Operation,
+    PartInfo, PutPrecondition, RestoreTier, Result, StorageBackend, UploadId, WriteOptions,
 };
 
 /// How often and how patiently to retry.
@@ -389,6 +389,14 @@ impl<B: StorageBackend + 'static> StorageBackend for Retrying<B> {
     ) -> Result<()> {
         self.run(Operation::PutLifecycle, || {
             self.inner.put_abort_incomplete_uploads_rule(rule)
+        })
+        .await
+        .0
+    }
+
+    async fn bucket_protection(&self) -> Result<BucketProtection> {
+        self.run(Operation::GetBucketProtection, || {
+            self.inner.bucket_protection()
         })
         .await
         .0

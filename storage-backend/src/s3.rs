@@ -24,9 +24,11 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::{
-    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, CompletedMultipartUpload,
-    CompletedPart as SdkCompletedPart, ExpirationStatus, GlacierJobParameters, LifecycleRule,
-    LifecycleRuleFilter, RestoreRequest, Tier, TransitionDefaultMinimumObjectSize,
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketVersioningStatus,
+    CompletedMultipartUpload, CompletedPart as SdkCompletedPart, ExpirationStatus,
+    GlacierJobParameters, LifecycleRule, LifecycleRuleFilter, ObjectLockConfiguration,
+    ObjectLockEnabled, ObjectLockRetentionMode, RestoreRequest, Tier,
+    TransitionDefaultMinimumObjectSize,
 };
 use aws_smithy_types::date_time::{DateTime, Format};
 use bytes::Bytes;
@@ -34,10 +36,11 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::pages::paginate;
 use crate::{
-    validate_metadata, validate_part_number, AbortIncompleteUploadsRule, ArchiveState, ByteRange,
-    ByteStream, CompletePrecondition, CompletedPart, ETag, Error, ListEntry, MultipartUploadInfo,
-    ObjectKey, ObjectMeta, Operation, PartInfo, PutPrecondition, RestoreTier, Result,
-    StorageBackend, StorageClass, UploadId, UserMetadata, WriteOptions,
+    validate_metadata, validate_part_number, AbortIncompleteUploadsRule, ArchiveState,
+    BucketProtection, ByteRange, ByteStream, CompletePrecondition, CompletedPart, DefaultRetention,
+    ETag, Error, ListEntry, MultipartUploadInfo, ObjectKey, ObjectLock, ObjectMeta, Operation,
+    PartInfo, PutPrecondition, RestoreTier, Result, RetentionMode, StorageBackend, StorageClass,
+    UploadId, UserMetadata, Versioning, WriteOptions,
 };
 
 /// When the client computes and sends request checksums.
@@ -787,6 +790,70 @@ impl StorageBackend for S3Backend {
             .map_err(|e| self.error(Operation::PutLifecycle, "", e))?;
         Ok(())
     }
+
+    async fn bucket_protection(&self) -> Result<BucketProtection> {
+        let versioning = self
+            .client
+            .get_bucket_versioning()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| self.error(Operation::GetBucketProtection, "", e))?;
+        // A bucket that was never versioned answers without a status.
+        let versioning = match versioning.status() {
+            None => Versioning::Unversioned,
+            Some(BucketVersioningStatus::Enabled) => Versioning::Enabled,
+            // Suspended, or a status this SDK does not know: versions may exist.
+            Some(_) => Versioning::Suspended,
+        };
+        let object_lock = match self
+            .client
+            .get_object_lock_configuration()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(output) => object_lock(output.object_lock_configuration()),
+            Err(err) if err.code() == Some("ObjectLockConfigurationNotFoundError") => {
+                ObjectLock::Disabled
+            }
+            Err(err) => return Err(self.error(Operation::GetBucketProtection, "", err)),
+        };
+        Ok(BucketProtection {
+            versioning,
+            object_lock,
+        })
+    }
+}
+
+/// The Object Lock settings of a bucket's configuration (`None`: not configured).
+fn object_lock(configuration: Option<&ObjectLockConfiguration>) -> ObjectLock {
+    let Some(configuration) = configuration else {
+        return ObjectLock::Disabled;
+    };
+    if configuration.object_lock_enabled() != Some(&ObjectLockEnabled::Enabled) {
+        return ObjectLock::Disabled;
+    }
+    let default_retention = configuration
+        .rule()
+        .and_then(|rule| rule.default_retention())
+        .and_then(|retention| {
+            let mode = match retention.mode()? {
+                ObjectLockRetentionMode::Compliance => RetentionMode::Compliance,
+                // Governance, or a mode this SDK does not know: the weaker promise.
+                _ => RetentionMode::Governance,
+            };
+            let days = match (retention.days(), retention.years()) {
+                (Some(days), _) => days,
+                (None, Some(years)) => years.saturating_mul(365),
+                (None, None) => return None,
+            };
+            Some(DefaultRetention {
+                mode,
+                days: u32::try_from(days).unwrap_or(0),
+            })
+        });
+    ObjectLock::Enabled { default_retention }
 }
 
 impl S3Backend {

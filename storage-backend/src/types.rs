@@ -58,11 +58,14 @@ pub enum Operation {
     GetLifecycle,
     /// Write of the bucket's lifecycle configuration.
     PutLifecycle,
+    /// Read of the bucket's versioning and Object Lock configuration (on S3, two
+    /// requests: `GetBucketVersioning` and `GetObjectLockConfiguration`).
+    GetBucketProtection,
 }
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 14] = [
+    pub const ALL: [Operation; 15] = [
         Operation::Put,
         Operation::CreateMultipart,
         Operation::UploadPart,
@@ -77,6 +80,7 @@ impl Operation {
         Operation::Delete,
         Operation::GetLifecycle,
         Operation::PutLifecycle,
+        Operation::GetBucketProtection,
     ];
 }
 
@@ -97,6 +101,7 @@ impl fmt::Display for Operation {
             Operation::Delete => "delete",
             Operation::GetLifecycle => "get-bucket-lifecycle-configuration",
             Operation::PutLifecycle => "put-bucket-lifecycle-configuration",
+            Operation::GetBucketProtection => "get-bucket-versioning-and-object-lock",
         };
         f.write_str(name)
     }
@@ -547,5 +552,72 @@ impl AbortIncompleteUploadsRule {
     /// days: it is enabled and its own prefix is a prefix of `prefix`.
     pub fn covers(&self, prefix: &str, max_days: u32) -> bool {
         self.enabled && prefix.starts_with(&self.prefix) && self.days_after_initiation <= max_days
+    }
+}
+
+/// Whether a bucket keeps old versions of objects (S3 bucket versioning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Versioning {
+    /// Never enabled: a delete removes the object and its bytes stop being billed.
+    #[default]
+    Unversioned,
+    /// Enabled: a delete without a version id only adds a delete marker; the object's
+    /// bytes stay stored (and billed) as a noncurrent version.
+    Enabled,
+    /// Enabled once, now suspended: versions written while it was enabled stay behind a
+    /// delete marker just the same.
+    Suspended,
+}
+
+/// How S3 Object Lock retains a locked object version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetentionMode {
+    /// Users with `s3:BypassGovernanceRetention` may still remove locked versions.
+    Governance,
+    /// Nobody, not even the account's root user, can remove a locked version before its
+    /// retention date.
+    Compliance,
+}
+
+/// A bucket's default Object Lock retention, applied to every new object version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultRetention {
+    /// How strictly versions are retained.
+    pub mode: RetentionMode,
+    /// For how many days after each version is written (S3's `Years` are converted at
+    /// 365 days).
+    pub days: u32,
+}
+
+/// Whether a bucket is under S3 Object Lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ObjectLock {
+    /// No Object Lock.
+    #[default]
+    Disabled,
+    /// Object Lock is enabled (which implies versioning): object versions may be locked,
+    /// by the default retention or one set per object.
+    Enabled {
+        /// The bucket's default retention; `None` when versions are locked only where a
+        /// retention or legal hold was set on them.
+        default_retention: Option<DefaultRetention>,
+    },
+}
+
+/// What a bucket does with the bytes of a deleted object: whether deleting saves
+/// anything. Read with [`bucket_protection`](crate::StorageBackend::bucket_protection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BucketProtection {
+    /// The bucket's versioning status.
+    pub versioning: Versioning,
+    /// The bucket's Object Lock configuration.
+    pub object_lock: ObjectLock,
+}
+
+impl BucketProtection {
+    /// True when a delete leaves the object's bytes stored (as a noncurrent version, or
+    /// locked until its retention date), so deleting saves nothing at once.
+    pub fn keeps_deleted_data(&self) -> bool {
+        self.versioning != Versioning::Unversioned || self.object_lock != ObjectLock::Disabled
     }
 }

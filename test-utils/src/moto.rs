@@ -93,6 +93,12 @@ impl MotoServer {
 
     /// Creates a bucket with a unique name and returns the name.
     pub async fn create_bucket(&self) -> String {
+        self.create_bucket_with(&[]).await
+    }
+
+    /// Creates a bucket with a unique name, sending `headers` with the request (such as
+    /// `x-amz-bucket-object-lock-enabled: true`), and returns the name.
+    pub async fn create_bucket_with(&self, headers: &[(&str, &str)]) -> String {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let name = format!(
             "zib-test-{}-{}",
@@ -100,11 +106,44 @@ impl MotoServer {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let (status, body) = self
-            .request("PUT", &format!("/{name}"), "")
+            .request_with_headers("PUT", &format!("/{name}"), headers, "")
             .await
             .expect("create bucket");
         assert_eq!(status, 200, "creating bucket {name}: {body}");
         name
+    }
+
+    /// Sets the versioning status of `bucket` (`Enabled` or `Suspended`).
+    pub async fn set_versioning(&self, bucket: &str, status: &str) {
+        let body = format!(
+            "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+             <Status>{status}</Status></VersioningConfiguration>"
+        );
+        let (code, text) = self
+            .request("PUT", &format!("/{bucket}?versioning"), &body)
+            .await
+            .expect("set versioning");
+        assert_eq!(code, 200, "versioning of {bucket}: {text}");
+    }
+
+    /// Creates a bucket under Object Lock whose default retention is `mode`
+    /// (`GOVERNANCE` or `COMPLIANCE`) for `days` days, and returns its name.
+    pub async fn create_locked_bucket(&self, mode: &str, days: u32) -> String {
+        let bucket = self
+            .create_bucket_with(&[("x-amz-bucket-object-lock-enabled", "true")])
+            .await;
+        let body = format!(
+            "<ObjectLockConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+             <ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention>\
+             <Mode>{mode}</Mode><Days>{days}</Days></DefaultRetention></Rule>\
+             </ObjectLockConfiguration>"
+        );
+        let (code, text) = self
+            .request("PUT", &format!("/{bucket}?object-lock"), &body)
+            .await
+            .expect("set the object lock configuration");
+        assert_eq!(code, 200, "object lock of {bucket}: {text}");
+        bucket
     }
 
     /// Makes restores stay in progress for a while on this server (moto's manual state
@@ -134,9 +173,27 @@ impl MotoServer {
         path: &str,
         body: &str,
     ) -> std::io::Result<(u16, String)> {
+        self.request_with_headers(method, path, &[], body).await
+    }
+
+    /// [`request`](Self::request) with extra header lines.
+    ///
+    /// # Errors
+    /// Connection errors and malformed answers.
+    pub async fn request_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> std::io::Result<(u16, String)> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).await?;
+        let extra: String = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
             self.port,
             body.len()
         );

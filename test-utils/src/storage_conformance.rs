@@ -17,10 +17,10 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use zib_storage_backend::{
-    AbortIncompleteUploadsRule, ArchiveState, ByteRange, Clock, CompletePrecondition,
-    CompletedPart, Error, FakeClock, ObjectKey, PutPrecondition, RestoreTier, StorageBackend,
-    StorageBackendExt, StorageClass, UploadId, UserMetadata, WriteOptions, MAX_USER_METADATA_BYTES,
-    MIN_PART_SIZE,
+    AbortIncompleteUploadsRule, ArchiveState, BucketProtection, ByteRange, Clock,
+    CompletePrecondition, CompletedPart, Error, FakeClock, ObjectKey, ObjectLock, PutPrecondition,
+    RestoreTier, StorageBackend, StorageBackendExt, StorageClass, UploadId, UserMetadata,
+    Versioning, WriteOptions, MAX_USER_METADATA_BYTES, MIN_PART_SIZE,
 };
 
 /// How a backend treats objects in an archive storage class.
@@ -79,6 +79,9 @@ pub struct SuiteParams {
     pub clock: Arc<dyn Clock>,
     /// How incomplete uploads are dated ([`UploadDates::Created`] unless set otherwise).
     pub upload_dates: UploadDates,
+    /// What the backend reports about keeping deleted objects (versioning, Object Lock);
+    /// unversioned and unlocked unless set otherwise.
+    pub protection: BucketProtection,
 }
 
 impl SuiteParams {
@@ -92,6 +95,7 @@ impl SuiteParams {
             lifecycle: LifecycleModel::Rules,
             clock,
             upload_dates: UploadDates::Created,
+            protection: BucketProtection::default(),
         }
     }
 
@@ -1141,6 +1145,36 @@ pub async fn lifecycle_rules(backend: &dyn StorageBackend, params: &SuiteParams)
     }
 }
 
+/// Whether the bucket keeps deleted objects: the backend reports the versioning and
+/// Object Lock settings it was set up with, and a delete removes the object from view
+/// (listing, HEAD) in every case — a versioned bucket only hides it behind a delete
+/// marker, which is what the caller is told by [`BucketProtection::keeps_deleted_data`].
+pub async fn bucket_protection(backend: &dyn StorageBackend, params: &SuiteParams) {
+    let protection = backend.bucket_protection().await.unwrap();
+    assert_eq!(protection, params.protection);
+    assert_eq!(
+        protection.keeps_deleted_data(),
+        params.protection.versioning != Versioning::Unversioned
+            || params.protection.object_lock != ObjectLock::Disabled
+    );
+    let key = params.key("deleted");
+    backend
+        .put(
+            &key,
+            test_bytes(9, 100),
+            &WriteOptions::new(StorageClass::Standard),
+            &PutPrecondition::None,
+        )
+        .await
+        .unwrap();
+    backend.delete(&key).await.unwrap();
+    assert!(matches!(
+        backend.head(&key).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(backend.list_all(&params.prefix).await.unwrap().is_empty());
+}
+
 /// Runs every behaviour of the suite, each under its own prefix.
 pub async fn run_all(backend: &dyn StorageBackend, params: &SuiteParams) {
     macro_rules! each {
@@ -1165,7 +1199,8 @@ pub async fn run_all(backend: &dyn StorageBackend, params: &SuiteParams) {
         conditional_put,
         conditional_complete,
         unusual_keys,
-        lifecycle_rules
+        lifecycle_rules,
+        bucket_protection
     );
 }
 
@@ -1190,7 +1225,8 @@ macro_rules! storage_conformance_tests {
             conditional_put,
             conditional_complete,
             unusual_keys,
-            lifecycle_rules
+            lifecycle_rules,
+            bucket_protection
         );
     };
     (@each $setup:path; $($name:ident),*) => {$(

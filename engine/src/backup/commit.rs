@@ -6,9 +6,21 @@ use crate::context::Repo;
 use crate::error::Result;
 use crate::format::layout::ObjectRole;
 use crate::format::metadata::{open_sealed_metadata, sealed_metadata, RECORD_NAME};
-use crate::format::records::{volume_list_hash, ManifestRecord};
+use crate::format::records::{volume_list_hash, BackupKind, ManifestRecord, ReplacedIncremental};
 use crate::state::journal::Journal;
 use crate::upload::UploadedStream;
+
+/// What a manifest records about sizes beyond its own stream, measured by the source
+/// before the stream is sent (a source that cannot estimate leaves them unknown).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct SizeFacts {
+    /// The source's estimate of a full stream of the snapshot. A full backup records
+    /// its own stream length instead, which is exact.
+    pub(super) full_estimate: Option<u64>,
+    /// For a full sent where an incremental could have continued the chain: that
+    /// incremental (its base backup and estimated size).
+    pub(super) replaced_incremental: Option<ReplacedIncremental>,
+}
 
 /// The manifest of the backup `journal` describes, once its stream is `uploaded`.
 pub(super) fn manifest_for(
@@ -16,7 +28,12 @@ pub(super) fn manifest_for(
     uploaded: &UploadedStream,
     snapshot_created_at: i64,
     committed_at: i64,
+    sizes: SizeFacts,
 ) -> ManifestRecord {
+    let (snapshot_bytes, replaced_incremental) = match journal.kind {
+        BackupKind::Full => (Some(uploaded.stream_len), sizes.replaced_incremental),
+        BackupKind::Incremental { .. } => (sizes.full_estimate, None),
+    };
     ManifestRecord {
         source: journal.source,
         kind: journal.kind.clone(),
@@ -35,6 +52,8 @@ pub(super) fn manifest_for(
         volume_count: u32::try_from(uploaded.volumes.len()).unwrap_or(u32::MAX),
         volume_plaintext_len: journal.shape.volume_plaintext_len,
         volume_list_sha256: volume_list_hash(&uploaded.volumes),
+        snapshot_bytes,
+        replaced_incremental,
     }
 }
 

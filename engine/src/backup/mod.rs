@@ -21,7 +21,9 @@
 //! 6. **send and commit** ([`commit`]) — the stream uploaded (again from the start if
 //!    it changed under a resumed upload), every volume confirmed, the manifest created;
 //! 7. **after the commit** ([`prune`]) — the new base protected, the old one released,
-//!    the snapshots zib created and no longer needs destroyed.
+//!    the snapshots zib created and no longer needs destroyed; when the policy says
+//!    `auto`, the backups in the bucket that no kept restore point needs any more are
+//!    deleted once the safety rules allow ([`crate::deletion`]).
 
 mod commit;
 mod prune;
@@ -33,6 +35,7 @@ use zib_snapshot_source::{DatasetName, Protection, SendFlags, SnapshotName, Snap
 
 pub use self::prune::PruneReport;
 use crate::context::Repo;
+use crate::deletion::DeletionReport;
 use crate::error::Result;
 use crate::format::records::ManifestRecord;
 use crate::progress::Progress;
@@ -134,6 +137,11 @@ pub struct CommittedBackup {
     /// What happened to the older snapshots zib created, and the previous base's
     /// protection.
     pub pruned: PruneReport,
+    /// The superseded backups this run deleted from the bucket, and those still waiting
+    /// (for their minimum age, the grace period, a confirmation, delete permission);
+    /// `None` when the policy's consolidation is `never` (nothing is deleted on its own)
+    /// or the run was a consolidation's fresh full (the consolidation reports them).
+    pub deletions: Option<DeletionReport>,
     /// Things the user should know (e.g. no base protection on BTRFS).
     pub warnings: Vec<String>,
 }
@@ -150,17 +158,38 @@ pub enum BackupOutcome {
     Committed(Box<CommittedBackup>),
 }
 
+/// What a run is for, beyond its options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Intent {
+    /// Send a full even where the planner would continue the chain (a consolidation
+    /// asked for explicitly).
+    pub(crate) fresh_full: bool,
+    /// After the commit, delete the superseded backups that are due (a plain backup
+    /// under an `auto` policy; a consolidation deletes with its own options instead).
+    pub(crate) delete_superseded: bool,
+}
+
+impl Intent {
+    /// A plain backup.
+    pub(crate) const BACKUP: Self = Self {
+        fresh_full: false,
+        delete_superseded: true,
+    };
+}
+
 /// Backs up one snapshot of `dataset` into `repository`, or continues the backup of it
-/// that an earlier run left unfinished (see [`Repo::backup`]).
+/// that an earlier run left unfinished (see [`Repository::backup`](crate::Repository::backup)).
 pub(crate) async fn back_up(
     repository: &Repo,
     source: &dyn SnapshotSource,
     dataset: &DatasetName,
     options: &BackupOptions,
+    intent: Intent,
     progress: &dyn Progress,
 ) -> Result<BackupOutcome> {
     options.shape.validate()?;
-    let mut run = run::BackupRun::gather(repository, source, dataset, options, progress).await?;
+    let mut run =
+        run::BackupRun::gather(repository, source, dataset, options, intent, progress).await?;
     if let Some(outcome) = run.recover().await? {
         return Ok(outcome);
     }

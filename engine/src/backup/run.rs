@@ -1,18 +1,19 @@
 //! One backup run, phase by phase (see the [module docs](super)).
 
 use zib_planner::{
-    decide_backup, BackupDecision, IncrementalEstimate, LocalSnapshot, PlannedBackup, UnixTime,
+    decide_backup, plan_consolidation, BackupDecision, ConsolidationMode, IncrementalEstimate,
+    LocalSnapshot, PlannedBackup, UnixTime,
 };
 use zib_snapshot_source::{
     Capabilities, DatasetName, Protection, SendBase, SendRequest, SnapshotIdentity, SnapshotInfo,
     SnapshotName, SnapshotSource, SourceKind,
 };
 
-use super::commit::{commit_manifest, manifest_for};
+use super::commit::{commit_manifest, manifest_for, SizeFacts};
 use super::prune::{prune_after_commit, Committed, PruneReport};
 use super::recover::{open_journal, reap_pending_snapshot, resumable, Found, Resumable};
 use super::{
-    created_marker, zib_snapshot_name, BackupOptions, BackupOutcome, CommittedBackup,
+    created_marker, zib_snapshot_name, BackupOptions, BackupOutcome, CommittedBackup, Intent,
     SnapshotChoice,
 };
 use crate::catalog::planning::{
@@ -21,8 +22,9 @@ use crate::catalog::planning::{
 use crate::catalog::{read_catalog, Catalog, CatalogBackup};
 use crate::clock::unix_seconds;
 use crate::context::Repo;
+use crate::deletion::{delete_due, DeletionOptions, DeletionReport};
 use crate::error::{Error, Result};
-use crate::format::records::{BackupKind, ManifestRecord, SendFlagBits};
+use crate::format::records::{BackupKind, ManifestRecord, ReplacedIncremental, SendFlagBits};
 use crate::ids::{BackupId, DatasetId};
 use crate::progress::Progress;
 use crate::state::journal::{Journal, JournalFile, JournalSnapshot};
@@ -41,6 +43,7 @@ pub(super) struct BackupRun<'a> {
     source: &'a dyn SnapshotSource,
     dataset: &'a DatasetName,
     options: &'a BackupOptions,
+    intent: Intent,
     progress: &'a dyn Progress,
     files: DatasetFiles,
     kind: SourceKind,
@@ -68,6 +71,8 @@ pub(super) struct SendPlan {
     request: SendRequest,
     /// The source's estimate of the stream's size, for progress.
     expected_len: Option<u64>,
+    /// What the manifest records about sizes.
+    sizes: SizeFacts,
     warnings: Vec<String>,
 }
 
@@ -80,6 +85,7 @@ impl<'a> BackupRun<'a> {
         source: &'a dyn SnapshotSource,
         dataset: &'a DatasetName,
         options: &'a BackupOptions,
+        intent: Intent,
         progress: &'a dyn Progress,
     ) -> Result<Self> {
         let capabilities = source.capabilities(dataset).await?;
@@ -108,6 +114,7 @@ impl<'a> BackupRun<'a> {
             source,
             dataset,
             options,
+            intent,
             progress,
             files,
             kind: source.kind(),
@@ -250,12 +257,16 @@ impl<'a> BackupRun<'a> {
             cost: zib_planner::Cost::default(),
             consolidation: None,
         };
+        let sizes = self
+            .resumed_sizes(target, &journal.kind, journal.dataset_id)
+            .await;
         let plan = SendPlan {
             decision,
             dataset_id: journal.dataset_id,
             kind: journal.kind.clone(),
             request,
             expected_len,
+            sizes,
             warnings: Vec::new(),
         };
         self.send_commit_and_protect(file, target, plan, true).await
@@ -323,11 +334,30 @@ impl<'a> BackupRun<'a> {
             return Ok(Planned::UpToDate(Box::new(decision)));
         }
         let (full_bytes, incremental) = self.size_estimates(target, &decision.plan).await?;
+        // The incremental a full would replace: what was written since the chain's last
+        // snapshot, recorded in a full's manifest so that consolidation can later measure
+        // how much of the old restore points' data is gone (docs/FORMAT.md).
+        let replaceable = match (&decision.plan, &incremental) {
+            (
+                PlannedBackup::Incremental {
+                    base_backup,
+                    base_snapshot,
+                },
+                Some(estimate),
+            ) if estimate.base == *base_snapshot => Some(ReplacedIncremental {
+                base_backup: engine_backup_id(base_backup)?,
+                estimated_bytes: estimate.bytes,
+            }),
+            _ => None,
+        };
         if let Some(snapshot) = local.iter_mut().find(|snapshot| snapshot.id == target_id) {
             snapshot.full_bytes = full_bytes;
             snapshot.incremental = incremental.clone();
         }
         decision = decide(&local)?;
+        if self.intent.fresh_full {
+            decision = self.fresh_full(decision, &planner_catalog, &local, &policy, now)?;
+        }
 
         let mut warnings = Vec::new();
         let (kind, request, expected_len) = match &decision.plan {
@@ -384,12 +414,20 @@ impl<'a> BackupRun<'a> {
                 }
             }
         };
+        let sizes = SizeFacts {
+            full_estimate: full_bytes,
+            replaced_incremental: match kind {
+                BackupKind::Full => replaceable,
+                BackupKind::Incremental { .. } => None,
+            },
+        };
         Ok(Planned::Send(Box::new(SendPlan {
             decision,
             dataset_id,
             kind,
             request: request.with_flags(self.options.send_flags),
             expected_len,
+            sizes,
             warnings,
         })))
     }
@@ -436,13 +474,14 @@ impl<'a> BackupRun<'a> {
         resumed: bool,
     ) -> Result<BackupOutcome> {
         let (manifest, transferred) = self
-            .send_and_commit(file, &plan.request, target, plan.expected_len)
+            .send_and_commit(file, &plan.request, target, plan.expected_len, plan.sizes)
             .await?;
         let mut warnings = plan.warnings;
         let earlier_backups = self.catalog.backups(plan.dataset_id);
         let (protection, pruned) = self
             .after_commit(target, earlier_backups, &mut warnings)
             .await;
+        let deletions = self.delete_superseded(&manifest).await;
         Ok(BackupOutcome::Committed(Box::new(CommittedBackup {
             manifest,
             decision: plan.decision,
@@ -450,6 +489,7 @@ impl<'a> BackupRun<'a> {
             transfer: transferred.into(),
             protection,
             pruned,
+            deletions,
             warnings,
         })))
     }
@@ -462,6 +502,7 @@ impl<'a> BackupRun<'a> {
         request: &SendRequest,
         target: &SnapshotInfo,
         expected_len: Option<u64>,
+        sizes: SizeFacts,
     ) -> Result<(ManifestRecord, Transferred)> {
         let mut recorder = Recorder::new(file, self.options.shape.parts_in_flight);
         let mut restarts = 0;
@@ -503,6 +544,7 @@ impl<'a> BackupRun<'a> {
             &uploaded,
             target.created_at.unix_timestamp(),
             unix_seconds(self.repository.clock()),
+            sizes,
         );
         self.progress.phase("committing");
         commit_manifest(self.repository, &manifest).await?;
@@ -558,6 +600,145 @@ impl<'a> BackupRun<'a> {
         )
         .await;
         (protection, pruned)
+    }
+
+    /// A consolidation's fresh full: the planner's decision turned into a full when it
+    /// was an incremental (the caller asked for a full whatever the planner recommends),
+    /// with the planner's evaluation of that consolidation attached for the report.
+    fn fresh_full(
+        &self,
+        decision: BackupDecision,
+        catalog: &zib_planner::Catalog,
+        local: &[LocalSnapshot],
+        policy: &zib_planner::Policy,
+        now: UnixTime,
+    ) -> Result<BackupDecision> {
+        if !matches!(decision.plan, PlannedBackup::Incremental { .. }) {
+            return Ok(decision);
+        }
+        let snapshot = local
+            .iter()
+            .find(|snapshot| snapshot.id == decision.snapshot)
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "the planner decided for snapshot {}, which is not among the local snapshots",
+                    decision.snapshot
+                ))
+            })?;
+        let evaluation_policy = zib_planner::Policy {
+            consolidation: ConsolidationMode::Auto,
+            ..policy.clone()
+        };
+        let evaluation = plan_consolidation(
+            catalog,
+            local,
+            snapshot,
+            &evaluation_policy,
+            &self.options.prices,
+            now,
+        )?;
+        let cost = snapshot
+            .full_bytes
+            .map_or(zib_planner::Cost::default(), |bytes| {
+                zib_planner::cost::upload(&self.options.prices, &policy.upload_shape(), bytes)
+                    .map_or(zib_planner::Cost::default(), |upload| upload.cost)
+            });
+        Ok(BackupDecision {
+            plan: PlannedBackup::Full,
+            reason: format!(
+                "a fresh full was asked for (consolidation); the planner's view: {}",
+                evaluation.reason
+            ),
+            estimated_bytes: snapshot.full_bytes,
+            cost,
+            consolidation: Some(evaluation),
+            snapshot: decision.snapshot,
+        })
+    }
+
+    /// After the commit, under the dataset's lock: the backups that no kept restore point
+    /// needs any more and whose time has come are deleted from the bucket, when the
+    /// policy says `auto` (see [`crate::deletion`]). A failure here never fails the
+    /// backup, which has committed: it is reported, and the next run tries again.
+    async fn delete_superseded(&self, committed: &ManifestRecord) -> Option<DeletionReport> {
+        if !self.intent.delete_superseded
+            || self.options.policy.consolidation != ConsolidationMode::Auto
+        {
+            return None;
+        }
+        self.progress.phase("deleting superseded backups");
+        let options = DeletionOptions {
+            policy: self.options.policy.clone(),
+            prices: self.options.prices.clone(),
+            confirm: false,
+            // This run holds the dataset's lock already.
+            wait_for_lock: false,
+        };
+        Some(
+            match delete_due(self.repository, committed.dataset_id, &options).await {
+                Ok(report) => report,
+                Err(error) => DeletionReport::stopped_by(&error),
+            },
+        )
+    }
+
+    /// The sizes a resumed backup's manifest records, measured again (the journal keeps
+    /// only what shapes the stream). Sizes are facts for later decisions, never a reason
+    /// to fail a backup: what cannot be measured is left unknown.
+    async fn resumed_sizes(
+        &self,
+        target: &SnapshotInfo,
+        kind: &BackupKind,
+        dataset_id: DatasetId,
+    ) -> SizeFacts {
+        if !self.capabilities.size_estimates {
+            return SizeFacts::default();
+        }
+        // The base the planner would have continued from, had this not been a full.
+        let plan = match kind {
+            BackupKind::Incremental { .. } => PlannedBackup::UpToDate,
+            BackupKind::Full => {
+                let policy = zib_planner::Policy {
+                    consolidation: ConsolidationMode::Never,
+                    ..self.options.policy.clone()
+                };
+                let local = planner_snapshots(self.dataset, &self.snapshots, &self.bookmarks);
+                planner_catalog(self.catalog.backups(dataset_id))
+                    .and_then(|catalog| {
+                        Ok(decide_backup(
+                            &catalog,
+                            &local,
+                            Some(&snapshot_id(&target.identity)),
+                            &policy,
+                            &self.options.prices,
+                            UnixTime(unix_seconds(self.repository.clock())),
+                        )?)
+                    })
+                    .map_or(PlannedBackup::UpToDate, |decision| decision.plan)
+            }
+        };
+        let (full_estimate, incremental) = match self.size_estimates(target, &plan).await {
+            Ok(estimates) => estimates,
+            Err(error) => {
+                tracing::debug!(%error, "no size estimates for the resumed backup's manifest");
+                return SizeFacts::default();
+            }
+        };
+        let replaced_incremental = match (&plan, incremental) {
+            (PlannedBackup::Incremental { base_backup, .. }, Some(estimate)) => {
+                engine_backup_id(base_backup)
+                    .ok()
+                    .map(|base_backup| ReplacedIncremental {
+                        base_backup,
+                        estimated_bytes: estimate.bytes,
+                    })
+            }
+            _ => None,
+        };
+        SizeFacts {
+            full_estimate,
+            replaced_incremental,
+        }
     }
 
     /// The source's size estimates for a full send of `target` and, when the plan is an

@@ -65,8 +65,15 @@ pub(crate) fn planner_catalog(backups: &[CatalogBackup]) -> Result<zib_planner::
                     .fold(0u64, |sum, &v| sum.saturating_add(v)),
                 volumes: backup.volume_sizes.clone(),
                 parts: 0,
-                // The manifest does not record the snapshot's size (yet).
-                snapshot_bytes: None,
+                // Recorded by manifests since format records of version 2; a full's own
+                // stream is a full send of its snapshot, whichever version wrote it.
+                snapshot_bytes: backup
+                    .manifest
+                    .snapshot_bytes
+                    .or(match backup.manifest.kind {
+                        BackupKind::Full => Some(backup.manifest.stream_len),
+                        BackupKind::Incremental { .. } => None,
+                    }),
             })
             .collect(),
     )?)

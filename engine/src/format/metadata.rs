@@ -323,6 +323,12 @@ mod tests {
             volume_count: 1,
             volume_plaintext_len: 1 << 31,
             volume_list_sha256: [0; 32],
+            // Every optional field present: the largest record zib writes.
+            snapshot_bytes: Some(u64::MAX),
+            replaced_incremental: Some(crate::format::records::ReplacedIncremental {
+                base_backup: BackupId::from_bytes([4; 16]),
+                estimated_bytes: u64::MAX,
+            }),
         };
         let plaintext = record.encode().unwrap();
         assert!(sealed_metadata(&role, repository(), &key, &plaintext).is_ok());

@@ -14,8 +14,15 @@ use zib_snapshot_source::{SendFlags, SnapshotIdentity, SourceKind};
 use crate::error::{Error, Result};
 use crate::ids::{BackupId, DatasetId, ID_LEN};
 
-/// Version byte of every record plaintext this code writes.
+/// Version byte of every record plaintext this code writes, but for manifests that carry
+/// sizes ([`MANIFEST_WITH_SIZES_VERSION`]).
 pub(crate) const RECORD_PLAINTEXT_VERSION: u8 = 1;
+
+/// Version byte of a manifest record that ends with the size fields (the snapshot's data
+/// size, the incremental a full replaced). Manifests without them are still written as
+/// version 1, so a repository whose source cannot estimate sizes stays readable by every
+/// zib that reads version 1.
+pub(crate) const MANIFEST_WITH_SIZES_VERSION: u8 = 2;
 
 /// The format v1 tag of a source kind (which tool receives the stream).
 fn source_tag(kind: SourceKind) -> u8 {
@@ -129,6 +136,27 @@ pub struct ManifestRecord {
     /// SHA-256 over the volume list: for each volume in index order, `u32 index ||
     /// u64 plaintext_len || u64 ciphertext_len || [32] plaintext_sha256` (docs/FORMAT.md).
     pub volume_list_sha256: [u8; 32],
+    /// Bytes of data the snapshot holds: the length of a full send stream of it (a full
+    /// backup's own stream length; for an incremental, the source's estimate). `None`
+    /// when unknown (a source without size estimates, or a manifest older than this
+    /// field). Consolidation measures how much of a restore point's data is gone from the
+    /// newest snapshot with it.
+    pub snapshot_bytes: Option<u64>,
+    /// For a full sent where an incremental could have continued a chain (a
+    /// consolidation): the incremental it replaced. `None` otherwise, or when unknown.
+    pub replaced_incremental: Option<ReplacedIncremental>,
+}
+
+/// The incremental a full backup was sent instead of: what was written between the
+/// chain's last snapshot and this one, which the catalog cannot otherwise know across a
+/// fresh full (the full carries the data that survived, not what was rewritten or
+/// deleted on the way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplacedIncremental {
+    /// The backup the incremental would have been based on (the old chain's tip).
+    pub base_backup: BackupId,
+    /// The incremental stream's size, as the source estimated it.
+    pub estimated_bytes: u64,
 }
 
 /// What a volume object says about itself, fixed when its upload is created (S3 sets
@@ -177,6 +205,9 @@ pub(crate) fn volume_list_hash(entries: &[VolumeListEntry]) -> [u8; 32] {
 const KIND_FULL: u8 = 0;
 const KIND_INCREMENTAL: u8 = 1;
 const FLAG_CREATED_BY_ZIB: u8 = 1;
+/// Size fields of a version 2 manifest: which follow.
+const SIZE_SNAPSHOT_BYTES: u8 = 1;
+const SIZE_REPLACED_INCREMENTAL: u8 = 1 << 1;
 
 impl ManifestRecord {
     /// The record's plaintext bytes (before sealing).
@@ -192,8 +223,14 @@ impl ManifestRecord {
                 self.send_flags.0
             )));
         }
+        let sizes = (u8::from(self.snapshot_bytes.is_some()) * SIZE_SNAPSHOT_BYTES)
+            | (u8::from(self.replaced_incremental.is_some()) * SIZE_REPLACED_INCREMENTAL);
         let mut out = Writer::default();
-        out.u8(RECORD_PLAINTEXT_VERSION);
+        out.u8(if sizes == 0 {
+            RECORD_PLAINTEXT_VERSION
+        } else {
+            MANIFEST_WITH_SIZES_VERSION
+        });
         out.u8(source_tag(self.source));
         out.u8(match self.kind {
             BackupKind::Full => KIND_FULL,
@@ -228,6 +265,16 @@ impl ManifestRecord {
             out.string("base snapshot name", base_snapshot_name)?;
             out.identity(base_identity);
         }
+        if sizes != 0 {
+            out.u8(sizes);
+            if let Some(bytes) = self.snapshot_bytes {
+                out.u64(bytes);
+            }
+            if let Some(replaced) = &self.replaced_incremental {
+                out.bytes(replaced.base_backup.as_bytes());
+                out.u64(replaced.estimated_bytes);
+            }
+        }
         Ok(out.0)
     }
 
@@ -235,10 +282,16 @@ impl ManifestRecord {
     ///
     /// # Errors
     ///
-    /// [`Error::Corrupt`] for anything but a well-formed version 1 manifest record.
+    /// [`Error::Corrupt`] for anything but a well-formed version 1 or 2 manifest record.
     pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
         let mut input = Reader::new(bytes, object, "manifest record");
-        input.version()?;
+        let version = input.u8()?;
+        if version != RECORD_PLAINTEXT_VERSION && version != MANIFEST_WITH_SIZES_VERSION {
+            return Err(input.corrupt(format!(
+                "version {version}; this zib reads versions {RECORD_PLAINTEXT_VERSION} and \
+                 {MANIFEST_WITH_SIZES_VERSION} (a newer zib may read it)"
+            )));
+        }
         let source = input.u8()?;
         let source = source_from_tag(source)
             .ok_or_else(|| input.corrupt(format!("unknown source kind {source}")))?;
@@ -273,6 +326,22 @@ impl ManifestRecord {
             },
             other => return Err(input.corrupt(format!("unknown backup kind {other}"))),
         };
+        let (mut snapshot_bytes, mut replaced_incremental) = (None, None);
+        if version == MANIFEST_WITH_SIZES_VERSION {
+            let sizes = input.u8()?;
+            if sizes & !(SIZE_SNAPSHOT_BYTES | SIZE_REPLACED_INCREMENTAL) != 0 {
+                return Err(input.corrupt(format!("unknown size fields {sizes:#x}")));
+            }
+            if sizes & SIZE_SNAPSHOT_BYTES != 0 {
+                snapshot_bytes = Some(input.u64()?);
+            }
+            if sizes & SIZE_REPLACED_INCREMENTAL != 0 {
+                replaced_incremental = Some(ReplacedIncremental {
+                    base_backup: BackupId::from_bytes(input.array()?),
+                    estimated_bytes: input.u64()?,
+                });
+            }
+        }
         input.end()?;
         Ok(Self {
             source,
@@ -292,6 +361,8 @@ impl ManifestRecord {
             volume_count,
             volume_plaintext_len,
             volume_list_sha256,
+            snapshot_bytes,
+            replaced_incremental,
         })
     }
 }
@@ -486,6 +557,8 @@ mod tests {
             volume_count: 3,
             volume_plaintext_len: 2 << 30,
             volume_list_sha256: [4; 32],
+            snapshot_bytes: None,
+            replaced_incremental: None,
         }
     }
 
@@ -506,12 +579,94 @@ mod tests {
         }
     }
 
+    /// Both size fields set: a version 2 record.
+    fn sized(record: ManifestRecord) -> ManifestRecord {
+        ManifestRecord {
+            snapshot_bytes: Some(0x0102_0304_0506),
+            replaced_incremental: Some(ReplacedIncremental {
+                base_backup: BackupId::from_bytes([0x5a; 16]),
+                estimated_bytes: 77_000,
+            }),
+            ..record
+        }
+    }
+
     #[test]
     fn manifest_round_trips() {
-        for record in [full_manifest(), incremental_manifest()] {
+        let one_size = ManifestRecord {
+            snapshot_bytes: Some(5),
+            ..incremental_manifest()
+        };
+        let other_size = ManifestRecord {
+            replaced_incremental: sized(full_manifest()).replaced_incremental,
+            ..full_manifest()
+        };
+        for record in [
+            full_manifest(),
+            incremental_manifest(),
+            sized(full_manifest()),
+            sized(incremental_manifest()),
+            one_size,
+            other_size,
+        ] {
             let bytes = record.encode().unwrap();
             assert_eq!(ManifestRecord::decode(&bytes, "m").unwrap(), record);
         }
+    }
+
+    #[test]
+    fn sizes_make_a_version_2_record_that_ends_with_them() {
+        // Without sizes the record stays version 1, byte for byte as before.
+        let plain = incremental_manifest().encode().unwrap();
+        assert_eq!(plain[0], 1);
+        let with_sizes = sized(incremental_manifest()).encode().unwrap();
+        assert_eq!(with_sizes[0], 2);
+        // The same fields, then: the size fields present, the snapshot's bytes, the
+        // replaced incremental's base backup and size.
+        assert_eq!(&with_sizes[1..plain.len()], &plain[1..]);
+        let tail = &with_sizes[plain.len()..];
+        assert_eq!(tail[0], 0b11);
+        assert_eq!(&tail[1..9], &0x0102_0304_0506u64.to_le_bytes());
+        assert_eq!(&tail[9..25], &[0x5a; 16]);
+        assert_eq!(&tail[25..], &77_000u64.to_le_bytes());
+        let only_snapshot = ManifestRecord {
+            snapshot_bytes: Some(9),
+            ..full_manifest()
+        }
+        .encode()
+        .unwrap();
+        let full_plain = full_manifest().encode().unwrap();
+        assert_eq!(
+            &only_snapshot[full_plain.len()..],
+            &[&[1u8][..], &9u64.to_le_bytes()].concat()[..]
+        );
+    }
+
+    #[test]
+    fn version_2_records_are_checked_as_strictly() {
+        let bytes = sized(full_manifest()).encode().unwrap();
+        for len in 0..bytes.len() {
+            assert!(
+                matches!(
+                    ManifestRecord::decode(&bytes[..len], "m"),
+                    Err(Error::Corrupt { .. })
+                ),
+                "{len}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(ManifestRecord::decode(&longer, "m").is_err());
+        // An unknown size field.
+        let plain_len = full_manifest().encode().unwrap().len();
+        let mut unknown = bytes.clone();
+        unknown[plain_len] |= 0b100;
+        let error = ManifestRecord::decode(&unknown, "m").unwrap_err();
+        assert!(error.to_string().contains("size fields"), "{error}");
+        // A version 1 record with a trailer is refused.
+        let mut v1_with_trailer = bytes;
+        v1_with_trailer[0] = 1;
+        assert!(ManifestRecord::decode(&v1_with_trailer, "m").is_err());
     }
 
     #[test]
@@ -556,7 +711,7 @@ mod tests {
     #[test]
     fn unknown_version_tags_and_flags_are_corrupt() {
         let good = full_manifest().encode().unwrap();
-        for (offset, value) in [(0, 2), (1, 3), (2, 2), (3, 2), (4, 0x10)] {
+        for (offset, value) in [(0, 3), (0, 0), (1, 3), (2, 2), (3, 2), (4, 0x10)] {
             let mut bad = good.clone();
             bad[offset] = value;
             let error = ManifestRecord::decode(&bad, "m").unwrap_err();

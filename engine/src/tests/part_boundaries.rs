@@ -13,9 +13,9 @@ use futures::stream::{self, BoxStream};
 use zib_crypto::{Passphrase, HEADER_LEN, SEGMENT_CIPHERTEXT_LEN};
 use zib_storage_backend::memory::{MemoryBackend, MemoryConfig};
 use zib_storage_backend::{
-    AbortIncompleteUploadsRule, ByteRange, ByteStream, CompletePrecondition, CompletedPart, ETag,
-    ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, PartInfo, PutPrecondition, RestoreTier,
-    Result as StorageResult, StorageBackend, UploadId, WriteOptions,
+    AbortIncompleteUploadsRule, BucketProtection, ByteRange, ByteStream, CompletePrecondition,
+    CompletedPart, ETag, ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, PartInfo,
+    PutPrecondition, RestoreTier, Result as StorageResult, StorageBackend, UploadId, WriteOptions,
 };
 
 use super::{fast_init, host, location, upload_stream};
@@ -115,6 +115,10 @@ impl StorageBackend for RecordingParts {
         rule: &AbortIncompleteUploadsRule,
     ) -> StorageResult<()> {
         self.inner.put_abort_incomplete_uploads_rule(rule).await
+    }
+
+    async fn bucket_protection(&self) -> StorageResult<BucketProtection> {
+        self.inner.bucket_protection().await
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, StorageResult<ListEntry>> {

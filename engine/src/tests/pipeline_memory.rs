@@ -88,6 +88,8 @@ fn manifest_for(
         volume_count: uploaded.volumes.len() as u32,
         volume_plaintext_len: shape.volume_plaintext_len,
         volume_list_sha256: volume_list_hash(&uploaded.volumes),
+        snapshot_bytes: Some(uploaded.stream_len),
+        replaced_incremental: None,
     }
 }
 

@@ -1085,6 +1085,8 @@ mod tests {
             volume_count: count,
             volume_plaintext_len: per_volume,
             volume_list_sha256: [0; 32],
+            snapshot_bytes: None,
+            replaced_incremental: None,
         }
     }
 

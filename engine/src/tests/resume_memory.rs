@@ -549,6 +549,7 @@ async fn clean_up_aborts_a_dead_runs_young_upload_and_keeps_a_live_ones() {
         &setup.repository,
         &CleanupOptions {
             min_age: Duration::ZERO,
+            ..CleanupOptions::default()
         },
     )
     .await
@@ -800,6 +801,7 @@ async fn clean_up_keeps_every_upload_of_a_live_backup_by_its_key() {
         &setup.repository,
         &CleanupOptions {
             min_age: Duration::ZERO,
+            ..CleanupOptions::default()
         },
     )
     .await

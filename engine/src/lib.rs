@@ -11,6 +11,9 @@
 //! - [`Repository::catalog`] reads which backups exist from the bucket alone (LIST and
 //!   HEAD, never a restore);
 //! - [`Repository::receive_chain`] receives a backup's chain from readable objects;
+//! - [`Repository::verify`] checks, without a thaw, that every backup is still
+//!   restorable and every object accounted for; [`Repository::drill`] proves it by
+//!   restoring the smallest chain into a throwaway target;
 //! - [`Repository::clean_up`], [`Repository::check_access`],
 //!   [`Repository::change_passphrase`].
 //!
@@ -103,6 +106,7 @@ mod repository;
 mod restore;
 mod state;
 mod upload;
+mod verify;
 
 #[cfg(test)]
 mod tests;
@@ -134,6 +138,10 @@ pub use progress::{NoProgress, Progress};
 pub use repository::{Host, InitOptions, InitReport, PassphraseChange, Repository};
 pub use restore::{NewRestore, RestoreJob, RestoreState, RestoreStatus, WaitReason};
 pub use upload::VolumeShape;
+pub use verify::{
+    smallest_chain, DrillReport, DrillRequest, DrillSkip, DrillStart, DrillState, Problem,
+    ProblemKind, RestorePoint, Severity, VerifyCost, VerifyOptions, VerifyReport,
+};
 
 // What an embedder names most, so one `use zib_engine::…` line does.
 pub use zib_crypto::Passphrase;

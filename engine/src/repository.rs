@@ -648,6 +648,11 @@ impl Repository {
         source: &dyn SnapshotSource,
         progress: &dyn Progress,
     ) -> Result<crate::restore::RestoreStatus> {
+        // A drill is a restore job whose end, passed or failed, removes its target.
+        if crate::verify::drill::is_drill(&self.context, id).await? {
+            return crate::verify::drill::advance_as_restore(&self.context, id, source, progress)
+                .await;
+        }
         crate::restore::advance(&self.context, id, source, progress).await
     }
 
@@ -664,6 +669,112 @@ impl Repository {
         source: &dyn SnapshotSource,
     ) -> Result<()> {
         crate::restore::cancel(&self.context, id, source).await
+    }
+
+    /// Verifies the repository without thawing anything: every committed backup's
+    /// volumes are listed with the sizes its manifest implies and in the archive class,
+    /// every chain reaches a full, the keyring and the manifests' sealed metadata open,
+    /// and every object is accounted for. LIST and HEAD requests only, plus one GET of
+    /// the small Standard-class keyring — never a GET of an archived object, never a
+    /// restore; the report says what the verify cost. See [`VerifyReport`] for what it
+    /// says, and [`drill`](Self::drill) for the proof that a restore works.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use zib_engine::{
+    ///     BackupOptions, DatasetName, DrillRequest, DrillState, Host, InitOptions, Location,
+    ///     NoProgress, Passphrase, Repository, VerifyOptions,
+    /// };
+    /// use zib_test_utils::memory_source::MemorySource;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let (repository_dir, state_dir) = (dir.path().join("repository"), dir.path().join("state"));
+    /// # std::fs::create_dir(&repository_dir)?;
+    /// # let source = MemorySource::new();
+    /// # let dataset = DatasetName::zfs("tank/photos")?;
+    /// # source.create_dataset(&dataset);
+    /// # source.write_file(&dataset, "IMG_0001.jpg", b"a photo");
+    /// # let location = Location::from_url(repository_dir.to_str().unwrap(), &Default::default()).await?;
+    /// # let passphrase = Passphrase::new("correct horse battery staple".into());
+    /// # let options = InitOptions { kdf: zib_engine::crypto::KdfParams::new(10, 8, 1)?, ..InitOptions::default() };
+    /// # let (repository, _) = Repository::init(&location, &passphrase, &options, Host::new(&state_dir)).await?;
+    /// # repository.backup(&source, &dataset, &BackupOptions::default(), &NoProgress).await?;
+    /// // A repository with a backup of tank/photos (set up as in the crate example).
+    /// let report = repository
+    ///     .verify(&VerifyOptions { passphrase: Some(&passphrase), ..Default::default() }, &NoProgress)
+    ///     .await?;
+    /// for problem in &report.problems {
+    ///     eprintln!("{problem}"); // what, which key, which restore points it breaks, what to do
+    /// }
+    /// assert!(report.is_clean(), "{:?}", report.problems);
+    /// println!(
+    ///     "{} restore point(s) intact; the verify made {} LIST and {} HEAD requests (${:.6})",
+    ///     report.restore_points.len(),
+    ///     report.cost.list_requests,
+    ///     report.cost.head_requests,
+    ///     report.cost.usd
+    /// );
+    ///
+    /// // The drill: the smallest chain restored for real into a throwaway target. On
+    /// // Deep Archive it spans runs (the thaw): call `drill` again daily until it ends.
+    /// let drill = DrillRequest::new(DatasetName::zfs("tank/zib-drill")?, dir.path().join("staging"));
+    /// let outcome = repository.drill(&report, &drill, &source, &NoProgress).await?;
+    /// assert!(matches!(outcome.state, DrillState::Passed(_)), "{:?}", outcome.state);
+    /// assert!(source.mountpoint(&DatasetName::zfs("tank/zib-drill")?).is_none()); // thrown away
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Only when the repository cannot be checked at all: it cannot be listed
+    /// ([`Error::AccessDenied`] naming `s3:ListBucket`, or the storage error), or a
+    /// request fails mid-way for a reason a second run gets past (the network). Damage
+    /// is reported in the [`VerifyReport`], never as an error.
+    pub async fn verify(
+        &self,
+        options: &crate::verify::VerifyOptions<'_>,
+        progress: &dyn Progress,
+    ) -> Result<crate::verify::VerifyReport> {
+        crate::verify::verify(&self.context, options, progress).await
+    }
+
+    /// Runs the restore drill one step: starts one when none is under way on this host,
+    /// else advances the one that is.
+    ///
+    /// A new drill restores the restore point `request` names — by default the smallest
+    /// chain among those `verified` (a [`verify`](Self::verify) report) lists as intact
+    /// ([`smallest_chain`](crate::smallest_chain): fewest bytes to download) — into
+    /// `request.target`, a throwaway target that must not exist. It starts only when the
+    /// whole chain fits in what this month's free egress has left after every download
+    /// the state directory's ledger counts; otherwise the report says it was skipped,
+    /// why, and from when it would fit.
+    ///
+    /// A drill is a restore job (listed by [`restore_jobs`](Self::restore_jobs) with
+    /// `drill` set): on Deep Archive it requests the thaw and has to wait for it, so it
+    /// spans several runs — call `drill` again (or [`advance_restore`](Self::advance_restore)
+    /// on its job; daily from cron is right) until it has passed or failed. When it
+    /// ends, either way, its target and staged volumes are removed and its job deleted;
+    /// [`cancel_restore`](Self::cancel_restore) ends it early the same way.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] when `request.restore_point` is not an intact restore
+    /// point; [`Error::TargetExists`]; [`Error::Planner`] when no restore schedule can
+    /// work; storage, state-directory and lock errors that interrupt a run (the drill
+    /// goes on at the next one). What the drill itself finds — a volume that does not
+    /// verify, a receive that fails — is [`DrillState::Failed`](crate::DrillState::Failed),
+    /// not an error.
+    pub async fn drill(
+        &self,
+        verified: &crate::verify::VerifyReport,
+        request: &crate::verify::DrillRequest,
+        source: &dyn SnapshotSource,
+        progress: &dyn Progress,
+    ) -> Result<crate::verify::DrillReport> {
+        crate::verify::drill::drill(&self.context, verified, request, source, progress).await
     }
 
     /// The repository's id.

@@ -16,7 +16,7 @@ use zib_storage_backend::{ObjectKey, StorageBackendExt, UploadId};
 use crate::context::Repo;
 use crate::error::{Error, Result};
 use crate::format::layout::{manifests_prefix, volumes_prefix, ObjectRole};
-use crate::format::metadata::open_sealed_metadata;
+use crate::format::metadata::{open_sealed_metadata, Metadata};
 use crate::format::records::{BackupKind, ManifestRecord};
 use crate::ids::{BackupId, DatasetId};
 
@@ -131,6 +131,36 @@ impl Catalog {
     }
 }
 
+/// Opens the manifest found at `key` (whose `role` is a manifest's) from the metadata a
+/// HEAD returned: its plaintext pairs, its sealed record, the record's layout, and that
+/// the record names the dataset and backup its key names.
+///
+/// # Errors
+///
+/// [`Error::Corrupt`] / [`Error::Crypto`] naming what does not open or decode.
+pub(crate) fn open_manifest(
+    repository: &Repo,
+    key: &ObjectKey,
+    role: &ObjectRole,
+    metadata: &Metadata,
+) -> Result<ManifestRecord> {
+    let plaintext = open_sealed_metadata(metadata, role, repository.id(), repository.data_key())?;
+    let manifest = ManifestRecord::decode(&plaintext, key.as_str())?;
+    let named = match role {
+        ObjectRole::Manifest { dataset, backup } => {
+            manifest.dataset_id == *dataset && manifest.backup_id == *backup
+        }
+        _ => false,
+    };
+    if !named {
+        return Err(Error::Corrupt {
+            object: key.as_str().to_owned(),
+            reason: "the manifest's record names another dataset or backup than its key".into(),
+        });
+    }
+    Ok(manifest)
+}
+
 /// Reads the catalog of `repository` from its backend.
 ///
 /// # Errors
@@ -200,19 +230,7 @@ pub(crate) async fn read_catalog(repository: &Repo) -> Result<Catalog> {
             continue;
         };
         let head = head?;
-        let plaintext = open_sealed_metadata(
-            &head.metadata,
-            &role,
-            repository.id(),
-            repository.data_key(),
-        )?;
-        let manifest = ManifestRecord::decode(&plaintext, key.as_str())?;
-        if manifest.dataset_id != dataset || manifest.backup_id != backup {
-            return Err(Error::Corrupt {
-                object: key.as_str().to_owned(),
-                reason: "the manifest's record names another dataset or backup than its key".into(),
-            });
-        }
+        let manifest = open_manifest(repository, &key, &role, &head.metadata)?;
         let sizes = volume_sizes.remove(&(dataset, backup)).unwrap_or_default();
         committed.insert((dataset, backup));
         catalog

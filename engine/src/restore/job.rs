@@ -61,6 +61,8 @@ pub(crate) struct Job {
     /// The chain's full stream created the target (so cancelling removes it).
     pub(crate) target_created: bool,
     pub(crate) finished_at: Option<i64>,
+    /// A restore drill (`crate::verify::drill`): its target is thrown away when it ends.
+    pub(crate) drill: bool,
 }
 
 /// A verified staged volume.

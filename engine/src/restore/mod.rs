@@ -134,6 +134,9 @@ pub struct RestoreJob {
     pub staged_volumes: usize,
     /// When the last stream was received; `None` while it runs.
     pub finished_at: Option<SystemTime>,
+    /// A restore drill ([`Repository::drill`](crate::Repository::drill)): its target and
+    /// staged volumes are removed when it ends, passed or failed.
+    pub drill: bool,
 }
 
 /// What one run of a restore did, and where the job stands.
@@ -238,6 +241,7 @@ pub(crate) fn view(job: &Job) -> Result<RestoreJob> {
         received: job.received.len(),
         staged_volumes: job.staged.len(),
         finished_at: job.finished_at.map(system_time),
+        drill: job.drill,
     })
 }
 
@@ -246,6 +250,16 @@ pub(crate) async fn create(
     repository: &Repo,
     request: &NewRestore,
     source: &dyn SnapshotSource,
+) -> Result<(RestoreJob, RestorePlan)> {
+    create_job(repository, request, source, false).await
+}
+
+/// Creates a restore job; a `drill` is one whose target is thrown away when it ends.
+pub(crate) async fn create_job(
+    repository: &Repo,
+    request: &NewRestore,
+    source: &dyn SnapshotSource,
+    drill: bool,
 ) -> Result<(RestoreJob, RestorePlan)> {
     let catalog = read_catalog(repository).await?;
     let dataset_id = catalog
@@ -300,6 +314,7 @@ pub(crate) async fn create(
         received: Vec::new(),
         target_created: false,
         finished_at: None,
+        drill,
     };
     // The plan first: a restore the planner refuses (a volume above the budget, a link
     // too slow, too little staging) is not created.

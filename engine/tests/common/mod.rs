@@ -3,8 +3,16 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use zib_engine::snapshot_source::{
+    Capabilities, DatasetName, Protection, ReceiveOptions, ReceiveStream, SendRequest, SendStream,
+    SnapshotInfo, SnapshotName, SnapshotSource, SourceKind,
+};
 
 use zib_engine::crypto::KdfParams;
 use zib_engine::storage::s3::{S3Backend, S3Config, StaticCredentials};
@@ -124,5 +132,136 @@ pub(crate) async fn local_dir_repository(passphrase: &str) -> LocalRepository {
         dir,
         clock,
         repository: Arc::new(repository),
+    }
+}
+
+/// A snapshot source seen through: every file of a receive target is hashed just before
+/// the target is discarded (what a restore drill restored, byte for byte, before it is
+/// thrown away), and the n-th receive can be made to fail.
+pub(crate) struct Inspecting<S> {
+    pub(crate) inner: S,
+    /// Where a dataset's files are, if it exists and is mounted.
+    mountpoint: fn(&S, &DatasetName) -> Option<PathBuf>,
+    receives: AtomicUsize,
+    fail_receive: AtomicUsize,
+    discarded: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+impl<S: SnapshotSource> Inspecting<S> {
+    pub(crate) fn new(inner: S, mountpoint: fn(&S, &DatasetName) -> Option<PathBuf>) -> Self {
+        Self {
+            inner,
+            mountpoint,
+            receives: AtomicUsize::new(0),
+            fail_receive: AtomicUsize::new(0),
+            discarded: Mutex::default(),
+        }
+    }
+
+    /// The `n`-th receive from now on (1-based) fails, after reading its whole stream.
+    pub(crate) fn fail_receive(&self, n: usize) {
+        self.fail_receive
+            .store(self.receives() + n, Ordering::SeqCst);
+    }
+
+    /// Receives started so far.
+    pub(crate) fn receives(&self) -> usize {
+        self.receives.load(Ordering::SeqCst)
+    }
+
+    /// Every file (path → SHA-256) `target` held when it was discarded.
+    pub(crate) fn discarded(&self, target: &DatasetName) -> Option<BTreeMap<String, String>> {
+        self.discarded.lock().unwrap().get(target.as_str()).cloned()
+    }
+}
+
+#[async_trait]
+impl<S: SnapshotSource> SnapshotSource for Inspecting<S> {
+    fn kind(&self) -> SourceKind {
+        self.inner.kind()
+    }
+    async fn capabilities(
+        &self,
+        dataset: &DatasetName,
+    ) -> zib_engine::snapshot_source::Result<Capabilities> {
+        self.inner.capabilities(dataset).await
+    }
+    async fn list_snapshots(
+        &self,
+        dataset: &DatasetName,
+    ) -> zib_engine::snapshot_source::Result<Vec<SnapshotInfo>> {
+        self.inner.list_snapshots(dataset).await
+    }
+    async fn list_bookmarks(
+        &self,
+        dataset: &DatasetName,
+    ) -> zib_engine::snapshot_source::Result<Vec<SnapshotInfo>> {
+        self.inner.list_bookmarks(dataset).await
+    }
+    async fn create_snapshot(
+        &self,
+        dataset: &DatasetName,
+        snapshot: &SnapshotName,
+        marker: Option<&str>,
+    ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
+        self.inner.create_snapshot(dataset, snapshot, marker).await
+    }
+    async fn destroy_snapshot(
+        &self,
+        dataset: &DatasetName,
+        snapshot: &SnapshotName,
+    ) -> zib_engine::snapshot_source::Result<()> {
+        self.inner.destroy_snapshot(dataset, snapshot).await
+    }
+    async fn estimate_send_size(
+        &self,
+        request: &SendRequest,
+    ) -> zib_engine::snapshot_source::Result<Option<u64>> {
+        self.inner.estimate_send_size(request).await
+    }
+    async fn send(&self, request: &SendRequest) -> zib_engine::snapshot_source::Result<SendStream> {
+        self.inner.send(request).await
+    }
+    async fn receive(
+        &self,
+        target: &DatasetName,
+        stream: ReceiveStream,
+        options: &ReceiveOptions,
+    ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
+        let number = self.receives.fetch_add(1, Ordering::SeqCst) + 1;
+        if number == self.fail_receive.load(Ordering::SeqCst) {
+            // Read the whole stream, then fail like a full pool.
+            use futures::StreamExt;
+            let mut stream = stream;
+            while stream.next().await.is_some() {}
+            return Err(zib_engine::snapshot_source::Error::ReceiveIncomplete {
+                target: target.to_string(),
+                detail: "injected failure (a full pool)".to_owned(),
+            });
+        }
+        self.inner.receive(target, stream, options).await
+    }
+    async fn discard_target(
+        &self,
+        target: &DatasetName,
+    ) -> zib_engine::snapshot_source::Result<()> {
+        if let Some(dir) = (self.mountpoint)(&self.inner, target) {
+            let files = zib_test_utils::data::hash_tree(&dir).unwrap();
+            self.discarded
+                .lock()
+                .unwrap()
+                .insert(target.as_str().to_owned(), files);
+        }
+        self.inner.discard_target(target).await
+    }
+    async fn protect(
+        &self,
+        dataset: &DatasetName,
+        snapshot: &SnapshotName,
+    ) -> zib_engine::snapshot_source::Result<Protection> {
+        self.inner.protect(dataset, snapshot).await
+    }
+    async fn release(&self, protection: &Protection) -> zib_engine::snapshot_source::Result<()> {
+        self.inner.release(protection).await
     }
 }

@@ -130,6 +130,10 @@ pub(crate) enum Command {
     Restore(RestoreArgs),
     /// Per dataset the newest backup and its age; open restores; leftovers
     Status(StatusArgs),
+    /// Check, without a thaw, that every backup is restorable; `--drill` restores one
+    Verify(VerifyArgs),
+    /// Replace a long chain by a fresh full when that is cheaper (not in this version)
+    Consolidate(ConsolidateArgs),
     /// This month's storage bill and a 12-month projection, from the catalog
     Cost,
     /// Change the passphrase (re-wraps the keyring; no backup is re-uploaded)
@@ -258,6 +262,33 @@ pub(crate) struct StatusArgs {
     /// 8d, 2w), or has none
     #[arg(long, value_name = "DURATION")]
     pub(crate) max_age: Option<MaxAge>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// Show only this dataset's restore points and problems (default: all)
+    pub(crate) dataset: Option<String>,
+
+    /// Also restore the smallest intact chain for real into a throwaway target, within
+    /// this month's free egress (on Deep Archive it waits for a thaw: run it again daily
+    /// until it passes or fails; exit 75 meanwhile)
+    #[arg(long)]
+    pub(crate) drill: bool,
+
+    /// Where the drill receives (must not exist; removed when the drill ends). Default:
+    /// POOL/zib-drill for a ZFS dataset
+    #[arg(long, value_name = "TARGET", requires = "drill")]
+    pub(crate) drill_target: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConsolidateArgs {
+    /// The dataset (default: the config's)
+    pub(crate) dataset: Option<String>,
+
+    /// Show what would be done; change nothing
+    #[arg(long, short = 'n')]
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Args)]

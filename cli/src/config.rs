@@ -246,9 +246,21 @@ pub(crate) fn initial_text(
     repository: &RepositoryConfig,
     passphrase_file: Option<&Path>,
 ) -> String {
-    let mut text = String::from(
-        "# zib configuration, written by `zib init`. Every key: docs/CLI.md.\n\n[repository]\n",
-    );
+    let mut text =
+        String::from("# zib configuration, written by `zib init`. Every key: docs/CLI.md.\n\n");
+    // Top-level keys come before the first table.
+    match passphrase_file.and_then(Path::to_str) {
+        Some(file) => text.push_str(&format!(
+            "# The passphrase file given at init (for unattended runs: cron, systemd).\n\
+             passphrase_file = {}\n\n",
+            toml_string(file)
+        )),
+        None => text.push_str(
+            "# A file holding the passphrase, for unattended runs (cron, systemd):\n\
+             # passphrase_file = \"/root/.zib-passphrase\"\n\n",
+        ),
+    }
+    text.push_str("[repository]\n");
     text.push_str(&format!("url = {}\n", toml_string(&repository.url)));
     for (key, value) in [
         ("endpoint_url", &repository.endpoint_url),
@@ -261,12 +273,6 @@ pub(crate) fn initial_text(
     }
     if let Some(path_style) = repository.path_style {
         text.push_str(&format!("path_style = {path_style}\n"));
-    }
-    if let Some(file) = passphrase_file.and_then(Path::to_str) {
-        text.push_str(&format!(
-            "\n# The passphrase, for unattended runs (cron, systemd).\n# passphrase_file = {}\n",
-            toml_string(file)
-        ));
     }
     text.push_str(
         "\n# The datasets `zib backup` backs up when none is named:\n\
@@ -388,6 +394,10 @@ mod tests {
         };
         let text = initial_text(&repository, Some(Path::new("/root/.zib-passphrase")));
         let config: Config = toml::from_str(&text).unwrap();
+        assert_eq!(
+            config.passphrase_file.as_deref(),
+            Some(Path::new("/root/.zib-passphrase"))
+        );
         let read = config.repository.unwrap();
         assert_eq!(read.url, repository.url);
         assert_eq!(read.endpoint_url, repository.endpoint_url);

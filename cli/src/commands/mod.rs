@@ -5,6 +5,7 @@ mod backup;
 mod catalog;
 mod repository;
 mod restore;
+mod verify;
 
 use clap::CommandFactory;
 
@@ -58,6 +59,16 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Status(args) => catalog::status(&app, args).await,
         Command::Cost => catalog::cost(&app).await,
         Command::Restore(args) => restore::restore(&app, args).await,
+        Command::Verify(args) => verify::verify(&app, args).await,
+        Command::Consolidate(_) => Err(crate::exit::CliError::new(
+            crate::exit::Exit::Error,
+            "consolidation is not available in this version of zib",
+        )
+        .hint(
+            "`zib plan` says whether consolidating would pay; until `zib consolidate` exists, \
+             `zib backup --full` starts a new chain by hand",
+        )
+        .into()),
         Command::Completions { .. } | Command::Man => Ok(Outcome::done(serde_json::Value::Null)),
     }
 }

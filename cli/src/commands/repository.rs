@@ -144,13 +144,7 @@ fn write_config(
             .with_context(|| format!("could not create {}", parent.display()))?;
     }
     let passphrase_file = passphrase_file.map(std::path::absolute).transpose()?;
-    let mut text = config::initial_text(repository, None);
-    if let Some(file) = passphrase_file.as_deref().and_then(Path::to_str) {
-        text.push_str(&format!(
-            "\n# The passphrase file given at init (for unattended runs).\npassphrase_file = {}\n",
-            toml::Value::String(file.to_owned())
-        ));
-    }
+    let text = config::initial_text(repository, passphrase_file.as_deref());
     std::fs::write(path, text)
         .with_context(|| format!("could not write the config file {}", path.display()))?;
     Ok(())

@@ -465,6 +465,7 @@ fn job_json(job: &RestoreJob) -> Value {
         "received": job.received,
         "staged_volumes": job.staged_volumes,
         "finished_at": job.finished_at.map(units::rfc3339),
+        "drill": job.drill,
     })
 }
 

@@ -133,11 +133,8 @@ impl App {
     /// Where the passphrase is looked for.
     pub(crate) fn passphrase_sources(&self) -> Sources {
         Sources {
-            file: self
-                .global
-                .passphrase_file
-                .clone()
-                .or_else(|| self.config.as_ref().and_then(|c| c.passphrase_file.clone())),
+            file: self.global.passphrase_file.clone(),
+            config_file: self.config.as_ref().and_then(|c| c.passphrase_file.clone()),
             env: "ZIB_PASSPHRASE",
             prompt: "Passphrase",
         }

@@ -217,7 +217,7 @@ pub(crate) fn load(path: &ConfigPath) -> Result<Option<Config>, CliError> {
             .to_owned();
         let line = error
             .span()
-            .map(|span| text[..span.start].lines().count().max(1))
+            .map(|span| text[..span.start].matches('\n').count() + 1)
             .map(|line| format!(" (line {line})"))
             .unwrap_or_default();
         CliError::usage(format!(

@@ -18,8 +18,11 @@ use crate::exit::{CliError, Exit};
 /// Where a passphrase is looked for, in order.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Sources {
-    /// A file named by a flag, the environment or the config.
+    /// A file named by a flag or the environment.
     pub(crate) file: Option<PathBuf>,
+    /// A file the config names (after the environment's passphrase: the environment of
+    /// one run beats the standing config).
+    pub(crate) config_file: Option<PathBuf>,
     /// The environment variable holding the passphrase itself.
     pub(crate) env: &'static str,
     /// What the prompt asks for.
@@ -38,6 +41,9 @@ pub(crate) fn read(sources: &Sources, confirm: bool) -> Result<Passphrase, CliEr
                 .map_err(|_| CliError::usage(format!("{} is not valid UTF-8", sources.env)))?,
         );
         return non_empty(Zeroizing::new(text.as_bytes().to_vec()), sources.env);
+    }
+    if let Some(file) = &sources.config_file {
+        return from_file(file);
     }
     prompt(sources, confirm)
 }

@@ -298,6 +298,7 @@ pub(super) async fn passwd(app: &App, args: &PasswdArgs) -> anyhow::Result<Outco
     let new = passphrase::read(
         &Sources {
             file: args.new_passphrase_file.clone(),
+            config_file: None,
             env: "ZIB_NEW_PASSPHRASE",
             prompt: "New passphrase",
         },

@@ -100,7 +100,7 @@ pub(super) async fn list(app: &App, dataset: Option<&str>) -> anyhow::Result<Out
         for (number, chain) in chains(backups).iter().enumerate() {
             app.say(format!("  chain {}:", number + 1));
             app.say(format!(
-                "    {:<12} {:<28} {:>11} {:>5}  {:<20} {:<12} {:>9}",
+                "    {:<14} {:<28} {:>11} {:>5}  {:<20} {:<12} {:>9}",
                 "kind", "snapshot", "size", "vols", "committed", "class", "per month"
             ));
             let mut rows = Vec::new();
@@ -112,7 +112,7 @@ pub(super) async fn list(app: &App, dataset: Option<&str>) -> anyhow::Result<Out
                 };
                 let arrow = if position == 0 { "" } else { "→ " };
                 app.say(format!(
-                    "    {:<12} {:<28} {:>11} {:>5}  {:<20} {:<12} {:>9}",
+                    "    {:<14} {:<28} {:>11} {:>5}  {:<20} {:<12} {:>9}",
                     format!("{arrow}{kind}"),
                     manifest.snapshot_name,
                     units::bytes(manifest.stored_len),

@@ -47,7 +47,11 @@ work=$(mktemp -d /tmp/zib-demo.XXXXXX)
 pool="zibdemo$$"
 moto_pid=
 cleanup() {
-    zpool destroy -f "$pool" >/dev/null 2>&1 || true
+    # zfs-fuse may call a just-received dataset busy for a moment.
+    for _ in 1 2 3 4 5; do
+        zpool list "$pool" >/dev/null 2>&1 || break
+        zpool destroy -f "$pool" >/dev/null 2>&1 || sleep 1
+    done
     [ -z "$moto_pid" ] || kill "$moto_pid" 2>/dev/null || true
     rm -rf "$work"
 }

@@ -23,12 +23,16 @@ pub struct CleanupOptions {
     /// Leftovers younger than this are kept: they may belong to a backup another host is
     /// running right now (default 7 days, longer than any single volume upload).
     pub min_age: Duration,
+    /// Report what would be removed, by the same rules, and remove nothing (the report's
+    /// lists then name what a real run would delete or abort).
+    pub dry_run: bool,
 }
 
 impl Default for CleanupOptions {
     fn default() -> Self {
         Self {
             min_age: Duration::from_secs(7 * 24 * 3600),
+            dry_run: false,
         }
     }
 }
@@ -129,14 +133,16 @@ pub(crate) async fn clean_up(repository: &Repo, options: &CleanupOptions) -> Res
             report.kept_recent += 1;
             continue;
         }
-        match repository
-            .backend()
-            .abort_multipart(&upload.key, &upload.upload_id)
-            .await
-        {
-            // Gone meanwhile (completed or aborted by its owner): nothing to do.
-            Ok(()) | Err(zib_storage_backend::Error::NoSuchUpload { .. }) => {}
-            Err(error) => return Err(error.into()),
+        if !options.dry_run {
+            match repository
+                .backend()
+                .abort_multipart(&upload.key, &upload.upload_id)
+                .await
+            {
+                // Gone meanwhile (completed or aborted by its owner): nothing to do.
+                Ok(()) | Err(zib_storage_backend::Error::NoSuchUpload { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
         }
         report.aborted_uploads.push(upload.key.clone());
     }
@@ -152,7 +158,9 @@ pub(crate) async fn clean_up(repository: &Repo, options: &CleanupOptions) -> Res
             report.kept_recent += 1;
             continue;
         }
-        repository.backend().delete(&volume.key).await?;
+        if !options.dry_run {
+            repository.backend().delete(&volume.key).await?;
+        }
         report.deleted_volumes.push(volume.key.clone());
     }
     let probes =
@@ -163,7 +171,9 @@ pub(crate) async fn clean_up(repository: &Repo, options: &CleanupOptions) -> Res
             report.kept_recent += 1;
             continue;
         }
-        repository.backend().delete(&probe.key).await?;
+        if !options.dry_run {
+            repository.backend().delete(&probe.key).await?;
+        }
         report.deleted_probes.push(probe.key);
     }
     drop(journals);

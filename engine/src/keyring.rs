@@ -244,3 +244,23 @@ pub(crate) async fn repair(repository: &Repo, keyring: &Keyring) -> Result<Keyri
     .await?;
     Ok(outcome)
 }
+
+/// The live keyring's bytes, checked to parse and to hold `repository`'s data key.
+pub(crate) async fn live_copy(repository: &Repo) -> Result<Vec<u8>> {
+    let live_key = repository.key(&ObjectRole::Keyring)?;
+    let bytes = repository
+        .backend()
+        .get_bytes(&live_key, ByteRange::full())
+        .await?;
+    let live = Keyring::from_bytes(&bytes).map_err(|error| Error::KeyringDamaged {
+        location: live_key.to_string(),
+        reason: error.to_string(),
+    })?;
+    if live.key_id() != repository.data_key().id() {
+        return Err(Error::ForeignKeyring {
+            location: live_key.to_string(),
+            reason: "it wraps another data key than the one this repository was opened with".into(),
+        });
+    }
+    Ok(bytes.to_vec())
+}

@@ -128,7 +128,8 @@ pub use access::{
     AccessReport, AccessStep, AccessWarning, LifecycleStatus, ABORT_AFTER_DAYS, LIFECYCLE_RULE_ID,
 };
 pub use backup::{
-    BackupOptions, BackupOutcome, CommittedBackup, PruneReport, SnapshotChoice, Transfer,
+    BackupOptions, BackupOutcome, BackupPreview, CommittedBackup, PruneReport, SnapshotChoice,
+    Transfer,
 };
 pub use catalog::{Catalog, CatalogBackup, IncompleteUpload, Leftovers, OrphanVolume};
 pub use cleanup::{CleanupOptions, CleanupReport};

@@ -40,9 +40,12 @@ pub struct Location {
 /// zib's default retry policy, the system clock.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    /// Endpoint of an S3-compatible server (`--endpoint-url`); `None` for AWS. Path-style
-    /// addressing is used with a custom endpoint.
+    /// Endpoint of an S3-compatible server (`--endpoint-url`); `None` for AWS.
     pub endpoint_url: Option<String>,
+    /// Path-style addressing (`https://host/BUCKET/key` instead of
+    /// `https://BUCKET.host/key`); `None`: on exactly when `endpoint_url` is set (most
+    /// S3-compatible servers need it, AWS prefers virtual hosts).
+    pub force_path_style: Option<bool>,
     /// Region; `None` takes it from the AWS chain (`AWS_REGION`, the profile).
     pub region: Option<String>,
     /// Named profile of `~/.aws/config`; `None` uses `AWS_PROFILE` or `default`.
@@ -57,6 +60,7 @@ impl Default for ConnectOptions {
     fn default() -> Self {
         Self {
             endpoint_url: None,
+            force_path_style: None,
             region: None,
             profile: None,
             retry: RetryPolicy::default(),
@@ -110,6 +114,7 @@ impl Location {
             Parsed::S3 { bucket, prefix } => {
                 let mut config = S3Config::new(bucket);
                 config.endpoint_url = options.endpoint_url.clone();
+                config.force_path_style = options.force_path_style;
                 config.region = options.region.clone();
                 config.profile = options.profile.clone();
                 let s3 = S3Backend::connect(&config).await?;

@@ -609,6 +609,39 @@ impl Repository {
         crate::deletion::delete_superseded(&self.context, dataset, options).await
     }
 
+    /// What [`backup`](Self::backup) would do now with the same arguments — which
+    /// snapshot, full or incremental from which base, why, and at what one-time cost —
+    /// without any effect: no snapshot is created, no lock taken, nothing written to the
+    /// bucket or the state directory. For `--dry-run` and plans shown to the user.
+    ///
+    /// # Errors
+    ///
+    /// Source errors (unknown dataset); [`Error::SnapshotNotFound`]; storage errors
+    /// while reading the catalog; [`Error::Planner`]; [`Error::InvalidInput`] for an
+    /// invalid volume shape.
+    pub async fn plan_backup(
+        &self,
+        source: &dyn SnapshotSource,
+        dataset: &DatasetName,
+        options: &BackupOptions,
+    ) -> Result<crate::backup::BackupPreview> {
+        crate::backup::preview(&self.context, source, dataset, options).await
+    }
+
+    /// The live keyring's bytes (the data key wrapped with the passphrase), for the
+    /// offline copy the user keeps: checked to parse and to hold this repository's
+    /// data key before they are handed out.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyringDamaged`] when the live keyring does not parse;
+    /// [`Error::ForeignKeyring`] when it holds another data key (replaced since this
+    /// handle was opened); storage errors (`NotFound` when it is missing: open with a
+    /// copy and [`repair_keyring`](Self::repair_keyring) first).
+    pub async fn keyring_bytes(&self) -> Result<Vec<u8>> {
+        keyring::live_copy(&self.context).await
+    }
+
     /// Removes leftovers no committed backup needs (see [`CleanupOptions`]).
     ///
     /// # Errors

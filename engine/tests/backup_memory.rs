@@ -715,6 +715,21 @@ async fn a_committed_backups_stray_upload_is_removed_by_the_next_clean_up_whatev
         .create_multipart(&key, &WriteOptions::new(StorageClass::Standard))
         .await
         .unwrap();
+    // A dry run names it and leaves it.
+    let dry = setup
+        .repository
+        .clean_up(&CleanupOptions {
+            dry_run: true,
+            ..CleanupOptions::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(dry.aborted_uploads, vec![key.clone()]);
+    assert_eq!(
+        setup.memory.list_multipart_uploads("").await.unwrap().len(),
+        1,
+        "a dry run removed nothing"
+    );
     let report = setup
         .repository
         .clean_up(&CleanupOptions::default())
@@ -849,4 +864,128 @@ async fn a_url_names_a_local_directory_and_a_missing_one_is_an_error() {
         .await
         .expect_err("no such directory");
     assert!(error.to_string().contains("not here"), "{error}");
+}
+
+#[tokio::test]
+async fn a_backup_plan_says_what_the_backup_would_do_and_does_nothing() {
+    let setup = setup(2).await;
+    let objects = || async {
+        let mut keys: Vec<String> = setup
+            .memory
+            .list_all("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|entry| entry.key.to_string())
+            .collect();
+        keys.sort();
+        keys
+    };
+    let before = objects().await;
+    let first = setup
+        .repository
+        .plan_backup(&setup.source, &setup.dataset, &options())
+        .await
+        .unwrap();
+    assert_eq!(
+        first.decision.plan,
+        zib_engine::planner::PlannedBackup::Full
+    );
+    assert!(first.new_snapshot && first.snapshot.starts_with("zib-"));
+    assert_eq!(first.dataset_id, None);
+    assert!(!first.unfinished_backup);
+    // Nothing was created or written, and no lock is left held.
+    assert!(setup
+        .source
+        .list_snapshots(&setup.dataset)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(objects().await, before);
+
+    let backup = committed(setup.backup(&setup.repository).await.unwrap());
+    setup.clock.advance(Duration::from_secs(3600));
+    let next = setup
+        .repository
+        .plan_backup(&setup.source, &setup.dataset, &options())
+        .await
+        .unwrap();
+    assert_eq!(next.dataset_id, Some(backup.manifest.dataset_id));
+    assert!(
+        matches!(
+            next.decision.plan,
+            zib_engine::planner::PlannedBackup::Incremental { .. }
+        ),
+        "{:?}",
+        next.decision
+    );
+    // The snapshot already backed up is up to date.
+    let existing = BackupOptions {
+        snapshot: SnapshotChoice::Existing(
+            SnapshotName::zfs(&backup.manifest.snapshot_name).unwrap(),
+        ),
+        ..options()
+    };
+    let again = setup
+        .repository
+        .plan_backup(&setup.source, &setup.dataset, &existing)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.decision.plan,
+        zib_engine::planner::PlannedBackup::UpToDate
+    );
+    assert!(!again.new_snapshot);
+    assert_eq!(
+        setup
+            .source
+            .list_snapshots(&setup.dataset)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_full_backup_can_be_asked_for_when_an_incremental_would_do() {
+    let setup = setup(1).await;
+    committed(setup.backup(&setup.repository).await.unwrap());
+    setup
+        .source
+        .write_file(&setup.dataset, "new.jpg", &bytes(MIB, 99));
+    setup.clock.advance(Duration::from_secs(3600));
+    let full = BackupOptions {
+        full: true,
+        ..options()
+    };
+    let planned = setup
+        .repository
+        .plan_backup(&setup.source, &setup.dataset, &full)
+        .await
+        .unwrap();
+    assert_eq!(
+        planned.decision.plan,
+        zib_engine::planner::PlannedBackup::Full
+    );
+    let second = committed(
+        setup
+            .repository
+            .backup(&setup.source, &setup.dataset, &full, &NoProgress)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(second.manifest.kind, BackupKind::Full);
+    assert!(
+        second.decision.reason.contains("asked for"),
+        "{}",
+        second.decision.reason
+    );
+    // Without the option the next one is an incremental again.
+    setup.clock.advance(Duration::from_secs(3600));
+    let third = committed(setup.backup(&setup.repository).await.unwrap());
+    assert!(matches!(
+        third.manifest.kind,
+        BackupKind::Incremental { .. }
+    ));
 }

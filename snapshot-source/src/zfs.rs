@@ -76,6 +76,34 @@ impl ZfsSource {
         Ok(self)
     }
 
+    /// `dataset` and every file system and volume below it, parents before children (for
+    /// a recursive backup, where each is its own chain).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DatasetNotFound`] when `dataset` does not exist; the tool's errors.
+    pub async fn descendants(&self, dataset: &DatasetName) -> Result<Vec<DatasetName>> {
+        self.ensure_dataset(dataset).await?;
+        let listing = self
+            .zfs
+            .run(&[
+                "list",
+                "-H",
+                "-r",
+                "-o",
+                "name",
+                "-t",
+                "filesystem,volume",
+                dataset.as_str(),
+            ])
+            .await?;
+        listing
+            .lines()
+            .filter(|line| !line.is_empty())
+            .map(DatasetName::zfs)
+            .collect()
+    }
+
     fn check_dataset(dataset: &DatasetName) -> Result<()> {
         if dataset.is_zfs() {
             Ok(())

@@ -21,7 +21,7 @@ use aws_sdk_s3::config::{
     retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Credentials, Region,
     RequestChecksumCalculation, ResponseChecksumValidation, StalledStreamProtectionConfig,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketVersioningStatus,
@@ -231,7 +231,21 @@ where
             err.code().unwrap_or("(no error code)"),
             err.message().unwrap_or_default()
         ),
-        _ => DisplayErrorContext(&err).to_string(),
+        // Each cause's own words, joined; never the Debug form the SDK's `DisplayErrorContext`
+        // appends (these messages reach people).
+        _ => {
+            let mut text = err.to_string();
+            let mut cause = std::error::Error::source(&err);
+            while let Some(inner) = cause {
+                let said = inner.to_string();
+                if !text.contains(&said) {
+                    text.push_str(": ");
+                    text.push_str(&said);
+                }
+                cause = inner.source();
+            }
+            text
+        }
     };
     let key = key.to_owned();
     let transient = |message: String, err: SdkError<E>| Error::Transient {

@@ -38,6 +38,7 @@ use crate::context::Repo;
 use crate::deletion::DeletionReport;
 use crate::error::Result;
 use crate::format::records::ManifestRecord;
+use crate::ids::DatasetId;
 use crate::progress::Progress;
 use crate::upload::recorder::Transferred;
 use crate::upload::VolumeShape;
@@ -59,7 +60,8 @@ pub enum SnapshotChoice {
 /// How to back up. [`Default`] takes a new snapshot, sends without extra flags in 1 GiB
 /// volumes of 64 MiB parts (4 in flight), plans with the default policy and AWS
 /// us-east-1 prices, fails at once when another run holds the dataset's lock, and
-/// prunes the snapshots zib created once a newer backup committed.
+/// prunes the snapshots zib created once a newer backup committed, and sends an
+/// incremental whenever the planner says so.
 #[derive(Debug, Clone)]
 pub struct BackupOptions {
     /// Which snapshot.
@@ -80,6 +82,10 @@ pub struct BackupOptions {
     /// newest stays as the next incremental base). Snapshots zib did not create are never
     /// destroyed, whatever this says.
     pub prune_created_snapshots: bool,
+    /// Send a full stream even when the planner would send an incremental (it starts a
+    /// new chain; the old chain stays until consolidation or pruning removes it). An
+    /// interrupted backup is still continued as it was journalled.
+    pub full: bool,
 }
 
 impl Default for BackupOptions {
@@ -92,6 +98,7 @@ impl Default for BackupOptions {
             prices: PriceTable::default(),
             wait_for_lock: false,
             prune_created_snapshots: true,
+            full: false,
         }
     }
 }
@@ -175,6 +182,40 @@ impl Intent {
         fresh_full: false,
         delete_superseded: true,
     };
+}
+
+/// What a backup of a dataset would do now, found without side effects (see
+/// [`Repository::plan_backup`](crate::Repository::plan_backup)).
+#[derive(Debug, Clone)]
+pub struct BackupPreview {
+    /// The dataset's id in the repository; `None` when it has no backup yet.
+    pub dataset_id: Option<DatasetId>,
+    /// The snapshot that would be backed up: an existing one, or the name a new one
+    /// would get (`zib-YYYYMMDDTHHMMSSZ`, from the repository's clock).
+    pub snapshot: String,
+    /// Whether that snapshot would be created by the backup.
+    pub new_snapshot: bool,
+    /// The planner's decision — full, incremental (from which base) or up to date — with
+    /// its reason and one-time cost. For a snapshot still to be created the source
+    /// cannot estimate a size, so `estimated_bytes` is `None` there.
+    pub decision: BackupDecision,
+    /// An interrupted backup of this dataset is journalled on this host: the next run
+    /// continues it first (so it may send another snapshot than the one above).
+    pub unfinished_backup: bool,
+}
+
+/// What backing up `dataset` would do now; writes nothing (see [`BackupPreview`]).
+pub(crate) async fn preview(
+    repository: &Repo,
+    source: &dyn SnapshotSource,
+    dataset: &DatasetName,
+    options: &BackupOptions,
+) -> Result<BackupPreview> {
+    options.shape.validate()?;
+    let progress = crate::progress::NoProgress;
+    let mut run =
+        run::BackupRun::gather_unlocked(repository, source, dataset, options, &progress).await?;
+    run.preview().await
 }
 
 /// Backs up one snapshot of `dataset` into `repository`, or continues the backup of it

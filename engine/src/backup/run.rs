@@ -2,7 +2,7 @@
 
 use zib_planner::{
     decide_backup, plan_consolidation, BackupDecision, ConsolidationMode, IncrementalEstimate,
-    LocalSnapshot, PlannedBackup, UnixTime,
+    LocalSnapshot, PlannedBackup, Policy, UnixTime,
 };
 use zib_snapshot_source::{
     Capabilities, DatasetName, Protection, SendBase, SendRequest, SnapshotIdentity, SnapshotInfo,
@@ -13,8 +13,8 @@ use super::commit::{commit_manifest, manifest_for, SizeFacts};
 use super::prune::{prune_after_commit, Committed, PruneReport};
 use super::recover::{open_journal, reap_pending_snapshot, resumable, Found, Resumable};
 use super::{
-    created_marker, zib_snapshot_name, BackupOptions, BackupOutcome, CommittedBackup, Intent,
-    SnapshotChoice,
+    created_marker, zib_snapshot_name, BackupOptions, BackupOutcome, BackupPreview,
+    CommittedBackup, Intent, SnapshotChoice,
 };
 use crate::catalog::planning::{
     engine_backup_id, planner_backup_id, planner_catalog, planner_snapshots, snapshot_id,
@@ -53,8 +53,9 @@ pub(super) struct BackupRun<'a> {
     /// OpenZFS bookmarks of snapshots destroyed since they were backed up: still good
     /// incremental bases, so a snapshot rotation tool does not force a new full.
     bookmarks: Vec<SnapshotInfo>,
-    /// Held until the run ends (dropping it releases the flock).
-    _lock: DatasetLock,
+    /// Held until the run ends (dropping it releases the flock); `None` for a preview,
+    /// which writes nothing and so needs no lock.
+    _lock: Option<DatasetLock>,
 }
 
 /// What the planner decided for a new backup.
@@ -88,11 +89,49 @@ impl<'a> BackupRun<'a> {
         intent: Intent,
         progress: &'a dyn Progress,
     ) -> Result<Self> {
+        Self::gather_with(repository, source, dataset, options, intent, progress, true).await
+    }
+
+    /// Phase 1 for a [preview](Self::preview): the same facts, without the lock (a
+    /// preview writes nothing, and must not fail because a backup is running).
+    pub(super) async fn gather_unlocked(
+        repository: &'a Repo,
+        source: &'a dyn SnapshotSource,
+        dataset: &'a DatasetName,
+        options: &'a BackupOptions,
+        progress: &'a dyn Progress,
+    ) -> Result<Self> {
+        Self::gather_with(
+            repository,
+            source,
+            dataset,
+            options,
+            Intent::BACKUP,
+            progress,
+            false,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)] // the two public entries above name them all
+    async fn gather_with(
+        repository: &'a Repo,
+        source: &'a dyn SnapshotSource,
+        dataset: &'a DatasetName,
+        options: &'a BackupOptions,
+        intent: Intent,
+        progress: &'a dyn Progress,
+        lock: bool,
+    ) -> Result<Self> {
         let capabilities = source.capabilities(dataset).await?;
         let files = repository
             .state()
             .dataset(repository.id(), dataset.as_str());
-        let lock = lock_dataset(&files.lock, dataset.as_str(), options.wait_for_lock).await?;
+        let lock = if lock {
+            Some(lock_dataset(&files.lock, dataset.as_str(), options.wait_for_lock).await?)
+        } else {
+            None
+        };
         progress.phase("reading the catalog");
         let catalog = read_catalog(repository).await?;
         let snapshots = source.list_snapshots(dataset).await?;
@@ -309,10 +348,7 @@ impl<'a> BackupRun<'a> {
         };
         let backups = self.catalog.backups(dataset_id);
         let planner_catalog = planner_catalog(backups)?;
-        let mut policy = self.options.policy.clone();
-        // The planner prices what is really uploaded.
-        policy.volume_size = self.options.shape.volume_plaintext_len;
-        policy.part_size = self.options.shape.part_len;
+        let policy = self.policy();
         let target_id = snapshot_id(&target.identity);
         let now = UnixTime(unix_seconds(self.repository.clock()));
         let decide = |local: &[LocalSnapshot]| {
@@ -358,6 +394,7 @@ impl<'a> BackupRun<'a> {
         if self.intent.fresh_full {
             decision = self.fresh_full(decision, &planner_catalog, &local, &policy, now)?;
         }
+        self.force_full(&mut decision);
 
         let mut warnings = Vec::new();
         let (kind, request, expected_len) = match &decision.plan {
@@ -430,6 +467,93 @@ impl<'a> BackupRun<'a> {
             sizes,
             warnings,
         })))
+    }
+
+    /// The policy the planner is given: the options' policy, priced with the volume shape
+    /// that is really uploaded.
+    fn policy(&self) -> Policy {
+        let mut policy = self.options.policy.clone();
+        policy.volume_size = self.options.shape.volume_plaintext_len;
+        policy.part_size = self.options.shape.part_len;
+        policy
+    }
+
+    /// An incremental turned into a full when the options ask for one.
+    fn force_full(&self, decision: &mut BackupDecision) {
+        if self.options.full && matches!(decision.plan, PlannedBackup::Incremental { .. }) {
+            decision.plan = PlannedBackup::Full;
+            decision.reason = format!(
+                "a full backup was asked for (the planner would have sent an incremental: {})",
+                decision.reason
+            );
+            decision.consolidation = None;
+        }
+    }
+
+    /// What a run would do now — phases 2 to 4 without their effects: an unfinished
+    /// backup is reported, not continued; a new snapshot is named, not created (the
+    /// planner sees it as the newest local snapshot, of unknown size); nothing is written
+    /// to the state directory or the bucket.
+    pub(super) async fn preview(&mut self) -> Result<BackupPreview> {
+        let unfinished_backup = tokio::fs::try_exists(&self.files.journal)
+            .await
+            .unwrap_or(false);
+        let dataset_id = self.find_dataset();
+        let (snapshot, new_snapshot, decision) = match &self.options.snapshot {
+            SnapshotChoice::Existing(name) => {
+                let target = self
+                    .snapshots
+                    .iter()
+                    .find(|snapshot| &snapshot.name == name)
+                    .cloned()
+                    .ok_or_else(|| Error::SnapshotNotFound {
+                        dataset: self.dataset.to_string(),
+                        snapshot: name.to_string(),
+                    })?;
+                let decision = match self.plan(&target).await? {
+                    Planned::UpToDate(decision) => *decision,
+                    Planned::Send(plan) => plan.decision,
+                };
+                (target.name.to_string(), false, decision)
+            }
+            SnapshotChoice::Create => {
+                let now = unix_seconds(self.repository.clock());
+                let name = self.snapshot_name(&zib_snapshot_name(now))?;
+                let backups = dataset_id.map_or(&[][..], |id| self.catalog.backups(id));
+                let planner_catalog = planner_catalog(backups)?;
+                let mut local = planner_snapshots(self.dataset, &self.snapshots, &self.bookmarks);
+                let created = local
+                    .last()
+                    .map_or(now, |newest| now.max(newest.created.0.saturating_add(1)));
+                let new_id =
+                    zib_planner::SnapshotId(format!("{}@{name} (to be created)", self.dataset));
+                local.push(LocalSnapshot {
+                    id: new_id.clone(),
+                    name: format!("{}@{name}", self.dataset),
+                    created: UnixTime(created),
+                    full_bytes: None,
+                    incremental: None,
+                });
+                let decision = decide_backup(
+                    &planner_catalog,
+                    &local,
+                    Some(&new_id),
+                    &self.policy(),
+                    &self.options.prices,
+                    UnixTime(now),
+                )?;
+                let mut decision = decision;
+                self.force_full(&mut decision);
+                (name.to_string(), true, decision)
+            }
+        };
+        Ok(BackupPreview {
+            dataset_id,
+            snapshot,
+            new_snapshot,
+            decision,
+            unfinished_backup,
+        })
     }
 
     /// Phase 5: the journal of the new backup, written before any upload starts, so every

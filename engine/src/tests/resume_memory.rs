@@ -551,6 +551,7 @@ async fn clean_up_aborts_a_dead_runs_young_upload_and_keeps_a_live_ones() {
         &setup.repository,
         &CleanupOptions {
             min_age: Duration::ZERO,
+            ..CleanupOptions::default()
         },
     )
     .await
@@ -802,6 +803,7 @@ async fn clean_up_keeps_every_upload_of_a_live_backup_by_its_key() {
         &setup.repository,
         &CleanupOptions {
             min_age: Duration::ZERO,
+            ..CleanupOptions::default()
         },
     )
     .await

@@ -132,7 +132,8 @@ pub(crate) enum Command {
     Status(StatusArgs),
     /// Check, without a thaw, that every backup is restorable; `--drill` restores one
     Verify(VerifyArgs),
-    /// Replace a long chain by a fresh full when that is cheaper (not in this version)
+    /// Replace a long chain by a fresh full when that is cheaper, then delete what it
+    /// superseded once the safety rules allow
     Consolidate(ConsolidateArgs),
     /// This month's storage bill and a 12-month projection, from the catalog
     Cost,
@@ -286,7 +287,22 @@ pub(crate) struct ConsolidateArgs {
     /// The dataset (default: the config's)
     pub(crate) dataset: Option<String>,
 
-    /// Show what would be done; change nothing
+    /// Send a fresh full even when the planner would send an incremental
+    #[arg(long, conflicts_with = "delete_only")]
+    pub(crate) force: bool,
+
+    /// Also delete restore points that lost more than the policy's share of their data
+    /// (check the live data first: ransomware and mistaken deletions look the same)
+    #[arg(long)]
+    pub(crate) confirm: bool,
+
+    /// Back up nothing: only delete the superseded backups that are due (a run with
+    /// credentials that may delete, for backup hosts whose credentials may not)
+    #[arg(long)]
+    pub(crate) delete_only: bool,
+
+    /// Show the backup the consolidation would send and why; change nothing (which
+    /// backups would be deleted is not previewed)
     #[arg(long, short = 'n')]
     pub(crate) dry_run: bool,
 }

@@ -253,11 +253,28 @@ fn an_unreachable_endpoint_fails_with_a_hint() {
 }
 
 #[test]
-fn consolidate_says_it_is_not_in_this_version() {
+fn consolidate_refuses_bad_input_with_its_exit_code() {
     let sandbox = Sandbox::new();
     sandbox.init_local();
-    let (_, stderr) = sandbox.run(&["consolidate"], 1);
-    assert_clean_error(&stderr, "not available in this version");
+    // No dataset named, and the config lists none: usage.
+    let (_, stderr) = sandbox.run(&["consolidate"], 2);
+    assert_clean_error(&stderr, "no dataset named");
+    // There is no preview of deletions: --dry-run refuses rather than pretends.
+    let (_, stderr) = sandbox.run(
+        &["consolidate", "--delete-only", "--dry-run", "tank/photos"],
+        2,
+    );
+    assert_clean_error(&stderr, "no preview of deletions");
+    // --delete-only backs up nothing, so there is no full to force.
+    sandbox.run(
+        &["consolidate", "--delete-only", "--force", "tank/photos"],
+        2,
+    );
+    // A dataset the repository holds no backup of.
+    let failed = sandbox.json(&["consolidate", "--delete-only", "tank/photos"], 1);
+    assert_eq!(failed["datasets"][0]["status"], "failed", "{failed}");
+    let (_, stderr) = sandbox.run(&["consolidate", "--delete-only", "tank/photos"], 1);
+    assert_clean_error(&stderr, "holds no backup of tank/photos");
 }
 
 #[test]

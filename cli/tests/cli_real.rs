@@ -265,6 +265,113 @@ async fn zfs_fuse_and_moto_restore_from_deep_archive_across_runs() {
     assert!(stderr.contains("no-such-bucket-here"), "{stderr}");
 }
 
+#[test]
+fn zfs_fuse_consolidate_forces_a_full_and_keeps_the_superseded_chain_pending() {
+    let Some(pool) = ZfsPool::create() else {
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let dataset = pool.create_dataset("docs");
+    let mountpoint = pool.mountpoint(&dataset);
+    std::fs::write(mountpoint.join("a.bin"), TestRng::new(11).bytes(MIB)).unwrap();
+    sandbox.init_local();
+    let first = sandbox.json(&["backup", dataset.as_str()], 0);
+    let first = &first["datasets"][0];
+    assert_eq!(first["kind"], "full", "{first}");
+
+    // One full and nothing superseded: --delete-only deletes nothing, keeps nothing back.
+    let only = sandbox.json(&["consolidate", "--delete-only", dataset.as_str()], 0);
+    let deletions = &only["datasets"][0]["deletions"];
+    assert_eq!(only["datasets"][0]["status"], "deletions_only", "{only}");
+    assert_eq!(deletions["deleted"], serde_json::json!([]), "{only}");
+    assert_eq!(deletions["pending"], serde_json::json!([]), "{only}");
+    assert_eq!(deletions["saved_per_month_usd"], 0.0, "{only}");
+    let (stdout, _) = sandbox.run(&["consolidate", "--delete-only", dataset.as_str()], 0);
+    assert!(stdout.contains("nothing superseded to delete"), "{stdout}");
+
+    // Snapshot names have a one-second resolution.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(mountpoint.join("b.bin"), TestRng::new(12).bytes(MIB)).unwrap();
+    let second = sandbox.json(&["backup", dataset.as_str()], 0);
+    let second = &second["datasets"][0];
+    assert_eq!(second["kind"], "incremental", "{second}");
+    // The default policy's consolidation is `auto`: the backup ran the deletions too
+    // (nothing is superseded yet).
+    assert_eq!(
+        second["deletions"]["pending"],
+        serde_json::json!([]),
+        "{second}"
+    );
+
+    // --dry-run: the forced full planned, no snapshot created.
+    let snapshots = pool.everything();
+    let dry = sandbox.json(
+        &["consolidate", "--force", "--dry-run", dataset.as_str()],
+        0,
+    );
+    assert_eq!(dry["datasets"][0]["status"], "planned", "{dry}");
+    assert_eq!(dry["datasets"][0]["kind"], "full", "{dry}");
+    assert_eq!(pool.everything(), snapshots);
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let report = sandbox.json(&["consolidate", "--force", dataset.as_str()], 0);
+    let fresh = &report["datasets"][0];
+    assert_eq!(fresh["status"], "committed", "{report}");
+    assert_eq!(fresh["kind"], "full", "{report}");
+    assert!(fresh["base_backup"].is_null(), "{report}");
+    let deletions = &fresh["deletions"];
+    assert_eq!(deletions["deleted"], serde_json::json!([]), "{report}");
+    let pending = deletions["pending"].as_array().unwrap();
+    let mut ids: Vec<&str> = pending
+        .iter()
+        .map(|p| p["backup_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut superseded = vec![
+        first["backup_id"].as_str().unwrap(),
+        second["backup_id"].as_str().unwrap(),
+    ];
+    superseded.sort_unstable();
+    assert_eq!(ids, superseded, "{report}");
+    for pending in pending {
+        assert_eq!(pending["waiting_for"], "minimum_age", "{report}");
+        let until = pending["until"].as_str().unwrap();
+        assert_eq!(
+            pending["why_kept"].as_str().unwrap(),
+            format!(
+                "younger than the policy's minimum age until {}",
+                compact(until)
+            ),
+            "{report}"
+        );
+    }
+
+    // As text: each kept backup with what it waits for.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (stdout, _) = sandbox.run(&["consolidate", dataset.as_str()], 0);
+    assert_eq!(
+        stdout
+            .matches("younger than the policy's minimum age until")
+            .count(),
+        2,
+        "{stdout}"
+    );
+
+    // Bad input: a dataset that does not exist.
+    let (_, stderr) = sandbox.run(&["consolidate", pool.dataset("nothing").as_str()], 1);
+    assert!(
+        stderr.contains("zib: error:") && stderr.contains("nothing"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("zib: hint:"), "{stderr}");
+}
+
+/// RFC 3339 (`2027-06-04T07:10:19Z`) as the engine writes dates in its messages
+/// (`20270604T071019Z`).
+fn compact(rfc3339: &str) -> String {
+    rfc3339.replace(['-', ':'], "")
+}
+
 /// Files under `dir` whose names end with `suffix`.
 fn find_files(dir: &Path, suffix: &str) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
@@ -322,6 +429,9 @@ fn btrfs_and_a_local_directory_backup_and_restore() {
     let first = sandbox.json(&["backup", name], 0);
     assert_eq!(first["datasets"][0]["kind"], "full", "{first}");
     modify_tree(&subvolume.join("albums"), 22).unwrap();
+    // Snapshot names have a one-second resolution: a second backup within the same
+    // second would name the same snapshot.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let second = sandbox.json(&["backup", name], 0);
     assert_eq!(second["datasets"][0]["kind"], "incremental", "{second}");
     let expected = hash_tree(&subvolume).unwrap();

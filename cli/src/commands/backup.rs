@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use zib_engine::planner::{BackupDecision, PlannedBackup};
 use zib_engine::snapshot_source::zfs::ZfsSource;
 use zib_engine::{
-    BackupKind, BackupOptions, BackupOutcome, DatasetName, Repository, SnapshotChoice,
-    SnapshotName, VolumeShape,
+    BackupKind, BackupOptions, BackupOutcome, CommittedBackup, DatasetName, Repository,
+    SnapshotChoice, SnapshotName, SnapshotSource, VolumeShape,
 };
 
 use super::{error_json, report_error, Outcome};
@@ -21,7 +21,11 @@ use crate::units;
 
 /// The datasets a command works on: those named, else the config's (each with its own
 /// `recursive`).
-fn wanted(app: &App, named: &[String], recursive: bool) -> Result<Vec<(String, bool)>, CliError> {
+pub(super) fn wanted(
+    app: &App,
+    named: &[String],
+    recursive: bool,
+) -> Result<Vec<(String, bool)>, CliError> {
     if !named.is_empty() {
         return Ok(named.iter().map(|name| (name.clone(), recursive)).collect());
     }
@@ -41,7 +45,7 @@ fn wanted(app: &App, named: &[String], recursive: bool) -> Result<Vec<(String, b
 }
 
 /// A named dataset and, with `recursive`, every ZFS dataset below it.
-async fn expand(name: &str, recursive: bool) -> anyhow::Result<Vec<String>> {
+pub(super) async fn expand(name: &str, recursive: bool) -> anyhow::Result<Vec<String>> {
     if !recursive || name.starts_with('/') || name.starts_with('.') {
         return Ok(vec![name.to_owned()]);
     }
@@ -58,7 +62,7 @@ async fn expand(name: &str, recursive: bool) -> anyhow::Result<Vec<String>> {
 }
 
 /// The engine's options for `dataset` from its policy and the flags.
-fn options(
+pub(super) fn options(
     app: &App,
     dataset: &str,
     args: Option<&BackupArgs>,
@@ -133,7 +137,10 @@ pub(super) async fn backup(app: &App, args: &BackupArgs) -> anyhow::Result<Outco
 
 /// One failure of one dataset keeps its own exit code (a lock held is 11); several, or
 /// one among successes, exit 1.
-fn finish(results: Vec<Value>, mut failures: Vec<anyhow::Error>) -> anyhow::Result<Outcome> {
+pub(super) fn finish(
+    results: Vec<Value>,
+    mut failures: Vec<anyhow::Error>,
+) -> anyhow::Result<Outcome> {
     let json = json!({ "datasets": results });
     match failures.len() {
         0 => Ok(Outcome::done(json)),
@@ -175,52 +182,65 @@ async fn back_up_one(
             app.say(format!("{dataset}: up to date ({})", decision.reason));
             json!({ "dataset": dataset.as_str(), "status": "up_to_date", "reason": decision.reason })
         }
-        BackupOutcome::Committed(backup) => {
-            let manifest = &backup.manifest;
-            let (kind, base) = kind_of(&manifest.kind);
-            app.say(format!(
-                "{dataset}: {kind} backup of @{} committed{}: {} stream in {} volume(s), {} sent{}, {:.1} s",
-                manifest.snapshot_name,
-                if backup.resumed { " (continued an interrupted run)" } else { "" },
-                units::bytes(manifest.stream_len),
-                manifest.volume_count,
-                units::bytes(backup.transfer.bytes_sent),
-                if backup.transfer.bytes_skipped > 0 {
-                    format!(" ({} already there)", units::bytes(backup.transfer.bytes_skipped))
-                } else {
-                    String::new()
-                },
-                seconds
-            ));
-            app.say(format!("  why: {}", backup.decision.reason));
-            for warning in backup.warnings.iter().chain(&backup.pruned.warnings) {
-                tracing::warn!("{dataset}: {warning}");
-            }
-            json!({
-                "dataset": dataset.as_str(),
-                "status": "committed",
-                "backup_id": manifest.backup_id.to_string(),
-                "dataset_id": manifest.dataset_id.to_string(),
-                "snapshot": manifest.snapshot_name,
-                "kind": kind,
-                "base_backup": base,
-                "stream_bytes": manifest.stream_len,
-                "stored_bytes": manifest.stored_len,
-                "volumes": manifest.volume_count,
-                "bytes_sent": backup.transfer.bytes_sent,
-                "bytes_skipped": backup.transfer.bytes_skipped,
-                "resumed": backup.resumed,
-                "reason": backup.decision.reason,
-                "pruned_snapshots": backup.pruned.destroyed.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "warnings": backup.warnings.iter().chain(&backup.pruned.warnings).collect::<Vec<_>>(),
-                "seconds": seconds,
-            })
-        }
+        BackupOutcome::Committed(backup) => committed(app, &dataset, &backup, seconds),
+    })
+}
+
+/// Prints a committed backup's lines and returns its JSON (docs/CLI.md): what was sent,
+/// and what the run deleted when the policy's consolidation is `auto`.
+pub(super) fn committed(
+    app: &App,
+    dataset: &DatasetName,
+    backup: &CommittedBackup,
+    seconds: f64,
+) -> Value {
+    let manifest = &backup.manifest;
+    let (kind, base) = kind_of(&manifest.kind);
+    app.say(format!(
+        "{dataset}: {kind} backup of @{} committed{}: {} stream in {} volume(s), {} sent{}, {:.1} s",
+        manifest.snapshot_name,
+        if backup.resumed { " (continued an interrupted run)" } else { "" },
+        units::bytes(manifest.stream_len),
+        manifest.volume_count,
+        units::bytes(backup.transfer.bytes_sent),
+        if backup.transfer.bytes_skipped > 0 {
+            format!(" ({} already there)", units::bytes(backup.transfer.bytes_skipped))
+        } else {
+            String::new()
+        },
+        seconds
+    ));
+    app.say(format!("  why: {}", backup.decision.reason));
+    for warning in backup.warnings.iter().chain(&backup.pruned.warnings) {
+        tracing::warn!("{dataset}: {warning}");
+    }
+    let deletions = backup.deletions.as_ref().map_or(Value::Null, |report| {
+        super::consolidate::deletions(app, dataset.as_str(), report)
+    });
+    json!({
+        "dataset": dataset.as_str(),
+        "status": "committed",
+        "backup_id": manifest.backup_id.to_string(),
+        "dataset_id": manifest.dataset_id.to_string(),
+        "snapshot": manifest.snapshot_name,
+        "kind": kind,
+        "base_backup": base,
+        "stream_bytes": manifest.stream_len,
+        "stored_bytes": manifest.stored_len,
+        "volumes": manifest.volume_count,
+        "bytes_sent": backup.transfer.bytes_sent,
+        "bytes_skipped": backup.transfer.bytes_skipped,
+        "resumed": backup.resumed,
+        "reason": backup.decision.reason,
+        "pruned_snapshots": backup.pruned.destroyed.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "warnings": backup.warnings.iter().chain(&backup.pruned.warnings).collect::<Vec<_>>(),
+        "seconds": seconds,
+        "deletions": deletions,
     })
 }
 
 /// BTRFS snapshots need their directory (on the subvolume's file system).
-fn ensure_snapshot_dir(app: &App, dataset: &DatasetName) -> anyhow::Result<()> {
+pub(super) fn ensure_snapshot_dir(app: &App, dataset: &DatasetName) -> anyhow::Result<()> {
     let dir = app.snapshot_dir_of(dataset.as_str());
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("could not create the snapshot directory {}", dir.display()))
@@ -264,8 +284,19 @@ async fn plan_one(
 ) -> anyhow::Result<Value> {
     let (source, dataset) = app.source_for(name)?;
     let options = options(app, name, args, dataset.is_zfs())?;
+    plan_with(app, repository, source.as_ref(), &dataset, &options).await
+}
+
+/// Prints the plan of one backup with these options and returns its JSON.
+pub(super) async fn plan_with(
+    app: &App,
+    repository: &Repository,
+    source: &dyn SnapshotSource,
+    dataset: &DatasetName,
+    options: &BackupOptions,
+) -> anyhow::Result<Value> {
     let preview = repository
-        .plan_backup(source.as_ref(), &dataset, &options)
+        .plan_backup(source, dataset, options)
         .await
         .with_context(|| format!("could not plan the backup of {dataset}"))?;
     let decision = &preview.decision;

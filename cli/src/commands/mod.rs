@@ -3,6 +3,7 @@
 
 mod backup;
 mod catalog;
+mod consolidate;
 mod repository;
 mod restore;
 mod verify;
@@ -60,15 +61,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Cost => catalog::cost(&app).await,
         Command::Restore(args) => restore::restore(&app, args).await,
         Command::Verify(args) => verify::verify(&app, args).await,
-        Command::Consolidate(_) => Err(crate::exit::CliError::new(
-            crate::exit::Exit::Error,
-            "consolidation is not available in this version of zib",
-        )
-        .hint(
-            "`zib plan` says whether consolidating would pay; until `zib consolidate` exists, \
-             `zib backup --full` starts a new chain by hand",
-        )
-        .into()),
+        Command::Consolidate(args) => consolidate::consolidate(&app, args).await,
         Command::Completions { .. } | Command::Man => Ok(Outcome::done(serde_json::Value::Null)),
     }
 }

@@ -103,7 +103,13 @@ impl Catalog {
                 ),
             });
         }
-        backups.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        // Oldest first; backups of the same second (a consolidation followed at once by a
+        // backup) by their depth in the chain, so a base still precedes what was sent from
+        // it whatever the ids; then by id.
+        let depths = chain_depths(&backups);
+        backups.sort_by(|a, b| {
+            (a.created, depths[&a.id], &a.id).cmp(&(b.created, depths[&b.id], &b.id))
+        });
         let mut position: HashMap<&BackupId, usize> = HashMap::with_capacity(backups.len());
         for (i, b) in backups.iter().enumerate() {
             if position.insert(&b.id, i).is_some() {
@@ -312,10 +318,94 @@ pub struct LocalSnapshot {
     pub incremental: Option<IncrementalEstimate>,
 }
 
+/// Each backup's number of base links down to a full (or to a base the catalog lacks).
+/// A cycle has no such number: its members get the catalog's length, and `Catalog::new`
+/// refuses them when it finds a base that does not precede its dependent.
+fn chain_depths(backups: &[RemoteBackup]) -> HashMap<BackupId, usize> {
+    let base_of: HashMap<&BackupId, Option<&BackupId>> = backups
+        .iter()
+        .map(|b| {
+            let base = match &b.kind {
+                BackupKind::Incremental { base } => Some(base),
+                BackupKind::Full => None,
+            };
+            (&b.id, base)
+        })
+        .collect();
+    let mut depths: HashMap<BackupId, usize> = HashMap::with_capacity(backups.len());
+    for b in backups {
+        // Walk down to a backup whose depth is known or that has no base in the catalog,
+        // then number the walk back up. Each backup is walked once.
+        let mut path: Vec<&BackupId> = Vec::new();
+        let mut current = &b.id;
+        let below = loop {
+            if let Some(&depth) = depths.get(current) {
+                break Some(depth);
+            }
+            if path.len() > backups.len() {
+                break None;
+            }
+            path.push(current);
+            match base_of.get(current).copied().flatten() {
+                Some(base) if base_of.contains_key(base) => current = base,
+                _ => break Some(usize::MAX),
+            }
+        };
+        match below {
+            // `usize::MAX` stands for "below the bottom": the walk's last backup is 0.
+            Some(depth) => {
+                for (up, id) in path.iter().rev().enumerate() {
+                    let depth = if depth == usize::MAX {
+                        up
+                    } else {
+                        depth + 1 + up
+                    };
+                    depths.entry((*id).clone()).or_insert(depth);
+                }
+            }
+            None => {
+                for id in path {
+                    depths.entry(id.clone()).or_insert(backups.len());
+                }
+            }
+        }
+    }
+    depths
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::backup;
+
+    #[test]
+    fn backups_of_one_second_keep_their_chain_order() {
+        // Ids that sort against the chain: the base must still come first.
+        let c = Catalog::new(vec![
+            backup("a", Some("b"), 5, 10),
+            backup("b", Some("c"), 5, 10),
+            backup("c", None, 5, 100),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let ids: Vec<_> = c.backups().iter().map(|b| b.id.0.as_str()).collect();
+        assert_eq!(ids, ["c", "b", "a"]);
+        let chain: Vec<_> = c
+            .chain(&BackupId("a".into()))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .map(|b| b.id.0.clone())
+            .collect();
+        assert_eq!(chain, ["c", "b", "a"]);
+        // A cycle within one second is still refused.
+        let err = Catalog::new(vec![
+            backup("x", Some("y"), 5, 10),
+            backup("y", Some("x"), 5, 10),
+        ])
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not older"), "{err}");
+    }
 
     #[test]
     fn chains_resolve_full_first() {

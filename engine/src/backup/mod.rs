@@ -50,7 +50,8 @@ pub(crate) use self::commit::commit_manifest;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum SnapshotChoice {
     /// Take a new snapshot named `zib-YYYYMMDDTHHMMSSZ` (UTC, from the repository's
-    /// clock), marked as created by zib.
+    /// clock; `-2`, `-3`, … appended when the dataset already has a snapshot of that
+    /// name), marked as created by zib.
     #[default]
     Create,
     /// Back up an existing snapshot.
@@ -249,9 +250,18 @@ pub(crate) fn created_marker(repository: &Repo) -> String {
     repository.id().to_string()
 }
 
-/// `zib-YYYYMMDDTHHMMSSZ` for a Unix time.
-pub(crate) fn zib_snapshot_name(unix_seconds: i64) -> String {
-    format!("zib-{}", crate::format::layout::compact_utc(unix_seconds))
+/// `zib-YYYYMMDDTHHMMSSZ` for a Unix time; `zib-YYYYMMDDTHHMMSSZ-2`, `-3`, … when
+/// `taken` says the plain name is in use (two backups of a dataset within one second: a
+/// consolidation followed at once by a backup, a script's loop).
+pub(crate) fn zib_snapshot_name(unix_seconds: i64, taken: impl Fn(&str) -> bool) -> String {
+    let plain = format!("zib-{}", crate::format::layout::compact_utc(unix_seconds));
+    if !taken(&plain) {
+        return plain;
+    }
+    (2u32..)
+        .map(|n| format!("{plain}-{n}"))
+        .find(|name| !taken(name))
+        .unwrap_or(plain)
 }
 
 #[cfg(test)]
@@ -260,7 +270,20 @@ mod tests {
 
     #[test]
     fn snapshot_names_follow_the_documented_pattern() {
-        assert_eq!(zib_snapshot_name(0), "zib-19700101T000000Z");
-        assert_eq!(zib_snapshot_name(1_795_913_045), "zib-20261129T004405Z");
+        let free = |_: &str| false;
+        assert_eq!(zib_snapshot_name(0, free), "zib-19700101T000000Z");
+        assert_eq!(
+            zib_snapshot_name(1_795_913_045, free),
+            "zib-20261129T004405Z"
+        );
+    }
+
+    #[test]
+    fn a_name_taken_within_the_same_second_gets_a_counter() {
+        let taken = ["zib-20261129T004405Z", "zib-20261129T004405Z-2"];
+        assert_eq!(
+            zib_snapshot_name(1_795_913_045, |name| taken.contains(&name)),
+            "zib-20261129T004405Z-3"
+        );
     }
 }

@@ -327,8 +327,9 @@ impl<'a> BackupRun<'a> {
                 }),
             SnapshotChoice::Create => {
                 self.progress.phase("creating a snapshot");
-                let name =
-                    self.snapshot_name(&zib_snapshot_name(unix_seconds(self.repository.clock())))?;
+                let name = self.snapshot_name(
+                    &self.free_zib_snapshot_name(unix_seconds(self.repository.clock())),
+                )?;
                 record_pending_snapshot(&self.files.pending, name.as_str()).await?;
                 let created = self
                     .source
@@ -479,6 +480,15 @@ impl<'a> BackupRun<'a> {
     }
 
     /// An incremental turned into a full when the options ask for one.
+    /// The name of a snapshot zib takes now, unused by the dataset's snapshots.
+    fn free_zib_snapshot_name(&self, unix_seconds: i64) -> String {
+        zib_snapshot_name(unix_seconds, |name| {
+            self.snapshots
+                .iter()
+                .any(|snapshot| snapshot.name.as_str() == name)
+        })
+    }
+
     fn force_full(&self, decision: &mut BackupDecision) {
         if self.options.full && matches!(decision.plan, PlannedBackup::Incremental { .. }) {
             decision.plan = PlannedBackup::Full;
@@ -518,7 +528,7 @@ impl<'a> BackupRun<'a> {
             }
             SnapshotChoice::Create => {
                 let now = unix_seconds(self.repository.clock());
-                let name = self.snapshot_name(&zib_snapshot_name(now))?;
+                let name = self.snapshot_name(&self.free_zib_snapshot_name(now))?;
                 let backups = dataset_id.map_or(&[][..], |id| self.catalog.backups(id));
                 let planner_catalog = planner_catalog(backups)?;
                 let mut local = planner_snapshots(self.dataset, &self.snapshots, &self.bookmarks);

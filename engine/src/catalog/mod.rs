@@ -244,7 +244,7 @@ pub(crate) async fn read_catalog(repository: &Repo) -> Result<Catalog> {
     }
     drop(heads);
     for backups in catalog.datasets.values_mut() {
-        backups.sort_by_key(|backup| (backup.manifest.committed_at, backup.manifest.backup_id));
+        sort_oldest_first(backups);
     }
     for (id, keys) in volume_keys {
         if !committed.contains(&id) {
@@ -259,4 +259,97 @@ pub(crate) async fn read_catalog(repository: &Repo) -> Result<Catalog> {
         });
     }
     Ok(catalog)
+}
+
+/// Oldest committed first; backups committed within the same second (a consolidation
+/// followed at once by a backup) by their depth in the chain, so a base precedes what was
+/// sent from it and the last is the newest restore point; then by id.
+fn sort_oldest_first(backups: &mut [CatalogBackup]) {
+    let base_of: BTreeMap<BackupId, BackupId> = backups
+        .iter()
+        .filter_map(|backup| match &backup.manifest.kind {
+            BackupKind::Incremental { base_backup, .. } => {
+                Some((backup.manifest.backup_id, *base_backup))
+            }
+            BackupKind::Full => None,
+        })
+        .collect();
+    // Base links followed down to a full or a base not in the list; bounded, so a cycle
+    // (which `chain` refuses) cannot loop.
+    let depth = |mut id: BackupId| {
+        let mut depth = 0usize;
+        while let Some(base) = base_of.get(&id) {
+            if depth > base_of.len() {
+                break;
+            }
+            depth += 1;
+            id = *base;
+        }
+        depth
+    };
+    backups.sort_by_cached_key(|backup| {
+        (
+            backup.manifest.committed_at,
+            depth(backup.manifest.backup_id),
+            backup.manifest.backup_id,
+        )
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::records::SendFlagBits;
+    use zib_snapshot_source::{SnapshotIdentity, SourceKind};
+
+    fn backup(id: u8, base: Option<u8>, committed_at: i64) -> CatalogBackup {
+        let kind = match base {
+            None => BackupKind::Full,
+            Some(base) => BackupKind::Incremental {
+                base_backup: BackupId::from_bytes([base; 16]),
+                base_snapshot_name: format!("s{base}"),
+                base_identity: SnapshotIdentity::ZfsGuid(u64::from(base)),
+            },
+        };
+        CatalogBackup {
+            volume_sizes: vec![100],
+            manifest: ManifestRecord {
+                source: SourceKind::Zfs,
+                kind,
+                snapshot_created_by_zib: true,
+                send_flags: SendFlagBits(0),
+                dataset_id: DatasetId::from_bytes([9; 16]),
+                backup_id: BackupId::from_bytes([id; 16]),
+                dataset_name: "tank/photos".into(),
+                snapshot_name: format!("s{id}"),
+                snapshot_identity: SnapshotIdentity::ZfsGuid(u64::from(id)),
+                snapshot_created_at: committed_at,
+                committed_at,
+                stream_len: 10,
+                stream_sha256: [0; 32],
+                stored_len: 100,
+                volume_count: 1,
+                volume_plaintext_len: 10,
+                volume_list_sha256: [0; 32],
+                snapshot_bytes: None,
+                replaced_incremental: None,
+            },
+        }
+    }
+
+    #[test]
+    fn backups_committed_in_one_second_keep_their_chain_order() {
+        // Ids that sort against the chain: 3 is the full, 2 was sent from it, 1 from 2,
+        // and 4 is older than all of them.
+        let mut backups = vec![
+            backup(1, Some(2), 100),
+            backup(2, Some(3), 100),
+            backup(3, None, 100),
+            backup(4, None, 99),
+        ];
+        sort_oldest_first(&mut backups);
+        let order: Vec<BackupId> = backups.iter().map(|b| b.manifest.backup_id).collect();
+        let expected: Vec<BackupId> = [4, 3, 2, 1].map(|id| BackupId::from_bytes([id; 16])).into();
+        assert_eq!(order, expected);
+    }
 }

@@ -429,19 +429,32 @@ impl Repository {
             .get_bytes(&keyring_key, ByteRange::full())
             .await?;
         let rewrapped = zib_crypto::change_passphrase(&bytes, old, new, kdf)?;
-        let archive_role = ObjectRole::KeyringArchive {
-            written_at: unix_seconds(context.clock()),
+        // A copy already archived within this second (`init`, or another change just
+        // now) takes the name: the next free second is used, so the newest copy keeps
+        // the newest name.
+        let mut written_at = unix_seconds(context.clock());
+        let archive_role = loop {
+            let role = ObjectRole::KeyringArchive { written_at };
+            match put_small(
+                context.backend.as_ref(),
+                &context.prefix,
+                &role,
+                context.id,
+                Bytes::from(rewrapped.clone()),
+                context.archive_class.clone(),
+                &PutPrecondition::IfAbsent,
+            )
+            .await
+            {
+                Ok(()) => break role,
+                Err(Error::Storage(StorageError::Precondition { .. }))
+                    if written_at < unix_seconds(context.clock()) + ARCHIVE_NAME_TRIES =>
+                {
+                    written_at += 1;
+                }
+                Err(error) => return Err(error),
+            }
         };
-        put_small(
-            context.backend.as_ref(),
-            &context.prefix,
-            &archive_role,
-            context.id,
-            Bytes::from(rewrapped.clone()),
-            context.archive_class.clone(),
-            &PutPrecondition::IfAbsent,
-        )
-        .await?;
         put_small(
             context.backend.as_ref(),
             &context.prefix,
@@ -940,6 +953,9 @@ pub(crate) fn readme_text(id: RepositoryId) -> String {
          `zfs receive` (or `btrfs receive`).\n"
     )
 }
+
+/// How many seconds past now a passphrase change looks for a free archived-keyring name.
+const ARCHIVE_NAME_TRIES: i64 = 60;
 
 pub(crate) async fn put_small(
     backend: &dyn StorageBackend,

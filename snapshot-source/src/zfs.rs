@@ -407,6 +407,10 @@ impl ZfsSource {
     }
 }
 
+/// How often `discard_target` asks to destroy a dataset that is busy (0.5 s, 1 s, 1.5 s,
+/// 2 s apart) before the error stands.
+const DESTROY_ATTEMPTS: u32 = 5;
+
 fn parse_u64(command: &str, property: &str, value: &str) -> Result<u64> {
     value.parse().map_err(|_| Error::UnexpectedOutput {
         command: command.to_owned(),
@@ -716,11 +720,24 @@ impl SnapshotSource for ZfsSource {
 
     async fn discard_target(&self, target: &DatasetName) -> Result<()> {
         self.ensure_dataset(target).await?;
-        // Only this dataset and its snapshots; never `-R` (clones elsewhere stay).
-        self.zfs
-            .run(&["destroy", "-r", target.as_str()])
-            .await
-            .map(drop)
+        // Only this dataset and its snapshots; never `-R` (clones elsewhere stay). A
+        // dataset received a moment ago may still be "busy" (zfs-fuse unmounts it
+        // lazily): asked again a few times before the error stands.
+        let mut attempt = 1;
+        loop {
+            match self.zfs.run(&["destroy", "-r", target.as_str()]).await {
+                Ok(_) => return Ok(()),
+                Err(Error::CommandFailed { ref stderr, .. })
+                    if stderr.contains("dataset is busy") && attempt < DESTROY_ATTEMPTS =>
+                {
+                    tracing::debug!(%target, attempt, "the dataset is busy; destroying it again shortly");
+                    tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt)))
+                        .await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     async fn protect(&self, dataset: &DatasetName, snapshot: &SnapshotName) -> Result<Protection> {

@@ -673,11 +673,24 @@ impl<'a> BackupRun<'a> {
         };
         let transferred = recorder.transferred();
         let file = recorder.into_journal_file();
+        // Strictly after the dataset's newest backup, even within the same second as it
+        // (a consolidation's full followed at once by a backup): the catalog orders a
+        // dataset's backups by this time, and the newest is the one restored by default.
+        let newest_committed = self
+            .catalog
+            .backups(file.journal().dataset_id)
+            .iter()
+            .map(|backup| backup.manifest.committed_at)
+            .max();
+        let committed_at = match newest_committed {
+            Some(newest) => unix_seconds(self.repository.clock()).max(newest.saturating_add(1)),
+            None => unix_seconds(self.repository.clock()),
+        };
         let manifest = manifest_for(
             file.journal(),
             &uploaded,
             target.created_at.unix_timestamp(),
-            unix_seconds(self.repository.clock()),
+            committed_at,
             sizes,
         );
         self.progress.phase("committing");

@@ -15,15 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use futures::StreamExt;
 use zib_engine::planner::UnixTime;
 use zib_engine::snapshot_source::btrfs::BtrfsSource;
 use zib_engine::snapshot_source::zfs::ZfsSource;
-use zib_engine::snapshot_source::{
-    Capabilities, Protection, ReceiveOptions, ReceiveStream, SendRequest, SendStream, SnapshotInfo,
-};
 use zib_engine::storage::counting::Counting;
 use zib_engine::storage::faults::{Fault, FaultInjecting, FaultRule, Trigger};
 use zib_engine::storage::local_dir::LocalDirBackend;
@@ -31,14 +25,14 @@ use zib_engine::storage::s3::S3Backend;
 use zib_engine::storage::{Operation, StorageBackend};
 use zib_engine::{
     DatasetName, FakeClock, Host, Location, NewRestore, NoProgress, Passphrase, Repository,
-    RestoreJobId, RestoreState, RestoreStatus, SnapshotName, SnapshotSource, SourceKind,
+    RestoreJobId, RestoreState, RestoreStatus, SnapshotSource,
 };
 use zib_test_utils::btrfs::BtrfsFs;
 use zib_test_utils::data::{hash_tree, modify_tree, write_tree, Names, TestRng};
 use zib_test_utils::moto::MotoServer;
 use zib_test_utils::zfs::{run_checked, ZfsPool};
 
-use common::{backup_options, committed, fast_init, s3_config_at};
+use common::{backup_options, committed, fast_init, s3_config_at, Inspecting};
 
 const MIB: usize = 1 << 20;
 const PASSPHRASE: &str = "a long family passphrase";
@@ -364,15 +358,10 @@ async fn restore_child_process() {
     )
     .await
     .unwrap();
-    let source = HangingReceive {
-        inner: ZfsSource::new(),
-        hang_at: match hang {
-            Hang::Receive(n) => n,
-            Hang::Download(_) => usize::MAX,
-        },
-        receives: std::sync::atomic::AtomicUsize::new(0),
-        marker: PathBuf::from(marker),
-    };
+    let source = Inspecting::new(ZfsSource::new(), |_, _| None);
+    if let Hang::Receive(n) = hang {
+        source.hang_receive(n, PathBuf::from(marker));
+    }
     let status = repository
         .advance_restore(id.parse().unwrap(), &source, &NoProgress)
         .await;
@@ -556,100 +545,6 @@ fn wait_for_receives_to_end(target: &DatasetName) {
         }
         assert!(Instant::now() < deadline, "the killed receive never ended");
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// ZFS, except that the `hang_at`-th receive gets half its stream and then nothing more
-/// (and `marker` is created), as a receive that is in progress when its process dies.
-struct HangingReceive {
-    inner: ZfsSource,
-    hang_at: usize,
-    receives: std::sync::atomic::AtomicUsize,
-    marker: PathBuf,
-}
-
-#[async_trait]
-impl SnapshotSource for HangingReceive {
-    fn kind(&self) -> SourceKind {
-        self.inner.kind()
-    }
-    async fn capabilities(
-        &self,
-        dataset: &DatasetName,
-    ) -> zib_engine::snapshot_source::Result<Capabilities> {
-        self.inner.capabilities(dataset).await
-    }
-    async fn list_snapshots(
-        &self,
-        dataset: &DatasetName,
-    ) -> zib_engine::snapshot_source::Result<Vec<SnapshotInfo>> {
-        self.inner.list_snapshots(dataset).await
-    }
-    async fn create_snapshot(
-        &self,
-        dataset: &DatasetName,
-        snapshot: &SnapshotName,
-        marker: Option<&str>,
-    ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
-        self.inner.create_snapshot(dataset, snapshot, marker).await
-    }
-    async fn destroy_snapshot(
-        &self,
-        dataset: &DatasetName,
-        snapshot: &SnapshotName,
-    ) -> zib_engine::snapshot_source::Result<()> {
-        self.inner.destroy_snapshot(dataset, snapshot).await
-    }
-    async fn estimate_send_size(
-        &self,
-        request: &SendRequest,
-    ) -> zib_engine::snapshot_source::Result<Option<u64>> {
-        self.inner.estimate_send_size(request).await
-    }
-    async fn send(&self, request: &SendRequest) -> zib_engine::snapshot_source::Result<SendStream> {
-        self.inner.send(request).await
-    }
-    async fn receive(
-        &self,
-        target: &DatasetName,
-        stream: ReceiveStream,
-        options: &ReceiveOptions,
-    ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
-        let n = self
-            .receives
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
-        if n != self.hang_at {
-            return self.inner.receive(target, stream, options).await;
-        }
-        // The whole stream, then half of it fed and the rest withheld forever.
-        let chunks: Vec<Bytes> = stream.map(|chunk| chunk.unwrap()).collect().await;
-        let whole: Vec<u8> = chunks.concat();
-        let half = Bytes::from(whole[..whole.len() / 2].to_vec());
-        let marker = self.marker.clone();
-        let hanging = futures::stream::iter([Ok(half)])
-            .chain(futures::stream::once(async move {
-                std::fs::write(&marker, b"hanging").unwrap();
-                std::future::pending::<std::io::Result<Bytes>>().await
-            }))
-            .boxed();
-        self.inner.receive(target, hanging, options).await
-    }
-    async fn discard_target(
-        &self,
-        target: &DatasetName,
-    ) -> zib_engine::snapshot_source::Result<()> {
-        self.inner.discard_target(target).await
-    }
-    async fn protect(
-        &self,
-        dataset: &DatasetName,
-        snapshot: &SnapshotName,
-    ) -> zib_engine::snapshot_source::Result<Protection> {
-        self.inner.protect(dataset, snapshot).await
-    }
-    async fn release(&self, protection: &Protection) -> zib_engine::snapshot_source::Result<()> {
-        self.inner.release(protection).await
     }
 }
 

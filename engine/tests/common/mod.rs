@@ -137,13 +137,15 @@ pub(crate) async fn local_dir_repository(passphrase: &str) -> LocalRepository {
 
 /// A snapshot source seen through: every file of a receive target is hashed just before
 /// the target is discarded (what a restore drill restored, byte for byte, before it is
-/// thrown away), and the n-th receive can be made to fail.
+/// thrown away), and the n-th receive can be made to fail or to hang.
 pub(crate) struct Inspecting<S> {
     pub(crate) inner: S,
     /// Where a dataset's files are, if it exists and is mounted.
     mountpoint: fn(&S, &DatasetName) -> Option<PathBuf>,
     receives: AtomicUsize,
     fail_receive: AtomicUsize,
+    /// The receive that hangs, and the file it creates once it hangs.
+    hang_receive: Mutex<Option<(usize, PathBuf)>>,
     discarded: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
 }
 
@@ -154,8 +156,15 @@ impl<S: SnapshotSource> Inspecting<S> {
             mountpoint,
             receives: AtomicUsize::new(0),
             fail_receive: AtomicUsize::new(0),
+            hang_receive: Mutex::default(),
             discarded: Mutex::default(),
         }
+    }
+
+    /// The `n`-th receive from now on (1-based) gets half its stream and then nothing
+    /// more, and `marker` is created: a receive in progress when its process dies.
+    pub(crate) fn hang_receive(&self, n: usize, marker: PathBuf) {
+        *self.hang_receive.lock().unwrap() = Some((self.receives() + n, marker));
     }
 
     /// The `n`-th receive from now on (1-based) fails, after reading its whole stream.
@@ -238,6 +247,21 @@ impl<S: SnapshotSource> SnapshotSource for Inspecting<S> {
                 target: target.to_string(),
                 detail: "injected failure (a full pool)".to_owned(),
             });
+        }
+        let hang = self.hang_receive.lock().unwrap().clone();
+        if let Some((_, marker)) = hang.filter(|(at, _)| *at == number) {
+            // The whole stream, then half of it fed and the rest withheld forever.
+            use futures::StreamExt;
+            let chunks: Vec<bytes::Bytes> = stream.map(|chunk| chunk.unwrap()).collect().await;
+            let whole: Vec<u8> = chunks.concat();
+            let half = bytes::Bytes::from(whole[..whole.len() / 2].to_vec());
+            let hanging = futures::stream::iter([Ok(half)])
+                .chain(futures::stream::once(async move {
+                    std::fs::write(&marker, b"hanging").unwrap();
+                    std::future::pending::<std::io::Result<bytes::Bytes>>().await
+                }))
+                .boxed();
+            return self.inner.receive(target, hanging, options).await;
         }
         self.inner.receive(target, stream, options).await
     }

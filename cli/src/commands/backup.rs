@@ -12,7 +12,7 @@ use zib_engine::{
     SnapshotChoice, SnapshotName, SnapshotSource, VolumeShape,
 };
 
-use super::{error_json, report_error, Outcome};
+use super::{record, Outcome};
 use crate::app::App;
 use crate::args::BackupArgs;
 use crate::exit::{CliError, Exit};
@@ -108,11 +108,7 @@ pub(super) async fn backup(app: &App, args: &BackupArgs) -> anyhow::Result<Outco
         let datasets = match expand(&name, recursive).await {
             Ok(datasets) => datasets,
             Err(error) => {
-                report_error(&name, &error);
-                results.push(
-                    json!({ "dataset": name, "status": "failed", "error": error_json(&error) }),
-                );
-                failures.push(error);
+                record(&name, Err(error), &mut results, &mut failures);
                 continue;
             }
         };
@@ -122,14 +118,7 @@ pub(super) async fn backup(app: &App, args: &BackupArgs) -> anyhow::Result<Outco
             } else {
                 back_up_one(app, &repository, &dataset, args).await
             };
-            match result {
-                Ok(json) => results.push(json),
-                Err(error) => {
-                    report_error(&dataset, &error);
-                    results.push(json!({ "dataset": dataset, "status": "failed", "error": error_json(&error) }));
-                    failures.push(error);
-                }
-            }
+            record(&dataset, result, &mut results, &mut failures);
         }
     }
     finish(results, failures)
@@ -263,14 +252,8 @@ pub(super) async fn plan(app: &App, dataset: Option<&str>) -> anyhow::Result<Out
     let mut failures = Vec::new();
     for (name, recursive) in wanted {
         for dataset in expand(&name, recursive).await? {
-            match plan_one(app, &repository, &dataset, None).await {
-                Ok(json) => results.push(json),
-                Err(error) => {
-                    report_error(&dataset, &error);
-                    results.push(json!({ "dataset": dataset, "status": "failed", "error": error_json(&error) }));
-                    failures.push(error);
-                }
-            }
+            let result = plan_one(app, &repository, &dataset, None).await;
+            record(&dataset, result, &mut results, &mut failures);
         }
     }
     finish(results, failures)

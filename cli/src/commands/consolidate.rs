@@ -14,7 +14,7 @@ use zib_engine::{
 };
 
 use super::backup::{committed, finish, options, plan_with, wanted};
-use super::{error_json, report_error, Outcome};
+use super::{record, Outcome};
 use crate::app::App;
 use crate::args::ConsolidateArgs;
 use crate::exit::CliError;
@@ -49,11 +49,7 @@ pub(super) async fn consolidate(app: &App, args: &ConsolidateArgs) -> anyhow::Re
         let datasets = match datasets {
             Ok(datasets) => datasets,
             Err(error) => {
-                report_error(&name, &error);
-                results.push(
-                    json!({ "dataset": name, "status": "failed", "error": error_json(&error) }),
-                );
-                failures.push(error);
+                record(&name, Err(error), &mut results, &mut failures);
                 continue;
             }
         };
@@ -65,14 +61,7 @@ pub(super) async fn consolidate(app: &App, args: &ConsolidateArgs) -> anyhow::Re
             } else {
                 consolidate_one(app, &repository, &dataset, args).await
             };
-            match result {
-                Ok(json) => results.push(json),
-                Err(error) => {
-                    report_error(&dataset, &error);
-                    results.push(json!({ "dataset": dataset, "status": "failed", "error": error_json(&error) }));
-                    failures.push(error);
-                }
-            }
+            record(&dataset, result, &mut results, &mut failures);
         }
     }
     finish(results, failures)

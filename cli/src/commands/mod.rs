@@ -76,6 +76,26 @@ pub(crate) fn error_json(error: &anyhow::Error) -> serde_json::Value {
     })
 }
 
+/// One dataset's outcome in a command over several: its JSON document, or its error
+/// reported on stderr and recorded as a failed entry (the other datasets still run).
+pub(crate) fn record(
+    dataset: &str,
+    result: anyhow::Result<serde_json::Value>,
+    results: &mut Vec<serde_json::Value>,
+    failures: &mut Vec<anyhow::Error>,
+) {
+    match result {
+        Ok(json) => results.push(json),
+        Err(error) => {
+            report_error(dataset, &error);
+            results.push(
+                serde_json::json!({ "dataset": dataset, "status": "failed", "error": error_json(&error) }),
+            );
+            failures.push(error);
+        }
+    }
+}
+
 /// Prints one failed item of several (the run goes on with the others).
 #[allow(clippy::print_stderr)]
 pub(crate) fn report_error(what: &str, error: &anyhow::Error) {

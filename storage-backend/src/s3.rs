@@ -268,17 +268,60 @@ where
     }
     let status = err.raw_response().map(|r| r.status().as_u16());
     let code = err.code().map(str::to_owned);
-    match (code.as_deref(), status) {
-        (Some("NoSuchKey" | "NotFound"), _) | (None, Some(404)) => Error::NotFound { key },
-        (Some("NoSuchUpload"), _) => Error::NoSuchUpload {
+    match meaning(code.as_deref(), status) {
+        Meaning::NotFound => Error::NotFound { key },
+        Meaning::NoSuchUpload => Error::NoSuchUpload {
             key,
             upload_id: String::new(),
         },
-        (Some("NoSuchBucket"), _) => Error::BucketNotFound {
+        Meaning::BucketNotFound => Error::BucketNotFound {
             bucket: bucket.to_owned(),
         },
-        (Some("InvalidObjectState"), _) => Error::NotRestored { key },
-        (Some("PreconditionFailed"), _) | (_, Some(412)) => Error::Precondition { operation, key },
+        Meaning::NotRestored => Error::NotRestored { key },
+        Meaning::Precondition => Error::Precondition { operation, key },
+        Meaning::PermissionDenied => Error::PermissionDenied {
+            operation,
+            key,
+            source: Some(Box::new(err)),
+        },
+        Meaning::Transient => transient(message, err),
+        Meaning::InvalidInput => Error::InvalidInput {
+            message: format!("{operation} {key:?} refused: {message}"),
+        },
+        Meaning::Protocol => Error::Protocol {
+            operation,
+            key,
+            message,
+            source: Some(Box::new(err)),
+        },
+    }
+}
+
+/// What an S3 error answer means to zib, before the error is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Meaning {
+    NotFound,
+    NoSuchUpload,
+    BucketNotFound,
+    NotRestored,
+    Precondition,
+    PermissionDenied,
+    Transient,
+    InvalidInput,
+    Protocol,
+}
+
+/// The table from an error answer's S3 code and HTTP status to its meaning. The code
+/// decides where there is one; the status where there is none (HEAD answers have no
+/// body) or the code is unknown. Anything else is a server this client does not
+/// understand.
+fn meaning(code: Option<&str>, status: Option<u16>) -> Meaning {
+    match (code, status) {
+        (Some("NoSuchKey" | "NotFound"), _) | (None, Some(404)) => Meaning::NotFound,
+        (Some("NoSuchUpload"), _) => Meaning::NoSuchUpload,
+        (Some("NoSuchBucket"), _) => Meaning::BucketNotFound,
+        (Some("InvalidObjectState"), _) => Meaning::NotRestored,
+        (Some("PreconditionFailed"), _) | (_, Some(412)) => Meaning::Precondition,
         (
             Some(
                 "AccessDenied"
@@ -291,11 +334,7 @@ where
             ),
             _,
         )
-        | (None, Some(401 | 403)) => Error::PermissionDenied {
-            operation,
-            key,
-            source: Some(Box::new(err)),
-        },
+        | (None, Some(401 | 403)) => Meaning::PermissionDenied,
         (
             Some(
                 "SlowDown"
@@ -308,7 +347,7 @@ where
             ),
             _,
         )
-        | (_, Some(500..=599)) => transient(message, err),
+        | (_, Some(500..=599)) => Meaning::Transient,
         (
             Some(
                 "EntityTooSmall"
@@ -326,21 +365,9 @@ where
             ),
             _,
         )
-        | (_, Some(416)) => Error::InvalidInput {
-            message: format!("{operation} {key:?} refused: {message}"),
-        },
-        _ => Error::Protocol {
-            operation,
-            key,
-            message,
-            source: Some(Box::new(err)),
-        },
+        | (_, Some(416)) => Meaning::InvalidInput,
+        _ => Meaning::Protocol,
     }
-}
-
-fn to_system_time(time: Option<&DateTime>) -> SystemTime {
-    time.and_then(|t| SystemTime::try_from(*t).ok())
-        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 fn sdk_class(class: &StorageClass) -> aws_sdk_s3::types::StorageClass {
@@ -484,7 +511,7 @@ impl StorageBackend for S3Backend {
                 parts.push(PartInfo {
                     number: u32::try_from(number)
                         .map_err(|_| missing(Operation::ListParts, key, "part number"))?,
-                    size: u64::try_from(size).unwrap_or_default(),
+                    size: required_size(Operation::ListParts, key, "part size", Some(size))?,
                     etag: ETag::new(etag),
                 });
             }
@@ -581,10 +608,16 @@ impl StorageBackend for S3Backend {
                     );
                     continue;
                 };
+                let initiated = required_time(
+                    Operation::ListMultipartUploads,
+                    &key,
+                    "Initiated",
+                    upload.initiated(),
+                )?;
                 uploads.push(MultipartUploadInfo {
                     key,
                     upload_id: UploadId::new(id),
-                    initiated: to_system_time(upload.initiated()),
+                    initiated,
                 });
             }
             if output.is_truncated() == Some(true) {
@@ -626,17 +659,28 @@ impl StorageBackend for S3Backend {
         };
         Ok(ObjectMeta {
             key: key.clone(),
-            size: output
-                .content_length()
-                .and_then(|n| u64::try_from(n).ok())
-                .unwrap_or_default(),
+            size: required_size(
+                Operation::Head,
+                key,
+                "Content-Length",
+                output.content_length(),
+            )?,
             storage_class,
             metadata: output
                 .metadata()
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default(),
-            etag: ETag::new(output.e_tag().unwrap_or_default()),
-            last_modified: to_system_time(output.last_modified()),
+            etag: ETag::new(
+                output
+                    .e_tag()
+                    .ok_or_else(|| missing(Operation::Head, key, "ETag"))?,
+            ),
+            last_modified: required_time(
+                Operation::Head,
+                key,
+                "Last-Modified",
+                output.last_modified(),
+            )?,
             archive_state,
         })
     }
@@ -666,14 +710,16 @@ impl StorageBackend for S3Backend {
                 };
                 page.push(ListEntry {
                     key,
-                    size: object
-                        .size()
-                        .and_then(|n| u64::try_from(n).ok())
-                        .unwrap_or_default(),
+                    size: required_size(Operation::List, name, "Size", object.size())?,
                     storage_class: object.storage_class().map_or(StorageClass::Standard, |c| {
                         StorageClass::from_name(c.as_str())
                     }),
-                    last_modified: to_system_time(object.last_modified()),
+                    last_modified: required_time(
+                        Operation::List,
+                        name,
+                        "LastModified",
+                        object.last_modified(),
+                    )?,
                 });
             }
             let next = match output.is_truncated() {
@@ -948,13 +994,39 @@ fn sdk_abort_rule(rule: &AbortIncompleteUploadsRule) -> Result<LifecycleRule> {
         .map_err(|e| Error::invalid(format!("lifecycle rule {:?}: {e}", rule.id)))
 }
 
-fn missing(operation: Operation, key: &ObjectKey, what: &str) -> Error {
+/// An answer that lacks a field S3 always sends: the server is not behaving as S3 does,
+/// and a default in its place would be a guess taken for a fact.
+fn missing(operation: Operation, key: impl std::fmt::Display, what: &str) -> Error {
     Error::Protocol {
         operation,
         key: key.to_string(),
-        message: format!("the response has no {what}"),
+        message: format!("the response has no {what}, which S3 always sends"),
         source: None,
     }
+}
+
+/// A time the server must send. Missing or out of range, it is a protocol error, never
+/// 1970: clean-up would take an upload dated 1970 as old enough to abort, though another
+/// host may be sending it right now.
+fn required_time(
+    operation: Operation,
+    key: impl std::fmt::Display,
+    field: &str,
+    time: Option<&DateTime>,
+) -> Result<SystemTime> {
+    time.and_then(|t| SystemTime::try_from(*t).ok())
+        .ok_or_else(|| missing(operation, key, field))
+}
+
+/// A size the server must send (a negative one is as good as missing).
+fn required_size(
+    operation: Operation,
+    key: impl std::fmt::Display,
+    field: &str,
+    size: Option<i64>,
+) -> Result<u64> {
+    size.and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| missing(operation, key, field))
 }
 
 fn with_upload(error: Error, upload: &UploadId) -> Error {
@@ -970,6 +1042,124 @@ fn with_upload(error: Error, upload: &UploadId) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every row of the error table, with the status S3 sends it with, and the cases
+    /// decided by status alone.
+    #[test]
+    fn error_answers_mean_what_s3_documents() {
+        use Meaning::*;
+        let rows: &[(Option<&str>, Option<u16>, Meaning)] = &[
+            (Some("NoSuchKey"), Some(404), NotFound),
+            (Some("NotFound"), Some(404), NotFound),
+            (None, Some(404), NotFound),
+            (Some("NoSuchUpload"), Some(404), NoSuchUpload),
+            (Some("NoSuchBucket"), Some(404), BucketNotFound),
+            (Some("InvalidObjectState"), Some(403), NotRestored),
+            (Some("PreconditionFailed"), Some(412), Precondition),
+            (None, Some(412), Precondition),
+            (Some("AccessDenied"), Some(403), PermissionDenied),
+            (Some("InvalidAccessKeyId"), Some(403), PermissionDenied),
+            (Some("SignatureDoesNotMatch"), Some(403), PermissionDenied),
+            (Some("AllAccessDisabled"), Some(403), PermissionDenied),
+            (Some("AccountProblem"), Some(403), PermissionDenied),
+            (Some("InvalidToken"), Some(400), PermissionDenied),
+            (Some("ExpiredToken"), Some(400), PermissionDenied),
+            (None, Some(401), PermissionDenied),
+            (None, Some(403), PermissionDenied),
+            (Some("SlowDown"), Some(503), Transient),
+            (Some("InternalError"), Some(500), Transient),
+            (Some("ServiceUnavailable"), Some(503), Transient),
+            (Some("RequestTimeout"), Some(400), Transient),
+            (Some("ConditionalRequestConflict"), Some(409), Transient),
+            (Some("OperationAborted"), Some(409), Transient),
+            (Some("RequestTimeTooSkewed"), Some(403), Transient),
+            (None, Some(500), Transient),
+            (None, Some(503), Transient),
+            // An unknown code with a 5xx status: a server in trouble, worth a retry.
+            (Some("SomethingNew"), Some(502), Transient),
+            (Some("EntityTooSmall"), Some(400), InvalidInput),
+            (Some("EntityTooLarge"), Some(400), InvalidInput),
+            (Some("InvalidPart"), Some(400), InvalidInput),
+            (Some("InvalidPartOrder"), Some(400), InvalidInput),
+            (Some("InvalidArgument"), Some(400), InvalidInput),
+            (Some("InvalidRequest"), Some(400), InvalidInput),
+            (Some("MetadataTooLarge"), Some(400), InvalidInput),
+            (Some("KeyTooLongError"), Some(400), InvalidInput),
+            (Some("InvalidStorageClass"), Some(400), InvalidInput),
+            (Some("InvalidRange"), Some(416), InvalidInput),
+            (None, Some(416), InvalidInput),
+            (Some("InvalidBucketName"), Some(400), InvalidInput),
+            (Some("MalformedXML"), Some(400), InvalidInput),
+            // What no row names is not guessed at.
+            (Some("SomethingNew"), Some(400), Protocol),
+            (None, Some(400), Protocol),
+            (None, Some(409), Protocol),
+            (None, None, Protocol),
+        ];
+        for &(code, status, expected) in rows {
+            assert_eq!(
+                meaning(code, status),
+                expected,
+                "{code:?} with HTTP {status:?}"
+            );
+        }
+    }
+
+    /// The glue from an SDK error to zib's: a fabricated service error (no server) keeps
+    /// its status and code in the message, and its meaning.
+    #[test]
+    fn an_sdk_service_error_becomes_its_meaning() {
+        use aws_sdk_s3::operation::head_object::HeadObjectError;
+        use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::ErrorMetadata;
+
+        let service = |code: &str, status: u16| {
+            let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+            let error = HeadObjectError::generic(
+                ErrorMetadata::builder()
+                    .code(code)
+                    .message("said the server")
+                    .build(),
+            );
+            SdkError::service_error(error, raw)
+        };
+        match map_error(Operation::Head, "k", "b", service("SlowDown", 503)) {
+            Error::Transient { message, .. } => {
+                assert_eq!(message, "HTTP 503 SlowDown said the server");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            map_error(Operation::Head, "k", "b", service("NoSuchBucket", 404)),
+            Error::BucketNotFound { bucket } if bucket == "b"
+        ));
+        assert!(matches!(
+            map_error(Operation::Head, "k", "b", service("Teapot", 418)),
+            Error::Protocol { .. }
+        ));
+    }
+
+    #[test]
+    fn missing_times_and_sizes_are_protocol_errors_not_defaults() {
+        assert!(matches!(
+            required_time(Operation::ListMultipartUploads, "k", "Initiated", None),
+            Err(Error::Protocol { ref message, .. }) if message.contains("Initiated")
+        ));
+        assert!(matches!(
+            required_size(Operation::Head, "k", "Content-Length", Some(-1)),
+            Err(Error::Protocol { ref message, .. }) if message.contains("Content-Length")
+        ));
+        assert_eq!(
+            required_size(Operation::Head, "k", "Content-Length", Some(7)).unwrap(),
+            7
+        );
+        let time = DateTime::from_secs(1_356_048_000);
+        assert_eq!(
+            required_time(Operation::List, "k", "LastModified", Some(&time)).unwrap(),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_356_048_000)
+        );
+    }
 
     #[test]
     fn restore_header_states() {

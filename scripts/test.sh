@@ -120,6 +120,14 @@ if [ "${ZIB_SKIP_LINT:-0}" != 1 ]; then
     step "cargo clippy"
     # --all-features: the engine's journal benchmark needs its `internals` feature.
     cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+    step "storage backends one by one (an embedder builds only the backend it uses)"
+    for backend in s3 local-dir memory; do
+        cargo clippy -p zib-storage-backend --no-default-features --features "$backend" --locked -- -D warnings
+    done
+    # The local directory alone must not pull in the AWS SDK.
+    if cargo tree -e normal -p zib-storage-backend --no-default-features --features local-dir --locked | grep -q aws-sdk-s3; then
+        fail "zib-storage-backend with only local-dir depends on aws-sdk-s3"
+    fi
 fi
 
 step "doc tests"

@@ -6,10 +6,11 @@
 //! deletes, the bucket lifecycle rules that abort incomplete multipart uploads (read,
 //! and added or replaced by id without touching the bucket's other rules), and whether
 //! the bucket keeps deleted objects (versioning, Object Lock).
-//! Implementations: [`s3`] (aws-sdk-s3, Glacier Deep Archive by default), [`local_dir`]
-//! (a directory on a local or external disk; lifecycle rules do not apply) and
-//! [`memory`] (tests and simulations, with archive semantics on a fake clock; lifecycle
-//! rules stored, not enforced). Decorators wrap any of them:
+//! Implementations, each behind the feature of its name (all on by default): `s3`
+//! (aws-sdk-s3, Glacier Deep Archive by default), `local_dir` (feature `local-dir`: a
+//! directory on a local or external disk; lifecycle rules do not apply) and `memory`
+//! (tests and simulations, with archive semantics on a fake clock; lifecycle rules
+//! stored, not enforced). Decorators wrap any of them:
 //! [`retry`] (the one retry layer), [`counting`] (requests by operation) and [`faults`]
 //! (injected failures); [`Forwarding`] is the base of a new one, which overrides only
 //! the calls it changes. Conveniences live in [`StorageBackendExt`].
@@ -24,11 +25,15 @@ mod ext;
 pub mod faults;
 mod forward;
 mod key;
+#[cfg(feature = "local-dir")]
 pub mod local_dir;
+#[cfg(feature = "memory")]
 pub mod memory;
 mod multipart;
+#[cfg(any(feature = "s3", feature = "memory", feature = "local-dir"))]
 mod pages;
 pub mod retry;
+#[cfg(feature = "s3")]
 pub mod s3;
 mod types;
 

@@ -1,11 +1,14 @@
 //! Multipart rules shared by the backends that implement them themselves (memory,
 //! local directory), so they refuse what S3 refuses.
 
+#[cfg(any(feature = "memory", feature = "local-dir"))]
 use std::collections::BTreeMap;
 
 use md5::{Digest, Md5};
 
-use crate::{CompletedPart, ETag, Error, ObjectKey, Result};
+use crate::ETag;
+#[cfg(any(feature = "memory", feature = "local-dir"))]
+use crate::{CompletedPart, Error, ObjectKey, Result};
 
 /// The S3-style ETag of a single-request object: its MD5, hex, in quotes.
 pub(crate) fn single_etag(data: &[u8]) -> ETag {
@@ -29,7 +32,9 @@ pub(crate) fn multipart_etag(part_etags: &[&ETag]) -> ETag {
 
 /// Checks a completion request against the stored parts (number → size, ETag), as S3 does:
 /// at least one part, ascending numbers, every part stored with that ETag, every part
-/// but the last at least `min_part_size` bytes.
+/// but the last at least `min_part_size` bytes. (For the backends that store parts
+/// themselves; S3 checks its own.)
+#[cfg(any(feature = "memory", feature = "local-dir"))]
 pub(crate) fn check_completion(
     key: &ObjectKey,
     stored: &BTreeMap<u32, (u64, ETag)>,

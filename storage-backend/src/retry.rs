@@ -403,7 +403,7 @@ impl<B: StorageBackend + 'static> StorageBackend for Retrying<B> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "memory"))]
 mod tests {
     use super::*;
 

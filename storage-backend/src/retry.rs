@@ -403,7 +403,8 @@ impl<B: StorageBackend + 'static> StorageBackend for Retrying<B> {
     }
 }
 
-#[cfg(all(test, feature = "memory"))]
+#[cfg(test)]
+#[cfg(feature = "memory")]
 mod tests {
     use super::*;
 

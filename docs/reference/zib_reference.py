@@ -237,17 +237,38 @@ class CorruptObject(ZibError):
     pass
 
 
-def read_local_object(root, key):
-    """Bytes and metadata of an object of a local-directory repository
-    ("Local-directory repositories" in FORMAT.md)."""
+class MissingObject(ZibError):
+    pass
+
+
+def parse_local_object(data, what):
+    """(header, body) of a local-directory object file ("Local-directory repositories"
+    in FORMAT.md): the magic, a u32 header length h, h bytes of JSON, then the body."""
     import json
-    with open(os.path.join(root, "objects", *key.split("/")), "rb") as f:
-        data = f.read()
-    if data[:8] != b"ZIBLOCL1" or len(data) < 12:
-        raise CorruptObject("%s: not a local-directory object" % key)
+    if len(data) < 12 or data[:8] != b"ZIBLOCL1":
+        raise CorruptObject("%s: not a local-directory object file" % what)
     (hlen,) = struct.unpack("<I", data[8:12])
-    header = json.loads(data[12:12 + hlen].decode("utf-8"))
-    return data[12 + hlen:], header["metadata"]
+    if 12 + hlen > len(data):
+        raise CorruptObject("%s: its header runs past the end of the file" % what)
+    try:
+        header = json.loads(data[12:12 + hlen].decode("utf-8"))
+    except ValueError:
+        raise CorruptObject("%s: its header is not JSON" % what) from None
+    if not isinstance(header, dict) or not isinstance(header.get("metadata"), dict):
+        raise CorruptObject("%s: its header has no metadata" % what)
+    return header, data[12 + hlen:]
+
+
+def read_local_object(root, key):
+    """Bytes and metadata of an object of a local-directory repository."""
+    path = os.path.join(root, "objects", *key.split("/"))
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise MissingObject("%s: no such object in %s" % (key, root)) from None
+    header, body = parse_local_object(data, key)
+    return body, header["metadata"]
 
 
 class _Reader:
@@ -265,7 +286,10 @@ class _Reader:
         return struct.unpack("<" + fmt, self.take(struct.calcsize(fmt)))[0]
 
     def name(self):
-        return self.take(self.u("H")).decode("utf-8")
+        try:
+            return self.take(self.u("H")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise CorruptRecord("%s: a name is not UTF-8" % self.what) from None
 
     def identity(self):
         tag = self.u("B")
@@ -280,9 +304,19 @@ def parse_manifest(plain, what):
     """The manifest record of FORMAT.md, "Manifest record"."""
     r = _Reader(plain, what)
     version = r.u("B")
-    if version not in (1, 2):
-        raise UnsupportedVersion("%s: manifest record version %d" % (what, version))
-    m = {"source": r.u("B"), "kind": r.u("B"), "flags": r.u("B"), "send_flags": r.u("I")}
+    if version == 0:
+        raise CorruptRecord("%s: manifest record version 0 does not exist" % what)
+    if version > 2:
+        raise UnsupportedVersion("%s: manifest record version %d is newer than this decoder" % (what, version))
+    m = {"version": version, "source": r.u("B"), "kind": r.u("B"), "flags": r.u("B"), "send_flags": r.u("I")}
+    if m["source"] not in (1, 2):
+        raise CorruptRecord("%s: unknown source %d" % (what, m["source"]))
+    if m["kind"] not in (0, 1):
+        raise CorruptRecord("%s: unknown kind %d" % (what, m["kind"]))
+    if m["flags"] & ~1:
+        raise CorruptRecord("%s: unknown flags %#x" % (what, m["flags"]))
+    if m["send_flags"] & ~0b1111:
+        raise CorruptRecord("%s: unknown send flags %#x" % (what, m["send_flags"]))
     m["dataset_id"] = r.take(16).hex()
     m["backup_id"] = r.take(16).hex()
     m["snapshot_created_at"] = r.u("q")
@@ -296,13 +330,11 @@ def parse_manifest(plain, what):
     m["dataset_name"] = r.name()
     m["snapshot_name"] = r.name()
     m["identity"] = r.identity()
-    m["base_backup_id"] = None
+    m["base_backup_id"] = m["base_snapshot_name"] = m["base_identity"] = None
     if m["kind"] == 1:
         m["base_backup_id"] = r.take(16).hex()
         m["base_snapshot_name"] = r.name()
         m["base_identity"] = r.identity()
-    elif m["kind"] != 0:
-        raise CorruptRecord("%s: unknown kind %d" % (what, m["kind"]))
     m["snapshot_bytes"] = None
     m["replaced_incremental"] = None
     if version == 2:
@@ -316,6 +348,28 @@ def parse_manifest(plain, what):
     if r.pos != len(plain):
         raise CorruptRecord("%s: trailing bytes" % what)
     return m
+
+
+def parse_volume_record(plain, what):
+    """The volume record of FORMAT.md, "Volume record" (45 bytes)."""
+    if len(plain) >= 1 and plain[0] == 0:
+        raise CorruptRecord("%s: volume record version 0 does not exist" % what)
+    if len(plain) >= 1 and plain[0] > 1:
+        raise UnsupportedVersion("%s: volume record version %d is newer than this decoder" % (what, plain[0]))
+    if len(plain) != 45:
+        raise CorruptRecord("%s: a volume record is 45 bytes, this one is %d" % (what, len(plain)))
+    index, offset = struct.unpack_from("<IQ", plain, 33)
+    return {"dataset_id": plain[1:17].hex(), "backup_id": plain[17:33].hex(),
+            "volume_index": index, "stream_offset": offset}
+
+
+def volume_list_hash(entries):
+    """SHA-256 over (index, plaintext length, volume object length, plaintext SHA-256)
+    of each volume in index order ("Volume list hash")."""
+    h = hashlib.sha256()
+    for index, plain_len, object_len, plain_sha256 in entries:
+        h.update(struct.pack("<IQQ", index, plain_len, object_len) + plain_sha256)
+    return h.digest()
 
 
 def local_catalog(root, key_id, data_key):

@@ -105,6 +105,7 @@ mod error;
 mod format;
 mod ids;
 mod keyring;
+mod kit;
 mod location;
 mod progress;
 mod repository;

@@ -79,9 +79,10 @@ def parse_layout(kind, plain, what):
     return z.parse_volume_record(plain, what)
 
 
-def restore_stream(repo, key, backup_id):
-    """The stream of one backup of a vector repository, checked; raises if a check fails."""
-    out = []
+def restore_stream(repo, key, backup_id, out=None):
+    """The stream of one backup of a vector repository, checked; raises if a check fails
+    (what was written until then is in `out`)."""
+    out = [] if out is None else out
     z.local_stream(os.path.join(VECTORS, repo), key[0], key[1], backup_id, out.append)
     return b"".join(out)
 
@@ -191,7 +192,16 @@ def main():
                 parse_layout(f["kind"], plain, f["object_key"])
             elif f["kind"] == "stream":
                 repo = [r for r in index["repositories"] if r["dir"] == f["repository"]][0]
-                restore_stream(f["repository"], keys[repo["keyring"]], f["backup_id"])
+                written = []
+                try:
+                    restore_stream(f["repository"], keys[repo["keyring"]], f["backup_id"], written)
+                finally:
+                    # The stream's end is never given out before its checks pass.
+                    m = [m for m in z.local_catalog(os.path.join(VECTORS, f["repository"]),
+                                                    *keys[repo["keyring"]])[1]
+                         if m["backup_id"] == f["backup_id"]][0]
+                    if sum(map(len, written)) >= m["stream_len"]:
+                        check(name + " (end held back)", False, "the whole stream was written")
             elif f["kind"] == "local_object":
                 z.parse_local_object(read(f["file"]), f["file"])
             else:

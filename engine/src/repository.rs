@@ -915,7 +915,6 @@ impl Repository {
     }
 
     /// What the pipelines work with (the crate's own tests drive them directly).
-    #[cfg(test)]
     pub(crate) fn context(&self) -> &Arc<Repo> {
         &self.context
     }

@@ -284,3 +284,89 @@ async fn a_readme_naming_a_newer_zibs_kit_is_left_alone() {
     assert_eq!(readme(&setup.memory).await, newer);
     assert!(kit_keys(&setup.memory).await.is_empty());
 }
+
+#[tokio::test]
+async fn the_offline_copy_holds_the_keyring_the_kit_and_a_recovery_sheet() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use zib_engine::{Error, OfflineCopyOptions};
+
+    let setup = old_repository().await;
+    let usb = tempfile::tempdir().unwrap();
+    let dir = usb.path().join("zib copy");
+    let copy = setup
+        .repository
+        .export_offline_copy(
+            &dir,
+            &OfflineCopyOptions {
+                url: "s3://family-photos/family/".into(),
+                region: Some("eu-central-1".into()),
+                extra_instructions: vec!["Call Anna first.".into()],
+                ..OfflineCopyOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let id = setup.repository.id().to_string();
+    assert_eq!(copy.keyring_file, dir.join(format!("zib-keyring-{id}.bin")));
+    assert_eq!(
+        std::fs::read(&copy.keyring_file).unwrap(),
+        setup.repository.keyring_bytes().await.unwrap()
+    );
+    assert_eq!(
+        std::fs::metadata(&copy.keyring_file)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    for (name, bytes, _) in documents() {
+        assert_eq!(std::fs::read(dir.join(name)).unwrap(), bytes, "{name}");
+    }
+    let sheet = std::fs::read_to_string(&copy.sheet_file).unwrap();
+    for said in [
+        id.as_str(),
+        "Bucket:          family-photos",
+        "Prefix:          family/",
+        "Region:          eu-central-1",
+        "Call Anna first.",
+        "python3 zib_reference.py catalog s3://family-photos/family/",
+    ] {
+        assert!(
+            sheet.contains(said),
+            "the sheet does not say {said:?}:\n{sheet}"
+        );
+    }
+    // One printed page.
+    assert!(sheet.lines().count() <= 60, "{sheet}");
+    let mut listed: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    listed.sort();
+    let mut files = copy.files.clone();
+    files.sort();
+    assert_eq!(listed, files);
+    assert_eq!(files.len(), 5);
+
+    // A keyring of another repository is refused, and nothing is written.
+    let other = old_repository().await;
+    let foreign = other.repository.keyring_bytes().await.unwrap();
+    let elsewhere = usb.path().join("foreign");
+    let refused = setup
+        .repository
+        .export_offline_copy(
+            &elsewhere,
+            &OfflineCopyOptions {
+                keyring: Some(foreign),
+                ..OfflineCopyOptions::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, Error::ForeignKeyring { .. }),
+        "{refused:?}"
+    );
+    assert!(!elsewhere.exists());
+}

@@ -199,15 +199,24 @@ fn recovery_sheet(
         .as_deref()
         .map(|url| format!("Endpoint:        {url}  (not AWS: set AWS_ENDPOINT_URL to it)\n"))
         .unwrap_or_default();
-    let exported = compact_utc(
-        repository
-            .context()
-            .clock()
-            .now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| {
-                i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
-            }),
+    let seconds = repository
+        .context()
+        .clock()
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        });
+    // `yyyymmddThhmmssZ` → `yyyy-mm-dd hh:mm:ss UTC`, for a person reading paper.
+    let stamp = compact_utc(seconds);
+    let exported = format!(
+        "{}-{}-{} {}:{}:{} UTC",
+        &stamp[0..4],
+        &stamp[4..6],
+        &stamp[6..8],
+        &stamp[9..11],
+        &stamp[11..13],
+        &stamp[13..15]
     );
     let url = &options.url;
     let mut extra = String::new();
@@ -225,15 +234,17 @@ fn recovery_sheet(
          Repository id:   {id}\n\
          Repository:      {url}\n\
          {bucket}{prefix}{region}{endpoint}\
-         Keyring file:    {keyring_name}  (data key {key_id})\n\
+         Keyring file:    {keyring_name}\n\
+         Data key id:     {key_id}\n\
          Format:          zib format version 1\n\
-         Exported:        {exported} (UTC)\n\
+         Exported:        {exported}\n\
          \n\
          The passphrase is NOT on this sheet. Without it nothing here can be read.\n\
          \n\
          Beside this sheet:\n\
          \n\
-         \x20 {keyring_name:<18} the keyring: the data key, wrapped with the passphrase\n\
+         \x20 {keyring_name}\n\
+         \x20 {empty:<18} the keyring: the data key, wrapped with the passphrase\n\
          {kit}\
          \n\
          What to do\n\
@@ -241,8 +252,8 @@ fn recovery_sheet(
          \n\
          1. Keep this copy away from the machine it backs up. If the passphrase is changed,\n\
          \x20  export again: the keyring file changes with it.\n\
-         2. If the repository's own keyring object is lost or damaged, this file replaces\n\
-         \x20  it: it opens the repository with the passphrase.\n\
+         2. If the repository's own keyring object is lost or damaged, the keyring file\n\
+         \x20  replaces it: with the passphrase, it opens the repository.\n\
          {extra}\
          3. Without zib, follow RESTORE.txt: with Python 3 and its `cryptography` package\n\
          \x20  (and boto3 or the `aws` CLI for S3), this keyring and the passphrase:\n\
@@ -253,5 +264,6 @@ fn recovery_sheet(
          \x20  root), in case this copy is lost.\n",
         id = repository.id(),
         key_id = repository.context().data_key().id(),
+        empty = "",
     ))
 }

@@ -1,7 +1,8 @@
 //! The decoder kit on the in-memory backend: a repository made before the kit existed
 //! (no `kit/`, the old README) gets it at its next backup — the project's documents byte
-//! for byte, plaintext and archived copies, README naming them — and verify stops
-//! reporting it missing; a README that names a newer zib's kit is left alone.
+//! for byte, plaintext and archived copies, README naming them — verify stops reporting
+//! it missing and clean-up leaves it alone; a README that names a newer zib's kit is left
+//! alone; the offline copy holds the keyring, the kit and a recovery sheet.
 
 // Test support: a panic with a message is how a check or a set-up step reports failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -216,6 +217,17 @@ async fn an_old_repository_gets_the_kit_at_its_next_backup() {
         "kit objects taken for unknown ones: {:?}",
         after.problems
     );
+
+    // Clean-up, however eager, leaves the kit alone.
+    setup
+        .repository
+        .clean_up(&zib_engine::CleanupOptions {
+            min_age: Duration::ZERO,
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(kit_keys(&setup.memory).await, expected);
 
     // The next backup finds the kit in place and writes nothing more.
     let readme_before = setup

@@ -132,6 +132,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A file of the offline copy could not be written.
+    #[error("could not write {} of the offline copy: {source}; check that the directory is writable and has space", path.display())]
+    OfflineCopy {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
     /// A local state file (journal, lock) could not be read or written.
     #[error("could not {action} at {}: {source}{}", path.display(), local_state_hint(action, source))]
     LocalState {

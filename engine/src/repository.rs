@@ -176,14 +176,15 @@ impl Repository {
         let (keyring, data_key) = Keyring::create(passphrase, options.kdf)?;
         let keyring_bytes = keyring.to_bytes();
 
-        // The README first: harmless if we stop here, and it tells whoever finds the
-        // bucket what it is.
+        // The decoder kit and the README first: harmless if we stop here, and they tell
+        // whoever finds the bucket what it is and how to read it.
+        crate::kit::write_files(backend.as_ref(), &prefix, id, &options.archive_class).await?;
         put_small(
             backend.as_ref(),
             &prefix,
             &ObjectRole::Readme,
             id,
-            Bytes::from(readme_text(id)),
+            Bytes::from(readme_text(id)?),
             StorageClass::Standard,
             &PutPrecondition::IfAbsent,
         )
@@ -531,6 +532,7 @@ impl Repository {
         options: &BackupOptions,
         progress: &dyn Progress,
     ) -> Result<BackupOutcome> {
+        self.ensure_kit().await;
         crate::backup::back_up(
             &self.context,
             source,
@@ -601,6 +603,7 @@ impl Repository {
         options: &crate::consolidate::ConsolidateOptions,
         progress: &dyn Progress,
     ) -> Result<crate::consolidate::ConsolidationReport> {
+        self.ensure_kit().await;
         crate::consolidate::consolidate(&self.context, source, dataset, options, progress).await
     }
 
@@ -894,8 +897,24 @@ impl Repository {
         }
     }
 
+    /// Adds the decoder kit to a repository made before it existed (or by an older zib).
+    /// Never fails the backup that calls it: a kit that cannot be written now is written
+    /// by a later backup, and verify reports it missing meanwhile.
+    async fn ensure_kit(&self) {
+        match crate::kit::ensure(&self.context).await {
+            Ok(crate::kit::KitStatus::Written) => {
+                tracing::info!("added the decoder kit (kit/) to the repository");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(
+                %error,
+                "could not add the decoder kit (kit/) to the repository; the next backup \
+                 tries again"
+            ),
+        }
+    }
+
     /// What the pipelines work with (the crate's own tests drive them directly).
-    #[cfg(test)]
     pub(crate) fn context(&self) -> &Arc<Repo> {
         &self.context
     }
@@ -929,8 +948,13 @@ async fn archive_class_of(backend: &dyn StorageBackend, prefix: &str) -> Result<
 
 /// The README stored at the repository root: what a stranger (or the user, decades from
 /// now) needs to know to make sense of the bucket.
-pub(crate) fn readme_text(id: RepositoryId) -> String {
-    format!(
+///
+/// # Errors
+///
+/// As [`crate::kit::readme_lines`].
+pub(crate) fn readme_text(id: RepositoryId) -> Result<String> {
+    let kit = crate::kit::readme_lines()?;
+    Ok(format!(
         "This is a zib backup repository (format version 1).\n\
          \n\
          Repository id: {id}\n\
@@ -942,16 +966,19 @@ pub(crate) fn readme_text(id: RepositoryId) -> String {
          \x20 keyring-archive/<time>            archived copies of the keyring\n\
          \x20 manifests/<dataset>/<backup>      one per committed backup (its existence is the commit)\n\
          \x20 volumes/<dataset>/<backup>/<n>    the backup's send stream, encrypted, in volumes n = 0, 1, ...\n\
+         \x20 kit/v1/<hash>/<file>              the decoder kit below (kit-archive/: its archived copy)\n\
          \n\
          Dataset and backup ids are random; names live only inside encrypted metadata.\n\
-         Everything but this file and the keyring is in an archive storage class and must be\n\
-         restored (S3 RestoreObject) before it can be downloaded.\n\
+         Everything but this file, the keyring and the kit is in an archive storage class and\n\
+         must be restored (S3 RestoreObject) before it can be downloaded.\n\
          \n\
          To read anything you need the passphrase and the keyring (keep an offline copy).\n\
-         The format is specified byte by byte in docs/FORMAT.md of the zib source, which\n\
-         also explains how to restore by hand with the aws CLI, a short script and\n\
-         `zfs receive` (or `btrfs receive`).\n"
-    )
+         The format is specified byte by byte in FORMAT.md (below; also docs/FORMAT.md of\n\
+         the zib source), which also explains how to restore by hand with the aws CLI, a\n\
+         short script and `zfs receive` (or `btrfs receive`).\n\
+         \n\
+         {kit}"
+    ))
 }
 
 /// How many seconds past now a passphrase change looks for a free archived-keyring name.

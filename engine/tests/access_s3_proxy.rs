@@ -247,7 +247,9 @@ async fn init_runs_every_step_and_sets_the_lifecycle_rule() {
     let rules = setup.direct.abort_incomplete_uploads_rules().await.unwrap();
     assert_eq!(rules, std::slice::from_ref(rule));
     // Exactly one probe was written, and it is gone.
-    assert_eq!(setup.proxy.seen(Operation::Put), 4); // probe, README, keyring copy, keyring
+    // The probe, the decoder kit (3 files, each with an archived copy), README, the
+    // keyring copy, the keyring.
+    assert_eq!(setup.proxy.seen(Operation::Put), 10);
     let keys = setup.direct.list_all("").await.unwrap();
     assert!(
         keys.iter()

@@ -157,12 +157,12 @@ async fn zfs_full_then_incremental_to_moto_restores_identical_files() {
             && catalog.leftovers.incomplete_uploads.is_empty()
     );
 
-    // Every object but the README and the keyring is in Deep Archive; after a restore
-    // request, none of their bytes shows the plaintext marker.
+    // Every object but the README, the keyring and the decoder kit is in Deep Archive;
+    // after a restore request, none of their bytes shows the plaintext marker.
     let objects = backend.list_all("zib/").await.unwrap();
     for entry in &objects {
         let key = entry.key.as_str();
-        if key == "zib/README.txt" || key == "zib/keyring" {
+        if key == "zib/README.txt" || key == "zib/keyring" || key.starts_with("zib/kit/") {
             assert_eq!(entry.storage_class, StorageClass::Standard, "{key}");
             continue;
         }

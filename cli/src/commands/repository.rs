@@ -7,7 +7,9 @@ use anyhow::Context as _;
 use serde_json::json;
 use zib_engine::crypto::KdfParams;
 use zib_engine::storage::StorageClass;
-use zib_engine::{ArchivedKeyring, CleanupOptions, InitOptions, LifecycleStatus, Repository};
+use zib_engine::{
+    ArchivedKeyring, CleanupOptions, InitOptions, LifecycleStatus, OfflineCopyOptions, Repository,
+};
 
 use super::Outcome;
 use crate::app::App;
@@ -15,11 +17,6 @@ use crate::args::{CleanupArgs, InitArgs, PasswdArgs};
 use crate::config::{self, RepositoryConfig};
 use crate::exit::{CliError, Exit};
 use crate::passphrase::{self, Sources};
-
-/// The format's specification and reference decoder, written beside an exported
-/// keyring: with them and the passphrase, the backups can be restored without zib.
-const FORMAT_SPEC: &str = include_str!("../../../docs/FORMAT.md");
-const REFERENCE_DECODER: &str = include_str!("../../../docs/reference/zib_reference.py");
 
 pub(super) async fn init(app: &App, args: &InitArgs) -> anyhow::Result<Outcome> {
     let mut repository = RepositoryConfig {
@@ -153,31 +150,50 @@ fn write_config(
 pub(super) async fn key_export(app: &App, dir: &Path) -> anyhow::Result<Outcome> {
     let (repository, config) = app.open().await?;
     let keyring = match &app.global.keyring {
-        Some(file) => std::fs::read(file)
-            .with_context(|| format!("could not read the keyring file {}", file.display()))?,
-        None => repository
-            .keyring_bytes()
-            .await
-            .context("could not read the repository's keyring")?,
+        Some(file) => Some(
+            std::fs::read(file)
+                .with_context(|| format!("could not read the keyring file {}", file.display()))?,
+        ),
+        None => None,
     };
-    std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
-    let keyring_file = dir.join(format!("zib-keyring-{}.bin", repository.id()));
-    write_private(&keyring_file, &keyring)?;
-    let readme = recovery_readme(&repository, &config, &keyring_file, app);
-    std::fs::write(dir.join("README.txt"), readme)?;
-    std::fs::write(dir.join("FORMAT.md"), FORMAT_SPEC)?;
-    std::fs::write(dir.join("zib_reference.py"), REFERENCE_DECODER)?;
+    let keyring_name = format!("zib-keyring-{}.bin", repository.id());
+    let options = OfflineCopyOptions {
+        url: config.url.clone(),
+        region: config.region.clone(),
+        endpoint_url: config.endpoint_url.clone(),
+        keyring,
+        extra_instructions: vec![
+            "With zib:".to_owned(),
+            format!("  zib --keyring {keyring_name} list          open the repository with this copy"),
+            format!("  zib --keyring {keyring_name} key recover   and put the keyring back in the bucket"),
+        ],
+    };
+    let copy = repository
+        .export_offline_copy(dir, &options)
+        .await
+        .context("could not export the offline copy")?;
+    let names: Vec<String> = copy
+        .files
+        .iter()
+        .filter_map(|path| path.file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect();
     app.say(format!(
-        "Wrote the keyring of repository {} and a recovery kit (README.txt, FORMAT.md, \
-         zib_reference.py) to {}.",
+        "Wrote the keyring of repository {} and a recovery kit ({}) to {}.",
         repository.id(),
+        names.join(", "),
         dir.display()
     ));
-    app.say("Keep it away from this machine (a USB stick in a drawer, a printout); it is useless without the passphrase.");
+    app.say(format!(
+        "Print {} (the recovery sheet) and keep it with the copy, away from this machine (a USB \
+         stick in a drawer); it is useless without the passphrase.",
+        zib_engine::SHEET_NAME
+    ));
     Ok(Outcome::done(json!({
         "repository_id": repository.id().to_string(),
-        "keyring_file": keyring_file,
-        "files": ["README.txt", "FORMAT.md", "zib_reference.py"],
+        "keyring_file": copy.keyring_file,
+        "sheet_file": copy.sheet_file,
+        "files": names,
     })))
 }
 
@@ -186,43 +202,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("could not make {} private", path.display()))?;
     Ok(())
-}
-
-fn recovery_readme(
-    repository: &Repository,
-    config: &RepositoryConfig,
-    keyring_file: &Path,
-    app: &App,
-) -> String {
-    let name = keyring_file
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let endpoint = config
-        .endpoint_url
-        .as_deref()
-        .map(|url| format!("Endpoint:       {url}\n"))
-        .unwrap_or_default();
-    format!(
-        "zib recovery kit\n\
-         ================\n\n\
-         Repository:     {url}\n{endpoint}\
-         Repository id:  {id}\n\
-         Exported:       {when}\n\n\
-         {name} is this repository's keyring: its data key, wrapped with the passphrase.\n\
-         With it and the passphrase, the backups can be read even if the keyring object\n\
-         in the bucket is lost. Without the passphrase it is useless to anyone.\n\n\
-         With zib:\n\
-         \x20 zib --keyring {name} list               open the repository with this copy\n\
-         \x20 zib --keyring {name} key recover        and put the keyring back in the bucket\n\n\
-         Without zib: FORMAT.md specifies every object byte by byte, and zib_reference.py\n\
-         decodes them (Python 3 with the `cryptography` package), so that a restore works\n\
-         with the aws command line, this script and `zfs receive` / `btrfs receive`.\n\
-         If the passphrase is changed (`zib passwd`), export the keyring again.\n",
-        url = config.url,
-        id = repository.id(),
-        when = crate::units::date_time(app.clock.now()),
-    )
 }
 
 pub(super) async fn key_recover(app: &App, out: Option<&Path>) -> anyhow::Result<Outcome> {

@@ -12,6 +12,8 @@
 //! manifests/<dataset-id>/<backup-id>            a backup's commit record
 //! volumes/<dataset-id>/<backup-id>/<index>      a backup's volumes, index as 8 digits
 //! access-probe/<16 hex digits>                  transient: the access check's probe
+//! kit/v<format>/<16 hex digits>/<name>          the decoder kit (plaintext, non-archive)
+//! kit-archive/v<format>/<16 hex digits>/<name>  its archived copy
 //! ```
 //!
 //! Manifests and volumes live under separate prefixes so the catalog lists manifests
@@ -64,6 +66,64 @@ pub(crate) enum ObjectRole {
         /// Random, so concurrent checks never touch each other's probe.
         nonce: u64,
     },
+    /// One file of the repository's decoder kit (FORMAT.md, the reference decoder, the
+    /// restore instructions), versioned by content so it is written once and never
+    /// replaced. Keys of kit files this zib does not write itself (a newer zib's) parse
+    /// too: they are kept, never taken for junk.
+    Kit {
+        /// `false`: the plaintext copy in a non-archive class, readable at once; `true`:
+        /// its copy in the repository's archive class, like the keyring's.
+        archived: bool,
+        /// The format version the kit describes.
+        format: u16,
+        /// The first 8 bytes of the file's SHA-256 (16 hex digits in the key).
+        digest: [u8; 8],
+        /// The file's name.
+        name: KitName,
+    },
+}
+
+/// Longest kit file name the layout spells.
+pub(crate) const MAX_KIT_NAME: usize = 32;
+
+/// A kit file's name: 1 to [`MAX_KIT_NAME`] characters of `[A-Za-z0-9._-]`, not starting
+/// with a dot. Held inline so a role stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct KitName {
+    bytes: [u8; MAX_KIT_NAME],
+    len: u8,
+}
+
+impl KitName {
+    /// `name` when it is a valid kit file name.
+    pub(crate) fn new(name: &str) -> Option<Self> {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_KIT_NAME
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !valid {
+            return None;
+        }
+        let mut bytes = [0u8; MAX_KIT_NAME];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Some(Self {
+            bytes,
+            len: u8::try_from(name.len()).ok()?,
+        })
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII is ever stored (checked in `new`).
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for KitName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
 }
 
 const README: &str = "README.txt";
@@ -72,6 +132,8 @@ const KEYRING_ARCHIVE_DIR: &str = "keyring-archive/";
 const MANIFESTS_DIR: &str = "manifests/";
 const VOLUMES_DIR: &str = "volumes/";
 const ACCESS_PROBE_DIR: &str = "access-probe/";
+const KIT_DIR: &str = "kit/";
+const KIT_ARCHIVE_DIR: &str = "kit-archive/";
 
 impl ObjectRole {
     /// The object's key relative to the repository root.
@@ -93,6 +155,17 @@ impl ObjectRole {
                 index,
             } => format!("{VOLUMES_DIR}{dataset}/{backup}/{index:08}"),
             Self::AccessProbe { nonce } => format!("{ACCESS_PROBE_DIR}{nonce:016x}"),
+            Self::Kit {
+                archived,
+                format,
+                digest,
+                name,
+            } => format!(
+                "{}v{format}/{}/{}",
+                if *archived { KIT_ARCHIVE_DIR } else { KIT_DIR },
+                hex::encode(digest),
+                name.as_str()
+            ),
         }
     }
 
@@ -137,6 +210,34 @@ impl ObjectRole {
             return u64::from_str_radix(hex, 16)
                 .ok()
                 .map(|nonce| Self::AccessProbe { nonce });
+        }
+        let kit = |rest: &str, archived: bool| -> Option<Self> {
+            let mut parts = rest.split('/');
+            let (format, digest, name) = (parts.next()?, parts.next()?, parts.next()?);
+            let format = format.strip_prefix('v')?;
+            if parts.next().is_some()
+                || format.is_empty()
+                || format.starts_with('0')
+                || !format.bytes().all(|b| b.is_ascii_digit())
+                || digest.len() != 16
+                || !digest
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            {
+                return None;
+            }
+            Some(Self::Kit {
+                archived,
+                format: format.parse().ok()?,
+                digest: hex::decode(digest).ok()?.try_into().ok()?,
+                name: KitName::new(name)?,
+            })
+        };
+        if let Some(rest) = key.strip_prefix(KIT_DIR) {
+            return kit(rest, false);
+        }
+        if let Some(rest) = key.strip_prefix(KIT_ARCHIVE_DIR) {
+            return kit(rest, true);
         }
         None
     }
@@ -295,6 +396,26 @@ mod tests {
             .key(),
             "access-probe/0123456789abcdef"
         );
+        assert_eq!(
+            ObjectRole::Kit {
+                archived: false,
+                format: 1,
+                digest: [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef],
+                name: KitName::new("zib_reference.py").unwrap(),
+            }
+            .key(),
+            "kit/v1/0123456789abcdef/zib_reference.py"
+        );
+        assert_eq!(
+            ObjectRole::Kit {
+                archived: true,
+                format: 1,
+                digest: [0; 8],
+                name: KitName::new("FORMAT.md").unwrap(),
+            }
+            .key(),
+            "kit-archive/v1/0000000000000000/FORMAT.md"
+        );
     }
 
     #[test]
@@ -322,6 +443,18 @@ mod tests {
             },
             ObjectRole::AccessProbe { nonce: 0 },
             ObjectRole::AccessProbe { nonce: u64::MAX },
+            ObjectRole::Kit {
+                archived: false,
+                format: 1,
+                digest: [0x0f; 8],
+                name: KitName::new("FORMAT.md").unwrap(),
+            },
+            ObjectRole::Kit {
+                archived: true,
+                format: 65_535,
+                digest: [0xa0; 8],
+                name: KitName::new("a-newer_zib.s-file.1234567890123").unwrap(),
+            },
         ];
         for role in roles {
             assert_eq!(ObjectRole::parse(&role.key()), Some(role), "{}", role.key());
@@ -345,6 +478,16 @@ mod tests {
             "access-probe/0123456789ABCDEF",
             "access-probe/0123456789abcde",
             "access-probe/0123456789abcdef/x",
+            "kit/v1/0f0f0f0f0f0f0f0f",
+            "kit/v1/0f0f0f0f0f0f0f0f/",
+            "kit/v1/0f0f0f0f0f0f0f0F/FORMAT.md",
+            "kit/v1/0f0f0f0f0f0f0f/FORMAT.md",
+            "kit/v01/0f0f0f0f0f0f0f0f/FORMAT.md",
+            "kit/1/0f0f0f0f0f0f0f0f/FORMAT.md",
+            "kit/v1/0f0f0f0f0f0f0f0f/.hidden",
+            "kit/v1/0f0f0f0f0f0f0f0f/a b",
+            "kit/v1/0f0f0f0f0f0f0f0f/FORMAT.md/x",
+            "kit-archive/v1/0f0f0f0f0f0f0f0f/abcdefghijklmnopqrstuvwxyz0123456",
         ] {
             assert_eq!(ObjectRole::parse(key), None, "{key}");
         }

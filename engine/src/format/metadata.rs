@@ -45,6 +45,8 @@ pub(crate) enum ObjectKind {
     Manifest,
     /// The access check's transient probe.
     AccessProbe,
+    /// A file of the decoder kit (or its archived copy).
+    Kit,
 }
 
 impl ObjectKind {
@@ -56,6 +58,7 @@ impl ObjectKind {
             Self::Volume => "volume",
             Self::Manifest => "manifest",
             Self::AccessProbe => "access-probe",
+            Self::Kit => "kit",
         }
     }
 
@@ -67,6 +70,7 @@ impl ObjectKind {
             ObjectRole::Volume { .. } => Self::Volume,
             ObjectRole::Manifest { .. } => Self::Manifest,
             ObjectRole::AccessProbe { .. } => Self::AccessProbe,
+            ObjectRole::Kit { .. } => Self::Kit,
         }
     }
 }

@@ -9,3 +9,6 @@
 pub(crate) mod layout;
 pub(crate) mod metadata;
 pub(crate) mod records;
+
+#[cfg(test)]
+mod vectors;

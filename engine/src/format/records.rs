@@ -286,6 +286,9 @@ impl ManifestRecord {
     pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
         let mut input = Reader::new(bytes, object, "manifest record");
         let version = input.u8()?;
+        if version == 0 {
+            return Err(input.corrupt("version 0, which no zib writes".into()));
+        }
         if version != RECORD_PLAINTEXT_VERSION && version != MANIFEST_WITH_SIZES_VERSION {
             return Err(input.corrupt(format!(
                 "version {version}; this zib reads versions {RECORD_PLAINTEXT_VERSION} and \
@@ -505,6 +508,7 @@ impl<'a> Reader<'a> {
     fn version(&mut self) -> Result<()> {
         match self.u8()? {
             RECORD_PLAINTEXT_VERSION => Ok(()),
+            0 => Err(self.corrupt("version 0, which no zib writes".into())),
             other => Err(self.corrupt(format!(
                 "version {other}; this zib reads version {RECORD_PLAINTEXT_VERSION} (a newer zib may read it)"
             ))),

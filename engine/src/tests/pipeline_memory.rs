@@ -171,17 +171,43 @@ async fn init_refuses_an_existing_repository_and_open_checks_the_passphrase() {
         "{missing:?}"
     );
 
-    // Only README and keyring are outside the archive class.
+    // Only README, keyring and the decoder kit are outside the archive class; the
+    // keyring and the kit have archived copies.
     let objects = backend.list_all("family/").await.unwrap();
     let keys: Vec<&str> = objects.iter().map(|entry| entry.key.as_str()).collect();
-    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert_eq!(keys.len(), 3 + 2 * crate::kit::FILES.len(), "{keys:?}");
     for entry in &objects {
-        let expected = if entry.key.as_str().starts_with("family/keyring-archive/") {
+        let key = entry.key.as_str();
+        let expected = if key.starts_with("family/keyring-archive/")
+            || key.starts_with("family/kit-archive/")
+        {
             StorageClass::DeepArchive
         } else {
             StorageClass::Standard
         };
         assert_eq!(entry.storage_class, expected, "{}", entry.key);
+    }
+    // The kit is the project's documents, byte for byte, at content-hashed keys.
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    for (name, path) in [
+        ("RESTORE.txt", "reference/RESTORE.txt"),
+        ("FORMAT.md", "FORMAT.md"),
+        ("zib_reference.py", "reference/zib_reference.py"),
+    ] {
+        let expected = std::fs::read(docs.join(path)).unwrap();
+        let hash =
+            hex::encode(&ring::digest::digest(&ring::digest::SHA256, &expected).as_ref()[..8]);
+        let key = format!("family/kit/v1/{hash}/{name}");
+        assert!(keys.contains(&key.as_str()), "{key} not in {keys:?}");
+        let bytes = backend
+            .get_bytes(
+                &zib_storage_backend::ObjectKey::new(key.clone()).unwrap(),
+                ByteRange::full(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(bytes, expected, "{key}");
+        assert!(keys.contains(&format!("family/kit-archive/v1/{hash}/{name}").as_str()));
     }
     let readme = backend
         .get_bytes(
@@ -193,6 +219,9 @@ async fn init_refuses_an_existing_repository_and_open_checks_the_passphrase() {
     let readme = String::from_utf8(readme.to_vec()).unwrap();
     assert!(readme.contains(&repository.id().to_string()));
     assert!(readme.contains("docs/FORMAT.md"));
+    for file in &crate::kit::FILES {
+        assert!(readme.contains(&file.key().unwrap()), "{readme}");
+    }
 }
 
 #[tokio::test]

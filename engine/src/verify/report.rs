@@ -162,6 +162,9 @@ pub enum ProblemKind {
         /// What is wrong.
         reason: String,
     },
+    /// The repository carries no decoder kit (`kit/`: FORMAT.md, the reference decoder
+    /// and the restore instructions) readable without a thaw; the next backup adds it.
+    KitMissing,
     /// An object is in another storage class than its role calls for.
     StorageClass {
         /// The class it should be in.
@@ -274,6 +277,10 @@ impl fmt::Display for ProblemKind {
                 write!(f, "an archived keyring copy is not right: {reason}")
             }
             Self::ReadmeMissing { reason } => write!(f, "the README {reason}"),
+            Self::KitMissing => f.write_str(
+                "the repository carries no decoder kit (kit/: FORMAT.md, the reference \
+                 decoder, the restore instructions) readable without a thaw",
+            ),
             Self::StorageClass { expected, found } => write!(
                 f,
                 "the object is in storage class {}, not {}",

@@ -54,6 +54,8 @@ struct Listing {
     manifests: Vec<(BackupRef, ListEntry)>,
     volumes: BTreeMap<BackupRef, BTreeMap<u32, ListEntry>>,
     probes: Vec<ListEntry>,
+    /// Plaintext (non-archived) decoder kit files, of any zib.
+    kit: Vec<ListEntry>,
     unknown: Vec<ListEntry>,
 }
 
@@ -225,6 +227,11 @@ impl Scan<'_> {
                         .insert(index, entry);
                 }
                 Some(ObjectRole::AccessProbe { .. }) => listing.probes.push(entry),
+                Some(ObjectRole::Kit { archived, .. }) => {
+                    if !archived && !entry.storage_class.is_archive() {
+                        listing.kit.push(entry);
+                    }
+                }
                 None => listing.unknown.push(entry),
             }
         }
@@ -508,6 +515,17 @@ impl Scan<'_> {
                 action,
             ),
             Some(_) => {}
+        }
+        if listing.kit.is_empty() {
+            self.find(
+                Severity::Warning,
+                ProblemKind::KitMissing,
+                None,
+                None,
+                "Restores with zib do not need it, but without it whoever holds only the \
+                 bucket has nothing to decode it with: the next backup writes it (or run \
+                 `zib key export` for an offline copy)",
+            );
         }
     }
 

@@ -52,6 +52,10 @@ pub enum ProxyFault {
     /// Forwards and reads the whole response (the server applied the request), then
     /// resets the connection instead of answering: the client never learns the outcome.
     DropResponse,
+    /// Answers with this HTTP status and S3 error code without forwarding: how AWS
+    /// answers where the emulator does not (a repeated CompleteMultipartUpload is 404
+    /// `NoSuchUpload` on AWS, 200 on moto 5.1.22).
+    S3Error(u16, &'static str),
 }
 
 impl ProxyFault {
@@ -65,6 +69,7 @@ impl ProxyFault {
             ProxyFault::Stall(_) => "stall",
             ProxyFault::TruncateBody => "truncate",
             ProxyFault::DropResponse => "drop-response",
+            ProxyFault::S3Error(..) => "s3-error",
         }
     }
 }
@@ -316,6 +321,12 @@ async fn handle(
         Some(ProxyFault::SlowDown) => {
             Ok(s3_error(request, StatusCode::SERVICE_UNAVAILABLE, "SlowDown").await)
         }
+        Some(ProxyFault::S3Error(status, code)) => Ok(s3_error(
+            request,
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code,
+        )
+        .await),
         Some(ProxyFault::AccessDenied) => {
             Ok(s3_error(request, StatusCode::FORBIDDEN, "AccessDenied").await)
         }

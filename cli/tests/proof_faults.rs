@@ -7,31 +7,33 @@
 //!
 //! Sized for CI: `ZIB_PROOF_CYCLES` backup → restore cycles (default 3, at least 3; the
 //! full proof is `ZIB_PROOF_CYCLES=20`), each a full and two incrementals of a
-//! multi-volume dataset with 5 MiB parts and 7 MiB volumes, restored byte for byte.
+//! multi-volume dataset with 5 MiB parts (S3's smallest, which moto enforces) and 7 MiB
+//! volumes, restored byte for byte.
 
 // Test support: a panic with a message is how a check or a set-up step reports failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::proof::{
+    destroy, incomplete_uploads, object_sizes, restore_until_done, write_s3_config,
+};
 use common::Sandbox;
 use zib_engine::storage::Operation;
 use zib_test_utils::data::{hash_tree, modify_tree, write_tree, Names, TestRng};
 use zib_test_utils::moto::MotoServer;
 use zib_test_utils::proxy::{FaultProxy, ProxyFault, ProxyRule, ProxyTrigger};
-use zib_test_utils::zfs::{run_checked, ZfsPool};
+use zib_test_utils::zfs::ZfsPool;
 
 const MIB: usize = 1 << 20;
 /// The client's request timeout in these tests (the config's `request_timeout`): a
 /// stall fault holds the request longer than this.
 const REQUEST_TIMEOUT: &str = "1s";
 const STALL: Duration = Duration::from_secs(2);
-/// S3's smallest part (all but the last); moto enforces it.
-const PART_SIZE: &str = "5MiB";
 /// Two parts a volume (5 MiB + 2 MiB), so a backup of 16 MiB has three volumes.
 const VOLUME_SIZE: &str = "7MiB";
 /// Share of requests faulted at random, on top of the scheduled faults.
@@ -116,136 +118,10 @@ fn cycles() -> u64 {
         .max(3)
 }
 
-/// The config of an S3 repository reached through `endpoint`, with small volumes and
-/// parts and a short request timeout.
-fn write_config(sandbox: &Sandbox, url: &str, endpoint: &str, volume_size: &str) {
-    let text = format!(
-        "[repository]\nurl = \"{url}\"\nendpoint_url = \"{endpoint}\"\n\
-         request_timeout = \"{REQUEST_TIMEOUT}\"\n\n\
-         [policy]\nvolume_size = \"{volume_size}\"\npart_size = \"{PART_SIZE}\"\n\
-         consolidation = \"never\"\n"
-    );
-    std::fs::write(sandbox.config(), text).unwrap();
-}
-
-/// Incomplete multipart uploads in `bucket`, asked of moto directly (not through the
-/// proxy, not through zib).
-async fn incomplete_uploads(moto: &MotoServer, bucket: &str) -> Vec<String> {
-    let (status, body) = moto
-        .request("GET", &format!("/{bucket}?uploads"), "")
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
-    body.split("<Key>")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_owned()))
-        .collect()
-}
-
-/// Sizes of the objects under `prefix` in `bucket`, from moto directly.
-async fn object_sizes(moto: &MotoServer, bucket: &str, prefix: &str) -> BTreeMap<String, u64> {
-    let (status, body) = moto
-        .request("GET", &format!("/{bucket}?list-type=2&prefix={prefix}"), "")
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
-    body.split("<Contents>")
-        .skip(1)
-        .map(|entry| {
-            let field = |name: &str| {
-                entry
-                    .split_once(&format!("<{name}>"))
-                    .and_then(|(_, rest)| rest.split_once(&format!("</{name}>")))
-                    .map(|(value, _)| value.to_owned())
-                    .unwrap()
-            };
-            (field("Key"), field("Size").parse().unwrap())
-        })
-        .collect()
-}
-
-/// `zfs destroy -r` of a dataset and its snapshots: zib's holds released first (they
-/// protect the incremental base), tried again while zfs-fuse still calls a just-received
-/// dataset busy (it does for a moment after a receive; see the drill in cli_real.rs).
-fn destroy(dataset: &zib_engine::DatasetName) {
-    let snapshots = run_checked(
-        "zfs",
-        &[
-            "list",
-            "-H",
-            "-t",
-            "snapshot",
-            "-o",
-            "name",
-            "-r",
-            dataset.as_str(),
-        ],
-    );
-    for snapshot in snapshots.lines().filter(|line| !line.is_empty()) {
-        // Fails for a snapshot without the hold, which is fine.
-        let _ = std::process::Command::new("zfs")
-            .args([
-                "release",
-                zib_engine::snapshot_source::zfs::DEFAULT_HOLD_TAG,
-                snapshot,
-            ])
-            .output();
-    }
-    for _ in 0..50 {
-        let output = std::process::Command::new("zfs")
-            .args(["destroy", "-r", dataset.as_str()])
-            .output()
-            .unwrap();
-        if output.status.success() {
-            return;
-        }
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains("busy"), "zfs destroy {dataset}: {stderr}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("zfs-fuse still calls {dataset} busy after 10 s");
-}
-
 /// Writes a dataset's first contents: a tree of small files and 12 MiB of video.
 fn fill(dir: &Path, seed: u64) {
     write_tree(&dir.join("albums"), seed, Names::Ascii).unwrap();
     std::fs::write(dir.join("video.mp4"), TestRng::new(seed).bytes(12 * MIB)).unwrap();
-}
-
-/// Runs `zib --json restore ...` and then `zib --json restore` until the job is done;
-/// the first run requests the thaw (exit 75). Returns the last run's report.
-fn restore_until_done(sandbox: &Sandbox, first: &[&str]) -> serde_json::Value {
-    let mut args: Vec<&str> = vec!["--json", "restore"];
-    args.extend_from_slice(first);
-    for run in 0..8 {
-        let output = sandbox.zib().args(&args).output().unwrap();
-        let document: serde_json::Value =
-            serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
-                panic!(
-                    "zib restore: not JSON ({error}): {}\n{}",
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            });
-        // The first run answers with its plan and run, later runs with their jobs' runs.
-        let this_run = if run == 0 {
-            document["run"].clone()
-        } else {
-            document["jobs"][0].clone()
-        };
-        match output.status.code() {
-            Some(0) => return this_run,
-            Some(75) => {
-                assert_eq!(this_run["state"], "waiting", "run {run}: {document}");
-                args = vec!["--json", "restore"];
-            }
-            other => panic!(
-                "zib restore exited {other:?} on run {run}: {document}\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        }
-    }
-    panic!("the restore did not finish within eight runs");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -266,7 +142,13 @@ async fn seeded_faults_on_every_request_kind_never_change_a_restored_byte() {
     let proxy = FaultProxy::start(upstream, faulty_rules(seed), seed)
         .await
         .unwrap();
-    write_config(&sandbox, &url, &proxy.endpoint(), VOLUME_SIZE);
+    write_s3_config(
+        &sandbox,
+        &url,
+        &proxy.endpoint(),
+        REQUEST_TIMEOUT,
+        VOLUME_SIZE,
+    );
 
     let cycles = cycles();
     let started = Instant::now();
@@ -384,7 +266,7 @@ async fn when_every_request_fails_backup_gives_up_and_the_next_run_sends_only_th
         .await
         .unwrap();
     // One volume of five parts.
-    write_config(&sandbox, &url, &proxy.endpoint(), "64MiB");
+    write_s3_config(&sandbox, &url, &proxy.endpoint(), REQUEST_TIMEOUT, "64MiB");
     let dataset = pool.create_dataset("photos");
     let mountpoint = pool.mountpoint(&dataset);
     std::fs::write(

@@ -130,13 +130,16 @@ if [ -f docs/reference/check_vectors.py ]; then
     "$ZIB_PYTHON" docs/reference/check_vectors.py
 fi
 
-# The whole suite last, so its summary is the run's closing line.
+# The whole suite last, so its summary is the run's closing line. The `zib` binary the
+# tests run is built with `test-clock`, so cli/tests/restore_months.rs can drive a restore
+# across months with ZIB_NOW (a user's build never reads that variable).
+test_features=(--features zib-cli/test-clock)
 step "cargo nextest (the whole test suite, real components required)"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --locked --no-fail-fast
+    cargo nextest run --workspace --locked --no-fail-fast "${test_features[@]}"
 else
     echo "cargo-nextest is not installed; falling back to cargo test"
-    cargo test --workspace --locked --no-fail-fast
+    cargo test --workspace --locked --no-fail-fast "${test_features[@]}"
 fi
 
 if [ "${ZIB_TEST_OPENZFS_VM:-0}" = 1 ]; then

@@ -11,6 +11,8 @@ mod common;
 use std::path::Path;
 
 use common::Sandbox;
+use zib_engine::storage::s3::{S3Backend, S3Config, StaticCredentials};
+use zib_engine::storage::{ObjectKey, StorageBackend as _};
 use zib_test_utils::btrfs::BtrfsFs;
 use zib_test_utils::data::{hash_tree, modify_tree, write_tree, Names, TestRng};
 use zib_test_utils::moto::MotoServer;
@@ -436,4 +438,79 @@ fn btrfs_and_a_local_directory_backup_and_restore() {
     assert_eq!(restore["run"]["state"], "done", "{restore}");
     let snapshot = second["datasets"][0]["snapshot"].as_str().unwrap();
     assert_eq!(hash_tree(&target.join(snapshot)).unwrap(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_keyring_is_recovered_from_its_archived_copy_after_a_thaw() {
+    let Some(moto) = MotoServer::start().await else {
+        return;
+    };
+    let bucket = moto.create_bucket().await;
+    let sandbox = Sandbox::new();
+    sandbox.json(
+        &[
+            "init",
+            &format!("s3://{bucket}/family"),
+            "--endpoint-url",
+            &moto.endpoint(),
+        ],
+        0,
+    );
+    // The live keyring object lost.
+    let bucket_backend = s3_backend(&moto, &bucket).await;
+    let live = ObjectKey::new("family/keyring").unwrap();
+    bucket_backend.head(&live).await.unwrap();
+    bucket_backend.delete(&live).await.unwrap();
+    let (_, stderr) = sandbox.run(&["list"], 1);
+    assert!(stderr.contains("key recover"), "{stderr}");
+
+    // The archived copy is in Deep Archive: the first run requests its thaw and exits 75;
+    // while it thaws, runs say so without requesting again; then it is put back.
+    moto.set_manual_restore_transition(2).await;
+    let first = sandbox.json(&["key", "recover"], 75);
+    assert_eq!(first["state"], "thawing", "{first}");
+    assert_eq!(first["requested_now"], true, "{first}");
+    let archived_key = first["key"].as_str().unwrap().to_owned();
+    assert!(archived_key.starts_with("family/"), "{first}");
+    let saved = sandbox.path().join("recovered-keyring.bin");
+    let mut recovered = None;
+    for _ in 0..5 {
+        let output = sandbox
+            .zib()
+            .args(["--json", "key", "recover", "--out"])
+            .arg(&saved)
+            .output()
+            .unwrap();
+        let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        match output.status.code() {
+            Some(0) => {
+                recovered = Some(document);
+                break;
+            }
+            Some(75) => {
+                assert_eq!(document["state"], "thawing", "{document}");
+                assert_eq!(document["requested_now"], false, "{document}");
+            }
+            other => panic!("zib key recover exited {other:?}: {document}"),
+        }
+    }
+    let recovered = recovered.expect("the keyring was recovered within five runs");
+    assert_eq!(recovered["keyring"], "written", "{recovered}");
+    assert_eq!(recovered["from"], archived_key.as_str(), "{recovered}");
+    assert!(saved.is_file());
+    // The repository opens as before, and the saved copy opens it too.
+    sandbox.run(&["list"], 0);
+    sandbox.run(&["--keyring", saved.to_str().unwrap(), "list"], 0);
+}
+
+/// zib's own S3 backend for `bucket` on `moto`, for a test's direct look at the bucket.
+async fn s3_backend(moto: &MotoServer, bucket: &str) -> S3Backend {
+    let mut config = S3Config::new(bucket);
+    config.region = Some("us-east-1".to_owned());
+    config.endpoint_url = Some(moto.endpoint());
+    config.credentials = Some(StaticCredentials {
+        access_key_id: "test".to_owned(),
+        secret_access_key: "test".to_owned(),
+    });
+    S3Backend::connect(&config).await.unwrap()
 }

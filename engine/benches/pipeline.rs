@@ -77,10 +77,8 @@ use zib_engine::snapshot_source::{
 };
 use zib_engine::storage::local_dir::LocalDirBackend;
 use zib_engine::storage::{
-    AbortIncompleteUploadsRule, BucketProtection, ByteRange, ByteStream, CompletePrecondition,
-    CompletedPart, ETag, ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, PartInfo,
-    PutPrecondition, RestoreTier, Result as StorageResult, StorageBackend, SystemClock, UploadId,
-    WriteOptions,
+    CompletePrecondition, CompletedPart, ETag, Forwarding, ObjectKey, ObjectMeta, PartInfo,
+    Result as StorageResult, StorageBackend, SystemClock, UploadId,
 };
 use zib_engine::{
     BackupOptions, BackupOutcome, Host, InitOptions, Location, NoProgress, Passphrase, Repository,
@@ -1193,23 +1191,9 @@ impl DiscardParts {
 }
 
 #[async_trait]
-impl StorageBackend for DiscardParts {
-    async fn put(
-        &self,
-        key: &ObjectKey,
-        data: Bytes,
-        options: &WriteOptions,
-        precondition: &PutPrecondition,
-    ) -> StorageResult<ETag> {
-        self.inner.put(key, data, options, precondition).await
-    }
-
-    async fn create_multipart(
-        &self,
-        key: &ObjectKey,
-        options: &WriteOptions,
-    ) -> StorageResult<UploadId> {
-        self.inner.create_multipart(key, options).await
+impl Forwarding for DiscardParts {
+    fn inner(&self) -> &dyn StorageBackend {
+        &self.inner
     }
 
     async fn upload_part(
@@ -1232,10 +1216,6 @@ impl StorageBackend for DiscardParts {
         })
     }
 
-    async fn list_parts(&self, key: &ObjectKey, upload: &UploadId) -> StorageResult<Vec<PartInfo>> {
-        self.inner.list_parts(key, upload).await
-    }
-
     async fn complete_multipart(
         &self,
         key: &ObjectKey,
@@ -1248,17 +1228,6 @@ impl StorageBackend for DiscardParts {
         let size = sizes.remove(upload.as_str()).unwrap_or(0);
         sizes.insert(key.as_str().to_owned(), size);
         Ok(ETag::new("\"discarded\""))
-    }
-
-    async fn abort_multipart(&self, key: &ObjectKey, upload: &UploadId) -> StorageResult<()> {
-        self.inner.abort_multipart(key, upload).await
-    }
-
-    async fn list_multipart_uploads(
-        &self,
-        prefix: &str,
-    ) -> StorageResult<Vec<MultipartUploadInfo>> {
-        self.inner.list_multipart_uploads(prefix).await
     }
 
     async fn head(&self, key: &ObjectKey) -> StorageResult<ObjectMeta> {
@@ -1275,43 +1244,5 @@ impl StorageBackend for DiscardParts {
             }),
             None => self.inner.head(key).await,
         }
-    }
-
-    async fn abort_incomplete_uploads_rules(
-        &self,
-    ) -> StorageResult<Vec<AbortIncompleteUploadsRule>> {
-        self.inner.abort_incomplete_uploads_rules().await
-    }
-
-    async fn put_abort_incomplete_uploads_rule(
-        &self,
-        rule: &AbortIncompleteUploadsRule,
-    ) -> StorageResult<()> {
-        self.inner.put_abort_incomplete_uploads_rule(rule).await
-    }
-
-    async fn bucket_protection(&self) -> StorageResult<BucketProtection> {
-        self.inner.bucket_protection().await
-    }
-
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, StorageResult<ListEntry>> {
-        self.inner.list(prefix)
-    }
-
-    async fn get(&self, key: &ObjectKey, range: ByteRange) -> StorageResult<ByteStream> {
-        self.inner.get(key, range).await
-    }
-
-    async fn request_restore(
-        &self,
-        key: &ObjectKey,
-        days: u32,
-        tier: RestoreTier,
-    ) -> StorageResult<()> {
-        self.inner.request_restore(key, days, tier).await
-    }
-
-    async fn delete(&self, key: &ObjectKey) -> StorageResult<()> {
-        self.inner.delete(key).await
     }
 }

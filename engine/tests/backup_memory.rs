@@ -13,7 +13,6 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use zib_engine::crypto::KdfParams;
 use zib_engine::snapshot_source::{Protection, SnapshotName, SnapshotSource};
 use zib_engine::storage::counting::Counting;
@@ -21,9 +20,7 @@ use zib_engine::storage::faults::{Fault, FaultInjecting, FaultRule, Trigger};
 use zib_engine::storage::memory::{MemoryBackend, MemoryConfig};
 use zib_engine::storage::retry::{RetryPolicy, Retrying, Sleeper};
 use zib_engine::storage::{
-    AbortIncompleteUploadsRule, BucketProtection, ByteRange, ByteStream, CompletePrecondition,
-    CompletedPart, ETag, ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, Operation,
-    PartInfo, PutPrecondition, RestoreTier, Result as StorageResult, StorageBackend,
+    ByteRange, Forwarding, ObjectKey, Operation, PartInfo, Result as StorageResult, StorageBackend,
     StorageBackendExt, StorageClass, UploadId, WriteOptions,
 };
 use zib_engine::{
@@ -534,23 +531,11 @@ impl Drop for InProgress {
 }
 
 #[async_trait]
-impl StorageBackend for StallingParts {
-    async fn put(
-        &self,
-        key: &ObjectKey,
-        data: Bytes,
-        options: &WriteOptions,
-        precondition: &PutPrecondition,
-    ) -> StorageResult<ETag> {
-        self.inner.put(key, data, options, precondition).await
+impl Forwarding for StallingParts {
+    fn inner(&self) -> &dyn StorageBackend {
+        &self.inner
     }
-    async fn create_multipart(
-        &self,
-        key: &ObjectKey,
-        options: &WriteOptions,
-    ) -> StorageResult<UploadId> {
-        self.inner.create_multipart(key, options).await
-    }
+
     async fn upload_part(
         &self,
         _key: &ObjectKey,
@@ -563,63 +548,6 @@ impl StorageBackend for StallingParts {
         let _guard = InProgress(self.in_progress.clone());
         std::future::pending::<()>().await;
         unreachable!("a stalled part never finishes")
-    }
-    async fn list_parts(&self, key: &ObjectKey, upload: &UploadId) -> StorageResult<Vec<PartInfo>> {
-        self.inner.list_parts(key, upload).await
-    }
-    async fn complete_multipart(
-        &self,
-        key: &ObjectKey,
-        upload: &UploadId,
-        parts: &[CompletedPart],
-        precondition: CompletePrecondition,
-    ) -> StorageResult<ETag> {
-        self.inner
-            .complete_multipart(key, upload, parts, precondition)
-            .await
-    }
-    async fn abort_multipart(&self, key: &ObjectKey, upload: &UploadId) -> StorageResult<()> {
-        self.inner.abort_multipart(key, upload).await
-    }
-    async fn list_multipart_uploads(
-        &self,
-        prefix: &str,
-    ) -> StorageResult<Vec<MultipartUploadInfo>> {
-        self.inner.list_multipart_uploads(prefix).await
-    }
-    async fn head(&self, key: &ObjectKey) -> StorageResult<ObjectMeta> {
-        self.inner.head(key).await
-    }
-    async fn abort_incomplete_uploads_rules(
-        &self,
-    ) -> StorageResult<Vec<AbortIncompleteUploadsRule>> {
-        self.inner.abort_incomplete_uploads_rules().await
-    }
-    async fn put_abort_incomplete_uploads_rule(
-        &self,
-        rule: &AbortIncompleteUploadsRule,
-    ) -> StorageResult<()> {
-        self.inner.put_abort_incomplete_uploads_rule(rule).await
-    }
-    async fn bucket_protection(&self) -> StorageResult<BucketProtection> {
-        self.inner.bucket_protection().await
-    }
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, StorageResult<ListEntry>> {
-        self.inner.list(prefix)
-    }
-    async fn get(&self, key: &ObjectKey, range: ByteRange) -> StorageResult<ByteStream> {
-        self.inner.get(key, range).await
-    }
-    async fn request_restore(
-        &self,
-        key: &ObjectKey,
-        days: u32,
-        tier: RestoreTier,
-    ) -> StorageResult<()> {
-        self.inner.request_restore(key, days, tier).await
-    }
-    async fn delete(&self, key: &ObjectKey) -> StorageResult<()> {
-        self.inner.delete(key).await
     }
 }
 

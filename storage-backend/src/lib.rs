@@ -11,7 +11,8 @@
 //! [`memory`] (tests and simulations, with archive semantics on a fake clock; lifecycle
 //! rules stored, not enforced). Decorators wrap any of them:
 //! [`retry`] (the one retry layer), [`counting`] (requests by operation) and [`faults`]
-//! (injected failures). Conveniences live in [`StorageBackendExt`].
+//! (injected failures); [`Forwarding`] is the base of a new one, which overrides only
+//! the calls it changes. Conveniences live in [`StorageBackendExt`].
 //!
 //! This crate moves opaque bytes: it knows nothing of zib's formats, keys layout or
 //! encryption, and it draws no UI (it logs with `tracing`).
@@ -21,6 +22,7 @@ pub mod counting;
 mod error;
 mod ext;
 pub mod faults;
+mod forward;
 mod key;
 pub mod local_dir;
 pub mod memory;
@@ -37,6 +39,7 @@ use futures::stream::BoxStream;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::{BoxError, Error, Result};
 pub use ext::StorageBackendExt;
+pub use forward::Forwarding;
 pub use key::{ObjectKey, MAX_KEY_BYTES};
 pub use types::{
     validate_metadata, validate_part_number, AbortIncompleteUploadsRule, ArchiveState,

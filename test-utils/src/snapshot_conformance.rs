@@ -759,19 +759,16 @@ pub async fn create_and_destroy(fx: &dyn SourceFixture) {
     assert!(matches!(error, Error::SnapshotNotFound { .. }), "{error}");
 }
 
-/// One `#[tokio::test]` per check of the suite, each on a fresh fixture from `$fixture`
-/// (an expression of type `Option<impl SourceFixture>`: `None` when the real component
-/// is missing and the run did not ask for real components — the fixture fails the test
-/// itself when it did). The list of checks is written here once, so a source's test
-/// file cannot miss one.
+/// Calls the macro `$callback` (a path in brackets) with `$args` and the name of every
+/// check of the suite: the one list that [`run_all`] and [`snapshot_conformance_tests!`]
+/// both expand, so a check added here runs for every source.
 ///
-/// ```ignore
-/// zib_test_utils::snapshot_conformance_tests!(MyFixture::new());
-/// ```
+/// [`snapshot_conformance_tests!`]: crate::snapshot_conformance_tests
+#[doc(hidden)]
 #[macro_export]
-macro_rules! snapshot_conformance_tests {
-    ($fixture:expr) => {
-        $crate::snapshot_conformance_tests!(@each $fixture;
+macro_rules! with_snapshot_checks {
+    ([$($callback:tt)*] ($($args:tt)*)) => {
+        $($callback)*!($($args)*
             full_and_incremental_round_trip,
             incremental_without_base_fails_clearly,
             killed_send_is_reported_as_failed,
@@ -781,8 +778,37 @@ macro_rules! snapshot_conformance_tests {
             chain_continues_after_rename,
             base_protection,
             estimates_and_send_flags,
-            create_and_destroy,
+            create_and_destroy
         );
+    };
+}
+
+/// Runs every check of the suite in turn on one fixture, as a source's author would
+/// from their own test.
+pub async fn run_all(fx: &dyn SourceFixture) {
+    macro_rules! each {
+        ($($name:ident),*) => {$(
+            $name(fx).await;
+        )*};
+    }
+    crate::with_snapshot_checks!([each]());
+}
+
+/// One `#[tokio::test]` per check of the suite, each on a fresh fixture from `$fixture`
+/// (an expression of type `Option<impl SourceFixture>`: `None` when the real component
+/// is missing and the run did not ask for real components — the fixture fails the test
+/// itself when it did). The list of checks is [`with_snapshot_checks!`]'s, so a source's
+/// test file cannot miss one.
+///
+/// ```ignore
+/// zib_test_utils::snapshot_conformance_tests!(MyFixture::new());
+/// ```
+///
+/// [`with_snapshot_checks!`]: crate::with_snapshot_checks
+#[macro_export]
+macro_rules! snapshot_conformance_tests {
+    ($fixture:expr) => {
+        $crate::with_snapshot_checks!([$crate::snapshot_conformance_tests](@each $fixture;));
     };
     (@each $fixture:expr; $($name:ident),* $(,)?) => {$(
         #[tokio::test]

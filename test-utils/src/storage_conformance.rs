@@ -62,6 +62,19 @@ pub enum UploadDates {
     Fixed(SystemTime),
 }
 
+/// What a backend promises when two conditional writes of one key race.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaceModel {
+    /// Exactly one of the racing `IfAbsent` writes wins; every other gets
+    /// `Precondition` (AWS S3 documents this, and every backend of zib's own keeps it).
+    Atomic,
+    /// The server checks the condition, then writes, without a lock between (moto
+    /// 5.1.22: `storage-backend/docs/moto-fidelity.md`): more than one racing write may
+    /// win. The suite then checks what still holds — at least one wins, every loser
+    /// gets `Precondition`, and the object is one winner's bytes, whole.
+    CheckThenWrite,
+}
+
 /// What the suite may expect of a backend, and where it works.
 #[derive(Debug, Clone)]
 pub struct SuiteParams {
@@ -82,6 +95,8 @@ pub struct SuiteParams {
     /// What the backend reports about keeping deleted objects (versioning, Object Lock);
     /// unversioned and unlocked unless set otherwise.
     pub protection: BucketProtection,
+    /// What racing conditional writes do ([`RaceModel::Atomic`] unless set otherwise).
+    pub races: RaceModel,
 }
 
 impl SuiteParams {
@@ -96,7 +111,14 @@ impl SuiteParams {
             clock,
             upload_dates: UploadDates::Created,
             protection: BucketProtection::default(),
+            races: RaceModel::Atomic,
         }
+    }
+
+    /// The same parameters with another race model.
+    pub fn with_races(mut self, races: RaceModel) -> Self {
+        self.races = races;
+        self
     }
 
     /// The same parameters with another lifecycle model.
@@ -1018,6 +1040,196 @@ pub async fn conditional_complete(backend: &dyn StorageBackend, params: &SuitePa
     );
 }
 
+/// How many writers race in the race checks: enough that a check-then-write backend is
+/// caught, few enough for a server on loopback.
+const RACERS: u64 = 8;
+
+/// Checks the outcome of `RACERS` racing `IfAbsent` writes of `key` (write `i` carried
+/// `expected(i)`): under [`RaceModel::Atomic`] exactly one won; under any model every
+/// loser got `Precondition` and the object is one winner's bytes, whole.
+async fn assert_one_winner(
+    backend: &dyn StorageBackend,
+    params: &SuiteParams,
+    key: &ObjectKey,
+    results: Vec<Result<zib_storage_backend::ETag, Error>>,
+    expected: impl Fn(u64) -> Bytes,
+    what: &str,
+) -> Vec<u64> {
+    let mut winners = Vec::new();
+    for (i, result) in (0..).zip(results) {
+        match result {
+            Ok(_) => winners.push(i),
+            Err(Error::Precondition { .. }) => {}
+            Err(error) => {
+                panic!("{what}: racing write {i} failed with {error:?}, not Precondition")
+            }
+        }
+    }
+    match params.races {
+        RaceModel::Atomic => assert_eq!(
+            winners.len(),
+            1,
+            "{what}: racing IfAbsent writes {winners:?} all succeeded; exactly one may win"
+        ),
+        RaceModel::CheckThenWrite => assert!(!winners.is_empty(), "{what}: no racing write won"),
+    }
+    let stored = backend.get_bytes(key, ByteRange::full()).await.unwrap();
+    assert!(
+        winners.iter().any(|&i| stored == expected(i)),
+        "{what}: the object holds none of the winners' bytes ({} bytes)",
+        stored.len()
+    );
+    winners
+}
+
+/// Racing `IfAbsent` puts of one key: exactly one wins, the others get `Precondition`,
+/// and the object holds the winner's bytes. (zib's commit is such a race between hosts.)
+pub async fn racing_conditional_puts(backend: &dyn StorageBackend, params: &SuiteParams) {
+    let key = params.key("raced");
+    let body = |i: u64| test_bytes(300 + i, 64 * 1024);
+    let results = futures::future::join_all((0..RACERS).map(|i| {
+        let key = key.clone();
+        async move {
+            backend
+                .put(&key, body(i), &standard(), &PutPrecondition::IfAbsent)
+                .await
+        }
+    }))
+    .await;
+    assert_one_winner(backend, params, &key, results, body, "racing puts").await;
+}
+
+/// Racing `IfAbsent` completions of uploads to one key: exactly one wins, the object is
+/// its bytes, and each loser's upload is left to abort.
+pub async fn racing_conditional_completes(backend: &dyn StorageBackend, params: &SuiteParams) {
+    let key = params.key("raced-upload");
+    let body = |i: u64| test_bytes(400 + i, 32 * 1024);
+    let mut uploads = Vec::new();
+    for i in 0..RACERS {
+        let upload = backend.create_multipart(&key, &standard()).await.unwrap();
+        let part = backend
+            .upload_part(&key, &upload, 1, body(i))
+            .await
+            .unwrap();
+        uploads.push((upload, CompletedPart::from(&part)));
+    }
+    let results = futures::future::join_all(uploads.iter().map(|(upload, part)| {
+        let key = key.clone();
+        async move {
+            backend
+                .complete_multipart(
+                    &key,
+                    upload,
+                    std::slice::from_ref(part),
+                    CompletePrecondition::IfAbsent,
+                )
+                .await
+        }
+    }))
+    .await;
+    let winners =
+        assert_one_winner(backend, params, &key, results, body, "racing completions").await;
+    for (i, (upload, _)) in (0..).zip(&uploads) {
+        if !winners.contains(&i) {
+            backend.abort_multipart(&key, upload).await.unwrap();
+        }
+    }
+    assert!(backend
+        .list_multipart_uploads(&params.prefix)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Parts of one upload sent all at once (the last first) and completed in order make the
+/// object of the parts in order.
+pub async fn parallel_parts(backend: &dyn StorageBackend, params: &SuiteParams) {
+    let key = params.key("parallel.bin");
+    let part_size = MIN_PART_SIZE as usize;
+    let parts = [
+        test_bytes(500, part_size),
+        test_bytes(501, part_size),
+        test_bytes(502, part_size),
+        test_bytes(503, 1234),
+    ];
+    let upload = backend.create_multipart(&key, &standard()).await.unwrap();
+    let sent = futures::future::join_all((1..=4u32).rev().map(|number| {
+        let key = key.clone();
+        let upload = upload.clone();
+        let data = parts[number as usize - 1].clone();
+        async move { backend.upload_part(&key, &upload, number, data).await }
+    }))
+    .await;
+    let mut completed: Vec<CompletedPart> = sent
+        .iter()
+        .map(|part| CompletedPart::from(part.as_ref().unwrap()))
+        .collect();
+    completed.sort_by_key(|part| part.number);
+    let listed = backend.list_parts(&key, &upload).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|part| part.number).collect::<Vec<_>>(),
+        [1, 2, 3, 4],
+        "parts sent at once are listed in order"
+    );
+    backend
+        .complete_multipart(&key, &upload, &completed, CompletePrecondition::IfAbsent)
+        .await
+        .unwrap();
+    let expected: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+    let got = backend.get_bytes(&key, ByteRange::full()).await.unwrap();
+    assert!(got == expected, "the object is not its parts in order");
+}
+
+/// Readers during an overwrite see the old object or the new one, whole — never a part
+/// of the new one, never nothing.
+pub async fn readers_during_a_write(backend: &dyn StorageBackend, params: &SuiteParams) {
+    let key = params.key("read-while-written.bin");
+    let len = 2 << 20;
+    let versions: Vec<Bytes> = (0..4).map(|i| test_bytes(600 + i, len)).collect();
+    backend
+        .put(
+            &key,
+            versions[0].clone(),
+            &standard(),
+            &PutPrecondition::None,
+        )
+        .await
+        .unwrap();
+    let writing = std::sync::atomic::AtomicBool::new(true);
+    let writer = async {
+        for version in &versions[1..] {
+            backend
+                .put(&key, version.clone(), &standard(), &PutPrecondition::None)
+                .await
+                .unwrap();
+        }
+        writing.store(false, Ordering::SeqCst);
+    };
+    let reader = |n: usize| {
+        let key = key.clone();
+        let (versions, writing) = (&versions, &writing);
+        async move {
+            let mut reads = 0;
+            // At least a few reads each, and on until the writer is done.
+            while reads < 3 || writing.load(Ordering::SeqCst) {
+                let got = backend.get_bytes(&key, ByteRange::full()).await.unwrap();
+                assert!(
+                    versions.contains(&got),
+                    "reader {n}: read {} bytes that are no version written whole",
+                    got.len()
+                );
+                reads += 1;
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    futures::join!(writer, reader(0), reader(1), reader(2));
+    assert_eq!(
+        backend.get_bytes(&key, ByteRange::full()).await.unwrap(),
+        versions[3]
+    );
+}
+
 /// Keys with spaces, unicode and URL-special characters round-trip through put, head,
 /// get, list, multipart and delete.
 pub async fn unusual_keys(backend: &dyn StorageBackend, params: &SuiteParams) {
@@ -1175,42 +1387,16 @@ pub async fn bucket_protection(backend: &dyn StorageBackend, params: &SuiteParam
     assert!(backend.list_all(&params.prefix).await.unwrap().is_empty());
 }
 
-/// Runs every behaviour of the suite, each under its own prefix.
-pub async fn run_all(backend: &dyn StorageBackend, params: &SuiteParams) {
-    macro_rules! each {
-        ($($name:ident),*) => {$(
-            let mut scoped = params.clone();
-            scoped.prefix = format!("{}{}/", params.prefix, stringify!($name));
-            $name(backend, &scoped).await;
-        )*};
-    }
-    each!(
-        put_get_head_round_trip,
-        ranged_reads,
-        missing_objects_and_delete,
-        list_prefix_and_order,
-        list_pagination,
-        multipart_round_trip,
-        multipart_resume,
-        multipart_abort,
-        multipart_rules,
-        metadata_limits,
-        archive_and_restore,
-        conditional_put,
-        conditional_complete,
-        unusual_keys,
-        lifecycle_rules,
-        bucket_protection
-    );
-}
-
-/// Defines one `#[tokio::test]` per behaviour of the suite, each calling `$setup()` (an
-/// `async fn() -> Option<SuiteTarget>`; `None` means the component is missing and the
-/// run did not require it).
+/// Calls the macro `$callback` (a path in brackets) with `$args` and the name of every behaviour of the suite: the one
+/// list that [`run_all`] and [`storage_conformance_tests!`] both expand, so a behaviour
+/// added here runs everywhere.
+///
+/// [`storage_conformance_tests!`]: crate::storage_conformance_tests
+#[doc(hidden)]
 #[macro_export]
-macro_rules! storage_conformance_tests {
-    ($setup:path) => {
-        $crate::storage_conformance_tests!(@each $setup;
+macro_rules! with_storage_behaviours {
+    ([$($callback:tt)*] ($($args:tt)*)) => {
+        $($callback)*!($($args)*
             put_get_head_round_trip,
             ranged_reads,
             missing_objects_and_delete,
@@ -1224,10 +1410,36 @@ macro_rules! storage_conformance_tests {
             archive_and_restore,
             conditional_put,
             conditional_complete,
+            racing_conditional_puts,
+            racing_conditional_completes,
+            parallel_parts,
+            readers_during_a_write,
             unusual_keys,
             lifecycle_rules,
             bucket_protection
         );
+    };
+}
+
+/// Runs every behaviour of the suite, each under its own prefix.
+pub async fn run_all(backend: &dyn StorageBackend, params: &SuiteParams) {
+    macro_rules! each {
+        ($($name:ident),*) => {$(
+            let mut scoped = params.clone();
+            scoped.prefix = format!("{}{}/", params.prefix, stringify!($name));
+            $name(backend, &scoped).await;
+        )*};
+    }
+    crate::with_storage_behaviours!([each]());
+}
+
+/// Defines one `#[tokio::test]` per behaviour of the suite, each calling `$setup()` (an
+/// `async fn() -> Option<SuiteTarget>`; `None` means the component is missing and the
+/// run did not require it).
+#[macro_export]
+macro_rules! storage_conformance_tests {
+    ($setup:path) => {
+        $crate::with_storage_behaviours!([$crate::storage_conformance_tests](@each $setup;));
     };
     (@each $setup:path; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,3 +110,10 @@ mod with_bookmarks {
     use super::MemoryFixture;
     zib_test_utils::snapshot_conformance_tests!(MemoryFixture::new(true));
 }
+
+/// Every check in turn on one source, as a source's author would run the suite.
+#[tokio::test]
+async fn run_all_on_one_source() {
+    let fixture = MemoryFixture::new(true).unwrap();
+    zib_test_utils::snapshot_conformance::run_all(&fixture).await;
+}

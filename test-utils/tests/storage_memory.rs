@@ -3,8 +3,12 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use zib_storage_backend::memory::{MemoryBackend, MemoryConfig};
-use zib_storage_backend::FakeClock;
+use zib_storage_backend::{
+    ETag, Error, FakeClock, Forwarding, ObjectKey, Operation, PutPrecondition, Result,
+    StorageBackend, StorageBackendExt as _, WriteOptions,
+};
 use zib_test_utils::storage_conformance::{ArchiveModel, SuiteParams, SuiteTarget};
 
 async fn memory() -> Option<SuiteTarget> {
@@ -144,4 +148,55 @@ async fn run_all_through_retry_over_random_faults() {
             "this rule never fired: {rule:?} (all: {injected:?})"
         );
     }
+}
+
+/// A backend whose `IfAbsent` is a check, then a write — as a naive backend over a store
+/// without conditional writes would do it. Everything else is the memory backend's.
+#[derive(Debug)]
+struct CheckThenWrite {
+    inner: MemoryBackend,
+}
+
+#[async_trait::async_trait]
+impl Forwarding for CheckThenWrite {
+    fn inner(&self) -> &dyn StorageBackend {
+        &self.inner
+    }
+
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+        options: &WriteOptions,
+        precondition: &PutPrecondition,
+    ) -> Result<ETag> {
+        if *precondition != PutPrecondition::IfAbsent {
+            return self.inner.put(key, data, options, precondition).await;
+        }
+        if self.inner.exists(key).await? {
+            return Err(Error::Precondition {
+                operation: Operation::Put,
+                key: key.to_string(),
+            });
+        }
+        // Between the check and the write, another caller runs.
+        tokio::task::yield_now().await;
+        self.inner
+            .put(key, data, options, &PutPrecondition::None)
+            .await
+    }
+}
+
+/// The race check catches a backend whose `IfAbsent` is not atomic (the same backend
+/// passes every check that does not race).
+#[tokio::test]
+#[should_panic(expected = "exactly one may win")]
+async fn a_backend_whose_if_absent_is_not_atomic_fails_the_race_check() {
+    let clock = FakeClock::default();
+    let backend = CheckThenWrite {
+        inner: MemoryBackend::new(MemoryConfig::default(), Arc::new(clock.clone())),
+    };
+    let params = SuiteParams::new(ArchiveModel::NoArchive, Arc::new(clock));
+    zib_test_utils::storage_conformance::conditional_put(&backend, &params).await;
+    zib_test_utils::storage_conformance::racing_conditional_puts(&backend, &params).await;
 }

@@ -12,14 +12,18 @@ use zib_storage_backend::{
 };
 use zib_test_utils::moto::{reported_upload_initiation, MotoServer};
 use zib_test_utils::storage_conformance::{
-    test_bytes, ArchiveModel, SuiteParams, SuiteTarget, UploadDates,
+    test_bytes, ArchiveModel, RaceModel, SuiteParams, SuiteTarget, UploadDates,
 };
 
 /// What moto promises: instant restores, times from this machine's clock (moto runs on
-/// it), and its one fixed date for every incomplete upload.
+/// it), its one fixed date for every incomplete upload, and conditional writes that are
+/// checked, then written, without a lock between (moto/s3/responses.py: `If-None-Match`
+/// is tested against the key and the object stored later by another call; its server
+/// runs requests on threads), so racing writes may both win.
 fn moto_params() -> SuiteParams {
     SuiteParams::new(ArchiveModel::InstantRestore, Arc::new(SystemClock))
         .with_upload_dates(UploadDates::Fixed(reported_upload_initiation()))
+        .with_races(RaceModel::CheckThenWrite)
 }
 
 fn config(moto: &MotoServer, bucket: &str) -> S3Config {

@@ -9,13 +9,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::{self, BoxStream};
+use futures::stream;
 use zib_crypto::{Passphrase, HEADER_LEN, SEGMENT_CIPHERTEXT_LEN};
 use zib_storage_backend::memory::{MemoryBackend, MemoryConfig};
 use zib_storage_backend::{
-    AbortIncompleteUploadsRule, BucketProtection, ByteRange, ByteStream, CompletePrecondition,
-    CompletedPart, ETag, ListEntry, MultipartUploadInfo, ObjectKey, ObjectMeta, PartInfo,
-    PutPrecondition, RestoreTier, Result as StorageResult, StorageBackend, UploadId, WriteOptions,
+    Forwarding, ObjectKey, PartInfo, Result as StorageResult, StorageBackend, UploadId,
 };
 
 use super::{fast_init, host, location, upload_stream};
@@ -36,23 +34,9 @@ struct RecordingParts {
 }
 
 #[async_trait]
-impl StorageBackend for RecordingParts {
-    async fn put(
-        &self,
-        key: &ObjectKey,
-        data: Bytes,
-        options: &WriteOptions,
-        precondition: &PutPrecondition,
-    ) -> StorageResult<ETag> {
-        self.inner.put(key, data, options, precondition).await
-    }
-
-    async fn create_multipart(
-        &self,
-        key: &ObjectKey,
-        options: &WriteOptions,
-    ) -> StorageResult<UploadId> {
-        self.inner.create_multipart(key, options).await
+impl Forwarding for RecordingParts {
+    fn inner(&self) -> &dyn StorageBackend {
+        &self.inner
     }
 
     async fn upload_part(
@@ -71,75 +55,6 @@ impl StorageBackend for RecordingParts {
             .or_default()
             .insert(number, size);
         Ok(info)
-    }
-
-    async fn list_parts(&self, key: &ObjectKey, upload: &UploadId) -> StorageResult<Vec<PartInfo>> {
-        self.inner.list_parts(key, upload).await
-    }
-
-    async fn complete_multipart(
-        &self,
-        key: &ObjectKey,
-        upload: &UploadId,
-        parts: &[CompletedPart],
-        precondition: CompletePrecondition,
-    ) -> StorageResult<ETag> {
-        self.inner
-            .complete_multipart(key, upload, parts, precondition)
-            .await
-    }
-
-    async fn abort_multipart(&self, key: &ObjectKey, upload: &UploadId) -> StorageResult<()> {
-        self.inner.abort_multipart(key, upload).await
-    }
-
-    async fn list_multipart_uploads(
-        &self,
-        prefix: &str,
-    ) -> StorageResult<Vec<MultipartUploadInfo>> {
-        self.inner.list_multipart_uploads(prefix).await
-    }
-
-    async fn head(&self, key: &ObjectKey) -> StorageResult<ObjectMeta> {
-        self.inner.head(key).await
-    }
-
-    async fn abort_incomplete_uploads_rules(
-        &self,
-    ) -> StorageResult<Vec<AbortIncompleteUploadsRule>> {
-        self.inner.abort_incomplete_uploads_rules().await
-    }
-
-    async fn put_abort_incomplete_uploads_rule(
-        &self,
-        rule: &AbortIncompleteUploadsRule,
-    ) -> StorageResult<()> {
-        self.inner.put_abort_incomplete_uploads_rule(rule).await
-    }
-
-    async fn bucket_protection(&self) -> StorageResult<BucketProtection> {
-        self.inner.bucket_protection().await
-    }
-
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, StorageResult<ListEntry>> {
-        self.inner.list(prefix)
-    }
-
-    async fn get(&self, key: &ObjectKey, range: ByteRange) -> StorageResult<ByteStream> {
-        self.inner.get(key, range).await
-    }
-
-    async fn request_restore(
-        &self,
-        key: &ObjectKey,
-        days: u32,
-        tier: RestoreTier,
-    ) -> StorageResult<()> {
-        self.inner.request_restore(key, days, tier).await
-    }
-
-    async fn delete(&self, key: &ObjectKey) -> StorageResult<()> {
-        self.inner.delete(key).await
     }
 }
 

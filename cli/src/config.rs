@@ -401,6 +401,22 @@ mod tests {
     }
 
     #[test]
+    fn a_request_timeout_is_a_duration_and_never_zero() {
+        let parse = |value: &str| {
+            toml::from_str::<Config>(&format!(
+                "[repository]\nurl = \"x\"\nrequest_timeout = \"{value}\"\n"
+            ))
+        };
+        let config = parse("10m").unwrap();
+        assert_eq!(
+            config.repository.unwrap().request_timeout,
+            Some(DurationValue(std::time::Duration::from_secs(600)))
+        );
+        assert!(parse("0s").is_err());
+        assert!(parse("fast").is_err());
+    }
+
+    #[test]
     fn typos_are_refused_not_ignored() {
         assert!(toml::from_str::<Config>("[repository]\nurl = \"x\"\nregoin = \"y\"\n").is_err());
         assert!(toml::from_str::<Config>("[policy]\nvolume_size = \"lots\"\n").is_err());

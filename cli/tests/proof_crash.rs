@@ -6,8 +6,8 @@
 //! within what was in flight; the state directory is never edited by hand; and the
 //! restore, itself killed midway, is byte-identical.
 //!
-//! Sized for CI: `ZIB_PROOF_KILLS` backup kills (default 4; the full proof is
-//! `ZIB_PROOF_KILLS=20`) and two restore kills.
+//! Sized for CI: `ZIB_PROOF_KILLS` backup kills (default 4, at least 2; the full proof
+//! is `ZIB_PROOF_KILLS=20`), one consolidation kill and two restore kills.
 
 // Test support: a panic with a message is how a check or a set-up step reports failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -40,6 +40,8 @@ fn kills() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4)
+        // The restore's kill points need a chain of a few volumes.
+        .max(2)
 }
 
 /// A spawned `zib`, killed (SIGKILL) and reaped when dropped — at the kill point, or when
@@ -115,6 +117,9 @@ async fn backups_and_restores_killed_at_seeded_points_resume_and_restore_byte_id
 
     let mut rng = TestRng::new(2026);
     let mut figures = Vec::new();
+    // The newest backup's snapshot: the restore below takes the chain of incrementals to
+    // it, not the consolidation's full of the same data.
+    let mut last_snapshot = String::new();
     for kill in 0..kills() {
         // New data for each backup: 24 MiB for the full (three volumes, seven parts),
         // 6 MiB for each incremental (one volume, two parts): one file replaced, so the
@@ -153,6 +158,7 @@ async fn backups_and_restores_killed_at_seeded_points_resume_and_restore_byte_id
         let report = &rerun["datasets"][0];
         assert_eq!(report["status"], "committed", "{rerun}");
         let resent = proxy.seen(Operation::UploadPart) - parts_at_rerun;
+        last_snapshot = report["snapshot"].as_str().unwrap().to_owned();
         let backup_id = report["backup_id"].as_str().unwrap();
         let dataset_id = report["dataset_id"].as_str().unwrap();
         let sizes = object_sizes(
@@ -185,6 +191,28 @@ async fn backups_and_restores_killed_at_seeded_points_resume_and_restore_byte_id
             report["resumed"]
         ));
     }
+    // A consolidation (a forced fresh full of the same data: 6 MiB, two parts) killed
+    // while one of its parts is held: the rerun commits the full, and nothing
+    // uncommitted is listed.
+    let nth = 1 + rng.below(2);
+    kill_at(
+        &sandbox,
+        &proxy,
+        &["consolidate", "--force", dataset.as_str()],
+        Operation::UploadPart,
+        nth,
+    )
+    .await;
+    let list = sandbox.json(&["list"], 0);
+    assert_eq!(list["datasets"][0]["backups"], kills(), "{list}");
+    let rerun = sandbox.json(&["consolidate", "--force", dataset.as_str()], 0);
+    let report = &rerun["datasets"][0];
+    assert_eq!(report["status"], "committed", "{rerun}");
+    assert_eq!(report["kind"], "full", "{rerun}");
+    figures.push(format!(
+        "consolidation killed at upload-part #{nth}, rerun committed (resumed: {})",
+        report["resumed"]
+    ));
     assert_eq!(
         incomplete_uploads(&moto, &bucket).await,
         Vec::<String>::new(),
@@ -200,6 +228,8 @@ async fn backups_and_restores_killed_at_seeded_points_resume_and_restore_byte_id
         dataset.as_str(),
         "--into",
         target.as_str(),
+        "--snapshot",
+        &last_snapshot,
         "--yes",
     ];
     let first = sandbox.zib().args(restore_args).output().unwrap();

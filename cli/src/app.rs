@@ -99,7 +99,12 @@ impl App {
 
     /// The location `repository` names, connected.
     pub(crate) async fn location(&self, repository: &RepositoryConfig) -> anyhow::Result<Location> {
+        let mut timeouts = zib_engine::storage::s3::S3Timeouts::default();
+        if let Some(timeout) = repository.request_timeout {
+            timeouts.first_byte = timeout.0;
+        }
         let options = ConnectOptions {
+            timeouts,
             endpoint_url: repository.endpoint_url.clone(),
             force_path_style: repository.path_style,
             region: repository.region.clone(),

@@ -47,6 +47,9 @@ pub(crate) struct RepositoryConfig {
     pub(crate) region: Option<String>,
     pub(crate) profile: Option<String>,
     pub(crate) path_style: Option<bool>,
+    /// How long one S3 request may take until the first byte of its answer (sending a
+    /// part's body included) before it is retried: `"300s"`, `"10m"`.
+    pub(crate) request_timeout: Option<DurationValue>,
 }
 
 /// `[[dataset]]`.
@@ -112,6 +115,26 @@ impl<'de> Deserialize<'de> for SizeValue {
                 .map(|size| SizeValue(size.0))
                 .map_err(serde::de::Error::custom),
         }
+    }
+}
+
+/// A duration in the config: text such as `"300s"`, `"10m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DurationValue(pub(crate) std::time::Duration);
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let duration = text
+            .parse::<crate::units::MaxAge>()
+            .map_err(serde::de::Error::custom)?
+            .0;
+        if duration.is_zero() {
+            return Err(serde::de::Error::custom(
+                "a request timeout of zero never lets a request finish; write e.g. \"300s\"",
+            ));
+        }
+        Ok(DurationValue(duration))
     }
 }
 
@@ -378,6 +401,22 @@ mod tests {
     }
 
     #[test]
+    fn a_request_timeout_is_a_duration_and_never_zero() {
+        let parse = |value: &str| {
+            toml::from_str::<Config>(&format!(
+                "[repository]\nurl = \"x\"\nrequest_timeout = \"{value}\"\n"
+            ))
+        };
+        let config = parse("10m").unwrap();
+        assert_eq!(
+            config.repository.unwrap().request_timeout,
+            Some(DurationValue(std::time::Duration::from_secs(600)))
+        );
+        assert!(parse("0s").is_err());
+        assert!(parse("fast").is_err());
+    }
+
+    #[test]
     fn typos_are_refused_not_ignored() {
         assert!(toml::from_str::<Config>("[repository]\nurl = \"x\"\nregoin = \"y\"\n").is_err());
         assert!(toml::from_str::<Config>("[policy]\nvolume_size = \"lots\"\n").is_err());
@@ -391,6 +430,7 @@ mod tests {
             region: Some("us-east-1".into()),
             profile: None,
             path_style: Some(true),
+            request_timeout: None,
         };
         let text = initial_text(&repository, Some(Path::new("/root/.zib-passphrase")));
         let config: Config = toml::from_str(&text).unwrap();

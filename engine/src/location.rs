@@ -17,7 +17,7 @@ use std::sync::Arc;
 use zib_storage_backend::counting::{ByteCounter, Counting};
 use zib_storage_backend::local_dir::LocalDirBackend;
 use zib_storage_backend::retry::{RetryPolicy, Retrying};
-use zib_storage_backend::s3::{S3Backend, S3Config};
+use zib_storage_backend::s3::{S3Backend, S3Config, S3Timeouts};
 use zib_storage_backend::{Clock, StorageBackend, SystemClock};
 
 use crate::error::{Error, Result};
@@ -52,6 +52,9 @@ pub struct ConnectOptions {
     pub profile: Option<String>,
     /// Retries around every request (the backend itself never retries).
     pub retry: RetryPolicy,
+    /// The S3 client's timeouts (connect, first response byte); one attempt that
+    /// exceeds them fails as transient and is retried by `retry`.
+    pub timeouts: S3Timeouts,
     /// The clock the local-directory backend dates its objects with.
     pub clock: Arc<dyn Clock>,
 }
@@ -64,6 +67,7 @@ impl Default for ConnectOptions {
             region: None,
             profile: None,
             retry: RetryPolicy::default(),
+            timeouts: S3Timeouts::default(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -117,6 +121,7 @@ impl Location {
                 config.force_path_style = options.force_path_style;
                 config.region = options.region.clone();
                 config.profile = options.profile.clone();
+                config.timeouts = options.timeouts;
                 let s3 = S3Backend::connect(&config).await?;
                 (Arc::new(Retrying::new(s3, options.retry)), prefix)
             }

@@ -5,10 +5,14 @@
 //! requests by operation and by n-th request or seeded fraction and replace the answer
 //! with a fault — a connection reset (RST), a 500 `InternalError`, a 503 `SlowDown` or a
 //! 403 `AccessDenied` as S3 XML, a stall longer than the client's timeout, or a response
-//! body cut in half. Everything else is forwarded unchanged. The proxy counts the
+//! body cut in half, or a lost answer (the request is forwarded and applied, then the
+//! connection is reset before the client hears the response). Everything else is
+//! forwarded unchanged. The proxy counts the
 //! requests it saw per operation, so tests can prove a retry happened (or did not), and
 //! the faults each rule injected, so they can prove their faults happened at all; it also
 //! keeps the sequence of requests and faults, so a seeded run can be shown to repeat.
+//! The rules can be replaced while the proxy runs ([`FaultProxy::set_rules`]), so one
+//! test can run a program with faults and then again without them, counting on.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -18,7 +22,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -44,6 +49,29 @@ pub enum ProxyFault {
     /// Forwards, then sends only the first half of the response body (with the full
     /// `Content-Length`) and closes the connection.
     TruncateBody,
+    /// Forwards and reads the whole response (the server applied the request), then
+    /// resets the connection instead of answering: the client never learns the outcome.
+    DropResponse,
+    /// Answers with this HTTP status and S3 error code without forwarding: how AWS
+    /// answers where the emulator does not (a repeated CompleteMultipartUpload is 404
+    /// `NoSuchUpload` on AWS, 200 on moto 5.1.22).
+    S3Error(u16, &'static str),
+}
+
+impl ProxyFault {
+    /// A short name of the fault's kind (a stall's duration left out), for counting.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyFault::Reset => "reset",
+            ProxyFault::InternalError => "500",
+            ProxyFault::SlowDown => "503",
+            ProxyFault::AccessDenied => "403",
+            ProxyFault::Stall(_) => "stall",
+            ProxyFault::TruncateBody => "truncate",
+            ProxyFault::DropResponse => "drop-response",
+            ProxyFault::S3Error(..) => "s3-error",
+        }
+    }
 }
 
 /// When a rule fires.
@@ -55,6 +83,14 @@ pub enum ProxyTrigger {
     From(u64),
     /// On each request with this probability (seeded).
     Fraction(f64),
+    /// On every request (of the rule's operation(s)) from the moment `operation` has been
+    /// requested `count` times: "everything fails after the 3rd part".
+    AfterSeen {
+        /// The operation whose requests are counted.
+        operation: Operation,
+        /// How many of them open the fault.
+        count: u64,
+    },
 }
 
 /// One rule: which requests, when, what fault.
@@ -71,14 +107,16 @@ pub struct ProxyRule {
 #[derive(Debug)]
 struct Shared {
     upstream: SocketAddr,
-    rules: Vec<ProxyRule>,
     state: Mutex<State>,
     client: Client<HttpConnector, Incoming>,
 }
 
 #[derive(Debug)]
 struct State {
+    rules: Vec<ProxyRule>,
     seen: BTreeMap<Operation, u64>,
+    /// Faults injected per operation and fault kind.
+    by_kind: BTreeMap<(Operation, &'static str), u64>,
     total: u64,
     faults: u64,
     /// Faults injected by each rule, in rule order.
@@ -111,9 +149,10 @@ impl FaultProxy {
         let fired = vec![0; rules.len()];
         let shared = Arc::new(Shared {
             upstream,
-            rules,
             state: Mutex::new(State {
+                rules,
                 seen: BTreeMap::new(),
+                by_kind: BTreeMap::new(),
                 total: 0,
                 faults: 0,
                 fired,
@@ -145,6 +184,38 @@ impl FaultProxy {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         state.seen.get(&operation).copied().unwrap_or(0)
+    }
+
+    /// Requests seen for every operation so far.
+    pub fn seen_all(&self) -> BTreeMap<Operation, u64> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .seen
+            .clone()
+    }
+
+    /// Faults injected so far per operation and fault kind ([`ProxyFault::kind`]).
+    pub fn faults_by_kind(&self) -> BTreeMap<(Operation, &'static str), u64> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_kind
+            .clone()
+    }
+
+    /// Replaces the rules; counters and the log go on. [`injected`](Self::injected)
+    /// then counts per new rule, from zero.
+    pub fn set_rules(&self, rules: Vec<ProxyRule>) {
+        let mut state = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        state.fired = vec![0; rules.len()];
+        state.rules = rules;
     }
 
     /// Faults injected so far.
@@ -209,7 +280,8 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
         .await;
 }
 
-type ProxyBody = BoxBody<Bytes, hyper::Error>;
+type BodyError = Box<dyn std::error::Error + Send + Sync>;
+type ProxyBody = BoxBody<Bytes, BodyError>;
 
 #[derive(Debug)]
 struct ResetConnection;
@@ -249,12 +321,31 @@ async fn handle(
         Some(ProxyFault::SlowDown) => {
             Ok(s3_error(request, StatusCode::SERVICE_UNAVAILABLE, "SlowDown").await)
         }
+        Some(ProxyFault::S3Error(status, code)) => Ok(s3_error(
+            request,
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code,
+        )
+        .await),
         Some(ProxyFault::AccessDenied) => {
             Ok(s3_error(request, StatusCode::FORBIDDEN, "AccessDenied").await)
         }
         Some(ProxyFault::Stall(duration)) => {
             tokio::time::sleep(duration).await;
             Ok(forward(request, shared).await)
+        }
+        Some(ProxyFault::DropResponse) => {
+            let response = forward(request, shared).await;
+            // The whole answer is read, so the server has finished the request.
+            let _ = response.into_body().collect().await;
+            if let Some(socket) = resetter
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+            {
+                let _ = socket.set_zero_linger();
+            }
+            Err(ResetConnection)
         }
         Some(ProxyFault::TruncateBody) => {
             let response = forward(request, shared).await;
@@ -265,10 +356,15 @@ async fn handle(
                 .map(|c| c.to_bytes())
                 .unwrap_or_default();
             let half = bytes.slice(..bytes.len() / 2);
-            Ok(Response::from_parts(
-                parts,
-                Full::new(half).map_err(|never| match never {}).boxed(),
-            ))
+            // A body of unknown length that fails after its first half: hyper sends the
+            // upstream `Content-Length`, half the bytes, then drops the connection. (A
+            // shorter body of known length would make hyper fix up, or in debug builds
+            // refuse, the header.)
+            let frames = futures::stream::iter([
+                Ok(Frame::data(half)),
+                Err(BodyError::from("injected: response body cut short")),
+            ]);
+            Ok(Response::from_parts(parts, StreamBody::new(frames).boxed()))
         }
         None => Ok(forward(request, shared).await),
     }
@@ -283,7 +379,8 @@ fn pick_fault(shared: &Shared, operation: Operation) -> Option<ProxyFault> {
     };
     state.total += 1;
     let n_all = state.total;
-    for (index, rule) in shared.rules.iter().enumerate() {
+    for index in 0..state.rules.len() {
+        let rule = state.rules[index];
         let n = match rule.operation {
             Some(op) if op != operation => continue,
             Some(_) => n_op,
@@ -293,10 +390,18 @@ fn pick_fault(shared: &Shared, operation: Operation) -> Option<ProxyFault> {
             ProxyTrigger::Nth(k) => n == k,
             ProxyTrigger::From(k) => n >= k,
             ProxyTrigger::Fraction(p) => state.rng.f64() < p,
+            ProxyTrigger::AfterSeen {
+                operation: counted,
+                count,
+            } => state.seen.get(&counted).copied().unwrap_or(0) >= count,
         };
         if fires {
             state.faults += 1;
             state.fired[index] += 1;
+            *state
+                .by_kind
+                .entry((operation, rule.fault.kind()))
+                .or_default() += 1;
             state.log.push((operation, Some(index)));
             return Some(rule.fault);
         }
@@ -343,7 +448,7 @@ async fn forward(request: Request<Incoming>, shared: &Shared) -> Response<ProxyB
         .request(Request::from_parts(parts, body))
         .await
     {
-        Ok(response) => response.map(|body| body.boxed()),
+        Ok(response) => response.map(|body| body.map_err(BodyError::from).boxed()),
         Err(error) => plain(
             StatusCode::BAD_GATEWAY,
             &format!("upstream failed: {error}"),

@@ -195,6 +195,15 @@ impl Drop for ZfsPool {
             }
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
-        eprintln!("could not destroy test pool {}: {last_error}", self.name);
+        // Keep the backing file: deleting it under a pool that is still imported makes
+        // zfs-fuse fail the pool's writes and suspend its I/O, and a suspended pool
+        // blocks every other pool's commands (`zfs create`, `zfs snapshot`) until the
+        // daemon restarts. A leaked file is cheap; a wedged daemon stops every test.
+        self.dir.disable_cleanup(true);
+        eprintln!(
+            "could not destroy test pool {} (its file stays in {}): {last_error}",
+            self.name,
+            self.dir.path().display()
+        );
     }
 }

@@ -328,3 +328,245 @@ async fn seeded_fraction_of_slowdowns() {
     );
     assert_ne!(run(78).await.0, log, "another seed faults other requests");
 }
+
+/// A policy that retries at once (the repairs, not the waits, are under test).
+fn retrying_now(s3: &Arc<S3Backend>) -> Retrying<Arc<S3Backend>> {
+    let policy = RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(1),
+    };
+    Retrying::new(Arc::clone(s3), policy)
+}
+
+/// A multipart upload of one small part to `key`, ready to complete.
+async fn one_part_upload(
+    backend: &dyn StorageBackend,
+    key: &ObjectKey,
+) -> (
+    zib_storage_backend::UploadId,
+    Vec<zib_storage_backend::CompletedPart>,
+) {
+    let upload = backend.create_multipart(key, &standard()).await.unwrap();
+    let part = backend
+        .upload_part(key, &upload, 1, test_bytes(3, 1000))
+        .await
+        .unwrap();
+    let parts = vec![zib_storage_backend::CompletedPart {
+        number: 1,
+        etag: part.etag,
+    }];
+    (upload, parts)
+}
+
+/// A conditional put whose answer is lost after the server stored it: the retry meets
+/// 412, and the retry layer's repair finds its own object (HEAD, same ETag) and reports
+/// success — the path every manifest commit takes after a lost answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_to_a_conditional_put_is_repaired() {
+    let Some(setup) = setup(vec![on(
+        Operation::Put,
+        ProxyTrigger::Nth(1),
+        ProxyFault::DropResponse,
+    )])
+    .await
+    else {
+        return;
+    };
+    let backend = retrying_now(&setup.s3);
+    let data = test_bytes(1, 300);
+    let etag = backend
+        .put(
+            &key("manifest"),
+            data.clone(),
+            &standard(),
+            &PutPrecondition::IfAbsent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        setup.proxy.seen(Operation::Put),
+        2,
+        "sent, lost, sent again"
+    );
+    assert_eq!(setup.proxy.seen(Operation::Head), 1, "the repair's HEAD");
+    assert_eq!(
+        setup.proxy.faults_by_kind()[&(Operation::Put, "drop-response")],
+        1
+    );
+    assert_eq!(backend.head(&key("manifest")).await.unwrap().etag, etag);
+    assert_eq!(
+        backend
+            .get_bytes(&key("manifest"), ByteRange::full())
+            .await
+            .unwrap(),
+        data
+    );
+}
+
+/// The repair is no blanket success: when the object another writer put is there (and
+/// our first attempt never reached the server), the conditional put still fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conditional_put_after_a_reset_still_loses_to_another_writers_object() {
+    let Some(setup) = setup(vec![on(
+        Operation::Put,
+        ProxyTrigger::Nth(2),
+        ProxyFault::Reset,
+    )])
+    .await
+    else {
+        return;
+    };
+    let backend = retrying_now(&setup.s3);
+    backend
+        .put(
+            &key("manifest"),
+            test_bytes(2, 300),
+            &standard(),
+            &PutPrecondition::None,
+        )
+        .await
+        .unwrap();
+    let err = backend
+        .put(
+            &key("manifest"),
+            test_bytes(1, 300),
+            &standard(),
+            &PutPrecondition::IfAbsent,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Precondition { .. }), "{err:?}");
+    assert_eq!(setup.proxy.seen(Operation::Put), 3);
+    assert_eq!(setup.proxy.seen(Operation::Head), 1, "the repair looked");
+}
+
+/// moto 5.1.22 answers a repeated CompleteMultipartUpload with 200 and the object's
+/// ETag, so a lost completion answer is "repaired" by plain re-sending on moto — the
+/// retry layer's HEAD is never needed there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_completion_answer_on_moto_is_answered_200_on_the_retry() {
+    let Some(setup) = setup(vec![on(
+        Operation::CompleteMultipart,
+        ProxyTrigger::Nth(1),
+        ProxyFault::DropResponse,
+    )])
+    .await
+    else {
+        return;
+    };
+    let backend = retrying_now(&setup.s3);
+    let (upload, parts) = one_part_upload(&backend, &key("volume")).await;
+    let etag = backend
+        .complete_multipart(&key("volume"), &upload, &parts, CompletePrecondition::None)
+        .await
+        .unwrap();
+    assert_eq!(setup.proxy.seen(Operation::CompleteMultipart), 2);
+    assert_eq!(setup.proxy.seen(Operation::Head), 0, "no repair was needed");
+    assert_eq!(backend.head(&key("volume")).await.unwrap().etag, etag);
+}
+
+/// As AWS answers it: the retry of a completion that succeeded meets 404 `NoSuchUpload`
+/// (or, under `If-None-Match`, 412) — played here by the proxy — and the retry layer
+/// finds the completed object by its multipart ETag and reports success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_completion_answer_is_repaired_when_the_retry_meets_no_such_upload() {
+    for (precondition, answer) in [
+        (
+            CompletePrecondition::None,
+            ProxyFault::S3Error(404, "NoSuchUpload"),
+        ),
+        (
+            CompletePrecondition::IfAbsent,
+            ProxyFault::S3Error(412, "PreconditionFailed"),
+        ),
+    ] {
+        let Some(setup) = setup(vec![
+            on(
+                Operation::CompleteMultipart,
+                ProxyTrigger::Nth(1),
+                ProxyFault::DropResponse,
+            ),
+            on(Operation::CompleteMultipart, ProxyTrigger::Nth(2), answer),
+        ])
+        .await
+        else {
+            return;
+        };
+        let backend = retrying_now(&setup.s3);
+        let (upload, parts) = one_part_upload(&backend, &key("volume")).await;
+        let etag = backend
+            .complete_multipart(&key("volume"), &upload, &parts, precondition)
+            .await
+            .unwrap();
+        assert_eq!(setup.proxy.seen(Operation::CompleteMultipart), 2);
+        assert_eq!(setup.proxy.seen(Operation::Head), 1, "the repair's HEAD");
+        assert_eq!(setup.proxy.injected(), [1, 1], "{answer:?}");
+        assert_eq!(backend.head(&key("volume")).await.unwrap().etag, etag);
+        assert!(
+            backend.list_multipart_uploads("").await.unwrap().is_empty(),
+            "{answer:?}"
+        );
+    }
+}
+
+/// A lost answer to CreateMultipartUpload: the retry starts a second upload and the
+/// first is an orphan nobody was told of. The retry layer cannot know it; it stays
+/// listed for the engine to abort (a new volume aborts other uploads to its key, and
+/// clean-up the rest), which the CLI fault suite (cli/tests/proof_faults.rs) checks
+/// end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_to_create_multipart_leaves_a_listed_orphan() {
+    let Some(setup) = setup(vec![on(
+        Operation::CreateMultipart,
+        ProxyTrigger::Nth(1),
+        ProxyFault::DropResponse,
+    )])
+    .await
+    else {
+        return;
+    };
+    let backend = retrying_now(&setup.s3);
+    let ours = backend
+        .create_multipart(&key("volume"), &standard())
+        .await
+        .unwrap();
+    let listed = backend.list_multipart_uploads("volume").await.unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let orphan: Vec<_> = listed.iter().filter(|u| u.upload_id != ours).collect();
+    assert_eq!(orphan.len(), 1, "{listed:?}");
+    // Aborting the orphan, as the engine does, leaves only ours.
+    backend
+        .abort_multipart(&key("volume"), &orphan[0].upload_id)
+        .await
+        .unwrap();
+    let listed = backend.list_multipart_uploads("volume").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].upload_id, ours);
+}
+
+/// A lost answer to an abort: the retry meets `NoSuchUpload`, which after an uncertain
+/// first attempt means done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_to_an_abort_is_success() {
+    let Some(setup) = setup(vec![on(
+        Operation::AbortMultipart,
+        ProxyTrigger::Nth(1),
+        ProxyFault::DropResponse,
+    )])
+    .await
+    else {
+        return;
+    };
+    let backend = retrying_now(&setup.s3);
+    let upload = backend
+        .create_multipart(&key("volume"), &standard())
+        .await
+        .unwrap();
+    backend
+        .abort_multipart(&key("volume"), &upload)
+        .await
+        .unwrap();
+    assert_eq!(setup.proxy.seen(Operation::AbortMultipart), 2);
+    assert!(backend.list_multipart_uploads("").await.unwrap().is_empty());
+}

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
+pub mod proof;
+
 pub const PASSPHRASE: &str = "a long family passphrase";
 
 /// One user's world: nothing of the machine's (no /etc/zib, no ~/.config) is read.
@@ -67,6 +69,24 @@ impl Sandbox {
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .timeout(std::time::Duration::from_secs(300));
+        command
+    }
+
+    /// `zib` as a plain process command, with the environment of [`zib`](Self::zib):
+    /// for a test that spawns it and must stop it midway (kill -9).
+    pub fn zib_process(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("zib"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home())
+            .env("ZIB_CONFIG", self.config())
+            .env("ZIB_STATE_DIR", self.state())
+            .env("ZIB_PASSPHRASE_FILE", self.passphrase_file())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
         command
     }
 

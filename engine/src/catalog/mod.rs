@@ -29,7 +29,9 @@ const CATALOG_HEADS_IN_FLIGHT: usize = 16;
 pub struct CatalogBackup {
     /// What its manifest says.
     pub manifest: ManifestRecord,
-    /// Sizes of its volume objects, in index order, as listed.
+    /// Sizes of its volume objects 0, 1, 2, … as listed, up to the first index that is
+    /// not listed: the length is the first missing volume's index (or the count listed,
+    /// when none is missing), and entry `i` is always volume `i`'s size.
     pub volume_sizes: Vec<u64>,
 }
 
@@ -238,7 +240,7 @@ pub(crate) async fn read_catalog(repository: &Repo) -> Result<Catalog> {
             .entry(dataset)
             .or_default()
             .push(CatalogBackup {
-                volume_sizes: sizes.into_values().collect(),
+                volume_sizes: contiguous_sizes(sizes),
                 manifest,
             });
     }
@@ -259,6 +261,18 @@ pub(crate) async fn read_catalog(repository: &Repo) -> Result<Catalog> {
         });
     }
     Ok(catalog)
+}
+
+/// The sizes of volumes 0, 1, 2, … up to the first index missing from `listed`. (All
+/// of them would shift the sizes after a gap onto the wrong indices, and a restore
+/// would name the wrong volume as missing.)
+fn contiguous_sizes(listed: BTreeMap<u32, u64>) -> Vec<u64> {
+    listed
+        .into_iter()
+        .zip(0u32..)
+        .take_while(|((index, _), expected)| index == expected)
+        .map(|((_, size), _)| size)
+        .collect()
 }
 
 /// Oldest committed first; backups committed within the same second (a consolidation
@@ -301,6 +315,19 @@ mod tests {
     use super::*;
     use crate::format::records::SendFlagBits;
     use zib_snapshot_source::{SnapshotIdentity, SourceKind};
+
+    #[test]
+    fn volume_sizes_stop_at_the_first_missing_index() {
+        let listed = |pairs: &[(u32, u64)]| pairs.iter().copied().collect::<BTreeMap<_, _>>();
+        assert_eq!(
+            contiguous_sizes(listed(&[(0, 10), (1, 11), (2, 12)])),
+            [10, 11, 12]
+        );
+        // Volume 1 gone: volume 2's size is not taken for volume 1's.
+        assert_eq!(contiguous_sizes(listed(&[(0, 10), (2, 12), (3, 13)])), [10]);
+        assert_eq!(contiguous_sizes(listed(&[(1, 11)])), Vec::<u64>::new());
+        assert_eq!(contiguous_sizes(BTreeMap::new()), Vec::<u64>::new());
+    }
 
     fn backup(id: u8, base: Option<u8>, committed_at: i64) -> CatalogBackup {
         let kind = match base {

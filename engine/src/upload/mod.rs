@@ -138,6 +138,12 @@ where
     // it again.)
     if let Err(error) = &result {
         tracing::warn!(%error, source_failed = recorder.source_failed, "the upload stopped; its journal is kept and the next run resumes it");
+        // Confirmations are saved with the next part's entry, so the last ones that
+        // arrived before the failure are in memory only: saved now, the next run does
+        // not send those parts again. (A killed run loses them; see `part_confirmed`.)
+        if let Err(save_error) = recorder.save().await {
+            tracing::warn!(error = %save_error, "could not save the last part confirmations; the next run sends those parts again");
+        }
     }
     result
 }

@@ -426,6 +426,10 @@ impl<'r> VolumeUpload<'r> {
             .as_ref()
             .is_some_and(|resume| resume.listed.is_none());
         if !already_complete {
+            // Every part is confirmed now, but the last confirmations are in memory only
+            // (they are saved with the next part's entry): saved before the completion,
+            // a run killed while completing does not send those parts again.
+            recorder.save().await?;
             let parts: Vec<CompletedPart> = self.done.iter().map(CompletedPart::from).collect();
             self.repository
                 .backend()

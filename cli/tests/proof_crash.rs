@@ -1,0 +1,254 @@
+//! `kill -9` of the `zib` binary at seeded points chosen by progress, not by time: the
+//! fault proxy of test-utils holds the n-th request of an operation (the part after
+//! part k, the completion of volume k, the download of volume k), the test waits until
+//! the proxy has that request in hand, then kills the process. Every rerun completes;
+//! nothing uncommitted is ever listed as a backup; what the rerun sends again stays
+//! within what was in flight; the state directory is never edited by hand; and the
+//! restore, itself killed midway, is byte-identical.
+//!
+//! Sized for CI: `ZIB_PROOF_KILLS` backup kills (default 4, at least 2; the full proof
+//! is `ZIB_PROOF_KILLS=20`), one consolidation kill and two restore kills.
+
+// Test support: a panic with a message is how a check or a set-up step reports failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::proof::{incomplete_uploads, object_sizes, restore_until_done, write_s3_config};
+use common::Sandbox;
+use zib_engine::storage::Operation;
+use zib_test_utils::data::{hash_tree, TestRng};
+use zib_test_utils::moto::MotoServer;
+use zib_test_utils::proxy::{FaultProxy, ProxyFault, ProxyRule, ProxyTrigger};
+use zib_test_utils::zfs::ZfsPool;
+
+const MIB: usize = 1 << 20;
+/// Longer than any test: a held request is never answered (the process is killed
+/// while it waits, and the proxy goes away with the test).
+const HOLD: Duration = Duration::from_secs(3600);
+/// Parts of 5 MiB, volumes of two parts and a bit (5 + 5 + 1 MiB).
+const VOLUME_SIZE: &str = "11MiB";
+const PART: u64 = 5 << 20;
+/// The policy's default: parts sent at once (planner `Policy::parts_in_flight`).
+const PARTS_IN_FLIGHT: u64 = 4;
+
+fn kills() -> u64 {
+    std::env::var("ZIB_PROOF_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
+        // The restore's kill points need a chain of a few volumes.
+        .max(2)
+}
+
+/// A spawned `zib`, killed (SIGKILL) and reaped when dropped — at the kill point, or when
+/// the test fails first, so no process outlives the test's pool.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Holds the `nth` request of `operation` from now on (counted from the proxy's total so
+/// far) and runs `zib ARGS` until the proxy has it; then kills the process (SIGKILL).
+/// Panics if the process ends before reaching that point.
+async fn kill_at(
+    sandbox: &Sandbox,
+    proxy: &FaultProxy,
+    args: &[&str],
+    operation: Operation,
+    nth: u64,
+) {
+    let target = proxy.seen(operation) + nth;
+    proxy.set_rules(vec![ProxyRule {
+        operation: Some(operation),
+        trigger: ProxyTrigger::Nth(target),
+        fault: ProxyFault::Stall(HOLD),
+    }]);
+    let mut child = Running(
+        sandbox
+            .zib_process()
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Waiting for a condition (the proxy holds the request), not for a time: the
+    // deadline only turns a hang into a failure.
+    while proxy.seen(operation) < target {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            panic!("zib {args:?} ended ({status}) before {operation} #{nth}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "zib {args:?} never reached {operation} #{nth}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(child);
+    proxy.set_rules(Vec::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backups_and_restores_killed_at_seeded_points_resume_and_restore_byte_identical() {
+    let Some(pool) = ZfsPool::create() else {
+        return;
+    };
+    let Some(moto) = MotoServer::start().await else {
+        return;
+    };
+    let bucket = moto.create_bucket().await;
+    let url = format!("s3://{bucket}/family");
+    let sandbox = Sandbox::new();
+    sandbox.json(&["init", &url, "--endpoint-url", &moto.endpoint()], 0);
+    let upstream: std::net::SocketAddr = ([127, 0, 0, 1], moto.port()).into();
+    let proxy = FaultProxy::start(upstream, Vec::new(), 0).await.unwrap();
+    write_s3_config(&sandbox, &url, &proxy.endpoint(), "30s", VOLUME_SIZE);
+    let dataset = pool.create_dataset("photos");
+    let mountpoint = pool.mountpoint(&dataset);
+
+    let mut rng = TestRng::new(2026);
+    let mut figures = Vec::new();
+    // The newest backup's snapshot: the restore below takes the chain of incrementals to
+    // it, not the consolidation's full of the same data.
+    let mut last_snapshot = String::new();
+    for kill in 0..kills() {
+        // New data for each backup: 24 MiB for the full (three volumes, seven parts),
+        // 6 MiB for each incremental (one volume, two parts): one file replaced, so the
+        // restored chain of 20 still fits the 256 MiB pool.
+        let size = if kill == 0 { 24 * MIB } else { 6 * MIB };
+        std::fs::write(mountpoint.join("video.mp4"), TestRng::new(kill).bytes(size)).unwrap();
+        let volumes = if kill == 0 { 3 } else { 1 };
+        // The kill point: while part k is held (after k-1 parts), or while the
+        // completion of volume k is held (after k-1 volumes).
+        let parts = (size as u64).div_ceil(PART) + 1;
+        let (operation, nth) = if rng.below(3) == 0 {
+            (Operation::CompleteMultipart, 1 + rng.below(volumes))
+        } else {
+            (Operation::UploadPart, 1 + rng.below(parts - 1))
+        };
+        let parts_before = proxy.seen(Operation::UploadPart);
+        kill_at(
+            &sandbox,
+            &proxy,
+            &["backup", dataset.as_str()],
+            operation,
+            nth,
+        )
+        .await;
+        let sent_before_kill = proxy.seen(Operation::UploadPart) - parts_before;
+
+        // Nothing uncommitted is listed.
+        let list = sandbox.json(&["list"], 0);
+        let listed = list["datasets"][0]["backups"].as_u64().unwrap_or(0);
+        // Each kill before this one was followed by a committed rerun.
+        assert_eq!(listed, kill, "after kill {kill}: {list}");
+
+        // The rerun resumes and commits.
+        let parts_at_rerun = proxy.seen(Operation::UploadPart);
+        let rerun = sandbox.json(&["backup", dataset.as_str()], 0);
+        let report = &rerun["datasets"][0];
+        assert_eq!(report["status"], "committed", "{rerun}");
+        let resent = proxy.seen(Operation::UploadPart) - parts_at_rerun;
+        last_snapshot = report["snapshot"].as_str().unwrap().to_owned();
+        let backup_id = report["backup_id"].as_str().unwrap();
+        let dataset_id = report["dataset_id"].as_str().unwrap();
+        let sizes = object_sizes(
+            &moto,
+            &bucket,
+            &format!("family/volumes/{dataset_id}/{backup_id}/"),
+        )
+        .await;
+        let total: u64 = sizes.values().map(|size| size.div_ceil(PART)).sum();
+        // The killed run had at least `sent_before_kill - 1` parts stored (the last
+        // one was held); the rerun sends the rest, and again at most the parts whose
+        // confirmations were not journalled yet — never more than are in flight.
+        assert!(
+            resent + sent_before_kill.saturating_sub(1) <= total + PARTS_IN_FLIGHT,
+            "kill {kill} at {operation} #{nth}: the rerun sent {resent} of {total} parts \
+             though the killed run had sent {sent_before_kill}"
+        );
+        if operation == Operation::CompleteMultipart {
+            // Killed while completing a volume: every part sent was confirmed and
+            // journalled before the completion, so none is sent twice.
+            assert_eq!(
+                resent + sent_before_kill,
+                total,
+                "kill {kill} at {operation} #{nth}: parts sent again"
+            );
+        }
+        figures.push(format!(
+            "kill {kill} at {operation} #{nth}: killed run sent {sent_before_kill} parts, \
+             rerun sent {resent} of {total} (resumed: {})",
+            report["resumed"]
+        ));
+    }
+    // A consolidation (a forced fresh full of the same data: 6 MiB, two parts) killed
+    // while one of its parts is held: the rerun commits the full, and nothing
+    // uncommitted is listed.
+    let nth = 1 + rng.below(2);
+    kill_at(
+        &sandbox,
+        &proxy,
+        &["consolidate", "--force", dataset.as_str()],
+        Operation::UploadPart,
+        nth,
+    )
+    .await;
+    let list = sandbox.json(&["list"], 0);
+    assert_eq!(list["datasets"][0]["backups"], kills(), "{list}");
+    let rerun = sandbox.json(&["consolidate", "--force", dataset.as_str()], 0);
+    let report = &rerun["datasets"][0];
+    assert_eq!(report["status"], "committed", "{rerun}");
+    assert_eq!(report["kind"], "full", "{rerun}");
+    figures.push(format!(
+        "consolidation killed at upload-part #{nth}, rerun committed (resumed: {})",
+        report["resumed"]
+    ));
+    assert_eq!(
+        incomplete_uploads(&moto, &bucket).await,
+        Vec::<String>::new(),
+        "uploads left behind"
+    );
+    let expected = hash_tree(&mountpoint).unwrap();
+
+    // The restore killed twice while one of its first GETs is held (a run reads the
+    // keyring first, then downloads volumes), then run on to its end.
+    let target = pool.dataset("restored");
+    let restore_args = [
+        "restore",
+        dataset.as_str(),
+        "--into",
+        target.as_str(),
+        "--snapshot",
+        &last_snapshot,
+        "--yes",
+    ];
+    let first = sandbox.zib().args(restore_args).output().unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(75),
+        "the first run requests the thaw"
+    );
+    for _ in 0..2 {
+        let gets = 1 + rng.below(3);
+        kill_at(&sandbox, &proxy, &["restore"], Operation::Get, gets).await;
+        figures.push(format!("restore killed at GET #{gets}"));
+    }
+    let done = restore_until_done(&sandbox, &[]);
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(
+        hash_tree(&pool.mountpoint(&target)).unwrap(),
+        expected,
+        "the restore after kills differs from the snapshot"
+    );
+    eprintln!("{}", figures.join("\n"));
+}

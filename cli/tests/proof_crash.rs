@@ -17,11 +17,10 @@ mod common;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::proof::{incomplete_uploads, object_sizes, restore_until_done, write_s3_config};
+use common::proof::{incomplete_uploads, object_sizes, proxied_s3, restore_until_done, ProxiedS3};
 use common::Sandbox;
 use zib_engine::storage::Operation;
 use zib_test_utils::data::{hash_tree, TestRng};
-use zib_test_utils::moto::MotoServer;
 use zib_test_utils::proxy::{FaultProxy, ProxyFault, ProxyRule, ProxyTrigger};
 use zib_test_utils::zfs::ZfsPool;
 
@@ -102,16 +101,15 @@ async fn backups_and_restores_killed_at_seeded_points_resume_and_restore_byte_id
     let Some(pool) = ZfsPool::create() else {
         return;
     };
-    let Some(moto) = MotoServer::start().await else {
+    let sandbox = Sandbox::new();
+    let Some(ProxiedS3 {
+        moto,
+        bucket,
+        proxy,
+    }) = proxied_s3(&sandbox, Vec::new(), 0, "30s", VOLUME_SIZE).await
+    else {
         return;
     };
-    let bucket = moto.create_bucket().await;
-    let url = format!("s3://{bucket}/family");
-    let sandbox = Sandbox::new();
-    sandbox.json(&["init", &url, "--endpoint-url", &moto.endpoint()], 0);
-    let upstream: std::net::SocketAddr = ([127, 0, 0, 1], moto.port()).into();
-    let proxy = FaultProxy::start(upstream, Vec::new(), 0).await.unwrap();
-    write_s3_config(&sandbox, &url, &proxy.endpoint(), "30s", VOLUME_SIZE);
     let dataset = pool.create_dataset("photos");
     let mountpoint = pool.mountpoint(&dataset);
 

@@ -20,13 +20,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::proof::{
-    destroy, incomplete_uploads, object_sizes, restore_until_done, write_s3_config,
+    destroy, incomplete_uploads, object_sizes, proxied_s3, restore_until_done, ProxiedS3,
 };
 use common::Sandbox;
 use zib_engine::storage::Operation;
 use zib_test_utils::data::{hash_tree, modify_tree, write_tree, Names, TestRng};
-use zib_test_utils::moto::MotoServer;
-use zib_test_utils::proxy::{FaultProxy, ProxyFault, ProxyRule, ProxyTrigger};
+use zib_test_utils::proxy::{ProxyFault, ProxyRule, ProxyTrigger};
 use zib_test_utils::zfs::ZfsPool;
 
 const MIB: usize = 1 << 20;
@@ -129,26 +128,23 @@ async fn seeded_faults_on_every_request_kind_never_change_a_restored_byte() {
     let Some(pool) = ZfsPool::create() else {
         return;
     };
-    let Some(moto) = MotoServer::start().await else {
-        return;
-    };
-    let bucket = moto.create_bucket().await;
-    let url = format!("s3://{bucket}/family");
     let sandbox = Sandbox::new();
-    // init talks to moto directly: the proof is about backups and restores.
-    sandbox.json(&["init", &url, "--endpoint-url", &moto.endpoint()], 0);
-    let upstream: std::net::SocketAddr = ([127, 0, 0, 1], moto.port()).into();
     let seed = 17;
-    let proxy = FaultProxy::start(upstream, faulty_rules(seed), seed)
-        .await
-        .unwrap();
-    write_s3_config(
+    let Some(ProxiedS3 {
+        moto,
+        bucket,
+        proxy,
+    }) = proxied_s3(
         &sandbox,
-        &url,
-        &proxy.endpoint(),
+        faulty_rules(seed),
+        seed,
         REQUEST_TIMEOUT,
         VOLUME_SIZE,
-    );
+    )
+    .await
+    else {
+        return;
+    };
 
     let cycles = cycles();
     let started = Instant::now();
@@ -245,13 +241,6 @@ async fn when_every_request_fails_backup_gives_up_and_the_next_run_sends_only_th
     let Some(pool) = ZfsPool::create() else {
         return;
     };
-    let Some(moto) = MotoServer::start().await else {
-        return;
-    };
-    let bucket = moto.create_bucket().await;
-    let url = format!("s3://{bucket}/family");
-    let sandbox = Sandbox::new();
-    sandbox.json(&["init", &url, "--endpoint-url", &moto.endpoint()], 0);
     // Everything fails from the third part on: two parts are confirmed first.
     let everything_fails = vec![ProxyRule {
         operation: None,
@@ -261,12 +250,16 @@ async fn when_every_request_fails_backup_gives_up_and_the_next_run_sends_only_th
         },
         fault: ProxyFault::SlowDown,
     }];
-    let upstream: std::net::SocketAddr = ([127, 0, 0, 1], moto.port()).into();
-    let proxy = FaultProxy::start(upstream, everything_fails, 3)
-        .await
-        .unwrap();
     // One volume of five parts.
-    write_s3_config(&sandbox, &url, &proxy.endpoint(), REQUEST_TIMEOUT, "64MiB");
+    let sandbox = Sandbox::new();
+    let Some(ProxiedS3 {
+        moto,
+        bucket,
+        proxy,
+    }) = proxied_s3(&sandbox, everything_fails, 3, REQUEST_TIMEOUT, "64MiB").await
+    else {
+        return;
+    };
     let dataset = pool.create_dataset("photos");
     let mountpoint = pool.mountpoint(&dataset);
     std::fs::write(

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use zib_test_utils::moto::MotoServer;
+use zib_test_utils::proxy::{FaultProxy, ProxyRule};
 use zib_test_utils::zfs::run_checked;
 
 use super::Sandbox;
@@ -28,6 +29,45 @@ pub fn write_s3_config(
          consolidation = \"never\"\n"
     );
     std::fs::write(sandbox.config(), text).unwrap();
+}
+
+/// An S3 repository on moto that a sandbox's commands reach through a fault proxy.
+pub struct ProxiedS3 {
+    pub moto: MotoServer,
+    pub bucket: String,
+    pub proxy: FaultProxy,
+}
+
+/// Makes a repository at `s3://BUCKET/family` on a new moto server for `sandbox`:
+/// `init` talks to moto directly (the proofs are about backups and restores), then the
+/// config points at a fault proxy with `rules` (seeded by `seed`), `request_timeout` and
+/// `volume_size` volumes ([`write_s3_config`]). `None` when moto is missing and the run
+/// does not require real components.
+pub async fn proxied_s3(
+    sandbox: &Sandbox,
+    rules: Vec<ProxyRule>,
+    seed: u64,
+    request_timeout: &str,
+    volume_size: &str,
+) -> Option<ProxiedS3> {
+    let moto = MotoServer::start().await?;
+    let bucket = moto.create_bucket().await;
+    let url = format!("s3://{bucket}/family");
+    sandbox.json(&["init", &url, "--endpoint-url", &moto.endpoint()], 0);
+    let upstream: std::net::SocketAddr = ([127, 0, 0, 1], moto.port()).into();
+    let proxy = FaultProxy::start(upstream, rules, seed).await.unwrap();
+    write_s3_config(
+        sandbox,
+        &url,
+        &proxy.endpoint(),
+        request_timeout,
+        volume_size,
+    );
+    Some(ProxiedS3 {
+        moto,
+        bucket,
+        proxy,
+    })
 }
 
 /// Incomplete multipart uploads in `bucket`, asked of moto directly (not through the

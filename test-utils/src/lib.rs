@@ -6,13 +6,21 @@
 //!
 //! When the run asked for real components (see [`real`]) and one is missing, the fixture
 //! fails the test with a message saying what to install; it never skips silently.
+//!
+//! The fixtures are the default feature `fixtures`; without it the crate is the
+//! conformance suites, the data generators and the in-memory snapshot source, for a
+//! backend's own crate to check itself with.
 
+#[cfg(feature = "fixtures")]
 pub mod btrfs;
 pub mod data;
 pub mod memory_source;
+#[cfg(feature = "fixtures")]
 pub mod moto;
+#[cfg(feature = "fixtures")]
 pub mod proxy;
 pub mod real;
 pub mod snapshot_conformance;
 pub mod storage_conformance;
+#[cfg(feature = "fixtures")]
 pub mod zfs;

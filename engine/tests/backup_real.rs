@@ -14,8 +14,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use zib_engine::snapshot_source::zfs::ZfsSource;
 use zib_engine::snapshot_source::{
-    Capabilities, DatasetName, Protection, ReceiveOptions, ReceiveStream, SendRequest, SendStream,
-    SnapshotInfo, SnapshotName, SnapshotSource, SourceKind,
+    ForwardingSource, SendRequest, SendStream, SnapshotName, SnapshotSource,
 };
 use zib_engine::storage::counting::Counting;
 use zib_engine::storage::s3::S3Backend;
@@ -234,71 +233,15 @@ impl zib_engine::Progress for KillAfterFirstPart {
 }
 
 #[async_trait]
-impl SnapshotSource for KilledSend {
-    fn kind(&self) -> SourceKind {
-        self.0.kind()
+impl ForwardingSource for KilledSend {
+    fn inner(&self) -> &dyn SnapshotSource {
+        &self.0
     }
-    async fn capabilities(
-        &self,
-        dataset: &DatasetName,
-    ) -> zib_engine::snapshot_source::Result<Capabilities> {
-        self.0.capabilities(dataset).await
-    }
-    async fn list_snapshots(
-        &self,
-        dataset: &DatasetName,
-    ) -> zib_engine::snapshot_source::Result<Vec<SnapshotInfo>> {
-        self.0.list_snapshots(dataset).await
-    }
-    async fn create_snapshot(
-        &self,
-        dataset: &DatasetName,
-        snapshot: &SnapshotName,
-        marker: Option<&str>,
-    ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
-        self.0.create_snapshot(dataset, snapshot, marker).await
-    }
-    async fn destroy_snapshot(
-        &self,
-        dataset: &DatasetName,
-        snapshot: &SnapshotName,
-    ) -> zib_engine::snapshot_source::Result<()> {
-        self.0.destroy_snapshot(dataset, snapshot).await
-    }
-    async fn estimate_send_size(
-        &self,
-        request: &SendRequest,
-    ) -> zib_engine::snapshot_source::Result<Option<u64>> {
-        self.0.estimate_send_size(request).await
-    }
+
     async fn send(&self, request: &SendRequest) -> zib_engine::snapshot_source::Result<SendStream> {
         let stream = self.0.send(request).await?;
         *self.1.pid.lock().unwrap() = Some(stream.process_id().expect("a running send has a pid"));
         Ok(stream)
-    }
-    async fn receive(
-        &self,
-        target: &DatasetName,
-        stream: ReceiveStream,
-        options: &ReceiveOptions,
-    ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
-        self.0.receive(target, stream, options).await
-    }
-    async fn discard_target(
-        &self,
-        target: &DatasetName,
-    ) -> zib_engine::snapshot_source::Result<()> {
-        self.0.discard_target(target).await
-    }
-    async fn protect(
-        &self,
-        dataset: &DatasetName,
-        snapshot: &SnapshotName,
-    ) -> zib_engine::snapshot_source::Result<Protection> {
-        self.0.protect(dataset, snapshot).await
-    }
-    async fn release(&self, protection: &Protection) -> zib_engine::snapshot_source::Result<()> {
-        self.0.release(protection).await
     }
 }
 

@@ -13,8 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use zib_engine::snapshot_source::zfs::ZfsSource;
 use zib_engine::snapshot_source::{
-    Capabilities, DatasetName, Protection, ReceiveOptions, ReceiveStream, SendRequest, SendStream,
-    SnapshotInfo, SnapshotName, SnapshotSource, SourceKind,
+    Capabilities, DatasetName, ForwardingSource, SendRequest, SnapshotSource,
 };
 use zib_engine::{BackupKind, NoProgress};
 use zib_test_utils::data::{modify_tree, write_tree, Names};
@@ -30,10 +29,11 @@ struct Estimating {
 }
 
 #[async_trait]
-impl SnapshotSource for Estimating {
-    fn kind(&self) -> SourceKind {
-        self.zfs.kind()
+impl ForwardingSource for Estimating {
+    fn inner(&self) -> &dyn SnapshotSource {
+        &self.zfs
     }
+
     async fn capabilities(
         &self,
         dataset: &DatasetName,
@@ -43,27 +43,7 @@ impl SnapshotSource for Estimating {
         capabilities.size_estimates = true;
         Ok(capabilities)
     }
-    async fn list_snapshots(
-        &self,
-        dataset: &DatasetName,
-    ) -> zib_engine::snapshot_source::Result<Vec<SnapshotInfo>> {
-        self.zfs.list_snapshots(dataset).await
-    }
-    async fn create_snapshot(
-        &self,
-        dataset: &DatasetName,
-        snapshot: &SnapshotName,
-        marker: Option<&str>,
-    ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
-        self.zfs.create_snapshot(dataset, snapshot, marker).await
-    }
-    async fn destroy_snapshot(
-        &self,
-        dataset: &DatasetName,
-        snapshot: &SnapshotName,
-    ) -> zib_engine::snapshot_source::Result<()> {
-        self.zfs.destroy_snapshot(dataset, snapshot).await
-    }
+
     async fn estimate_send_size(
         &self,
         request: &SendRequest,
@@ -74,33 +54,6 @@ impl SnapshotSource for Estimating {
         } else {
             1_000_000
         }))
-    }
-    async fn send(&self, request: &SendRequest) -> zib_engine::snapshot_source::Result<SendStream> {
-        self.zfs.send(request).await
-    }
-    async fn receive(
-        &self,
-        target: &DatasetName,
-        stream: ReceiveStream,
-        options: &ReceiveOptions,
-    ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
-        self.zfs.receive(target, stream, options).await
-    }
-    async fn discard_target(
-        &self,
-        target: &DatasetName,
-    ) -> zib_engine::snapshot_source::Result<()> {
-        self.zfs.discard_target(target).await
-    }
-    async fn protect(
-        &self,
-        dataset: &DatasetName,
-        snapshot: &SnapshotName,
-    ) -> zib_engine::snapshot_source::Result<Protection> {
-        self.zfs.protect(dataset, snapshot).await
-    }
-    async fn release(&self, protection: &Protection) -> zib_engine::snapshot_source::Result<()> {
-        self.zfs.release(protection).await
     }
 }
 

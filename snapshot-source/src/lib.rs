@@ -21,6 +21,7 @@
 //! the engine decides what to send and where the bytes go.
 
 mod error;
+mod forward;
 mod name;
 mod process;
 mod stream_header;
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub use error::{Error, Result};
+pub use forward::ForwardingSource;
 pub use name::{DatasetName, SnapshotName, ZFS_ALLOWED_CHARACTERS};
 pub use process::{ReceiveStream, SendStream};
 

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use zib_crypto::{Passphrase, HEADER_LEN, SEGMENT_CIPHERTEXT_LEN};
 use zib_snapshot_source::zfs::ZfsSource;
 use zib_snapshot_source::{
-    Capabilities, DatasetName, Protection, ReceiveOptions, ReceiveStream, SendRequest, SendStream,
-    SnapshotInfo, SnapshotName, SnapshotSource, SourceKind,
+    DatasetName, ForwardingSource, SendRequest, SendStream, SnapshotName, SnapshotSource,
+    SourceKind,
 };
 use zib_storage_backend::counting::Counting;
 use zib_storage_backend::faults::{Fault, FaultInjecting, FaultRule, Trigger};
@@ -401,71 +401,17 @@ struct Gated {
 }
 
 #[async_trait]
-impl SnapshotSource for Gated {
-    fn kind(&self) -> SourceKind {
-        self.inner.kind()
+impl ForwardingSource for Gated {
+    fn inner(&self) -> &dyn SnapshotSource {
+        &self.inner
     }
 
-    async fn capabilities(
-        &self,
-        dataset: &DatasetName,
-    ) -> zib_snapshot_source::Result<Capabilities> {
-        self.inner.capabilities(dataset).await
-    }
-    async fn list_snapshots(
-        &self,
-        dataset: &DatasetName,
-    ) -> zib_snapshot_source::Result<Vec<SnapshotInfo>> {
-        self.inner.list_snapshots(dataset).await
-    }
-    async fn create_snapshot(
-        &self,
-        dataset: &DatasetName,
-        snapshot: &SnapshotName,
-        marker: Option<&str>,
-    ) -> zib_snapshot_source::Result<SnapshotInfo> {
-        self.inner.create_snapshot(dataset, snapshot, marker).await
-    }
-    async fn destroy_snapshot(
-        &self,
-        dataset: &DatasetName,
-        snapshot: &SnapshotName,
-    ) -> zib_snapshot_source::Result<()> {
-        self.inner.destroy_snapshot(dataset, snapshot).await
-    }
-    async fn estimate_send_size(
-        &self,
-        request: &SendRequest,
-    ) -> zib_snapshot_source::Result<Option<u64>> {
-        self.inner.estimate_send_size(request).await
-    }
     async fn send(&self, request: &SendRequest) -> zib_snapshot_source::Result<SendStream> {
         if request.dataset == self.dataset {
             self.entered.notify_one();
             self.gate.acquire().await.unwrap().forget();
         }
         self.inner.send(request).await
-    }
-    async fn receive(
-        &self,
-        target: &DatasetName,
-        stream: ReceiveStream,
-        options: &ReceiveOptions,
-    ) -> zib_snapshot_source::Result<SnapshotInfo> {
-        self.inner.receive(target, stream, options).await
-    }
-    async fn discard_target(&self, target: &DatasetName) -> zib_snapshot_source::Result<()> {
-        self.inner.discard_target(target).await
-    }
-    async fn protect(
-        &self,
-        dataset: &DatasetName,
-        snapshot: &SnapshotName,
-    ) -> zib_snapshot_source::Result<Protection> {
-        self.inner.protect(dataset, snapshot).await
-    }
-    async fn release(&self, protection: &Protection) -> zib_snapshot_source::Result<()> {
-        self.inner.release(protection).await
     }
 }
 

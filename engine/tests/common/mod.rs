@@ -10,8 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use zib_engine::snapshot_source::{
-    Capabilities, DatasetName, Protection, ReceiveOptions, ReceiveStream, SendRequest, SendStream,
-    SnapshotInfo, SnapshotName, SnapshotSource, SourceKind,
+    DatasetName, ForwardingSource, ReceiveOptions, ReceiveStream, SnapshotInfo, SnapshotSource,
 };
 
 use zib_engine::crypto::KdfParams;
@@ -185,52 +184,11 @@ impl<S: SnapshotSource> Inspecting<S> {
 }
 
 #[async_trait]
-impl<S: SnapshotSource> SnapshotSource for Inspecting<S> {
-    fn kind(&self) -> SourceKind {
-        self.inner.kind()
+impl<S: SnapshotSource> ForwardingSource for Inspecting<S> {
+    fn inner(&self) -> &dyn SnapshotSource {
+        &self.inner
     }
-    async fn capabilities(
-        &self,
-        dataset: &DatasetName,
-    ) -> zib_engine::snapshot_source::Result<Capabilities> {
-        self.inner.capabilities(dataset).await
-    }
-    async fn list_snapshots(
-        &self,
-        dataset: &DatasetName,
-    ) -> zib_engine::snapshot_source::Result<Vec<SnapshotInfo>> {
-        self.inner.list_snapshots(dataset).await
-    }
-    async fn list_bookmarks(
-        &self,
-        dataset: &DatasetName,
-    ) -> zib_engine::snapshot_source::Result<Vec<SnapshotInfo>> {
-        self.inner.list_bookmarks(dataset).await
-    }
-    async fn create_snapshot(
-        &self,
-        dataset: &DatasetName,
-        snapshot: &SnapshotName,
-        marker: Option<&str>,
-    ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
-        self.inner.create_snapshot(dataset, snapshot, marker).await
-    }
-    async fn destroy_snapshot(
-        &self,
-        dataset: &DatasetName,
-        snapshot: &SnapshotName,
-    ) -> zib_engine::snapshot_source::Result<()> {
-        self.inner.destroy_snapshot(dataset, snapshot).await
-    }
-    async fn estimate_send_size(
-        &self,
-        request: &SendRequest,
-    ) -> zib_engine::snapshot_source::Result<Option<u64>> {
-        self.inner.estimate_send_size(request).await
-    }
-    async fn send(&self, request: &SendRequest) -> zib_engine::snapshot_source::Result<SendStream> {
-        self.inner.send(request).await
-    }
+
     async fn receive(
         &self,
         target: &DatasetName,
@@ -265,6 +223,7 @@ impl<S: SnapshotSource> SnapshotSource for Inspecting<S> {
         }
         self.inner.receive(target, stream, options).await
     }
+
     async fn discard_target(
         &self,
         target: &DatasetName,
@@ -277,15 +236,5 @@ impl<S: SnapshotSource> SnapshotSource for Inspecting<S> {
                 .insert(target.as_str().to_owned(), files);
         }
         self.inner.discard_target(target).await
-    }
-    async fn protect(
-        &self,
-        dataset: &DatasetName,
-        snapshot: &SnapshotName,
-    ) -> zib_engine::snapshot_source::Result<Protection> {
-        self.inner.protect(dataset, snapshot).await
-    }
-    async fn release(&self, protection: &Protection) -> zib_engine::snapshot_source::Result<()> {
-        self.inner.release(protection).await
     }
 }

@@ -19,6 +19,9 @@ use crate::{
 /// A [`StorageBackend`] that wraps another: every method forwards to
 /// [`inner`](Self::inner) unless the implementation overrides it.
 ///
+/// Both traits name the same methods, so call a wrapper through `dyn StorageBackend` (as
+/// zib does), or with only [`StorageBackend`] in scope.
+///
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};
 /// use std::sync::Arc;

@@ -5,6 +5,11 @@
 //! [`StorageBackend`]; each of its other methods forwards to `inner()` by default, so a
 //! wrapper writes only what it changes — as a layer of opendal forwards to its inner
 //! accessor.
+//!
+//! A decorator whose promise covers *every* call — [`retry`](crate::retry) retries each,
+//! [`counting`](crate::counting) counts each, [`faults`](crate::faults) can fail each —
+//! implements [`StorageBackend`] itself instead: a method added to the trait is then a
+//! compile error there, never a call that silently skips the decorator.
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -131,6 +131,15 @@ fn engine_hint(error: &EngineError) -> Option<String> {
             "check the name with `zfs list` (or the subvolume path), and the config's datasets"
                 .to_owned()
         }
+        EngineError::LocalState { source, .. }
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::NotADirectory | std::io::ErrorKind::NotFound
+            ) =>
+        {
+            "the state directory is --state-dir, ZIB_STATE_DIR or the config's state_dir: make              it a directory this user can write (zib creates a missing one, but not under a file)"
+                .to_owned()
+        }
         EngineError::KeyringMissing { .. } | EngineError::KeyringDamaged { .. } => {
             "run `zib --keyring FILE key recover` with your offline copy, or `zib key recover` \
              to fetch the archived copy"

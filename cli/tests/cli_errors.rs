@@ -122,6 +122,32 @@ fn init_list_status_cost_verify_on_an_empty_repository() {
 }
 
 #[test]
+fn a_state_directory_that_cannot_be_one_is_named_with_what_to_do() {
+    let sandbox = Sandbox::new();
+    sandbox.init_local();
+    // Missing: nothing is in it yet, which is no error (it is made when first written).
+    assert!(!sandbox.state().exists());
+    sandbox.run(&["restore", "--status"], 0);
+    // Under a regular file: it cannot be made, and the error says which setting to fix.
+    let file = sandbox.path().join("not-a-directory");
+    std::fs::write(&file, b"").unwrap();
+    let state = file.join("state");
+    let output = sandbox
+        .zib()
+        .env("ZIB_STATE_DIR", &state)
+        .args(["restore", "--status"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_clean_error(&stderr, "not-a-directory/state");
+    assert!(
+        stderr.contains("zib: hint:") && stderr.contains("ZIB_STATE_DIR"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_wrong_passphrase_exits_12() {
     let sandbox = Sandbox::new();
     sandbox.init_local();

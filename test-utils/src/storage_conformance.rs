@@ -1181,7 +1181,7 @@ pub async fn parallel_parts(backend: &dyn StorageBackend, params: &SuiteParams) 
 }
 
 /// Readers during an overwrite see the old object or the new one, whole — never a part
-/// of the new one, never nothing.
+/// of the new one, never nothing. (A read may fail retryably; it is then read again.)
 pub async fn readers_during_a_write(backend: &dyn StorageBackend, params: &SuiteParams) {
     let key = params.key("read-while-written.bin");
     let len = 2 << 20;
@@ -1209,16 +1209,30 @@ pub async fn readers_during_a_write(backend: &dyn StorageBackend, params: &Suite
         let key = key.clone();
         let (versions, writing) = (&versions, &writing);
         async move {
-            let mut reads = 0;
-            // At least a few reads each, and on until the writer is done.
+            let (mut reads, mut retryable_failures) = (0, 0);
+            // At least a few whole reads each, and on until the writer is done.
             while reads < 3 || writing.load(Ordering::SeqCst) {
-                let got = backend.get_bytes(&key, ByteRange::full()).await.unwrap();
-                assert!(
-                    versions.contains(&got),
-                    "reader {n}: read {} bytes that are no version written whole",
-                    got.len()
-                );
-                reads += 1;
+                match backend.get_bytes(&key, ByteRange::full()).await {
+                    Ok(got) => {
+                        assert!(
+                            versions.contains(&got),
+                            "reader {n}: read {} bytes that are no version written whole",
+                            got.len()
+                        );
+                        reads += 1;
+                    }
+                    // A read that fails retryably hands nothing partial to its caller, and
+                    // the retry layer reads again (moto answers a GET racing a PUT of its
+                    // key with an HTML 500 now and then).
+                    Err(error) if error.is_retryable() => {
+                        retryable_failures += 1;
+                        assert!(
+                            retryable_failures < 100,
+                            "reader {n}: reads keep failing: {error}"
+                        );
+                    }
+                    Err(error) => panic!("reader {n}: a read during a write failed: {error:?}"),
+                }
                 tokio::task::yield_now().await;
             }
         }

@@ -57,6 +57,23 @@ struct Setup {
     dataset: DatasetName,
 }
 
+impl Setup {
+    /// A committed backup of the dataset, with default options.
+    async fn backup(&self) {
+        committed(
+            self.repository
+                .backup(
+                    &self.source,
+                    &self.dataset,
+                    &BackupOptions::default(),
+                    &NoProgress,
+                )
+                .await
+                .unwrap(),
+        );
+    }
+}
+
 async fn old_repository() -> Setup {
     let clock = FakeClock::new(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
     let memory = Arc::new(MemoryBackend::new(
@@ -149,18 +166,7 @@ async fn an_old_repository_gets_the_kit_at_its_next_backup() {
         .unwrap();
     assert!(kit_missing(&before), "{:?}", before.problems);
 
-    committed(
-        setup
-            .repository
-            .backup(
-                &setup.source,
-                &setup.dataset,
-                &BackupOptions::default(),
-                &NoProgress,
-            )
-            .await
-            .unwrap(),
-    );
+    setup.backup().await;
 
     let docs = documents();
     let mut expected: Vec<String> = docs
@@ -239,18 +245,7 @@ async fn an_old_repository_gets_the_kit_at_its_next_backup() {
     setup
         .source
         .write_file(&setup.dataset, "IMG_0002.jpg", b"another photo");
-    committed(
-        setup
-            .repository
-            .backup(
-                &setup.source,
-                &setup.dataset,
-                &BackupOptions::default(),
-                &NoProgress,
-            )
-            .await
-            .unwrap(),
-    );
+    setup.backup().await;
     let readme_after = setup
         .memory
         .head(&ObjectKey::new(format!("{PREFIX}README.txt")).unwrap())
@@ -281,18 +276,7 @@ async fn a_readme_naming_a_newer_zibs_kit_is_left_alone() {
         )
         .await
         .unwrap();
-    committed(
-        setup
-            .repository
-            .backup(
-                &setup.source,
-                &setup.dataset,
-                &BackupOptions::default(),
-                &NoProgress,
-            )
-            .await
-            .unwrap(),
-    );
+    setup.backup().await;
     assert_eq!(readme(&setup.memory).await, newer);
     assert!(kit_keys(&setup.memory).await.is_empty());
 }

@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use zib_engine::crypto::KdfParams;
 use zib_engine::planner::{Month, UnixTime};
 use zib_engine::storage::counting::Counting;
 use zib_engine::storage::memory::{MemoryBackend, MemoryConfig};
@@ -22,14 +21,13 @@ use zib_engine::storage::{
     StorageClass, WriteOptions,
 };
 use zib_engine::{
-    BackupOptions, DatasetName, Error, FakeClock, Host, InitOptions, Location, NewRestore,
-    NoProgress, Passphrase, Repository, RestoreState, RestoreStatus, SnapshotSource, VolumeShape,
-    WaitReason,
+    DatasetName, Error, FakeClock, NewRestore, NoProgress, Repository, RestoreState, RestoreStatus,
+    SnapshotSource, WaitReason,
 };
 use zib_test_utils::data::{hash_tree, TestRng};
 use zib_test_utils::memory_source::{MemorySource, Script};
 
-use common::committed;
+use common::{committed, memory_repository, three_mib_volumes, MemoryRepository};
 
 const MIB: usize = 1 << 20;
 const PASSPHRASE: &str = "the family's passphrase";
@@ -56,24 +54,14 @@ async fn setup(files: usize) -> Setup {
 /// As [`setup`], on a backend configured by `config` (thaw delays).
 async fn setup_with(files: usize, config: MemoryConfig) -> Setup {
     // Mid-month, so the first month is a partial one.
-    let clock = FakeClock::new(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
-    let memory = Arc::new(MemoryBackend::new(config, Arc::new(clock.clone())));
-    let counting = Counting::new(memory.clone());
-    let state = tempfile::tempdir().unwrap();
+    let MemoryRepository {
+        clock,
+        memory,
+        counting,
+        state,
+        repository,
+    } = memory_repository("family", PASSPHRASE, config).await;
     let staging = tempfile::tempdir().unwrap();
-    let location = Location::new(Arc::new(counting.clone()), "family").unwrap();
-    let host = Host::new(state.path()).with_clock(Arc::new(clock.clone()));
-    let (repository, _) = Repository::init(
-        &location,
-        &Passphrase::new(PASSPHRASE.into()),
-        &InitOptions {
-            archive_class: StorageClass::DeepArchive,
-            kdf: KdfParams::new(10, 8, 1).unwrap(),
-        },
-        host,
-    )
-    .await
-    .unwrap();
     let source = MemorySource::new().with_clock(Arc::new(clock.clone()));
     let dataset = DatasetName::zfs("tank/photos").unwrap();
     source.create_dataset(&dataset);
@@ -81,18 +69,7 @@ async fn setup_with(files: usize, config: MemoryConfig) -> Setup {
     for file in 0..files {
         source.write_file(&dataset, &format!("photo {file}.jpg"), &rng.bytes(MIB));
     }
-    let options = BackupOptions {
-        shape: VolumeShape {
-            volume_plaintext_len: 3 * MIB as u64,
-            part_len: 5 * MIB as u64,
-            parts_in_flight: 2,
-        },
-        policy: zib_engine::planner::Policy {
-            consolidation: zib_engine::planner::ConsolidationMode::Never,
-            ..zib_engine::planner::Policy::default()
-        },
-        ..BackupOptions::default()
-    };
+    let options = three_mib_volumes();
     for round in 0..3 {
         if round > 0 {
             clock.advance(Duration::from_secs(3600));

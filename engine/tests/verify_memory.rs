@@ -12,9 +12,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-use zib_engine::crypto::KdfParams;
 use zib_engine::storage::counting::Counting;
 use zib_engine::storage::memory::{MemoryBackend, MemoryConfig};
 use zib_engine::storage::{
@@ -22,14 +21,14 @@ use zib_engine::storage::{
     StorageClass, WriteOptions,
 };
 use zib_engine::{
-    BackupId, BackupOptions, DatasetId, DatasetName, DrillRequest, DrillSkip, DrillState, Error,
-    FakeClock, Host, InitOptions, Location, NoProgress, Passphrase, ProblemKind, Repository,
-    RestoreState, Severity, VerifyOptions, VerifyReport, VolumeShape,
+    BackupId, DatasetId, DatasetName, DrillRequest, DrillSkip, DrillState, Error, FakeClock,
+    NoProgress, Passphrase, ProblemKind, Repository, RestoreState, Severity, VerifyOptions,
+    VerifyReport,
 };
 use zib_test_utils::data::{hash_tree, TestRng};
 use zib_test_utils::memory_source::MemorySource;
 
-use common::{committed, Inspecting};
+use common::{committed, memory_repository, three_mib_volumes, Inspecting, MemoryRepository};
 
 const MIB: usize = 1 << 20;
 const PASSPHRASE: &str = "the family's passphrase";
@@ -80,44 +79,19 @@ struct Setup {
 /// A Deep Archive repository with two datasets: tank/photos (a full and two
 /// incrementals, in 3 MiB volumes) and tank/letters (one small full).
 async fn setup() -> Setup {
-    // Mid-month, so "this month" has a part left.
-    let clock = FakeClock::new(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
-    let memory = Arc::new(MemoryBackend::new(
-        MemoryConfig::default(),
-        Arc::new(clock.clone()),
-    ));
-    let counting = Counting::new(memory.clone());
-    let state = tempfile::tempdir().unwrap();
+    let MemoryRepository {
+        clock,
+        memory,
+        counting,
+        state,
+        repository,
+    } = memory_repository(PREFIX, PASSPHRASE, MemoryConfig::default()).await;
     let staging = tempfile::tempdir().unwrap();
-    let location = Location::new(Arc::new(counting.clone()), PREFIX).unwrap();
-    let host = Host::new(state.path()).with_clock(Arc::new(clock.clone()));
-    let (repository, _) = Repository::init(
-        &location,
-        &Passphrase::new(PASSPHRASE.into()),
-        &InitOptions {
-            archive_class: StorageClass::DeepArchive,
-            kdf: KdfParams::new(10, 8, 1).unwrap(),
-        },
-        host,
-    )
-    .await
-    .unwrap();
     let source = Inspecting::new(
         MemorySource::new().with_clock(Arc::new(clock.clone())),
         |source: &MemorySource, target| source.mountpoint(target),
     );
-    let options = BackupOptions {
-        shape: VolumeShape {
-            volume_plaintext_len: 3 * MIB as u64,
-            part_len: 5 * MIB as u64,
-            parts_in_flight: 2,
-        },
-        policy: zib_engine::planner::Policy {
-            consolidation: zib_engine::planner::ConsolidationMode::Never,
-            ..zib_engine::planner::Policy::default()
-        },
-        ..BackupOptions::default()
-    };
+    let options = three_mib_volumes();
     let mut rng = TestRng::new(11);
     let photos = DatasetName::zfs("tank/photos").unwrap();
     source.inner.create_dataset(&photos);
@@ -194,6 +168,13 @@ impl Setup {
 
     fn drill_request(&self) -> DrillRequest {
         DrillRequest::new(self.drill_target(), self.staging.path())
+    }
+
+    /// A drill that ended left nothing: no target, no staged volume, no job.
+    async fn assert_nothing_left(&self) {
+        assert!(self.source.inner.mountpoint(&self.drill_target()).is_none());
+        assert!(self.staging_is_empty());
+        assert!(self.repository.restore_jobs().await.unwrap().is_empty());
     }
 
     fn staging_is_empty(&self) -> bool {
@@ -691,13 +672,7 @@ async fn the_drill_restores_the_smallest_chain_byte_for_byte_and_throws_it_away(
         smallest.chain_bytes
     );
     // Nothing is left: no target, no staging, no job.
-    assert!(setup
-        .source
-        .inner
-        .mountpoint(&setup.drill_target())
-        .is_none());
-    assert!(setup.staging_is_empty());
-    assert!(setup.repository.restore_jobs().await.unwrap().is_empty());
+    setup.assert_nothing_left().await;
 }
 
 #[tokio::test]
@@ -812,13 +787,7 @@ async fn a_drill_that_fails_removes_its_target_and_staging() {
     assert!(matches!(error, Error::Source(_)), "{error}");
     assert_eq!(setup.source.receives(), 2, "the full was received first");
     assert!(setup.source.discarded(&setup.drill_target()).is_some());
-    assert!(setup
-        .source
-        .inner
-        .mountpoint(&setup.drill_target())
-        .is_none());
-    assert!(setup.staging_is_empty());
-    assert!(setup.repository.restore_jobs().await.unwrap().is_empty());
+    setup.assert_nothing_left().await;
 }
 
 #[tokio::test]
@@ -896,11 +865,5 @@ async fn a_drill_advanced_as_a_restore_job_is_thrown_away_too() {
         setup.source.discarded(&setup.drill_target()).as_ref(),
         Some(&setup.letters_files)
     );
-    assert!(setup
-        .source
-        .inner
-        .mountpoint(&setup.drill_target())
-        .is_none());
-    assert!(setup.repository.restore_jobs().await.unwrap().is_empty());
-    assert!(setup.staging_is_empty());
+    setup.assert_nothing_left().await;
 }

@@ -14,6 +14,8 @@ use zib_engine::snapshot_source::{
 };
 
 use zib_engine::crypto::KdfParams;
+use zib_engine::storage::counting::Counting;
+use zib_engine::storage::memory::{MemoryBackend, MemoryConfig};
 use zib_engine::storage::s3::{S3Backend, S3Config, StaticCredentials};
 use zib_engine::storage::{StorageBackend, StorageClass};
 use zib_engine::{
@@ -45,6 +47,64 @@ pub(crate) fn backup_options() -> BackupOptions {
     BackupOptions {
         shape: small_shape(),
         ..BackupOptions::default()
+    }
+}
+
+/// Backups in 3 MiB volumes (parts of S3's smallest size, two in flight), never
+/// consolidated: the chains the restore and verify tests read back.
+pub(crate) fn three_mib_volumes() -> BackupOptions {
+    BackupOptions {
+        shape: VolumeShape {
+            volume_plaintext_len: 3 << 20,
+            part_len: 5 << 20,
+            parts_in_flight: 2,
+        },
+        policy: zib_engine::planner::Policy {
+            consolidation: zib_engine::planner::ConsolidationMode::Never,
+            ..zib_engine::planner::Policy::default()
+        },
+        ..BackupOptions::default()
+    }
+}
+
+/// A Deep Archive repository on the memory backend, every request counted below the
+/// engine, on a fake clock.
+pub(crate) struct MemoryRepository {
+    pub(crate) clock: FakeClock,
+    pub(crate) memory: Arc<MemoryBackend>,
+    pub(crate) counting: Counting<Arc<MemoryBackend>>,
+    /// Its own state directory (kept alive with it).
+    pub(crate) state: tempfile::TempDir,
+    pub(crate) repository: Repository,
+}
+
+/// Initialises a [`MemoryRepository`] under `prefix`, on a backend configured by
+/// `config`, with the clock in the middle of a month (so "this month" has a part left).
+pub(crate) async fn memory_repository(
+    prefix: &str,
+    passphrase: &str,
+    config: MemoryConfig,
+) -> MemoryRepository {
+    let clock =
+        FakeClock::new(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000));
+    let memory = Arc::new(MemoryBackend::new(config, Arc::new(clock.clone())));
+    let counting = Counting::new(memory.clone());
+    let state = tempfile::tempdir().unwrap();
+    let location = Location::new(Arc::new(counting.clone()), prefix).unwrap();
+    let (repository, _) = Repository::init(
+        &location,
+        &Passphrase::new(passphrase.into()),
+        &fast_init(),
+        host_at(state.path(), &clock),
+    )
+    .await
+    .unwrap();
+    MemoryRepository {
+        clock,
+        memory,
+        counting,
+        state,
+        repository,
     }
 }
 

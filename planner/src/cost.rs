@@ -4,8 +4,9 @@
 //! - storage per month = bytes/GB × archive rate + objects × (32 KB/GB × archive rate +
 //!   8 KB/GB × Standard rate)
 //! - upload of S bytes in volumes of V and parts of P: volumes = ⌈S/V⌉ (at least 1),
-//!   PUT-class requests = Σ(⌈v/P⌉ + 2) + 1 (create, parts, complete per volume, plus the
-//!   manifest); staging = parts in flight at the Standard rate, on average half a volume
+//!   PUT-class requests = Σ(parts(v) + 2) + 1 (create, parts, complete per volume, plus
+//!   the manifest), where parts(v) ≈ ⌈v/P⌉ counts as the engine cuts
+//!   ([`parts_per_volume`]); staging = parts in flight at the Standard rate, on average half a volume
 //!   for the volume's upload time
 //! - early deletion of an object aged `a` days = (bytes + 32 KB)/GB × archive rate ×
 //!   max(0, 180 − a)/M
@@ -164,10 +165,37 @@ pub fn catalog_read(prices: &PriceTable, objects: u64, manifests: u64) -> Cost {
 pub struct UploadShape {
     /// Bytes per volume object (the last volume may be smaller).
     pub volume_size: u64,
-    /// Bytes per multipart part (the last part of a volume may be smaller).
+    /// Bytes per multipart part (the last part of a volume may be smaller, or larger by
+    /// less than one 64 KiB segment: see [`parts_per_volume`]).
     pub part_size: u64,
     /// Sustained upload rate, used only to price parts held as staging while in flight.
     pub upload_bytes_per_sec: u64,
+}
+
+/// Plaintext bytes of one encryption segment, and its ciphertext (plus a 16-byte tag);
+/// a volume object starts with a 58-byte header (docs/FORMAT.md, volume objects).
+const SEGMENT: u64 = 64 * 1024;
+const SEGMENT_CIPHERTEXT: u64 = SEGMENT + 16;
+const VOLUME_HEADER: u64 = 58;
+
+/// Multipart parts of one volume holding `volume_bytes` of the send stream, in parts of
+/// `part_size`: exactly as zib cuts it. A part holds whole segments, at least
+/// `part_size` bytes of them (the first also the header); the volume's final segment,
+/// which holds the last `volume_bytes mod 64 KiB` bytes (possibly none), joins the last
+/// part. So a 1 GiB volume in 64 MiB parts is 16 parts, and an empty volume is one.
+///
+/// `part_size` must be at least 1 ([`UploadShape::validate`] asks for 5 MiB).
+pub fn parts_per_volume(volume_bytes: u64, part_size: u64) -> u64 {
+    let segments_per_part = |bytes: u64| bytes.div_ceil(SEGMENT_CIPHERTEXT).max(1);
+    let first = segments_per_part(part_size.saturating_sub(VOLUME_HEADER)) * SEGMENT;
+    let later = segments_per_part(part_size) * SEGMENT;
+    // Plaintext in sealed segments: the final segment's bytes travel with the last one.
+    let sealed = volume_bytes / SEGMENT * SEGMENT;
+    if sealed <= first {
+        1
+    } else {
+        1 + (sealed - first).div_ceil(later)
+    }
 }
 
 /// What uploading one stream costs.
@@ -219,7 +247,7 @@ impl UploadShape {
     }
 }
 
-/// The one-time cost of uploading a stream of `stream_bytes` (ciphertext) as volumes in
+/// The one-time cost of uploading a send stream of `stream_bytes` as volumes in
 /// multipart parts, plus its manifest. An empty stream still makes one volume.
 ///
 /// # Errors
@@ -247,10 +275,9 @@ pub fn upload(
     let volumes = ceil_div(stream_bytes, volume_size).max(1);
     let full_volumes = stream_bytes / volume_size;
     let last = stream_bytes - full_volumes * volume_size;
-    let parts_full = ceil_div(volume_size, shape.part_size).max(1);
-    let mut parts = full_volumes * parts_full;
+    let mut parts = full_volumes * parts_per_volume(volume_size, shape.part_size);
     if last > 0 || full_volumes == 0 {
-        parts += ceil_div(last, shape.part_size).max(1);
+        parts += parts_per_volume(last, shape.part_size);
     }
     let put_requests = parts + 2 * volumes + 1;
     // Average bytes in flight is half a volume for as long as the volume takes to send.
@@ -464,6 +491,19 @@ mod tests {
         // Staging: per volume 0.5 GB for 512 s = 0.5 × 512 / 2,628,000 GB-months (a month
         // of 365/12 days); × 1024 volumes × $0.023 = $0.00229426.
         close(u.cost.staging, 0.002_294_26, 1e-8);
+    }
+
+    #[test]
+    fn a_volume_that_fills_its_parts_exactly_has_no_extra_part() {
+        // 16 parts of 1024 segments; the empty final segment joins the 16th.
+        assert_eq!(parts_per_volume(GB, 64 * MIB), 16);
+        // Up to a segment beyond them is the final segment: still 16.
+        assert_eq!(parts_per_volume(GB + 65_535, 64 * MIB), 16);
+        // A whole segment more is sealed on its own: a 17th part.
+        assert_eq!(parts_per_volume(GB + 65_536, 64 * MIB), 17);
+        assert_eq!(parts_per_volume(0, 5 * MIB), 1);
+        assert_eq!(parts_per_volume(5 * MIB, 5 * MIB), 1);
+        assert_eq!(parts_per_volume(5 * MIB + 65_536, 5 * MIB), 2);
     }
 
     #[test]

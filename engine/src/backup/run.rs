@@ -31,6 +31,7 @@ use crate::state::journal::{Journal, JournalFile, JournalSnapshot};
 use crate::state::lock::{lock_dataset, DatasetLock};
 use crate::state::{clear_pending_snapshot, record_pending_snapshot, DatasetFiles};
 use crate::upload::recorder::{Recorder, Transferred};
+use crate::upload::shape::PartCutting;
 use crate::upload::{upload_journalled, Attempt};
 
 /// How often a changed send stream is read again before the backup gives up.
@@ -591,6 +592,7 @@ impl<'a> BackupRun<'a> {
                 send_flags: self.options.send_flags.into(),
                 shape: self.options.shape,
                 volumes: Vec::new(),
+                cutting: PartCutting::FinalSegmentInLastPart,
             },
         );
         file.save().await?;

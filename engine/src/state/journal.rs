@@ -23,13 +23,15 @@
 //! on disk is the one resumed, which the dataset lock ensures: only a run holding it
 //! reads and writes the journal, and nothing outside this crate can build one.
 //!
-//! File format (version 1): the 8-byte magic `ZIBJRNL\n`, the version as a little-endian
+//! File format (version 2): the 8-byte magic `ZIBJRNL\n`, the version as a little-endian
 //! `u32`, the body length as a little-endian `u64`, the body ([`Journal`] in bincode 1.3,
 //! whose encoding is pinned in the workspace), then the SHA-256 of everything before it.
 //! A file with another magic or version, a wrong length or checksum, or a body that does
 //! not decode is reported as [`Error::Journal`]; it is never half-used. The body's
 //! layout is the derived encoding of the types below, field by field: changing a field's
-//! type or order is a new journal version (a test pins the bytes).
+//! type or order is a new journal version (a test pins the bytes). Version 1, still
+//! read, is the same body without the last field, `cutting`: its uploads resume cut as
+//! they began ([`PartCutting::FinalSegmentAlone`]).
 
 use std::path::{Path, PathBuf};
 
@@ -42,13 +44,17 @@ use super::{off_the_runtime, read_if_exists, remove_durably, write_durably};
 use crate::error::{Error, Result};
 use crate::format::records::{BackupKind, SendFlagBits, VolumeListEntry};
 use crate::ids::{BackupId, DatasetId, RepositoryId};
-use crate::upload::shape::VolumeShape;
+use crate::upload::shape::{PartCutting, VolumeShape};
 
 /// The first bytes of every journal file.
 const JOURNAL_MAGIC: [u8; 8] = *b"ZIBJRNL\n";
 
-/// The journal format this zib writes and reads.
-const JOURNAL_VERSION: u32 = 1;
+/// The journal format this zib writes.
+const JOURNAL_VERSION: u32 = 2;
+
+/// The older format this zib still reads: version 2's body without its last field
+/// (`cutting`), whose uploads cut each volume's final segment into a part of its own.
+const JOURNAL_VERSION_1: u32 = 1;
 
 /// The backup in progress for one dataset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +82,9 @@ pub(crate) struct Journal {
     pub(crate) shape: VolumeShape,
     /// Volumes started so far, in index order (index i at position i).
     pub(crate) volumes: Vec<JournalVolume>,
+    /// Where each volume's final segment goes (version 1 journals: alone in its own
+    /// part). The last field, so that a version-1 body is this body without it.
+    pub(crate) cutting: PartCutting,
 }
 
 /// A snapshot by name and identity (the name alone may have been reused).
@@ -182,7 +191,7 @@ impl JournalVolume {
     }
 }
 
-/// Encodes a journal as a version-1 file.
+/// Encodes a journal as a version-2 file.
 fn encode_journal(journal: &Journal) -> Result<Vec<u8>> {
     // bincode refuses only types it cannot encode (maps with non-string keys and the
     // like), which these are not: a failure here is a bug.
@@ -206,23 +215,38 @@ fn decode_journal(bytes: &[u8], path: &Path) -> Result<Journal> {
         path: path.to_owned(),
         reason,
     };
-    let body =
-        envelope::open(bytes, &JOURNAL_MAGIC, JOURNAL_VERSION).map_err(|error| match error {
-            Unreadable::NotThisKind => bad("not a zib journal (wrong magic or too short)".into()),
-            Unreadable::Version(version) => bad(format!(
-                "journal format version {version}; this zib reads version {JOURNAL_VERSION} \
-             (written by another zib version?)"
-            )),
-            other => bad(other.to_string()),
-        })?;
-    bincode::deserialize(body).map_err(|error| bad(format!("the body does not decode: {error}")))
+    let unreadable = |error: Unreadable| match error {
+        Unreadable::NotThisKind => bad("not a zib journal (wrong magic or too short)".into()),
+        Unreadable::Version(version) => bad(format!(
+            "journal format version {version}; this zib reads versions {JOURNAL_VERSION_1} \
+             and {JOURNAL_VERSION} (written by a newer zib?)"
+        )),
+        other => bad(other.to_string()),
+    };
+    let body = match envelope::open(bytes, &JOURNAL_MAGIC, JOURNAL_VERSION) {
+        Ok(body) => body.to_vec(),
+        Err(Unreadable::Version(JOURNAL_VERSION_1)) => {
+            let mut body = envelope::open(bytes, &JOURNAL_MAGIC, JOURNAL_VERSION_1)
+                .map_err(unreadable)?
+                .to_vec();
+            // Version 2 appended one field: a version-1 body is completed with the
+            // cutting its uploads used.
+            let cutting = bincode::serialize(&PartCutting::FinalSegmentAlone).map_err(|error| {
+                Error::Internal(format!("could not encode a part cutting: {error}"))
+            })?;
+            body.extend_from_slice(&cutting);
+            body
+        }
+        Err(error) => return Err(unreadable(error)),
+    };
+    bincode::deserialize(&body).map_err(|error| bad(format!("the body does not decode: {error}")))
 }
 
 /// Reads the journal at `path`; `Ok(None)` when there is none. Blocking.
 ///
 /// # Errors
 ///
-/// [`Error::Journal`] for a file that is not a readable version-1 journal;
+/// [`Error::Journal`] for a file that is not a readable journal (version 1 or 2);
 /// [`Error::LocalState`] when it cannot be read.
 pub(crate) fn read_journal_blocking(path: &Path) -> Result<Option<Journal>> {
     read_if_exists(path, "read the resume journal")?
@@ -356,6 +380,7 @@ pub async fn journal_save_benchmark(
         send_flags: SendFlagBits(0),
         shape: VolumeShape::default(),
         volumes,
+        cutting: PartCutting::FinalSegmentInLastPart,
     };
     let bytes = encode_journal(&journal)?.len();
     let file = JournalFile::new(dir.join("bench.journal"), journal);
@@ -437,6 +462,7 @@ mod tests {
                     },
                 },
             ],
+            cutting: PartCutting::FinalSegmentInLastPart,
         }
     }
 
@@ -460,12 +486,30 @@ mod tests {
         "09090909090000085e9e535cdff4e0bdb5de93ae1eab477c4ef913fb6c05e89ad7a692427cdc31",
     ];
 
+    /// Version 2 is version 1's body followed by the cutting (bincode: a `u32` variant
+    /// index, 1 for `FinalSegmentInLastPart`), under version number 2.
+    fn version_2_of(version_1: &[u8]) -> Vec<u8> {
+        let mut body = version_1[20..version_1.len() - 32].to_vec();
+        body.extend_from_slice(&1u32.to_le_bytes());
+        envelope::seal(&JOURNAL_MAGIC, 2, &body)
+    }
+
     #[test]
     fn the_file_format_is_pinned() {
-        let bytes = encode_journal(&sample()).unwrap();
-        assert_eq!(hex::encode(&bytes), SAMPLE_FILE_HEX.concat());
         let old = hex::decode(SAMPLE_FILE_HEX.concat()).unwrap();
-        assert_eq!(decode_journal(&old, Path::new("j")).unwrap(), sample());
+        assert_eq!(encode_journal(&sample()).unwrap(), version_2_of(&old));
+    }
+
+    #[test]
+    fn a_version_1_journal_resumes_with_the_final_segment_in_its_own_part() {
+        let old = hex::decode(SAMPLE_FILE_HEX.concat()).unwrap();
+        assert_eq!(
+            decode_journal(&old, Path::new("j")).unwrap(),
+            Journal {
+                cutting: PartCutting::FinalSegmentAlone,
+                ..sample()
+            }
+        );
     }
 
     #[test]
@@ -515,14 +559,14 @@ mod tests {
     #[test]
     fn another_version_is_refused_with_its_number() {
         let mut bytes = encode_journal(&sample()).unwrap();
-        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
         // A valid checksum, so only the version can be the reason.
         let len = bytes.len() - 32;
         let checksum = ring::digest::digest(&ring::digest::SHA256, &bytes[..len]);
         bytes[len..].copy_from_slice(checksum.as_ref());
         let error = decode_journal(&bytes, Path::new("j")).unwrap_err();
         let text = error.to_string();
-        assert!(text.contains("version 2"), "{text}");
-        assert!(text.contains("version 1"), "{text}");
+        assert!(text.contains("version 3"), "{text}");
+        assert!(text.contains("versions 1 and 2"), "{text}");
     }
 }

@@ -32,6 +32,7 @@ use crate::state::journal::{read_journal, Journal, JournalFile, JournalSnapshot}
 use crate::state::lock::lock_dataset;
 use crate::state::{DatasetFiles, StateDir};
 use crate::upload::recorder::Recorder;
+use crate::upload::shape::PartCutting;
 use crate::upload::{upload_journalled, Attempt, UploadedStream, VolumeShape};
 use crate::FakeClock;
 
@@ -133,6 +134,7 @@ pub(crate) fn new_journal(repository: &Repo, dataset: &str, shape: VolumeShape) 
         send_flags: crate::format::records::SendFlagBits(0),
         shape,
         volumes: Vec::new(),
+        cutting: PartCutting::FinalSegmentInLastPart,
     }
 }
 

@@ -1,7 +1,9 @@
 //! Where the pipeline cuts a volume into multipart parts: every part but the last is
 //! exactly the shape's aligned part length (header plus whole segments for the first,
 //! whole segments after), whatever the source's chunk sizes and whether the chunks are
-//! uniquely owned or slices of one shared buffer.
+//! uniquely owned or slices of one shared buffer; the last part also holds the volume's
+//! final segment, so no request carries it alone; and the planner counts the parts the
+//! same way.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,7 @@ use crate::error::Error;
 use crate::ids::{BackupId, DatasetId};
 use crate::progress::NoProgress;
 use crate::repository::Repository;
+use crate::upload::shape::PartCutting;
 use crate::upload::VolumeShape;
 use crate::FakeClock;
 
@@ -58,9 +61,14 @@ impl Forwarding for RecordingParts {
     }
 }
 
-/// Uploads `len` bytes in `chunk`-byte pieces (slices of one buffer when `shared`) and
-/// checks every volume's part sizes.
-async fn check_parts(len: usize, chunk: usize, shared: bool) {
+/// Uploads `len` bytes in `chunk`-byte pieces (slices of one buffer when `shared`) in
+/// 12 MiB volumes of 5 MiB parts, checks every volume's part sizes, and returns each
+/// volume's part count.
+async fn check_parts(len: usize, chunk: usize, shared: bool) -> Vec<usize> {
+    check_parts_of(len, chunk, shared, 12 * MIB as u64).await
+}
+
+async fn check_parts_of(len: usize, chunk: usize, shared: bool, volume_len: u64) -> Vec<usize> {
     let clock = Arc::new(FakeClock::new(
         UNIX_EPOCH + Duration::from_secs(1_800_000_000),
     ));
@@ -79,7 +87,7 @@ async fn check_parts(len: usize, chunk: usize, shared: bool) {
     .unwrap();
     let repository = repository.context().clone();
     let shape = VolumeShape {
-        volume_plaintext_len: 12 * MIB as u64,
+        volume_plaintext_len: volume_len,
         part_len: 5 * MIB as u64,
         parts_in_flight: 2,
     };
@@ -112,6 +120,7 @@ async fn check_parts(len: usize, chunk: usize, shared: bool) {
     let first = HEADER_LEN + segments(shape.part_len - HEADER_LEN);
     let later = segments(shape.part_len);
     let recorded = backend.parts.lock().unwrap().clone();
+    let mut counts = Vec::new();
     assert_eq!(
         recorded.len(),
         uploaded.volumes.len(),
@@ -128,8 +137,21 @@ async fn check_parts(len: usize, chunk: usize, shared: bool) {
             let want = if index == 0 { first } else { later };
             assert_eq!(*size, want, "{key}: part {} size", index + 1);
         }
-        let limit = if full.is_empty() { first } else { later };
+        // The final segment (under one segment of plaintext, and its tag) may ride on a
+        // full last part.
+        let limit = if full.is_empty() { first } else { later } + SEGMENT_CIPHERTEXT_LEN - 1;
         assert!(*last > 0 && *last <= limit, "{key}: last part {last} bytes");
+        assert_eq!(
+            sizes.len() as u64,
+            shape.parts(volume.plaintext_len, PartCutting::FinalSegmentInLastPart),
+            "{key}: the engine's own count"
+        );
+        assert_eq!(
+            sizes.len() as u64,
+            zib_planner::cost::parts_per_volume(volume.plaintext_len, shape.part_len),
+            "{key}: the planner's count"
+        );
+        counts.push(sizes.len());
         assert_eq!(
             sizes.iter().sum::<u64>(),
             volume.ciphertext_len,
@@ -140,20 +162,50 @@ async fn check_parts(len: usize, chunk: usize, shared: bool) {
             zib_crypto::ciphertext_len(volume.plaintext_len)
         );
     }
+    counts
 }
 
 #[tokio::test]
 async fn parts_are_cut_at_aligned_lengths_from_owned_chunks() {
     // Two full volumes (3 parts each) and a short third; chunks straddle part ends.
-    check_parts(24 * MIB + 777_777, 333_333, false).await;
+    assert_eq!(
+        check_parts(24 * MIB + 777_777, 333_333, false).await,
+        [3, 3, 1]
+    );
 }
 
 #[tokio::test]
 async fn parts_are_cut_at_aligned_lengths_from_shared_chunks() {
-    check_parts(24 * MIB + 777_777, 1_048_573, true).await;
+    assert_eq!(
+        check_parts(24 * MIB + 777_777, 1_048_573, true).await,
+        [3, 3, 1]
+    );
 }
 
 #[tokio::test]
 async fn a_stream_shorter_than_a_part_is_one_part() {
-    check_parts(1_000_003, 65_536, false).await;
+    assert_eq!(check_parts(1_000_003, 65_536, false).await, [1]);
+}
+
+/// A 10 MiB volume fills two 5 MiB parts exactly (80 segments each): its final segment,
+/// empty or short, rides on the second part instead of being a third request — as a
+/// default 1 GiB volume is 16 parts of 64 MiB, not 17.
+#[tokio::test]
+async fn a_volume_that_fills_its_parts_exactly_sends_no_part_for_its_final_segment() {
+    let volume = 10 * MIB;
+    // Two exactly full volumes, then one byte.
+    assert_eq!(
+        check_parts_of(2 * volume + 1, 262_144, false, volume as u64).await,
+        [2, 2, 1]
+    );
+    // One segment short of a third part's worth: the final segment is the rest.
+    assert_eq!(
+        check_parts_of(volume + 65_535, 100_003, true, 12 * MIB as u64).await,
+        [2]
+    );
+    // A whole sealed segment more starts a third part.
+    assert_eq!(
+        check_parts_of(volume + 65_536, 100_003, false, 12 * MIB as u64).await,
+        [3]
+    );
 }

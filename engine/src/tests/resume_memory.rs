@@ -29,6 +29,7 @@ use crate::repository::{InitOptions, Repository};
 use crate::state::journal::{read_journal, Journal, JournalFile, VolumeState};
 use crate::state::lock::lock_dataset;
 use crate::state::DatasetFiles;
+use crate::upload::shape::PartCutting;
 use crate::upload::{Attempt, UploadedStream, VolumeShape};
 use crate::FakeClock;
 use zib_snapshot_source::{SnapshotIdentity, SourceKind};
@@ -344,6 +345,47 @@ async fn an_interrupted_upload_resumes_without_resending_confirmed_parts() {
     for volume in &before.volumes {
         assert!(setup.has_salt(&before, volume.index, &volume.salt).await);
     }
+    setup.commit_and_read_back(&uploaded, &bytes).await;
+}
+
+/// A journal written before the last part absorbed the final segment (version 1, read
+/// as `FinalSegmentAlone`) resumes cut the old way: its journalled parts stay valid, and
+/// none is sent again. Cut the new way, part 2 would differ from its journal entry (it
+/// would be the last) and the whole volume would go again under a fresh salt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_of_the_old_part_cutting_resumes_without_resending() {
+    let mut setup = setup().await;
+    setup.journal.cutting = PartCutting::FinalSegmentAlone;
+    // 10 MiB fills two 5 MiB parts exactly: cut the old way, a third part of 16 bytes.
+    let bytes = stream_bytes(10 * MIB, 0x0dd_ba11);
+    let before = setup.interrupted(&bytes, fail_part(3)).await;
+    assert_eq!(before.cutting, PartCutting::FinalSegmentAlone);
+    let confirmed = before.confirmed_parts();
+    assert!(confirmed >= 1, "{before:?}");
+    let salt = before.volumes[0].salt;
+
+    let counting = Counting::new(setup.backend.clone());
+    let repository = setup.through(Arc::new(counting.clone())).await;
+    let uploaded = match upload_resumable(
+        &repository,
+        &setup.journal_path,
+        setup.journal_on_disk().await,
+        chunked(&bytes),
+        &Bytes_::default(),
+    )
+    .await
+    .unwrap()
+    {
+        Attempt::Uploaded(uploaded) => uploaded,
+        other => panic!("expected the upload to finish: {other:?}"),
+    };
+    assert_eq!(uploaded.parts, 3, "cut as the journal's run began");
+    assert_eq!(counting.count(Operation::UploadPart), 3 - confirmed);
+    assert_eq!(counting.count(Operation::CreateMultipart), 0);
+    assert!(
+        setup.has_salt(&before, 0, &salt).await,
+        "the journalled salt"
+    );
     setup.commit_and_read_back(&uploaded, &bytes).await;
 }
 

@@ -37,6 +37,7 @@ use crate::repository::Repository;
 use crate::state::journal::{
     read_journal, Journal, JournalFile, JournalSnapshot, JournalVolume, VolumeState,
 };
+use crate::upload::shape::PartCutting;
 use crate::upload::VolumeShape;
 use crate::FakeClock;
 
@@ -658,6 +659,7 @@ async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
                 parts: 1,
             },
         }],
+        cutting: PartCutting::FinalSegmentInLastPart,
     };
     JournalFile::new(journal_file.clone(), leftover)
         .save()
@@ -875,6 +877,7 @@ async fn a_journalled_incremental_whose_base_backup_is_gone_is_not_resumed() {
         send_flags: SendFlagBits(0),
         shape: shape(),
         volumes: Vec::new(),
+        cutting: PartCutting::FinalSegmentInLastPart,
     };
     JournalFile::new(journal_file.clone(), journal.clone())
         .save()

@@ -2,8 +2,9 @@
 //! multipart uploads, journalled so that a run killed at any instant resumes without
 //! re-sending what the bucket confirmed.
 //!
-//! Memory is bounded by (parts in flight + 1) × part size plus one chunk of the source,
-//! whatever the stream's size: the stream is never held whole, and a part is released as
+//! Memory is bounded by (parts in flight + 1) × part size plus one chunk of the source
+//! (and one segment: a volume's last part also carries its final segment), whatever the
+//! stream's size: the stream is never held whole, and a part is released as
 //! soon as its upload finishes.
 //!
 //! Every part's plaintext range and SHA-256 are journalled before the part is sent, and
@@ -32,6 +33,7 @@ use ring::digest::{Context, SHA256};
 use zib_crypto::VolumeSalt;
 use zib_storage_backend::{UploadId, WriteOptions};
 
+use shape::PartCutting;
 pub use shape::VolumeShape;
 
 use self::recorder::{volume_key, Recorder};
@@ -46,12 +48,14 @@ use crate::progress::Progress;
 use crate::state::journal::VolumeState;
 
 /// Where a stream goes: the backup's ids and this run's shape (the journal's volume and
-/// part sizes, this run's parts in flight).
+/// part sizes and part cutting, this run's parts in flight).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Target {
     dataset: DatasetId,
     backup: BackupId,
     shape: VolumeShape,
+    /// Where each volume's final segment goes: as the journal says.
+    cutting: PartCutting,
 }
 
 /// What a stream became: the figures the manifest records.

@@ -69,6 +69,7 @@ impl Recorder {
             dataset: journal.dataset_id,
             backup: journal.backup_id,
             shape,
+            cutting: journal.cutting,
         }
     }
 

@@ -1,10 +1,26 @@
 //! How a send stream is cut into volumes and multipart parts.
 
 use serde::{Deserialize, Serialize};
-use zib_crypto::{HEADER_LEN, SEGMENT_CIPHERTEXT_LEN, SEGMENT_LEN};
+use zib_crypto::{HEADER_LEN, SEGMENT_CIPHERTEXT_LEN, SEGMENT_LEN, TAG_LEN};
 use zib_storage_backend::MIN_PART_SIZE;
 
 use crate::error::{Error, Result};
+
+/// Where a volume's final segment travels. Only the number of requests differs: the
+/// volume object's bytes are the same either way, so this is not part of the on-bucket
+/// format, only of the resume journal (a resumed upload must cut its parts exactly as
+/// the run that journalled them did).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum PartCutting {
+    /// A part is sent as soon as it is full, so a volume whose plaintext fills its parts
+    /// exactly ends with a part holding the final segment alone (16 bytes for a default
+    /// 1 GiB volume: 17 requests where 16 carry the data). What journals of version 1
+    /// describe; kept so that their uploads resume.
+    FinalSegmentAlone,
+    /// A full part is sent only once another sealed segment follows it; the volume's
+    /// final segment (at most one segment and its tag) joins the last part instead.
+    FinalSegmentInLastPart,
+}
 
 /// How a stream is cut: volume size, part size, upload parallelism.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,7 +36,8 @@ pub struct VolumeShape {
 
 impl Default for VolumeShape {
     /// 1 GiB volumes in 64 MiB parts, 4 in flight: 16 parts per volume, about 16,400
-    /// upload requests per TiB, and at most (4 + 1) × 64 MiB of parts in memory.
+    /// upload requests per TiB, and at most (4 + 1) × 64 MiB of parts in memory (plus one
+    /// segment: a volume's last part also holds its final segment).
     fn default() -> Self {
         Self {
             volume_plaintext_len: 1 << 30,
@@ -84,5 +101,40 @@ impl VolumeShape {
             (self.part_len.saturating_sub(HEADER_LEN)).div_ceil(SEGMENT_CIPHERTEXT_LEN);
         let segments = self.part_len.div_ceil(SEGMENT_CIPHERTEXT_LEN);
         (first_segments * SEGMENT_LEN, segments * SEGMENT_LEN)
+    }
+
+    /// Multipart parts of a volume of `plaintext_len` bytes cut as `cutting` says: the
+    /// count the planner's [`zib_planner::cost::parts_per_volume`] must agree with (the
+    /// tests hold both to what the pipeline actually sends).
+    #[cfg(test)]
+    pub(crate) fn parts(&self, plaintext_len: u64, cutting: PartCutting) -> u64 {
+        let (first, later) = self.aligned_plaintext_lens();
+        // Plaintext in sealed (non-final) segments; the final segment holds the rest.
+        let sealed = plaintext_len / SEGMENT_LEN * SEGMENT_LEN;
+        let data_parts = if sealed <= first {
+            1
+        } else {
+            1 + (sealed - first).div_ceil(later)
+        };
+        match cutting {
+            PartCutting::FinalSegmentInLastPart => data_parts,
+            PartCutting::FinalSegmentAlone => {
+                // The final segment starts a part of its own when the sealed segments
+                // fill the last data part exactly.
+                let filled = if data_parts == 1 {
+                    sealed == first
+                } else {
+                    (sealed - first).is_multiple_of(later)
+                };
+                data_parts + u64::from(filled)
+            }
+        }
+    }
+
+    /// The largest part a volume can be cut into: the aligned part plus the volume's
+    /// final segment (less than one segment of plaintext, and its tag).
+    pub(crate) fn largest_part_len(&self) -> usize {
+        let (first, later) = self.aligned_part_lens();
+        first.max(later) + usize::try_from(SEGMENT_LEN - 1 + TAG_LEN).unwrap_or(usize::MAX)
     }
 }

@@ -14,6 +14,7 @@ use zib_storage_backend::{
 
 use super::parts::{PartFull, PartPlaintext, PlainPart};
 use super::recorder::Recorder;
+use super::shape::PartCutting;
 use super::Target;
 use crate::context::Repo;
 use crate::error::{Error, Result};
@@ -157,6 +158,11 @@ pub(super) struct VolumeUpload<'r> {
     buffer: BytesMut,
     first_part_len: usize,
     part_len: usize,
+    /// Capacity of each part's buffer: the aligned part plus room for the volume's final
+    /// segment, so the last part never grows (a regrown 64 MiB buffer is a copy and,
+    /// for a moment, twice the memory).
+    part_capacity: usize,
+    cutting: PartCutting,
     parts_in_flight: usize,
     next_part: u32,
     /// Part uploads in flight. A `JoinSet`, not detached tasks: dropping the upload (the
@@ -190,6 +196,7 @@ impl<'r> VolumeUpload<'r> {
             salt,
         )?;
         let (first_part_len, part_len) = target.shape.aligned_part_lens();
+        let part_capacity = target.shape.largest_part_len();
         Ok(Self {
             repository,
             key,
@@ -199,14 +206,16 @@ impl<'r> VolumeUpload<'r> {
             hash: Context::new(&SHA256),
             plaintext_len: 0,
             ciphertext_len: 0,
-            buffer: BytesMut::with_capacity(first_part_len),
+            buffer: BytesMut::with_capacity(part_capacity),
             first_part_len,
             part_len,
+            part_capacity,
+            cutting: target.cutting,
             parts_in_flight: target.shape.parts_in_flight.max(1),
             next_part: 1,
             in_flight: JoinSet::new(),
             done: Vec::new(),
-            plain: PartPlaintext::new(&target.shape),
+            plain: PartPlaintext::new(&target.shape, target.cutting),
             resume,
             changed: false,
         })
@@ -235,17 +244,22 @@ impl<'r> VolumeUpload<'r> {
                 self.index
             )));
         };
+        // Every piece is a sealed segment or the header: never the volume's final
+        // segment, which only `finish` seals.
+        let when_full = match self.cutting {
+            PartCutting::FinalSegmentAlone => PartFull::SendNow,
+            PartCutting::FinalSegmentInLastPart => PartFull::SendWhenMoreFollows,
+        };
         for piece in encryptor.push_chunk(chunk)? {
-            self.append(&piece, PartFull::SendNow, recorder, progress)
-                .await?;
+            self.append(&piece, when_full, recorder, progress).await?;
         }
         Ok(())
     }
 
     /// Copies ciphertext into the part being filled and sends each part that fills up —
-    /// at once while the stream runs, or, for the volume's tail, only when more bytes
-    /// follow (so the last part is never empty). Once the stream is known to have
-    /// changed, nothing more is kept.
+    /// at once, or only when more bytes follow (so the last part is never empty), or
+    /// never (the final segment joins the last part): see [`PartFull`]. Once the stream
+    /// is known to have changed, nothing more is kept.
     ///
     /// Each part is one allocation of exactly its size, filled once: growing one buffer
     /// instead would copy a part's bytes again on every doubling, and a part split off it
@@ -260,13 +274,18 @@ impl<'r> VolumeUpload<'r> {
         progress: &dyn Progress,
     ) -> Result<()> {
         while !self.changed {
+            if when_full == PartFull::Absorb {
+                self.buffer.extend_from_slice(bytes);
+                break;
+            }
             let target = self.current_part_target();
             if self.buffer.len() == target && (when_full == PartFull::SendNow || !bytes.is_empty())
             {
-                let next_capacity = self.part_len;
-                let part =
-                    std::mem::replace(&mut self.buffer, BytesMut::with_capacity(next_capacity))
-                        .freeze();
+                let part = std::mem::replace(
+                    &mut self.buffer,
+                    BytesMut::with_capacity(self.part_capacity),
+                )
+                .freeze();
                 let plain = self.plain.next_full()?;
                 self.send_part(part, plain, recorder, progress).await?;
                 continue;
@@ -399,8 +418,11 @@ impl<'r> VolumeUpload<'r> {
             )));
         };
         let tail = encryptor.finish()?;
-        self.append(&tail, PartFull::SendWhenMoreFollows, recorder, progress)
-            .await?;
+        let when_full = match self.cutting {
+            PartCutting::FinalSegmentAlone => PartFull::SendWhenMoreFollows,
+            PartCutting::FinalSegmentInLastPart => PartFull::Absorb,
+        };
+        self.append(&tail, when_full, recorder, progress).await?;
         if !self.changed {
             let last = std::mem::take(&mut self.buffer).freeze();
             let plain = self.plain.finish()?;

@@ -9,6 +9,7 @@
 //! <state dir>/<repository id>/<dataset stem>.lock       the dataset's lock (flock)
 //! <state dir>/<repository id>/<dataset stem>.journal    the backup in progress
 //! <state dir>/<repository id>/<dataset stem>.creating   for a moment: a snapshot being created
+//! <state dir>/<repository id>/catalog.cache             the manifests' HEAD answers (catalog::cache)
 //! ```
 //!
 //! The dataset stem is the dataset's name in hex (any name becomes a safe file name), or

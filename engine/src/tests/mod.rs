@@ -5,6 +5,7 @@
 // Test support: a panic with a message is how a check or a set-up step reports failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod catalog_cache;
 mod part_boundaries;
 mod pending_snapshot;
 mod pipeline_memory;

@@ -124,6 +124,34 @@ mod tests;
 #[doc(hidden)]
 pub mod internals {
     pub use crate::state::journal::journal_save_benchmark;
+
+    /// Commits `manifest` as a backup would, and writes a one-byte object for each volume
+    /// it names: a catalog of thousands of backups without sending thousands of streams.
+    /// The volumes do not decrypt; nothing but a catalog benchmark may read them.
+    pub async fn commit_catalog_benchmark_backup(
+        repository: &crate::Repository,
+        manifest: &crate::ManifestRecord,
+    ) -> crate::Result<()> {
+        use zib_storage_backend::{PutPrecondition, StorageBackend as _, WriteOptions};
+        let context = repository.context();
+        for index in 0..manifest.volume_count {
+            let key = context.key(&crate::format::layout::ObjectRole::Volume {
+                dataset: manifest.dataset_id,
+                backup: manifest.backup_id,
+                index,
+            })?;
+            context
+                .backend()
+                .put(
+                    &key,
+                    bytes::Bytes::from_static(b"v"),
+                    &WriteOptions::new(zib_storage_backend::StorageClass::Standard),
+                    &PutPrecondition::None,
+                )
+                .await?;
+        }
+        crate::backup::commit_manifest(context, manifest).await
+    }
 }
 
 pub use access::{

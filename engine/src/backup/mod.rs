@@ -43,7 +43,7 @@ use crate::progress::Progress;
 use crate::upload::recorder::Transferred;
 use crate::upload::VolumeShape;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "internals"))]
 pub(crate) use self::commit::commit_manifest;
 
 /// Which snapshot to back up.

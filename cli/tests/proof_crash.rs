@@ -250,3 +250,194 @@ async fn backups_and_restores_killed_at_seeded_points_resume_and_restore_byte_id
     );
     eprintln!("{}", figures.join("\n"));
 }
+
+/// Volume downloads (GETs of `volumes/` keys) the proxy has seen.
+fn volume_downloads(proxy: &FaultProxy) -> usize {
+    proxy
+        .paths(Operation::Get)
+        .iter()
+        .filter(|path| path.contains("/volumes/"))
+        .count()
+}
+
+/// The processes whose parent is `parent`, with their command lines (arguments joined by
+/// spaces), from /proc.
+fn children(parent: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        else {
+            continue;
+        };
+        // A process may end between the listing and the read: skipped.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces, so split after its `)`.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|field| field.parse::<u32>().ok());
+        if ppid != Some(parent) {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let words: Vec<String> = cmdline
+            .split(|byte| *byte == 0)
+            .filter(|word| !word.is_empty())
+            .map(|word| String::from_utf8_lossy(word).into_owned())
+            .collect();
+        out.push((pid, words.join(" ")));
+    }
+    out
+}
+
+/// The files process `pid` has open (the targets of /proc/PID/fd).
+fn open_files(pid: u32) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+        .collect()
+}
+
+/// A restore killed while `zfs receive` takes the full's stream — after the receive was
+/// fed volume k, while the run reads staged volume k+1 into it (seen in /proc: the run's
+/// `zfs receive` child alive and the run holding that staged file open) — leaves no
+/// received snapshot, keeps every staged volume, and the rerun receives from them
+/// without downloading anything again: byte-identical, no hand edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_killed_during_its_receive_resumes_from_the_staged_volumes() {
+    let Some(pool) = ZfsPool::create() else {
+        return;
+    };
+    let sandbox = Sandbox::new();
+    // moto is bound, not `..`-ed: it must outlive the test.
+    let Some(ProxiedS3 {
+        moto: _moto, proxy, ..
+    }) = proxied_s3(&sandbox, Vec::new(), 0, "30s", VOLUME_SIZE).await
+    else {
+        return;
+    };
+    let dataset = pool.create_dataset("photos");
+    let mountpoint = pool.mountpoint(&dataset);
+    // 30 MiB: a full of three volumes (11 + 11 + 8 MiB and a little).
+    std::fs::write(
+        mountpoint.join("video.mp4"),
+        TestRng::new(7).bytes(30 * MIB),
+    )
+    .unwrap();
+    let backup = sandbox.json(&["backup", dataset.as_str()], 0);
+    assert_eq!(backup["datasets"][0]["volumes"], 3, "{backup}");
+    let expected = hash_tree(&mountpoint).unwrap();
+
+    let target = pool.dataset("restored");
+    let first = sandbox
+        .zib()
+        .args([
+            "restore",
+            dataset.as_str(),
+            "--into",
+            target.as_str(),
+            "--yes",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(75),
+        "the first run requests the thaw"
+    );
+    let staging = sandbox.state();
+    // The kill point: while staged volume k (1 or 2) is read into the receive.
+    let k = 1 + TestRng::new(2027).below(2);
+    let mut child = Running(
+        sandbox
+            .zib_process()
+            .args(["restore"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id();
+    let wanted = format!("-{k:08}.volume");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Polled without sleeping: the receive of the rest takes far longer than a look at
+    // /proc, and the checks after the kill prove it was still running.
+    let receiver = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            panic!("zib restore ended ({status}) before its receive read volume {k}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "zib restore never reached volume {k}'s receive"
+        );
+        let receive = children(pid)
+            .into_iter()
+            .find(|(_, command)| command.contains("zfs receive"));
+        if let Some((receiver, _)) = receive {
+            let reading = open_files(pid).iter().any(|path| {
+                path.starts_with(&staging) && path.to_string_lossy().ends_with(&wanted)
+            });
+            if reading {
+                break receiver;
+            }
+        }
+        tokio::task::yield_now().await;
+    };
+    drop(child);
+    // The receive, its input gone, ends without the snapshot.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::path::Path::new(&format!("/proc/{receiver}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "zfs receive {receiver} outlived zib by a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let snapshots = std::process::Command::new("zfs")
+        .args([
+            "list",
+            "-H",
+            "-t",
+            "snapshot",
+            "-o",
+            "name",
+            "-r",
+            target.as_str(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&snapshots.stdout).trim().is_empty(),
+        "the killed receive left a snapshot: {}",
+        String::from_utf8_lossy(&snapshots.stdout)
+    );
+    let downloads_before = volume_downloads(&proxy);
+    assert_eq!(
+        downloads_before, 3,
+        "the killed run downloaded each volume once"
+    );
+    let done = restore_until_done(&sandbox, &[]);
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(
+        volume_downloads(&proxy),
+        downloads_before,
+        "the rerun downloaded volumes again"
+    );
+    assert_eq!(
+        hash_tree(&pool.mountpoint(&target)).unwrap(),
+        expected,
+        "the restore after a kill during its receive differs from the snapshot"
+    );
+    eprintln!("restore killed while the receive read staged volume {k}; rerun: 0 GETs");
+}

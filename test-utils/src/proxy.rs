@@ -123,6 +123,8 @@ struct State {
     fired: Vec<u64>,
     /// Every request in arrival order, with the rule that faulted it.
     log: Vec<(Operation, Option<usize>)>,
+    /// Every request's operation and URI path, in arrival order.
+    paths: Vec<(Operation, String)>,
     rng: fastrand::Rng,
 }
 
@@ -157,6 +159,7 @@ impl FaultProxy {
                 faults: 0,
                 fired,
                 log: Vec::new(),
+                paths: Vec::new(),
                 rng: fastrand::Rng::with_seed(seed),
             }),
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -249,6 +252,22 @@ impl FaultProxy {
     }
 }
 
+impl FaultProxy {
+    /// The URI paths (`/BUCKET/KEY`) of the requests of `operation` so far, in arrival
+    /// order: which objects were read, deleted, written.
+    pub fn paths(&self, operation: Operation) -> Vec<String> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .paths
+            .iter()
+            .filter(|(seen, _)| *seen == operation)
+            .map(|(_, path)| path.clone())
+            .collect()
+    }
+}
+
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.task.abort();
@@ -300,6 +319,12 @@ async fn handle(
     resetter: &Mutex<Option<TcpStream>>,
 ) -> Result<Response<ProxyBody>, ResetConnection> {
     let operation = classify(request.method(), request.uri());
+    shared
+        .state
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .paths
+        .push((operation, request.uri().path().to_owned()));
     let fault = pick_fault(shared, operation);
     match fault {
         Some(ProxyFault::Reset) => {

@@ -441,3 +441,157 @@ async fn a_restore_killed_during_its_receive_resumes_from_the_staged_volumes() {
     );
     eprintln!("restore killed while the receive read staged volume {k}; rerun: 0 GETs");
 }
+
+/// A consolidation killed between its commit and its deletions, then its rerun killed in
+/// the middle of them (the proxy holds the n-th DeleteObject): nothing committed is lost,
+/// the catalog never lists a half-deleted backup, the next run finishes the deletions,
+/// and the consolidated full restores byte-identical. The old chain is past Deep
+/// Archive's 180-day minimum only on the test clock (`ZIB_NOW`), so this test exists
+/// only in `test-clock` builds.
+#[cfg(feature = "test-clock")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consolidation_killed_between_its_commit_and_its_deletions_finishes_them_on_rerun() {
+    let Some(pool) = ZfsPool::create() else {
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let Some(ProxiedS3 {
+        moto,
+        bucket,
+        proxy,
+    }) = proxied_s3(&sandbox, Vec::new(), 0, "30s", VOLUME_SIZE).await
+    else {
+        return;
+    };
+    // Superseded backups may go as soon as the full that replaces them is committed (no
+    // grace period); the 180-day minimum age stays the default.
+    let mut config = std::fs::read_to_string(sandbox.config()).unwrap();
+    config.push_str("grace_days = 0\n");
+    std::fs::write(sandbox.config(), config).unwrap();
+    let dataset = pool.create_dataset("photos");
+    let mountpoint = pool.mountpoint(&dataset);
+
+    // A full (12 MiB: two volumes) in January, an incremental (3 MiB) the day after.
+    std::fs::write(mountpoint.join("a.bin"), TestRng::new(1).bytes(12 * MIB)).unwrap();
+    sandbox.set_now("2027-01-04T10:00:00Z");
+    sandbox.json(&["backup", dataset.as_str()], 0);
+    std::fs::write(mountpoint.join("b.bin"), TestRng::new(2).bytes(3 * MIB)).unwrap();
+    sandbox.set_now("2027-01-05T10:00:00Z");
+    sandbox.json(&["backup", dataset.as_str()], 0);
+    let expected = hash_tree(&mountpoint).unwrap();
+    let old = object_sizes(&moto, &bucket, "family/").await;
+
+    // In August the chain is past 180 days. The forced full commits, and the old chain
+    // stays until a backup has committed after that full (a safety rule of the
+    // deletions): nothing is deleted yet.
+    sandbox.set_now("2027-08-02T10:00:00Z");
+    let forced = sandbox.json(&["consolidate", "--force", dataset.as_str()], 0);
+    let deletions = &forced["datasets"][0]["deletions"];
+    assert_eq!(deletions["deleted"], serde_json::json!([]), "{forced}");
+    let pending = deletions["pending"].as_array().unwrap();
+    assert_eq!(pending.len(), 2, "{forced}");
+    assert!(
+        pending
+            .iter()
+            .all(|entry| entry["waiting_for"] == "later_backup"),
+        "{forced}"
+    );
+    let after_full = object_sizes(&moto, &bucket, "family/").await;
+
+    // The next day's consolidation commits an incremental, and is killed while its
+    // first deletion is held: after its commit, before any deletion. (`--confirm`: the
+    // sizes of the old snapshots, pruned locally, are unknown, so how much of their data
+    // is gone cannot be told; the deletions wait for a confirmation otherwise.)
+    sandbox.set_now("2027-08-03T10:00:00Z");
+    kill_at(
+        &sandbox,
+        &proxy,
+        &["consolidate", "--confirm", dataset.as_str()],
+        Operation::Delete,
+        1,
+    )
+    .await;
+    let after_commit = object_sizes(&moto, &bucket, "family/").await;
+    for key in after_full.keys() {
+        assert!(after_commit.contains_key(key), "{key} went before the kill");
+    }
+    let new_manifests = after_commit
+        .keys()
+        .filter(|key| key.starts_with("family/manifests/") && !after_full.contains_key(*key))
+        .count();
+    // The kill came after the commit: the incremental's manifest is there.
+    assert_eq!(new_manifests, 1, "{after_commit:?}");
+    let list = sandbox.json(&["list"], 0);
+    assert_eq!(list["datasets"][0]["backups"], 4, "{list}");
+
+    // The rerun, killed in the middle of the deletions (while the n-th delete of the old
+    // chain's objects is held).
+    let old_objects = old
+        .keys()
+        .filter(|key| key.starts_with("family/manifests/") || key.starts_with("family/volumes/"))
+        .count() as u64;
+    let nth = 2 + TestRng::new(2028).below(old_objects - 2);
+    // Each run at its own time: snapshot names have a resolution of a second.
+    sandbox.set_now("2027-08-03T11:00:00Z");
+    kill_at(
+        &sandbox,
+        &proxy,
+        &["consolidate", "--confirm", dataset.as_str()],
+        Operation::Delete,
+        nth,
+    )
+    .await;
+    let list = sandbox.json(&["list"], 0);
+    let listed = list["datasets"][0]["backups"].as_u64().unwrap();
+    // The three committed since August, and what is left of the old chain's two.
+    assert!(
+        (3..=5).contains(&listed),
+        "after a kill mid-deletion: {list}"
+    );
+
+    // The next run finishes the deletions: only the consolidated full is left.
+    sandbox.set_now("2027-08-03T12:00:00Z");
+    let rerun = sandbox.json(&["consolidate", "--confirm", dataset.as_str()], 0);
+    let left = object_sizes(&moto, &bucket, "family/").await;
+    for key in old.keys() {
+        let kept = key.starts_with("family/manifests/") || key.starts_with("family/volumes/");
+        assert_eq!(
+            left.contains_key(key),
+            !kept,
+            "{key} after the deletions finished: {rerun}"
+        );
+    }
+    for key in after_commit.keys().filter(|key| !old.contains_key(*key)) {
+        assert!(
+            left.contains_key(key),
+            "{key}, committed after the chain, is gone"
+        );
+    }
+    // The catalog lists the consolidated state: one chain from the August full.
+    let list = sandbox.json(&["list"], 0);
+    assert_eq!(list["datasets"][0]["backups"], 4, "{list}");
+    let chains = list["datasets"][0]["chains"].as_array().unwrap();
+    assert_eq!(chains.len(), 1, "{list}");
+    assert_eq!(
+        chains[0][0]["backup_id"], forced["datasets"][0]["backup_id"],
+        "{list}"
+    );
+
+    let target = pool.dataset("restored");
+    sandbox.set_now("2027-08-04T10:00:00Z");
+    let done = restore_until_done(
+        &sandbox,
+        &[dataset.as_str(), "--into", target.as_str(), "--yes"],
+    );
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(
+        hash_tree(&pool.mountpoint(&target)).unwrap(),
+        expected,
+        "the consolidated full restores differently from the snapshot"
+    );
+    eprintln!(
+        "consolidation killed at delete #1 (after its commit), its rerun at delete #{nth} of \
+         {old_objects}; the next run finished: {}",
+        rerun["datasets"][0]["deletions"]
+    );
+}

@@ -13,6 +13,25 @@ pub enum Error {
         reason: String,
     },
 
+    /// A restore's staged copy of a volume — verified when it was downloaded — no longer
+    /// decrypts: it was damaged on the local disk (or altered there) since. The stored
+    /// object is not blamed; the staged copy is removed, so the next run downloads it
+    /// again.
+    #[error(
+        "the staged copy {} of object {object} is damaged on the local disk ({reason}); \
+         nothing was received from it and it was removed: run the restore again to \
+         download that volume again (and check the staging disk if this repeats)",
+        path.display()
+    )]
+    StagedVolumeDamaged {
+        /// The volume's object key.
+        object: String,
+        /// The staged file.
+        path: std::path::PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+
     /// A record would not fit in S3's 2,000 bytes of user metadata.
     #[error(
         "the metadata for {object} would take {needed} bytes, over S3's limit of {limit}; \

@@ -145,9 +145,10 @@ async fn download_once(
             .unwrap_or(0);
         if have > size {
             // Not this volume's bytes: start over.
-            tokio::fs::remove_file(&part)
-                .await
-                .map_err(local("remove a stale partial download", &part))?;
+            tokio::fs::remove_file(&part).await.map_err(local(
+                "remove a stale partial download of a staged volume",
+                &part,
+            ))?;
             have = 0;
         }
         let mut file = tokio::fs::OpenOptions::new()

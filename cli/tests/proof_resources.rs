@@ -185,3 +185,93 @@ async fn a_full_staging_disk_stops_the_restore_cleanly_and_it_resumes_after_spac
          no room before a download:\n{second_error}"
     );
 }
+
+/// A target pool with about 27 MiB free for a 40 MiB dataset: the receive runs out of
+/// space. The restore fails naming the target and what to do, keeps every staged volume,
+/// and once the pool is grown (`zpool add`) the rerun receives without downloading
+/// anything again, byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_target_pool_keeps_the_downloads_and_the_restore_finishes_once_it_is_grown() {
+    let Some(pool) = ZfsPool::create() else {
+        return;
+    };
+    let Some(small) = ZfsPool::create_sized(64 << 20) else {
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let Some(ProxiedS3 {
+        moto: _moto, proxy, ..
+    }) = proxied_s3(&sandbox, Vec::new(), 0, "300s", VOLUME_SIZE).await
+    else {
+        return;
+    };
+    let dataset = pool.create_dataset("photos");
+    let mountpoint = pool.mountpoint(&dataset);
+    std::fs::write(
+        mountpoint.join("video.mp4"),
+        TestRng::new(61).bytes(40 * MIB),
+    )
+    .unwrap();
+    let backup = sandbox.json(&["backup", dataset.as_str()], 0);
+    assert_eq!(backup["datasets"][0]["volumes"], 4, "{backup}");
+    let expected = hash_tree(&mountpoint).unwrap();
+
+    let target = small.dataset("restored");
+    let (code, _, stderr) = restore(
+        &sandbox,
+        &[dataset.as_str(), "--into", target.as_str(), "--yes"],
+    );
+    assert_eq!(code, Some(75), "the first run requests the thaw: {stderr}");
+    let (code, _, stderr) = restore(&sandbox, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let error = error_line(&stderr);
+    assert!(
+        error.contains(target.as_str()) && error.contains("space"),
+        "the error names neither the target nor the lack of space: {stderr}"
+    );
+    let hint = stderr
+        .lines()
+        .find(|line| line.starts_with("zib: hint:"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        hint.contains("grow the pool") && hint.contains("nothing is downloaded again"),
+        "no hint saying what to do: {stderr}"
+    );
+    assert_eq!(
+        volume_downloads(&proxy).len(),
+        4,
+        "{:?}",
+        volume_downloads(&proxy)
+    );
+    assert!(!small.exists(&target), "the failed receive left {target}");
+    let staged = std::fs::read_dir(sandbox.state().join("staging"))
+        .unwrap()
+        .flat_map(|job| std::fs::read_dir(job.unwrap().path()).unwrap())
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .path()
+                .to_string_lossy()
+                .ends_with(".volume")
+        })
+        .count();
+    assert_eq!(staged, 4, "staged volumes were thrown away");
+
+    small.grow(128 << 20);
+    let done = restore_until_done(&sandbox, &[]);
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(
+        volume_downloads(&proxy).len(),
+        4,
+        "the rerun downloaded again: {:?}",
+        volume_downloads(&proxy)
+    );
+    assert_eq!(
+        hash_tree(&small.mountpoint(&target)).unwrap(),
+        expected,
+        "the restore into the grown pool differs from the snapshot"
+    );
+    eprintln!("target pool full:\n{error}\n{hint}");
+}

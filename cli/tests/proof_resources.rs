@@ -275,3 +275,108 @@ async fn a_full_target_pool_keeps_the_downloads_and_the_restore_finishes_once_it
     );
     eprintln!("target pool full:\n{error}\n{hint}");
 }
+
+/// The state directory on a file system mounted read-only (a tmpfs remounted `ro`;
+/// the tests run as root, which file modes would not stop): `zib backup`, `zib restore`
+/// of a job in progress and the start of a new restore each fail at once with exit 1 and
+/// one line naming the state directory's path and what to do — changing nothing in the
+/// bucket or the state — and once it is writable again the restore finishes
+/// byte-identical and backups go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_only_state_directory_is_named_with_what_to_do_and_nothing_is_lost() {
+    let Some(pool) = ZfsPool::create() else {
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let Some(ProxiedS3 {
+        moto,
+        bucket,
+        proxy: _proxy,
+    }) = proxied_s3(&sandbox, Vec::new(), 0, "300s", VOLUME_SIZE).await
+    else {
+        return;
+    };
+    // On the sandbox's state directory: `init` wrote nothing there yet that is needed
+    // (the keyring is in the bucket; the state is a cache and journals).
+    let Some(state) = Tmpfs::mount(sandbox.path(), "state", "128m", "") else {
+        return;
+    };
+    assert_eq!(state.path, sandbox.state());
+    let dataset = pool.create_dataset("photos");
+    let mountpoint = pool.mountpoint(&dataset);
+    std::fs::write(mountpoint.join("a.bin"), TestRng::new(71).bytes(3 * MIB)).unwrap();
+    sandbox.json(&["backup", dataset.as_str()], 0);
+    let expected = hash_tree(&mountpoint).unwrap();
+    let target = pool.dataset("restored");
+    let (code, _, stderr) = restore(
+        &sandbox,
+        &[dataset.as_str(), "--into", target.as_str(), "--yes"],
+    );
+    assert_eq!(code, Some(75), "the first run requests the thaw: {stderr}");
+
+    let files_before = tree_of(&state.path);
+    let objects_before = common::proof::object_sizes(&moto, &bucket, "family/").await;
+    state.remount("ro");
+    std::fs::write(mountpoint.join("b.bin"), TestRng::new(72).bytes(MIB)).unwrap();
+    let path = sandbox.state().display().to_string();
+    let runs: [&[&str]; 3] = [
+        &["backup", dataset.as_str()],
+        &["restore"],
+        &[
+            "restore",
+            dataset.as_str(),
+            "--into",
+            "other/dataset",
+            "--yes",
+        ],
+    ];
+    let mut lines = Vec::new();
+    for args in runs {
+        let output = sandbox.zib().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(1), "zib {args:?}: {stderr}");
+        let error = error_line(&stderr);
+        assert!(
+            error.contains(&path) && error.contains("read-only") && stderr.contains("--state-dir"),
+            "zib {args:?} does not name the read-only state directory and what to do: {stderr}"
+        );
+        lines.push(format!("zib {}: {error}", args.join(" ")));
+    }
+    assert_eq!(tree_of(&state.path), files_before, "the state changed");
+    assert_eq!(
+        common::proof::object_sizes(&moto, &bucket, "family/").await,
+        objects_before,
+        "the bucket changed"
+    );
+
+    state.remount("rw");
+    let done = restore_until_done(&sandbox, &[]);
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(
+        hash_tree(&pool.mountpoint(&target)).unwrap(),
+        expected,
+        "the restore after a read-only state directory differs from the snapshot"
+    );
+    let backup = sandbox.json(&["backup", dataset.as_str()], 0);
+    assert_eq!(backup["datasets"][0]["kind"], "incremental", "{backup}");
+    eprintln!("{}", lines.join("\n"));
+}
+
+/// Every file under `root` with its length, for "nothing changed" checks.
+fn tree_of(root: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let len = std::fs::metadata(&path).unwrap().len();
+                out.push((path.display().to_string(), len));
+            }
+        }
+    }
+    out.sort();
+    out
+}

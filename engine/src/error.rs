@@ -370,7 +370,8 @@ fn local_state_hint(action: &str, source: &std::io::Error) -> &'static str {
     match (source.kind(), staging) {
         (ErrorKind::ReadOnlyFilesystem, false) => {
             "; the state directory's file system is mounted read-only: remount it \
-             read-write, or point --state-dir (ZIB_STATE_DIR, the config's state_dir) at a \
+             read-write (restores in progress and interrupted backups resume from what is \
+             kept there), or point --state-dir (ZIB_STATE_DIR, the config's state_dir) at a \
              writable directory"
         }
         (ErrorKind::ReadOnlyFilesystem, true) => {

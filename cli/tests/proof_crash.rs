@@ -1,13 +1,19 @@
 //! `kill -9` of the `zib` binary at seeded points chosen by progress, not by time: the
 //! fault proxy of test-utils holds the n-th request of an operation (the part after
 //! part k, the completion of volume k, the download of volume k), the test waits until
-//! the proxy has that request in hand, then kills the process. Every rerun completes;
-//! nothing uncommitted is ever listed as a backup; what the rerun sends again stays
-//! within what was in flight; the state directory is never edited by hand; and the
-//! restore, itself killed midway, is byte-identical.
+//! the proxy has that request in hand, then kills the process. A restore is also killed
+//! during its `zfs receive` (seen in /proc: its receive child alive while it reads staged
+//! volume k), and a consolidation between its commit and its deletions and in the middle
+//! of them (the proxy holds the n-th DeleteObject; on the test clock, `ZIB_NOW`, past
+//! Deep Archive's 180-day minimum). Every rerun completes; nothing uncommitted is ever
+//! listed as a backup; what the rerun sends again stays within what was in flight; the
+//! state directory is never edited by hand; and every restore, killed midway, is
+//! byte-identical.
 //!
 //! Sized for CI: `ZIB_PROOF_KILLS` backup kills (default 4, at least 2; the full proof
-//! is `ZIB_PROOF_KILLS=20`), one consolidation kill and two restore kills.
+//! is `ZIB_PROOF_KILLS=20`), one consolidation kill during its upload and two after its
+//! commit (`test-clock` builds only), two restore kills during downloads and one during
+//! the receive.
 
 // Test support: a panic with a message is how a check or a set-up step reports failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

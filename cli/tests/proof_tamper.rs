@@ -5,7 +5,10 @@
 //! it), or whole objects deleted, truncated, duplicated, swapped or replayed (an older
 //! object under a newer key). Every case must fail loudly, naming the object, and never
 //! let `zfs receive` finish a dataset from altered bytes; a passphrase off by one
-//! character must fail as a wrong passphrase (exit 12), not as corruption.
+//! character must fail as a wrong passphrase (exit 12), not as corruption. Bytes are
+//! also flipped on the restoring side: in a staged volume, after its download was
+//! verified and before its receive (an S3 repository on moto, the proxy holding the
+//! next download meanwhile).
 
 // Test support: a panic with a message is how a check or a set-up step reports failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -2,7 +2,8 @@
 //! download stopped — and verified (every segment decrypted and authenticated) before
 //! it counts as staged. Staged volumes are kept as the ciphertext the bucket holds:
 //! they are decrypted and checked again, against the manifest's hashes, as their stream
-//! is received, so a staged file damaged on disk is never received as valid.
+//! is received, so a staged file damaged on disk is never received as valid (it is then
+//! removed, and the next run downloads it again).
 //!
 //! ```text
 //! <staging>/<backup id>-<index>.volume.part   being downloaded (resumed by length)

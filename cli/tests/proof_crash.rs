@@ -23,7 +23,9 @@ mod common;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::proof::{incomplete_uploads, object_sizes, proxied_s3, restore_until_done, ProxiedS3};
+use common::proof::{
+    incomplete_uploads, object_sizes, proxied_s3, restore_until_done, volume_downloads, ProxiedS3,
+};
 use common::Sandbox;
 use zib_engine::storage::Operation;
 use zib_test_utils::data::{hash_tree, TestRng};
@@ -257,15 +259,6 @@ async fn backups_and_restores_killed_at_seeded_points_resume_and_restore_byte_id
     eprintln!("{}", figures.join("\n"));
 }
 
-/// Volume downloads (GETs of `volumes/` keys) the proxy has seen.
-fn volume_downloads(proxy: &FaultProxy) -> usize {
-    proxy
-        .paths(Operation::Get)
-        .iter()
-        .filter(|path| path.contains("/volumes/"))
-        .count()
-}
-
 /// The processes whose parent is `parent`, with their command lines (arguments joined by
 /// spaces), from /proc.
 fn children(parent: u32) -> Vec<(u32, String)> {
@@ -428,7 +421,7 @@ async fn a_restore_killed_during_its_receive_resumes_from_the_staged_volumes() {
         "the killed receive left a snapshot: {}",
         String::from_utf8_lossy(&snapshots.stdout)
     );
-    let downloads_before = volume_downloads(&proxy);
+    let downloads_before = volume_downloads(&proxy).len();
     assert_eq!(
         downloads_before, 3,
         "the killed run downloaded each volume once"
@@ -436,7 +429,7 @@ async fn a_restore_killed_during_its_receive_resumes_from_the_staged_volumes() {
     let done = restore_until_done(&sandbox, &[]);
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(
-        volume_downloads(&proxy),
+        volume_downloads(&proxy).len(),
         downloads_before,
         "the rerun downloaded volumes again"
     );

@@ -524,7 +524,7 @@ fn a_passphrase_off_by_one_character_is_a_wrong_passphrase() {
 /// dropped, and the rerun downloads that volume alone again and restores byte-identical.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_staged_volume_flipped_on_local_disk_is_detected_and_downloaded_again() {
-    use common::proof::{proxied_s3, restore_until_done, ProxiedS3};
+    use common::proof::{proxied_s3, restore_until_done, volume_downloads, wait_seen, ProxiedS3};
     use zib_engine::storage::Operation;
     use zib_test_utils::proxy::{ProxyFault, ProxyRule, ProxyTrigger};
 
@@ -538,13 +538,6 @@ async fn a_staged_volume_flipped_on_local_disk_is_detected_and_downloaded_again(
     }) = proxied_s3(&sandbox, Vec::new(), 0, "300s", "11MiB").await
     else {
         return;
-    };
-    let volume_downloads = || {
-        proxy
-            .paths(Operation::Get)
-            .into_iter()
-            .filter(|path| path.contains("/volumes/"))
-            .collect::<Vec<_>>()
     };
     let dataset = pool.create_dataset("photos");
     let mountpoint = pool.mountpoint(&dataset);
@@ -590,15 +583,8 @@ async fn a_staged_volume_flipped_on_local_disk_is_detected_and_downloaded_again(
         command.args(["--json", "restore"]);
         tokio::task::spawn_blocking(move || command.output().unwrap())
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while proxy.seen(Operation::Get) < held_at {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the restore never asked for volume 2"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let downloads = volume_downloads();
+    wait_seen(&proxy, Operation::Get, held_at).await;
+    let downloads = volume_downloads(&proxy);
     assert!(
         downloads.last().unwrap().ends_with("/00000002"),
         "held: {downloads:?}"
@@ -633,10 +619,10 @@ async fn a_staged_volume_flipped_on_local_disk_is_detected_and_downloaded_again(
     );
     assert!(!staged.exists(), "the damaged staged copy was kept");
 
-    let before = volume_downloads().len();
+    let before = volume_downloads(&proxy).len();
     let done = restore_until_done(&sandbox, &[]);
     assert_eq!(done["state"], "done", "{done}");
-    let again = volume_downloads().split_off(before);
+    let again = volume_downloads(&proxy).split_off(before);
     assert_eq!(again.len(), 1, "downloaded again: {again:?}");
     assert!(
         again[0].ends_with(&volume_key),

@@ -259,9 +259,7 @@ impl FaultProxy {
             .log
             .clone()
     }
-}
 
-impl FaultProxy {
     /// Lets every request held so far by [`ProxyFault::Hold`] go on.
     pub fn release(&self) {
         self.shared.released.send_modify(|count| *count += 1);

@@ -438,7 +438,9 @@ async fn a_restore_killed_during_its_receive_resumes_from_the_staged_volumes() {
         expected,
         "the restore after a kill during its receive differs from the snapshot"
     );
-    eprintln!("restore killed while the receive read staged volume {k}; rerun: 0 GETs");
+    eprintln!(
+        "restore killed while the receive read staged volume {k}; the rerun downloaded no volume"
+    );
 }
 
 /// A consolidation killed between its commit and its deletions, then its rerun killed in

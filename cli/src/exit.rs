@@ -40,6 +40,8 @@ pub(crate) struct CliError {
     pub(crate) exit: Exit,
     pub(crate) message: String,
     pub(crate) hint: Option<String>,
+    /// What caused it, kept as the error's source (its message follows this one's).
+    pub(crate) source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl CliError {
@@ -48,6 +50,7 @@ impl CliError {
             exit,
             message: message.into(),
             hint: None,
+            source: None,
         }
     }
 
@@ -59,6 +62,15 @@ impl CliError {
         self.hint = Some(hint.into());
         self
     }
+
+    /// Keeps `cause` as this error's source.
+    pub(crate) fn caused_by(
+        mut self,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        self.source = Some(Box::new(cause));
+        self
+    }
 }
 
 impl std::fmt::Display for CliError {
@@ -67,7 +79,13 @@ impl std::fmt::Display for CliError {
     }
 }
 
-impl std::error::Error for CliError {}
+impl std::error::Error for CliError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// The exit code for an error: the CLI's own, or from the engine's meaning.
 pub(crate) fn exit_for(error: &anyhow::Error) -> Exit {

@@ -1,13 +1,19 @@
 //! `kill -9` of the `zib` binary at seeded points chosen by progress, not by time: the
 //! fault proxy of test-utils holds the n-th request of an operation (the part after
 //! part k, the completion of volume k, the download of volume k), the test waits until
-//! the proxy has that request in hand, then kills the process. Every rerun completes;
-//! nothing uncommitted is ever listed as a backup; what the rerun sends again stays
-//! within what was in flight; the state directory is never edited by hand; and the
-//! restore, itself killed midway, is byte-identical.
+//! the proxy has that request in hand, then kills the process. A restore is also killed
+//! during its `zfs receive` (seen in /proc: its receive child alive while it reads staged
+//! volume k), and a consolidation between its commit and its deletions and in the middle
+//! of them (the proxy holds the n-th DeleteObject; on the test clock, `ZIB_NOW`, past
+//! Deep Archive's 180-day minimum). Every rerun completes; nothing uncommitted is ever
+//! listed as a backup; what the rerun sends again stays within what was in flight; the
+//! state directory is never edited by hand; and every restore, killed midway, is
+//! byte-identical.
 //!
 //! Sized for CI: `ZIB_PROOF_KILLS` backup kills (default 4, at least 2; the full proof
-//! is `ZIB_PROOF_KILLS=20`), one consolidation kill and two restore kills.
+//! is `ZIB_PROOF_KILLS=20`), one consolidation kill during its upload and two after its
+//! commit (`test-clock` builds only), two restore kills during downloads and one during
+//! the receive.
 
 // Test support: a panic with a message is how a check or a set-up step reports failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,7 +23,9 @@ mod common;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::proof::{incomplete_uploads, object_sizes, proxied_s3, restore_until_done, ProxiedS3};
+use common::proof::{
+    incomplete_uploads, object_sizes, proxied_s3, restore_until_done, volume_downloads, ProxiedS3,
+};
 use common::Sandbox;
 use zib_engine::storage::Operation;
 use zib_test_utils::data::{hash_tree, TestRng};
@@ -249,4 +257,342 @@ async fn backups_and_restores_killed_at_seeded_points_resume_and_restore_byte_id
         "the restore after kills differs from the snapshot"
     );
     eprintln!("{}", figures.join("\n"));
+}
+
+/// The processes whose parent is `parent`, with their command lines (arguments joined by
+/// spaces), from /proc.
+fn children(parent: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        else {
+            continue;
+        };
+        // A process may end between the listing and the read: skipped.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces, so split after its `)`.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|field| field.parse::<u32>().ok());
+        if ppid != Some(parent) {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let words: Vec<String> = cmdline
+            .split(|byte| *byte == 0)
+            .filter(|word| !word.is_empty())
+            .map(|word| String::from_utf8_lossy(word).into_owned())
+            .collect();
+        out.push((pid, words.join(" ")));
+    }
+    out
+}
+
+/// The files process `pid` has open (the targets of /proc/PID/fd).
+fn open_files(pid: u32) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+        .collect()
+}
+
+/// A restore killed while `zfs receive` takes the full's stream — after the receive was
+/// fed volume k, while the run reads staged volume k+1 into it (seen in /proc: the run's
+/// `zfs receive` child alive and the run holding that staged file open) — leaves no
+/// received snapshot, keeps every staged volume, and the rerun receives from them
+/// without downloading anything again: byte-identical, no hand edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_killed_during_its_receive_resumes_from_the_staged_volumes() {
+    let Some(pool) = ZfsPool::create() else {
+        return;
+    };
+    let sandbox = Sandbox::new();
+    // moto is bound, not `..`-ed: it must outlive the test.
+    let Some(ProxiedS3 {
+        moto: _moto, proxy, ..
+    }) = proxied_s3(&sandbox, Vec::new(), 0, "30s", VOLUME_SIZE).await
+    else {
+        return;
+    };
+    let dataset = pool.create_dataset("photos");
+    let mountpoint = pool.mountpoint(&dataset);
+    // 30 MiB: a full of three volumes (11 + 11 + 8 MiB and a little).
+    std::fs::write(
+        mountpoint.join("video.mp4"),
+        TestRng::new(7).bytes(30 * MIB),
+    )
+    .unwrap();
+    let backup = sandbox.json(&["backup", dataset.as_str()], 0);
+    assert_eq!(backup["datasets"][0]["volumes"], 3, "{backup}");
+    let expected = hash_tree(&mountpoint).unwrap();
+
+    let target = pool.dataset("restored");
+    let first = sandbox
+        .zib()
+        .args([
+            "restore",
+            dataset.as_str(),
+            "--into",
+            target.as_str(),
+            "--yes",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(75),
+        "the first run requests the thaw"
+    );
+    let staging = sandbox.state();
+    // The kill point: while staged volume k (1 or 2) is read into the receive.
+    let k = 1 + TestRng::new(2027).below(2);
+    let mut child = Running(
+        sandbox
+            .zib_process()
+            .args(["restore"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id();
+    let wanted = format!("-{k:08}.volume");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Polled without sleeping: the receive of the rest takes far longer than a look at
+    // /proc, and the checks after the kill prove it was still running.
+    let receiver = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            panic!("zib restore ended ({status}) before its receive read volume {k}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "zib restore never reached volume {k}'s receive"
+        );
+        let receive = children(pid)
+            .into_iter()
+            .find(|(_, command)| command.contains("zfs receive"));
+        if let Some((receiver, _)) = receive {
+            let reading = open_files(pid).iter().any(|path| {
+                path.starts_with(&staging) && path.to_string_lossy().ends_with(&wanted)
+            });
+            if reading {
+                break receiver;
+            }
+        }
+        tokio::task::yield_now().await;
+    };
+    drop(child);
+    // The receive, its input gone, ends without the snapshot.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::path::Path::new(&format!("/proc/{receiver}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "zfs receive {receiver} outlived zib by a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let snapshots = std::process::Command::new("zfs")
+        .args([
+            "list",
+            "-H",
+            "-t",
+            "snapshot",
+            "-o",
+            "name",
+            "-r",
+            target.as_str(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&snapshots.stdout).trim().is_empty(),
+        "the killed receive left a snapshot: {}",
+        String::from_utf8_lossy(&snapshots.stdout)
+    );
+    let downloads_before = volume_downloads(&proxy).len();
+    assert_eq!(
+        downloads_before, 3,
+        "the killed run downloaded each volume once"
+    );
+    let done = restore_until_done(&sandbox, &[]);
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(
+        volume_downloads(&proxy).len(),
+        downloads_before,
+        "the rerun downloaded volumes again"
+    );
+    assert_eq!(
+        hash_tree(&pool.mountpoint(&target)).unwrap(),
+        expected,
+        "the restore after a kill during its receive differs from the snapshot"
+    );
+    eprintln!(
+        "restore killed while the receive read staged volume {k}; the rerun downloaded no volume"
+    );
+}
+
+/// A consolidation killed between its commit and its deletions, then its rerun killed in
+/// the middle of them (the proxy holds the n-th DeleteObject): nothing committed is lost,
+/// the catalog never lists a half-deleted backup, the next run finishes the deletions,
+/// and the consolidated full restores byte-identical. The old chain is past Deep
+/// Archive's 180-day minimum only on the test clock (`ZIB_NOW`), so this test exists
+/// only in `test-clock` builds.
+#[cfg(feature = "test-clock")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consolidation_killed_between_its_commit_and_its_deletions_finishes_them_on_rerun() {
+    let Some(pool) = ZfsPool::create() else {
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let Some(ProxiedS3 {
+        moto,
+        bucket,
+        proxy,
+    }) = proxied_s3(&sandbox, Vec::new(), 0, "30s", VOLUME_SIZE).await
+    else {
+        return;
+    };
+    // Superseded backups may go as soon as the full that replaces them is committed (no
+    // grace period); the 180-day minimum age stays the default.
+    let mut config = std::fs::read_to_string(sandbox.config()).unwrap();
+    config.push_str("grace_days = 0\n");
+    std::fs::write(sandbox.config(), config).unwrap();
+    let dataset = pool.create_dataset("photos");
+    let mountpoint = pool.mountpoint(&dataset);
+
+    // A full (12 MiB: two volumes) in January, an incremental (3 MiB) the day after.
+    std::fs::write(mountpoint.join("a.bin"), TestRng::new(1).bytes(12 * MIB)).unwrap();
+    sandbox.set_now("2027-01-04T10:00:00Z");
+    sandbox.json(&["backup", dataset.as_str()], 0);
+    std::fs::write(mountpoint.join("b.bin"), TestRng::new(2).bytes(3 * MIB)).unwrap();
+    sandbox.set_now("2027-01-05T10:00:00Z");
+    sandbox.json(&["backup", dataset.as_str()], 0);
+    let expected = hash_tree(&mountpoint).unwrap();
+    let old = object_sizes(&moto, &bucket, "family/").await;
+
+    // In August the chain is past 180 days. The forced full commits, and the old chain
+    // stays until a backup has committed after that full (a safety rule of the
+    // deletions): nothing is deleted yet.
+    sandbox.set_now("2027-08-02T10:00:00Z");
+    let forced = sandbox.json(&["consolidate", "--force", dataset.as_str()], 0);
+    let deletions = &forced["datasets"][0]["deletions"];
+    assert_eq!(deletions["deleted"], serde_json::json!([]), "{forced}");
+    let pending = deletions["pending"].as_array().unwrap();
+    assert_eq!(pending.len(), 2, "{forced}");
+    assert!(
+        pending
+            .iter()
+            .all(|entry| entry["waiting_for"] == "later_backup"),
+        "{forced}"
+    );
+    let after_full = object_sizes(&moto, &bucket, "family/").await;
+
+    // The next day's consolidation commits an incremental, and is killed while its
+    // first deletion is held: after its commit, before any deletion. (`--confirm`: the
+    // sizes of the old snapshots, pruned locally, are unknown, so how much of their data
+    // is gone cannot be told; the deletions wait for a confirmation otherwise.)
+    sandbox.set_now("2027-08-03T10:00:00Z");
+    kill_at(
+        &sandbox,
+        &proxy,
+        &["consolidate", "--confirm", dataset.as_str()],
+        Operation::Delete,
+        1,
+    )
+    .await;
+    let after_commit = object_sizes(&moto, &bucket, "family/").await;
+    for key in after_full.keys() {
+        assert!(after_commit.contains_key(key), "{key} went before the kill");
+    }
+    let new_manifests = after_commit
+        .keys()
+        .filter(|key| key.starts_with("family/manifests/") && !after_full.contains_key(*key))
+        .count();
+    // The kill came after the commit: the incremental's manifest is there.
+    assert_eq!(new_manifests, 1, "{after_commit:?}");
+    let list = sandbox.json(&["list"], 0);
+    assert_eq!(list["datasets"][0]["backups"], 4, "{list}");
+
+    // The rerun, killed in the middle of the deletions (while the n-th delete of the old
+    // chain's objects is held).
+    let old_objects = old
+        .keys()
+        .filter(|key| key.starts_with("family/manifests/") || key.starts_with("family/volumes/"))
+        .count() as u64;
+    let nth = 2 + TestRng::new(2028).below(old_objects - 2);
+    // Each run at its own time: snapshot names have a resolution of a second.
+    sandbox.set_now("2027-08-03T11:00:00Z");
+    kill_at(
+        &sandbox,
+        &proxy,
+        &["consolidate", "--confirm", dataset.as_str()],
+        Operation::Delete,
+        nth,
+    )
+    .await;
+    let list = sandbox.json(&["list"], 0);
+    let listed = list["datasets"][0]["backups"].as_u64().unwrap();
+    // The three committed since August, and what is left of the old chain's two.
+    assert!(
+        (3..=5).contains(&listed),
+        "after a kill mid-deletion: {list}"
+    );
+
+    // The next run finishes the deletions: only the consolidated full is left.
+    sandbox.set_now("2027-08-03T12:00:00Z");
+    let rerun = sandbox.json(&["consolidate", "--confirm", dataset.as_str()], 0);
+    let left = object_sizes(&moto, &bucket, "family/").await;
+    for key in old.keys() {
+        let kept = key.starts_with("family/manifests/") || key.starts_with("family/volumes/");
+        assert_eq!(
+            left.contains_key(key),
+            !kept,
+            "{key} after the deletions finished: {rerun}"
+        );
+    }
+    for key in after_commit.keys().filter(|key| !old.contains_key(*key)) {
+        assert!(
+            left.contains_key(key),
+            "{key}, committed after the chain, is gone"
+        );
+    }
+    // The catalog lists the consolidated state: one chain from the August full.
+    let list = sandbox.json(&["list"], 0);
+    assert_eq!(list["datasets"][0]["backups"], 4, "{list}");
+    let chains = list["datasets"][0]["chains"].as_array().unwrap();
+    assert_eq!(chains.len(), 1, "{list}");
+    assert_eq!(
+        chains[0][0]["backup_id"], forced["datasets"][0]["backup_id"],
+        "{list}"
+    );
+
+    let target = pool.dataset("restored");
+    sandbox.set_now("2027-08-04T10:00:00Z");
+    let done = restore_until_done(
+        &sandbox,
+        &[dataset.as_str(), "--into", target.as_str(), "--yes"],
+    );
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(
+        hash_tree(&pool.mountpoint(&target)).unwrap(),
+        expected,
+        "the consolidated full restores differently from the snapshot"
+    );
+    eprintln!(
+        "consolidation killed at delete #1 (after its commit), its rerun at delete #{nth} of \
+         {old_objects}; the next run finished: {}",
+        rerun["datasets"][0]["deletions"]
+    );
 }

@@ -5,7 +5,10 @@
 //! it), or whole objects deleted, truncated, duplicated, swapped or replayed (an older
 //! object under a newer key). Every case must fail loudly, naming the object, and never
 //! let `zfs receive` finish a dataset from altered bytes; a passphrase off by one
-//! character must fail as a wrong passphrase (exit 12), not as corruption.
+//! character must fail as a wrong passphrase (exit 12), not as corruption. Bytes are
+//! also flipped on the restoring side: in a staged volume, after its download was
+//! verified and before its receive (an S3 repository on moto, the proxy holding the
+//! next download meanwhile).
 
 // Test support: a panic with a message is how a check or a set-up step reports failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -511,5 +514,130 @@ fn a_passphrase_off_by_one_character_is_a_wrong_passphrase() {
     eprintln!(
         "{} passphrases off by one character: all exit 12",
         variants.len()
+    );
+}
+
+/// One byte of a staged volume flipped on the local disk during a restore — after it was
+/// downloaded and verified, before its stream is received (the proxy holds the download
+/// of the stream's last volume meanwhile) — is detected as the receive reads it: the run
+/// fails naming the object and the staged file, nothing is received, the damaged copy is
+/// dropped, and the rerun downloads that volume alone again and restores byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_staged_volume_flipped_on_local_disk_is_detected_and_downloaded_again() {
+    use common::proof::{proxied_s3, restore_until_done, volume_downloads, wait_seen, ProxiedS3};
+    use zib_engine::storage::Operation;
+    use zib_test_utils::proxy::{ProxyFault, ProxyRule, ProxyTrigger};
+
+    let Some(pool) = ZfsPool::create() else {
+        return;
+    };
+    let sandbox = Sandbox::new();
+    // 11 MiB volumes, and a request timeout longer than the hold below.
+    let Some(ProxiedS3 {
+        moto: _moto, proxy, ..
+    }) = proxied_s3(&sandbox, Vec::new(), 0, "300s", "11MiB").await
+    else {
+        return;
+    };
+    let dataset = pool.create_dataset("photos");
+    let mountpoint = pool.mountpoint(&dataset);
+    std::fs::write(
+        mountpoint.join("video.mp4"),
+        TestRng::new(41).bytes(30 * MIB),
+    )
+    .unwrap();
+    let backup = sandbox.json(&["backup", dataset.as_str()], 0);
+    assert_eq!(backup["datasets"][0]["volumes"], 3, "{backup}");
+    let backup_id = backup["datasets"][0]["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let expected = hash_tree(&mountpoint).unwrap();
+    let target = pool.dataset("restored");
+    let first = sandbox
+        .zib()
+        .args([
+            "restore",
+            dataset.as_str(),
+            "--into",
+            target.as_str(),
+            "--yes",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(75),
+        "the first run requests the thaw"
+    );
+
+    // The run reads the keyring, then volumes 0, 1 and 2: the fourth GET is held.
+    proxy.set_rules(vec![ProxyRule {
+        operation: Some(Operation::Get),
+        trigger: ProxyTrigger::Nth(proxy.seen(Operation::Get) + 4),
+        fault: ProxyFault::Hold,
+    }]);
+    let held_at = proxy.seen(Operation::Get) + 4;
+    let run = {
+        let mut command = sandbox.zib_process();
+        command.args(["--json", "restore"]);
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+    };
+    wait_seen(&proxy, Operation::Get, held_at).await;
+    let downloads = volume_downloads(&proxy);
+    assert!(
+        downloads.last().unwrap().ends_with("/00000002"),
+        "held: {downloads:?}"
+    );
+    let staging = std::fs::read_dir(sandbox.state().join("staging"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut rng = TestRng::new(42);
+    let index = rng.below(2);
+    let staged = staging.join(format!("{backup_id}-{index:08}.volume"));
+    let mut bytes = std::fs::read(&staged).unwrap();
+    // Inside a sealed segment, past the volume header.
+    let position = VOLUME_HEADER + usize::try_from(rng.below(3 * SEGMENT as u64)).unwrap();
+    bytes[position] ^= 1 << rng.below(8);
+    std::fs::write(&staged, bytes).unwrap();
+    proxy.release();
+    let output = run.await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    let volume_key = format!("{backup_id}/{index:08}");
+    assert!(
+        stderr.contains(&volume_key) && stderr.contains(&staged.display().to_string()),
+        "the error names neither the object {volume_key} nor the staged file: {stderr}"
+    );
+    assert!(
+        !pool.exists(&target),
+        "a receive from a damaged staged volume left {target}"
+    );
+    assert!(!staged.exists(), "the damaged staged copy was kept");
+
+    let before = volume_downloads(&proxy).len();
+    let done = restore_until_done(&sandbox, &[]);
+    assert_eq!(done["state"], "done", "{done}");
+    let again = volume_downloads(&proxy).split_off(before);
+    assert_eq!(again.len(), 1, "downloaded again: {again:?}");
+    assert!(
+        again[0].ends_with(&volume_key),
+        "downloaded again: {again:?}"
+    );
+    assert_eq!(
+        hash_tree(&pool.mountpoint(&target)).unwrap(),
+        expected,
+        "the restore after a damaged staged volume differs from the snapshot"
+    );
+    eprintln!(
+        "staged volume {index} flipped at byte {position}: detected, named, downloaded again\n{}",
+        stderr
+            .lines()
+            .find(|line| line.contains("zib: error"))
+            .unwrap_or_default()
     );
 }

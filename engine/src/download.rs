@@ -272,16 +272,26 @@ async fn open_volume(
         })
     };
     // A volume that does not decrypt is altered, truncated, swapped or not zib's:
-    // the error names the object.
+    // the error names the object — and, for a staged copy (verified when downloaded),
+    // the local file, which is then what was damaged.
     let object = key.as_str().to_owned();
+    let staged = match volumes {
+        Volumes::Bucket => None,
+        Volumes::Staged(dir) => Some(staged_volume(dir, manifest.backup_id, index)),
+    };
     let plaintext = decrypt_stream(counted, decryptor)
         .map(move |item| {
-            item.map_err(|error| match error {
-                Error::Crypto(reason) => Error::Corrupt {
+            item.map_err(|error| match (error, &staged) {
+                (Error::Crypto(reason), Some(path)) => Error::StagedVolumeDamaged {
+                    object: object.clone(),
+                    path: path.clone(),
+                    reason: reason.to_string(),
+                },
+                (Error::Crypto(reason), None) => Error::Corrupt {
                     object: object.clone(),
                     reason: reason.to_string(),
                 },
-                other => other,
+                (other, _) => other,
             })
         })
         .boxed();

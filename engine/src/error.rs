@@ -13,6 +13,25 @@ pub enum Error {
         reason: String,
     },
 
+    /// A restore's staged copy of a volume — verified when it was downloaded — no longer
+    /// decrypts: it was damaged on the local disk (or altered there) since. The stored
+    /// object is not blamed; the staged copy is removed, so the next run downloads it
+    /// again.
+    #[error(
+        "the staged copy {} of object {object} is damaged on the local disk ({reason}); \
+         nothing was received from it and it was removed: run the restore again to \
+         download that volume again (and check the staging disk if this repeats)",
+        path.display()
+    )]
+    StagedVolumeDamaged {
+        /// The volume's object key.
+        object: String,
+        /// The staged file.
+        path: std::path::PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+
     /// A record would not fit in S3's 2,000 bytes of user metadata.
     #[error(
         "the metadata for {object} would take {needed} bytes, over S3's limit of {limit}; \
@@ -320,7 +339,7 @@ pub enum Error {
     /// The staging directory has not room enough for the next download.
     #[error(
         "the staging directory {} has {free} bytes free; the next download needs {needed}: \
-         free space there (or give the restore another staging directory) and run it again",
+         free space there and run the restore again (what was downloaded is kept)",
         dir.display()
     )]
     StagingFull {
@@ -342,14 +361,36 @@ pub enum Error {
     Internal(String),
 }
 
-/// What to do about a local state error, from what failed.
+/// What to do about a local state error, from what failed and where: the state
+/// directory, or a restore's staging directory (its actions name staged volumes or the
+/// staging directory).
 fn local_state_hint(action: &str, source: &std::io::Error) -> &'static str {
     use std::io::ErrorKind;
-    match source.kind() {
-        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
+    let staging = action.contains("stag");
+    match (source.kind(), staging) {
+        (ErrorKind::ReadOnlyFilesystem, false) => {
+            "; the state directory's file system is mounted read-only: remount it \
+             read-write (restores in progress and interrupted backups resume from what is \
+             kept there), or point --state-dir (ZIB_STATE_DIR, the config's state_dir) at a \
+             writable directory"
+        }
+        (ErrorKind::ReadOnlyFilesystem, true) => {
+            "; the staging directory's file system is mounted read-only: remount it \
+             read-write and run the restore again"
+        }
+        (ErrorKind::PermissionDenied, false) => {
             "; check that the state directory is writable by this user"
         }
-        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => "; free space in the state directory",
+        (ErrorKind::PermissionDenied, true) => {
+            "; check that the staging directory is writable by this user"
+        }
+        (ErrorKind::StorageFull | ErrorKind::QuotaExceeded, false) => {
+            "; free space in the state directory"
+        }
+        (ErrorKind::StorageFull | ErrorKind::QuotaExceeded, true) => {
+            "; the staging directory is full: free space there and run the restore again \
+             (what was downloaded is kept, and the interrupted download resumes)"
+        }
         _ if action.contains("lock") => {
             "; the state directory must be on a file system that supports flock (a local \
              disk, not a network mount without lock support)"
@@ -385,6 +426,21 @@ mod tests {
         let unsupported = local_state("take the dataset lock", std::io::ErrorKind::Unsupported);
         assert!(unsupported.contains("flock"), "{unsupported}");
         assert!(!unsupported.contains("writable"), "{unsupported}");
+        let read_only = local_state(
+            "take the dataset lock",
+            std::io::ErrorKind::ReadOnlyFilesystem,
+        );
+        assert!(
+            read_only.contains("read-only") && read_only.contains("--state-dir"),
+            "{read_only}"
+        );
+        let full_staging = local_state("write a staged volume", std::io::ErrorKind::StorageFull);
+        assert!(
+            full_staging.contains("staging directory is full"),
+            "{full_staging}"
+        );
+        let full_state = local_state("write the resume journal", std::io::ErrorKind::StorageFull);
+        assert!(full_state.contains("state directory"), "{full_state}");
         let other = local_state("read the resume journal", std::io::ErrorKind::InvalidData);
         assert!(
             !other.contains("writable") && !other.contains("flock"),

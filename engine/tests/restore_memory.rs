@@ -491,6 +491,99 @@ async fn a_failed_receive_keeps_the_downloads_and_the_next_run_receives_them() {
     setup.restored_equal();
 }
 
+/// A staged copy damaged on the local disk after its download (here: between a failed
+/// receive and the next run) fails the receive naming the object and the file, is
+/// removed, and the run after downloads that one volume again and finishes.
+#[tokio::test]
+async fn a_staged_volume_damaged_on_disk_is_named_removed_and_downloaded_again() {
+    let setup = setup(4).await;
+    let (job, _) = setup
+        .repository
+        .create_restore(&setup.request(100 << 30), &setup.source)
+        .await
+        .unwrap();
+    setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    setup.clock.advance(Duration::from_secs(49 * 3600));
+    setup.source.script(Script::ReceiveFails);
+    setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .expect_err("the receive fails (a full pool)");
+    // The full's first volume, staged and verified, is damaged where it waits.
+    let staged: Vec<_> = walk(setup.staging.path())
+        .into_iter()
+        .filter(|path| path.to_string_lossy().ends_with("-00000000.volume"))
+        .collect();
+    let damaged = staged
+        .iter()
+        .find(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with(&job.chain[0].to_string())
+        })
+        .unwrap()
+        .clone();
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    bytes[100_000] ^= 0x10;
+    std::fs::write(&damaged, bytes).unwrap();
+    let downloaded = setup.counting.bytes_read().get();
+    let error = setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .expect_err("a damaged staged copy is never received");
+    let Error::StagedVolumeDamaged { object, path, .. } = &error else {
+        panic!("{error}");
+    };
+    assert!(
+        object.ends_with(&format!("{}/00000000", job.chain[0])),
+        "{error}"
+    );
+    assert_eq!(path, &damaged, "{error}");
+    assert!(!damaged.exists(), "the damaged copy was kept");
+    assert_eq!(
+        setup.source.everything_under("tank/restored"),
+        Vec::<String>::new(),
+        "something was received from the damaged copy"
+    );
+    let volume_len = setup
+        .memory
+        .head(&ObjectKey::new(object.clone()).unwrap())
+        .await
+        .unwrap()
+        .size;
+    let done = setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(done.state, RestoreState::Done, "{done:?}");
+    assert_eq!(
+        setup.counting.bytes_read().get() - downloaded,
+        volume_len,
+        "only the damaged volume is downloaded again"
+    );
+    setup.restored_equal();
+}
+
+/// Every file under `root`.
+fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 #[tokio::test]
 async fn a_target_that_exists_is_refused_and_cancelling_removes_what_the_job_made() {
     let setup = setup(4).await;

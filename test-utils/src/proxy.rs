@@ -46,6 +46,10 @@ pub enum ProxyFault {
     AccessDenied,
     /// Waits this long before forwarding (longer than the client's timeout).
     Stall(Duration),
+    /// Waits until the test calls [`FaultProxy::release`], then forwards: a request held
+    /// at a chosen point of progress while the test acts on the client's side (set the
+    /// client's request timeout longer than the hold).
+    Hold,
     /// Forwards, then sends only the first half of the response body (with the full
     /// `Content-Length`) and closes the connection.
     TruncateBody,
@@ -67,6 +71,7 @@ impl ProxyFault {
             ProxyFault::SlowDown => "503",
             ProxyFault::AccessDenied => "403",
             ProxyFault::Stall(_) => "stall",
+            ProxyFault::Hold => "hold",
             ProxyFault::TruncateBody => "truncate",
             ProxyFault::DropResponse => "drop-response",
             ProxyFault::S3Error(..) => "s3-error",
@@ -109,6 +114,9 @@ struct Shared {
     upstream: SocketAddr,
     state: Mutex<State>,
     client: Client<HttpConnector, Incoming>,
+    /// How many times [`FaultProxy::release`] was called: a held request goes on once
+    /// this passes the count it arrived under.
+    released: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Debug)]
@@ -123,6 +131,8 @@ struct State {
     fired: Vec<u64>,
     /// Every request in arrival order, with the rule that faulted it.
     log: Vec<(Operation, Option<usize>)>,
+    /// Every request's operation and URI path, in arrival order.
+    paths: Vec<(Operation, String)>,
     rng: fastrand::Rng,
 }
 
@@ -157,9 +167,11 @@ impl FaultProxy {
                 faults: 0,
                 fired,
                 log: Vec::new(),
+                paths: Vec::new(),
                 rng: fastrand::Rng::with_seed(seed),
             }),
             client: Client::builder(TokioExecutor::new()).build_http(),
+            released: tokio::sync::watch::Sender::new(0),
         });
         let accept_shared = Arc::clone(&shared);
         let task = tokio::spawn(async move {
@@ -247,6 +259,25 @@ impl FaultProxy {
             .log
             .clone()
     }
+
+    /// Lets every request held so far by [`ProxyFault::Hold`] go on.
+    pub fn release(&self) {
+        self.shared.released.send_modify(|count| *count += 1);
+    }
+
+    /// The URI paths (`/BUCKET/KEY`) of the requests of `operation` so far, in arrival
+    /// order: which objects were read, deleted, written.
+    pub fn paths(&self, operation: Operation) -> Vec<String> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .paths
+            .iter()
+            .filter(|(seen, _)| *seen == operation)
+            .map(|(_, path)| path.clone())
+            .collect()
+    }
 }
 
 impl Drop for FaultProxy {
@@ -300,6 +331,15 @@ async fn handle(
     resetter: &Mutex<Option<TcpStream>>,
 ) -> Result<Response<ProxyBody>, ResetConnection> {
     let operation = classify(request.method(), request.uri());
+    // Read before the request is counted: a release the test sends once it sees the
+    // request counted is always a later one.
+    let arrived_under = *shared.released.borrow();
+    shared
+        .state
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .paths
+        .push((operation, request.uri().path().to_owned()));
     let fault = pick_fault(shared, operation);
     match fault {
         Some(ProxyFault::Reset) => {
@@ -332,6 +372,12 @@ async fn handle(
         }
         Some(ProxyFault::Stall(duration)) => {
             tokio::time::sleep(duration).await;
+            Ok(forward(request, shared).await)
+        }
+        Some(ProxyFault::Hold) => {
+            let mut released = shared.released.subscribe();
+            // The sender lives as long as the proxy; an error means it is going away.
+            let _ = released.wait_for(|count| *count > arrived_under).await;
             Ok(forward(request, shared).await)
         }
         Some(ProxyFault::DropResponse) => {

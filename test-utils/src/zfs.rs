@@ -51,6 +51,12 @@ impl ZfsPool {
     /// Creates the pool, or returns `None` (after saying why) when ZFS is unavailable and
     /// the run did not require real components. Panics when it is required but missing.
     pub fn create() -> Option<ZfsPool> {
+        Self::create_sized(POOL_FILE_SIZE)
+    }
+
+    /// [`create`](Self::create) with a backing file of `bytes` (at least 64 MiB, which
+    /// leaves about 27 MiB for data on zfs-fuse): a pool that a test can fill.
+    pub fn create_sized(bytes: u64) -> Option<ZfsPool> {
         if !running_as_root() {
             return component_missing("root (zfs-fuse pools need it)", "run the tests as root");
         }
@@ -76,12 +82,23 @@ impl ZfsPool {
         let file = dir.path().join("pool.img");
         let mount = dir.path().join("mnt");
         std::fs::File::create(&file)
-            .and_then(|f| f.set_len(POOL_FILE_SIZE))
+            .and_then(|f| f.set_len(bytes))
             .expect("sparse pool file");
         let mount_text = mount.to_str().expect("UTF-8 temporary path");
         let file_text = file.to_str().expect("UTF-8 temporary path");
         run_checked("zpool", &["create", "-m", mount_text, &name, file_text]);
         Some(ZfsPool { name, dir })
+    }
+
+    /// Grows the pool by a second sparse file of `bytes` (`zpool add`): a full pool
+    /// given room.
+    pub fn grow(&self, bytes: u64) {
+        let file = self.dir.path().join("pool-added.img");
+        std::fs::File::create(&file)
+            .and_then(|f| f.set_len(bytes))
+            .expect("sparse pool file");
+        let file_text = file.to_str().expect("UTF-8 temporary path");
+        run_checked("zpool", &["add", &self.name, file_text]);
     }
 
     /// The pool's name.

@@ -143,7 +143,7 @@ async fn create(app: &App, args: &RestoreArgs, dataset: &str) -> anyhow::Result<
         .advance_restore(job.id, source.as_ref(), &reporter)
         .await;
     reporter.finish();
-    let status = advanced.with_context(|| format!("could not advance the restore {}", job.id))?;
+    let status = advanced.map_err(|error| advance_error(&job, error))?;
     say_status(app, &status);
     Ok(Outcome {
         exit: exit_of(&status),
@@ -331,6 +331,26 @@ async fn cancel(app: &App, which: &str) -> anyhow::Result<Outcome> {
     Ok(Outcome::done(json!({ "cancelled": job_json(&job) })))
 }
 
+/// Why a run could not advance `job` — and, when the target's side failed (its receive:
+/// a full pool, a target changed meanwhile), that the downloads are kept and what to do.
+fn advance_error(job: &RestoreJob, error: zib_engine::Error) -> anyhow::Error {
+    let message = format!("could not advance the restore {}", job.id);
+    if matches!(error, zib_engine::Error::Source(_)) {
+        let hint = format!(
+            "the downloaded volumes stay staged in {}: fix what the receive into {} \
+             reports (out of space: free space in its pool, or grow the pool) and run \
+             `zib restore` again; nothing is downloaded again",
+            job.staging_dir.display(),
+            job.target
+        );
+        return CliError::new(Exit::Error, message)
+            .hint(hint)
+            .caused_by(error)
+            .into();
+    }
+    anyhow::Error::new(error).context(message)
+}
+
 /// A bare `zib restore`: every open job advanced as far as it goes now.
 async fn advance_all(app: &App) -> anyhow::Result<Outcome> {
     let (repository, _) = app.open().await?;
@@ -356,7 +376,7 @@ async fn advance_all(app: &App) -> anyhow::Result<Outcome> {
             .advance_restore(job.id, source.as_ref(), &reporter)
             .await;
         reporter.finish();
-        match advanced.with_context(|| format!("could not advance the restore {}", job.id)) {
+        match advanced.map_err(|error| advance_error(job, error)) {
             Ok(status) => {
                 say_status(app, &status);
                 waiting |= exit_of(&status) == Exit::RestoreWaiting;

@@ -16,12 +16,16 @@ pub const PASSPHRASE: &str = "a long family passphrase";
 /// One user's world: nothing of the machine's (no /etc/zib, no ~/.config) is read.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
+    /// The clock every command of this sandbox runs at (`ZIB_NOW`, RFC 3339), when set:
+    /// read only by `test-clock` builds (cli/Cargo.toml).
+    pub now: std::cell::RefCell<Option<String>>,
 }
 
 impl Sandbox {
     pub fn new() -> Self {
         let sandbox = Self {
             dir: tempfile::tempdir().unwrap(),
+            now: std::cell::RefCell::new(None),
         };
         std::fs::create_dir_all(sandbox.home()).unwrap();
         sandbox.write_passphrase(&sandbox.passphrase_file(), PASSPHRASE);
@@ -69,6 +73,9 @@ impl Sandbox {
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .timeout(std::time::Duration::from_secs(300));
+        if let Some(now) = self.now.borrow().as_deref() {
+            command.env("ZIB_NOW", now);
+        }
         command
     }
 
@@ -87,7 +94,15 @@ impl Sandbox {
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true");
+        if let Some(now) = self.now.borrow().as_deref() {
+            command.env("ZIB_NOW", now);
+        }
         command
+    }
+
+    /// Runs every later command at `now` (RFC 3339; see [`Sandbox::now`]).
+    pub fn set_now(&self, now: &str) {
+        *self.now.borrow_mut() = Some(now.to_owned());
     }
 
     /// `zib ARGS`, asserting the exit code; returns (stdout, stderr).

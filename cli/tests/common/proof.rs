@@ -184,3 +184,103 @@ pub fn restore_until_done(sandbox: &Sandbox, first: &[&str]) -> serde_json::Valu
     }
     panic!("the restore did not finish within eight runs");
 }
+
+/// A tmpfs mounted (as root) on a new directory under `parent`, unmounted when dropped —
+/// also when the test fails first, so no mount outlives its test.
+pub struct Tmpfs {
+    pub path: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`mount -o size=`, e.g. `100m`) with extra `options`
+    /// (e.g. `ro`), or `None` (after saying why) when not root and real components are
+    /// not required.
+    pub fn mount(parent: &std::path::Path, name: &str, size: &str, options: &str) -> Option<Self> {
+        if !zib_test_utils::real::running_as_root() {
+            return zib_test_utils::real::component_missing(
+                "root (mounting a tmpfs needs it)",
+                "run the tests as root",
+            );
+        }
+        let path = parent.join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        let mut all = format!("size={size},mode=0700");
+        if !options.is_empty() {
+            all.push(',');
+            all.push_str(options);
+        }
+        run_checked(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &all,
+                "zib-test",
+                path.to_str().unwrap(),
+            ],
+        );
+        Some(Self { path })
+    }
+
+    /// Changes the mount's options (`remount,` is added): a new size, `ro` or `rw`.
+    pub fn remount(&self, options: &str) {
+        run_checked(
+            "mount",
+            &[
+                "-o",
+                &format!("remount,{options}"),
+                self.path.to_str().unwrap(),
+            ],
+        );
+    }
+
+    /// Bytes free on the mount.
+    pub fn free(&self) -> u64 {
+        let output = run_checked(
+            "df",
+            &["--output=avail", "-B1", self.path.to_str().unwrap()],
+        );
+        output.lines().nth(1).unwrap().trim().parse().unwrap()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let path = self.path.to_str().unwrap_or_default();
+        let unmounted = std::process::Command::new("umount")
+            .arg(path)
+            .output()
+            .is_ok_and(|output| output.status.success());
+        if !unmounted {
+            // Busy (a process of a failed test still in it): detach it now, freed when
+            // the last user goes.
+            let _ = std::process::Command::new("umount")
+                .args(["-l", path])
+                .output();
+        }
+    }
+}
+
+/// The volume downloads (GETs of `volumes/` keys) a proxy has seen, in order: their
+/// URI paths.
+pub fn volume_downloads(proxy: &FaultProxy) -> Vec<String> {
+    proxy
+        .paths(zib_engine::storage::Operation::Get)
+        .into_iter()
+        .filter(|path| path.contains("/volumes/"))
+        .collect()
+}
+
+/// Waits until the proxy has seen `count` requests of `operation` in all, or panics
+/// after two minutes (a hang turned into a failure, not a timed condition).
+pub async fn wait_seen(proxy: &FaultProxy, operation: zib_engine::storage::Operation, count: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while proxy.seen(operation) < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proxy never saw {operation} #{count}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -419,15 +419,33 @@ impl Run<'_> {
                     "receiving {}@{}",
                     manifest.dataset_name, manifest.snapshot_name
                 ));
-                let stream = backup_stream(
-                    self.repository.clone(),
-                    manifest.clone(),
-                    Volumes::Staged(staging.clone()),
-                )
-                .map(|item| item.map_err(std::io::Error::other))
-                .boxed();
+                // A staged copy found damaged as the stream is read: kept aside, because
+                // the receive's own error only says that its input ended.
+                let damaged: Arc<std::sync::Mutex<Option<Error>>> = Arc::default();
+                let stream = {
+                    let damaged = damaged.clone();
+                    backup_stream(
+                        self.repository.clone(),
+                        manifest.clone(),
+                        Volumes::Staged(staging.clone()),
+                    )
+                    .map(move |item| {
+                        item.map_err(|error| match error {
+                            Error::StagedVolumeDamaged { .. } => {
+                                let io = std::io::Error::other(error.to_string());
+                                // A std Mutex: nothing is awaited while it is held.
+                                if let Ok(mut slot) = damaged.lock() {
+                                    slot.get_or_insert(error);
+                                }
+                                io
+                            }
+                            other => std::io::Error::other(other),
+                        })
+                    })
+                    .boxed()
+                };
                 // A failure keeps the staged volumes: the next run receives them again
-                // without paying for their download again.
+                // without paying for their download again — all but a damaged one.
                 let received = self
                     .source
                     .receive(
@@ -435,7 +453,14 @@ impl Run<'_> {
                         stream,
                         &ReceiveOptions::more_follow(position < last),
                     )
-                    .await?;
+                    .await;
+                let found = damaged.lock().ok().and_then(|mut slot| slot.take());
+                if let Some(error) = found {
+                    self.drop_damaged(backup, manifest.volume_count, &error)
+                        .await?;
+                    return Err(error);
+                }
+                let received = received?;
                 if received.identity != manifest.snapshot_identity {
                     return Err(Error::ReceivedIdentity {
                         target: target.to_string(),
@@ -459,6 +484,31 @@ impl Run<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// Forgets and removes the staged copy that `error` (a
+    /// [`Error::StagedVolumeDamaged`]) names, so the next run downloads it again.
+    async fn drop_damaged(&mut self, backup: BackupId, volumes: u32, error: &Error) -> Result<()> {
+        let Error::StagedVolumeDamaged { path, .. } = error else {
+            return Ok(());
+        };
+        let staging = self.job.staging();
+        let Some(index) = (0..volumes)
+            .find(|index| crate::download::staged_volume(&staging, backup, *index) == *path)
+        else {
+            return Ok(());
+        };
+        self.job.staged.remove(&(backup, index));
+        job::save(&self.files.file, &self.job).await?;
+        match tokio::fs::remove_file(path).await {
+            Ok(()) => Ok(()),
+            Err(source) if source.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(Error::LocalState {
+                path: path.clone(),
+                action: "remove a damaged staged volume",
+                source,
+            }),
+        }
     }
 
     async fn status(

@@ -2,7 +2,8 @@
 //! download stopped — and verified (every segment decrypted and authenticated) before
 //! it counts as staged. Staged volumes are kept as the ciphertext the bucket holds:
 //! they are decrypted and checked again, against the manifest's hashes, as their stream
-//! is received, so a staged file damaged on disk is never received as valid.
+//! is received, so a staged file damaged on disk is never received as valid (it is then
+//! removed, and the next run downloads it again).
 //!
 //! ```text
 //! <staging>/<backup id>-<index>.volume.part   being downloaded (resumed by length)
@@ -145,9 +146,10 @@ async fn download_once(
             .unwrap_or(0);
         if have > size {
             // Not this volume's bytes: start over.
-            tokio::fs::remove_file(&part)
-                .await
-                .map_err(local("remove a stale partial download", &part))?;
+            tokio::fs::remove_file(&part).await.map_err(local(
+                "remove a stale partial download of a staged volume",
+                &part,
+            ))?;
             have = 0;
         }
         let mut file = tokio::fs::OpenOptions::new()

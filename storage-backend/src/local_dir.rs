@@ -1,12 +1,29 @@
 //! A directory on a local or external disk as object storage.
 //!
 //! Layout under the root: `objects/<key>` (the key's `/`-segments become directories),
-//! `uploads/<upload id>/` (an incomplete multipart upload: `upload.json` and one file per
-//! part, named `<number>.<md5>`) and `tmp/` (files being written).
+//! `uploads/<upload id>/` (an incomplete multipart upload, below) and `tmp/` (files being
+//! written).
+//!
+//! A multipart upload is built in place: `uploads/<id>/object` is the object file to be,
+//! with room for its header reserved at the front, and each part is written straight to
+//! its offset in it — part `n` at `(n − 1) × S` past the header, `S` being the first
+//! part's size (recorded in `stride` when part 1 is first written), for any part of at
+//! most `S` bytes. A part that does not fit that rule (a larger last part, a part 1
+//! re-sent with another size) is kept in a file of its own. Each stored part is named by
+//! a file `<number>.<etag>` — `.at` appended for a part in place, whose file holds its
+//! offset and size — written after the part's bytes are durable. Completion writes the
+//! header into the reserved room, copies in the parts kept apart (normally none, or the
+//! last), and renames the file into `objects/`: a volume's bytes are written once, not
+//! once per part and again into the object. Uploads whose parts do not lie where the
+//! rule puts them, and those of older versions (parts named `<number>.<md5>`, no object
+//! file), are assembled by copying, as before. A part's ETag is a random token, not a
+//! hash of its bytes (nothing reads it but this backend; S3's are opaque too).
 //!
 //! Each object file holds its metadata beside its bytes in the same file: the 8-byte magic
 //! `ZIBLOCL1`, a 4-byte little-endian header length, a JSON header (storage class, user
-//! metadata, ETag, write time), then the object's bytes unchanged. One file, because two
+//! metadata, ETag, write time; an object completed from a multipart upload pads it with
+//! spaces to the length reserved when the upload began), then the object's bytes
+//! unchanged. One file, because two
 //! files (bytes + sidecar) cannot be replaced atomically together: a crash between two
 //! renames would pair new metadata with old bytes. To read an object by hand, skip
 //! `12 + header length` bytes.
@@ -24,7 +41,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -32,7 +49,6 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
-use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -48,6 +64,12 @@ use crate::{
 
 const MAGIC: &[u8; 8] = b"ZIBLOCL1";
 const UPLOAD_INFO: &str = "upload.json";
+/// The object file an upload builds in place, and the first part's size fixing where the
+/// others go.
+const UPLOAD_OBJECT: &str = "object";
+const UPLOAD_STRIDE: &str = "stride";
+/// Marks a part stored in place in the upload's object file.
+const IN_PLACE: &str = ".at";
 const PAGE_SIZE: usize = 1000;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -66,6 +88,49 @@ struct UploadInfo {
     metadata: UserMetadata,
     initiated_unix_secs: u64,
     initiated_nanos: u32,
+    /// JSON header bytes reserved at the front of the upload's object file; absent in
+    /// uploads of versions that assembled every object by copying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    header_room: Option<u32>,
+}
+
+impl UploadInfo {
+    /// The longest header the completed object can have: its ETag and write time at their
+    /// longest (`"<32 hex>-10000"`, 20 and 9 digits).
+    fn header_room(&self) -> io::Result<u32> {
+        let longest = Header {
+            storage_class: self.storage_class.clone(),
+            metadata: self.metadata.clone(),
+            etag: format!("\"{}-10000\"", "f".repeat(32)),
+            written_unix_secs: u64::MAX,
+            written_nanos: 999_999_999,
+        };
+        let json = serde_json::to_vec(&longest).map_err(io::Error::other)?;
+        u32::try_from(json.len()).map_err(io::Error::other)
+    }
+}
+
+/// Where a stored part's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PartBytes {
+    /// A file of its own.
+    File(PathBuf),
+    /// In the upload's object file, at this offset from its start.
+    InPlace(u64),
+}
+
+/// A stored part: its bytes, size, ETag and the file naming it.
+#[derive(Debug, Clone)]
+struct StoredPart {
+    bytes: PartBytes,
+    size: u64,
+    etag: ETag,
+    name: PathBuf,
+}
+
+/// A fresh part ETag: random, quoted 32 hex digits like S3's.
+fn part_etag() -> String {
+    format!("{:032x}", fastrand::u128(..))
 }
 
 fn to_unix(time: SystemTime) -> (u64, u32) {
@@ -316,46 +381,102 @@ impl Inner {
         Ok((dir, info))
     }
 
-    /// Part number → (path, size, ETag), the newest file winning if a crash left two.
-    fn parts(
-        &self,
-        dir: &Path,
-        operation: Operation,
-    ) -> Result<BTreeMap<u32, (PathBuf, u64, ETag)>> {
-        let mut parts: BTreeMap<u32, (PathBuf, u64, ETag, SystemTime)> = BTreeMap::new();
+    /// The stored parts by number, the newest file winning if a crash left two.
+    fn parts(&self, dir: &Path, operation: Operation) -> Result<BTreeMap<u32, StoredPart>> {
+        let mut parts: BTreeMap<u32, (StoredPart, SystemTime)> = BTreeMap::new();
         let entries = fs::read_dir(dir).map_err(|source| io_error(operation, dir, source))?;
         for entry in entries {
             let entry = entry.map_err(|source| io_error(operation, dir, source))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some((number, md5)) = name.split_once('.') else {
+            let Some((number, rest)) = name.split_once('.') else {
                 continue;
             };
             let Ok(number) = number.parse::<u32>() else {
                 continue;
             };
+            let path = entry.path();
             let meta = entry
                 .metadata()
-                .map_err(|source| io_error(operation, &entry.path(), source))?;
+                .map_err(|source| io_error(operation, &path, source))?;
             let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-            let newer = parts
-                .get(&number)
-                .is_none_or(|(_, _, _, seen)| modified >= *seen);
+            let (token, bytes, size) = match rest.strip_suffix(IN_PLACE) {
+                Some(token) => {
+                    let text = fs::read_to_string(&path)
+                        .map_err(|source| io_error(operation, &path, source))?;
+                    let Some((offset, size)) = text
+                        .split_once(' ')
+                        .and_then(|(o, s)| Some((o.parse().ok()?, s.parse().ok()?)))
+                    else {
+                        return Err(Error::Corrupt {
+                            key: path.display().to_string(),
+                            reason: format!("a part's place is not `<offset> <size>`: {text:?}"),
+                        });
+                    };
+                    (token, PartBytes::InPlace(offset), size)
+                }
+                None => (rest, PartBytes::File(path.clone()), meta.len()),
+            };
+            let newer = parts.get(&number).is_none_or(|(_, seen)| modified >= *seen);
             if newer {
-                parts.insert(
-                    number,
-                    (
-                        entry.path(),
-                        meta.len(),
-                        ETag::new(format!("\"{md5}\"")),
-                        modified,
-                    ),
-                );
+                let part = StoredPart {
+                    bytes,
+                    size,
+                    etag: ETag::new(format!("\"{token}\"")),
+                    name: path,
+                };
+                parts.insert(number, (part, modified));
             }
         }
-        Ok(parts
-            .into_iter()
-            .map(|(n, (p, s, e, _))| (n, (p, s, e)))
-            .collect())
+        Ok(parts.into_iter().map(|(n, (part, _))| (n, part)).collect())
+    }
+
+    /// Where part `number` of `size` bytes goes in the upload's object file, if in place:
+    /// part 1 fixes the stride the first time it is written; a part fits in place when it
+    /// is no longer than the stride (a re-sent part 1 of another size does not).
+    fn place(
+        &self,
+        dir: &Path,
+        info: &UploadInfo,
+        number: u32,
+        size: u64,
+    ) -> io::Result<Option<u64>> {
+        let Some(room) = info.header_room else {
+            return Ok(None);
+        };
+        let base = 12 + u64::from(room);
+        let stride_path = dir.join(UPLOAD_STRIDE);
+        let stride = match fs::read_to_string(&stride_path) {
+            Ok(text) => text.trim().parse::<u64>().ok(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let stride = match (stride, number) {
+            (Some(stride), _) => stride,
+            (None, 1) if size > 0 => {
+                // create_new: of two first writes of part 1 at once, one fixes the stride.
+                match OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&stride_path)
+                {
+                    Ok(mut file) => {
+                        file.write_all(size.to_string().as_bytes())?;
+                        file.sync_all()?;
+                        sync_dir(dir)?;
+                        size
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        return self.place(dir, info, number, size)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            (None, _) => return Ok(None),
+        };
+        if size > stride || (number == 1 && size != stride) {
+            return Ok(None);
+        }
+        Ok(Some(base + u64::from(number - 1) * stride))
     }
 
     fn head(&self, key: &ObjectKey) -> Result<ObjectMeta> {
@@ -441,6 +562,91 @@ impl Inner {
             None
         };
         Ok((page, next))
+    }
+}
+
+/// Whether an upload's object file can become the object: every part in place lies where
+/// the parts, in order, put it, and the header fits the room reserved for it. Then only
+/// the parts kept apart are copied in.
+fn in_place_order(parts: &[&StoredPart], base: u64, header: &Header, room: u32) -> bool {
+    let fits = serde_json::to_vec(header)
+        .is_ok_and(|json| u32::try_from(json.len()).is_ok_and(|len| len <= room));
+    let mut offset = base;
+    for part in parts {
+        if part.bytes != PartBytes::InPlace(offset) && matches!(part.bytes, PartBytes::InPlace(_)) {
+            return false;
+        }
+        offset += part.size;
+    }
+    fits
+}
+
+/// Copies each part, in order, to the end of `file`: from its own file, or from its
+/// place in the upload's `object` file.
+fn copy_parts(parts: &[&StoredPart], object: &Path, file: &mut File) -> io::Result<()> {
+    for part in parts {
+        match &part.bytes {
+            PartBytes::File(path) => {
+                io::copy(&mut File::open(path)?, file)?;
+            }
+            PartBytes::InPlace(offset) => {
+                let mut source = File::open(object)?;
+                source.seek(SeekFrom::Start(*offset))?;
+                let copied = io::copy(&mut source.take(part.size), file)?;
+                if copied != part.size {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("a part in place ends after {copied} of {} bytes", part.size),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Inner {
+    /// Turns an upload's object file into the object: copies in the parts kept apart,
+    /// writes the header into its reserved room (padded with spaces), cuts the file to
+    /// the parts' end and syncs it. Returns a second name of the file, in `tmp/`, for
+    /// [`commit`](Self::commit): a refused completion removes that name only, and the
+    /// upload stays whole.
+    fn finish_in_place(
+        &self,
+        operation: Operation,
+        dir: &Path,
+        room: u32,
+        header: &Header,
+        parts: &[&StoredPart],
+    ) -> Result<PathBuf> {
+        let object = dir.join(UPLOAD_OBJECT);
+        let temp = self
+            .root
+            .join("tmp")
+            .join(format!("{:032x}", fastrand::u128(..)));
+        let result = (|| -> io::Result<()> {
+            let mut file = OpenOptions::new().read(true).write(true).open(&object)?;
+            let base = 12 + u64::from(room);
+            let mut offset = base;
+            for part in parts {
+                if let PartBytes::File(path) = &part.bytes {
+                    file.seek(SeekFrom::Start(offset))?;
+                    io::copy(&mut File::open(path)?, &mut file)?;
+                }
+                offset += part.size;
+            }
+            let mut head = Vec::with_capacity(usize::try_from(base).map_err(io::Error::other)?);
+            head.extend_from_slice(MAGIC);
+            head.extend_from_slice(&room.to_le_bytes());
+            head.extend_from_slice(&serde_json::to_vec(header).map_err(io::Error::other)?);
+            head.resize(head.capacity(), b' ');
+            std::os::unix::fs::FileExt::write_all_at(&file, &head, 0)?;
+            file.set_len(offset)?;
+            file.sync_all()?;
+            fs::hard_link(&object, &temp)
+        })();
+        result.map_err(|source| io_error(operation, &object, source))?;
+        Ok(temp)
     }
 }
 
@@ -579,14 +785,21 @@ impl StorageBackend for LocalDirBackend {
             metadata: options.metadata.clone(),
             initiated_unix_secs: secs,
             initiated_nanos: nanos,
+            header_room: None,
         };
         self.blocking(Operation::CreateMultipart, move |inner| {
             let op = Operation::CreateMultipart;
+            let mut info = info;
+            info.header_room = Some(
+                info.header_room()
+                    .map_err(|source| io_error(op, &inner.root, source))?,
+            );
             let id = UploadId::new(format!("{:032x}", fastrand::u128(..)));
             let dir = inner
                 .upload_dir(&id)
                 .ok_or_else(|| Error::invalid("generated upload id"))?;
             fs::create_dir(&dir).map_err(|source| io_error(op, &dir, source))?;
+            File::create(dir.join(UPLOAD_OBJECT)).map_err(|source| io_error(op, &dir, source))?;
             let json =
                 serde_json::to_vec(&info).map_err(|e| io_error(op, &dir, io::Error::other(e)))?;
             let (temp, mut file) = inner.temp_file(op)?;
@@ -612,25 +825,51 @@ impl StorageBackend for LocalDirBackend {
         let upload = upload.clone();
         self.blocking(Operation::UploadPart, move |inner| {
             let op = Operation::UploadPart;
-            let (dir, _) = inner.read_upload(&key, &upload, op)?;
-            let md5 = hex::encode(Md5::digest(&data));
-            let (temp, mut file) = inner.temp_file(op)?;
-            file.write_all(&data)
-                .and_then(|()| file.sync_all())
-                .map_err(|source| io_error(op, &temp, source))?;
+            let (dir, info) = inner.read_upload(&key, &upload, op)?;
+            let token = part_etag();
+            let size = data.len() as u64;
+            let place = inner
+                .place(&dir, &info, number, size)
+                .map_err(|source| io_error(op, &dir, source))?;
+            let name = match place {
+                Some(offset) => {
+                    // The bytes first, durably; then the file naming the part.
+                    let object = dir.join(UPLOAD_OBJECT);
+                    OpenOptions::new()
+                        .write(true)
+                        .open(&object)
+                        .and_then(|file| {
+                            std::os::unix::fs::FileExt::write_all_at(&file, &data, offset)?;
+                            file.sync_data()
+                        })
+                        .map_err(|source| io_error(op, &object, source))?;
+                    let (temp, mut file) = inner.temp_file(op)?;
+                    file.write_all(format!("{offset} {size}").as_bytes())
+                        .and_then(|()| file.sync_all())
+                        .map_err(|source| io_error(op, &temp, source))?;
+                    (temp, dir.join(format!("{number:05}.{token}{IN_PLACE}")))
+                }
+                None => {
+                    let (temp, mut file) = inner.temp_file(op)?;
+                    file.write_all(&data)
+                        .and_then(|()| file.sync_all())
+                        .map_err(|source| io_error(op, &temp, source))?;
+                    (temp, dir.join(format!("{number:05}.{token}")))
+                }
+            };
+            let (temp, dest) = name;
             let old = inner.parts(&dir, op)?;
-            let dest = dir.join(format!("{number:05}.{md5}"));
             fs::rename(&temp, &dest).map_err(|source| io_error(op, &dest, source))?;
-            if let Some((old_path, _, _)) = old.get(&number) {
-                if *old_path != dest {
-                    let _ = fs::remove_file(old_path);
+            if let Some(old) = old.get(&number) {
+                if old.name != dest {
+                    let _ = fs::remove_file(&old.name);
                 }
             }
             sync_dir(&dir).map_err(|source| io_error(op, &dir, source))?;
             Ok(PartInfo {
                 number,
-                size: data.len() as u64,
-                etag: ETag::new(format!("\"{md5}\"")),
+                size,
+                etag: ETag::new(format!("\"{token}\"")),
             })
         })
         .await
@@ -644,7 +883,11 @@ impl StorageBackend for LocalDirBackend {
             Ok(inner
                 .parts(&dir, Operation::ListParts)?
                 .into_iter()
-                .map(|(number, (_, size, etag))| PartInfo { number, size, etag })
+                .map(|(number, part)| PartInfo {
+                    number,
+                    size: part.size,
+                    etag: part.etag,
+                })
                 .collect())
         })
         .await
@@ -667,7 +910,7 @@ impl StorageBackend for LocalDirBackend {
             let stored = inner.parts(&dir, op)?;
             let sizes = stored
                 .iter()
-                .map(|(n, (_, size, etag))| (*n, (*size, etag.clone())))
+                .map(|(n, part)| (*n, (part.size, part.etag.clone())))
                 .collect();
             check_completion(&key, &sizes, &parts, inner.min_part_size)?;
             if precondition == CompletePrecondition::IfAbsent && inner.object_path(&key).is_file() {
@@ -679,22 +922,24 @@ impl StorageBackend for LocalDirBackend {
             let etags: Vec<&ETag> = parts.iter().map(|p| &p.etag).collect();
             let etag = multipart_etag(&etags);
             let header = Header {
-                storage_class: info.storage_class,
-                metadata: info.metadata,
+                storage_class: info.storage_class.clone(),
+                metadata: info.metadata.clone(),
                 etag: etag.as_str().to_owned(),
                 written_unix_secs: now.0,
                 written_nanos: now.1,
             };
-            let paths: Vec<&PathBuf> = parts
-                .iter()
-                .filter_map(|p| stored.get(&p.number).map(|s| &s.0))
-                .collect();
-            let temp = inner.write_temp(op, &header, &mut |file| {
-                for path in &paths {
-                    io::copy(&mut File::open(path)?, file)?;
+            // check_completion found every part stored.
+            let chosen: Vec<&StoredPart> =
+                parts.iter().filter_map(|p| stored.get(&p.number)).collect();
+            let temp = match info.header_room {
+                Some(room) if in_place_order(&chosen, 12 + u64::from(room), &header, room) => {
+                    inner.finish_in_place(op, &dir, room, &header, &chosen)?
                 }
-                Ok(())
-            })?;
+                _ => {
+                    let object = dir.join(UPLOAD_OBJECT);
+                    inner.write_temp(op, &header, &mut |file| copy_parts(&chosen, &object, file))?
+                }
+            };
             let check = |current: Option<&Header>| match (precondition, current) {
                 (CompletePrecondition::IfAbsent, Some(_)) => Err(Error::Precondition {
                     operation: op,

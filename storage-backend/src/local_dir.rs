@@ -403,14 +403,14 @@ impl Inner {
                 Some(token) => {
                     let text = fs::read_to_string(&path)
                         .map_err(|source| io_error(operation, &path, source))?;
+                    // Written without an fsync of its own (the directory's makes the
+                    // name durable): after a crash it may be empty, and the part is then
+                    // not stored — the caller sends it again, as after any lost part.
                     let Some((offset, size)) = text
                         .split_once(' ')
                         .and_then(|(o, s)| Some((o.parse().ok()?, s.parse().ok()?)))
                     else {
-                        return Err(Error::Corrupt {
-                            key: path.display().to_string(),
-                            reason: format!("a part's place is not `<offset> <size>`: {text:?}"),
-                        });
+                        continue;
                     };
                     (token, PartBytes::InPlace(offset), size)
                 }
@@ -845,7 +845,6 @@ impl StorageBackend for LocalDirBackend {
                         .map_err(|source| io_error(op, &object, source))?;
                     let (temp, mut file) = inner.temp_file(op)?;
                     file.write_all(format!("{offset} {size}").as_bytes())
-                        .and_then(|()| file.sync_all())
                         .map_err(|source| io_error(op, &temp, source))?;
                     (temp, dir.join(format!("{number:05}.{token}{IN_PLACE}")))
                 }

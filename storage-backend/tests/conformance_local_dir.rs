@@ -343,3 +343,36 @@ async fn an_upload_of_the_older_layout_completes_by_copying() {
     let got = backend.get_bytes(&k, ByteRange::from(0)).await.unwrap();
     assert!(got == parts.concat());
 }
+
+/// A part's place is written without an fsync of its own: emptied by a crash, the part
+/// is simply not stored, and is sent again.
+#[tokio::test]
+async fn a_part_whose_place_was_lost_in_a_crash_is_not_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = LocalDirBackend::open(dir.path(), Arc::new(SystemClock)).unwrap();
+    let k = key("volumes/crashed");
+    let upload = backend.create_multipart(&k, &standard()).await.unwrap();
+    for number in 1..=2 {
+        backend
+            .upload_part(
+                &k,
+                &upload,
+                number,
+                test_bytes(u64::from(number), MIN_PART_SIZE as usize),
+            )
+            .await
+            .unwrap();
+    }
+    let upload_dir = dir.path().join("uploads").join(upload.as_str());
+    let marker = upload_dir
+        .read_dir()
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| {
+            path.to_string_lossy().contains("00002.") && path.to_string_lossy().ends_with(".at")
+        })
+        .unwrap();
+    std::fs::write(&marker, b"").unwrap();
+    let listed = backend.list_parts(&k, &upload).await.unwrap();
+    assert_eq!(listed.iter().map(|p| p.number).collect::<Vec<_>>(), [1]);
+}

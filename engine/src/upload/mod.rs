@@ -2,9 +2,9 @@
 //! multipart uploads, journalled so that a run killed at any instant resumes without
 //! re-sending what the bucket confirmed.
 //!
-//! Memory is bounded by (parts in flight + 1) × part size plus one chunk of the source
-//! (and one segment: a volume's last part also carries its final segment), whatever the
-//! stream's size: the stream is never held whole, and a part is released as
+//! Memory is bounded by (parts in flight + 1) × part size plus [`hashing::QUEUE`] + 1
+//! chunks of the source (and one segment: a volume's last part also carries its final
+//! segment), whatever the stream's size: the stream is never held whole, and a part is released as
 //! soon as its upload finishes.
 //!
 //! Every part's plaintext range and SHA-256 are journalled before the part is sent, and
@@ -15,11 +15,13 @@
 //! extra is buffered.
 //!
 //! - [`shape`]: how a stream is cut (volume and part sizes);
+//! - [`hashing`]: the stream's and each volume's SHA-256, on a thread of their own;
 //! - [`parts`]: each part's plaintext range and hash;
 //! - [`volume`]: one volume's encryption, part uploads and completion;
 //! - [`recorder`]: the journal as the upload proceeds;
 //! - this module: the pass over the stream, volume by volume.
 
+mod hashing;
 mod parts;
 pub(crate) mod recorder;
 pub(crate) mod shape;
@@ -29,13 +31,13 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use ring::digest::{Context, SHA256};
 use zib_crypto::VolumeSalt;
 use zib_storage_backend::{UploadId, WriteOptions};
 
 use shape::PartCutting;
 pub use shape::VolumeShape;
 
+use self::hashing::PlaintextHashes;
 use self::recorder::{volume_key, Recorder};
 use self::volume::{Finished, Resume, VerifyVolume, VolumeSink, VolumeUpload};
 use crate::context::Repo;
@@ -218,7 +220,7 @@ where
     Error: From<E>,
 {
     let shape = &target.shape;
-    let mut stream_hash = Context::new(&SHA256);
+    let hashes = PlaintextHashes::start();
     let mut volumes = Vec::new();
     let mut parts = 0u64;
     let mut offset = 0u64;
@@ -245,7 +247,7 @@ where
                 }
                 let rest = (chunk.len() as u64 > room)
                     .then(|| chunk.split_off(usize::try_from(room).unwrap_or(usize::MAX)));
-                stream_hash.update(&chunk);
+                hashes.update(&chunk).await?;
                 volume.push(chunk, recorder, progress).await?;
                 recorder.report_stream(offset + volume.plaintext_len(), progress, expected_len);
                 if volume.changed() {
@@ -259,8 +261,12 @@ where
             Ok::<(), Error>(())
         }
         .await;
+        let filled = match filled {
+            Ok(()) => hashes.end_volume().await,
+            Err(error) => Err(error),
+        };
         let finished = match filled {
-            Ok(()) => volume.finish(recorder, progress).await?,
+            Ok(plaintext_sha256) => volume.finish(plaintext_sha256, recorder, progress).await?,
             Err(error) => {
                 // The upload is kept for the next run whatever failed: its parts are
                 // journalled and will be checked against the stream then.
@@ -294,8 +300,7 @@ where
     if recorder.previous(produced).is_some() {
         recorder.discard_from(repository, produced).await?;
     }
-    let mut stream_sha256 = [0u8; 32];
-    stream_sha256.copy_from_slice(stream_hash.finish().as_ref());
+    let stream_sha256 = hashes.end_stream().await?;
     Ok(Attempt::Uploaded(UploadedStream {
         stream_len: offset,
         stream_sha256,

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
-use ring::digest::{Context, SHA256};
 use tokio::task::JoinSet;
 use zib_crypto::{VolumeEncryptor, VolumeIdentity, VolumeSalt};
 use zib_storage_backend::{
@@ -63,24 +62,24 @@ impl VolumeSink<'_> {
         match self {
             Self::Upload(upload) => upload.push(chunk, recorder, progress).await,
             Self::Verify(verify) => {
-                verify.push(&chunk);
+                verify.push(chunk.len() as u64);
                 Ok(())
             }
         }
     }
 
-    /// Finishes the volume: its last part sent and the upload completed, or the stored
-    /// volume's hash compared (consumes the sink: nothing can be pushed after).
+    /// Finishes the volume, whose plaintext hashed to `plaintext_sha256`: its last part
+    /// sent and the upload completed, or the stored volume's hash compared (consumes the
+    /// sink: nothing can be pushed after).
     pub(super) async fn finish(
         self,
+        plaintext_sha256: [u8; 32],
         recorder: &mut Recorder,
         progress: &dyn Progress,
     ) -> Result<Finished> {
         match self {
-            Self::Upload(upload) => upload.finish(recorder, progress).await,
+            Self::Upload(upload) => upload.finish(plaintext_sha256, recorder, progress).await,
             Self::Verify(verify) => {
-                let mut plaintext_sha256 = [0u8; 32];
-                plaintext_sha256.copy_from_slice(verify.hash.finish().as_ref());
                 if verify.changed
                     || verify.plaintext_len != verify.expected.plaintext_len
                     || plaintext_sha256 != verify.expected.plaintext_sha256
@@ -104,11 +103,11 @@ impl VolumeSink<'_> {
     }
 }
 
-/// A stored volume being checked against its journal entry.
+/// A stored volume being checked against its journal entry (its hash is computed beside
+/// the upload, see [`super::hashing`]).
 pub(super) struct VerifyVolume {
     expected: VolumeListEntry,
     parts: u64,
-    hash: Context,
     plaintext_len: u64,
     changed: bool,
 }
@@ -118,15 +117,13 @@ impl VerifyVolume {
         Self {
             expected,
             parts,
-            hash: Context::new(&SHA256),
             plaintext_len: 0,
             changed: false,
         }
     }
 
-    fn push(&mut self, chunk: &[u8]) {
-        self.hash.update(chunk);
-        self.plaintext_len += chunk.len() as u64;
+    fn push(&mut self, len: u64) {
+        self.plaintext_len += len;
         if self.plaintext_len > self.expected.plaintext_len {
             self.changed = true;
         }
@@ -152,7 +149,6 @@ pub(super) struct VolumeUpload<'r> {
     upload: UploadId,
     index: u32,
     encryptor: Option<VolumeEncryptor>,
-    hash: Context,
     plaintext_len: u64,
     ciphertext_len: u64,
     buffer: BytesMut,
@@ -203,7 +199,6 @@ impl<'r> VolumeUpload<'r> {
             upload,
             index,
             encryptor: Some(encryptor),
-            hash: Context::new(&SHA256),
             plaintext_len: 0,
             ciphertext_len: 0,
             buffer: BytesMut::with_capacity(part_capacity),
@@ -235,7 +230,6 @@ impl<'r> VolumeUpload<'r> {
         recorder: &mut Recorder,
         progress: &dyn Progress,
     ) -> Result<()> {
-        self.hash.update(&chunk);
         self.plain.update(&chunk);
         self.plaintext_len += chunk.len() as u64;
         let Some(encryptor) = self.encryptor.as_mut() else {
@@ -408,6 +402,7 @@ impl<'r> VolumeUpload<'r> {
 
     async fn finish(
         mut self,
+        plaintext_sha256: [u8; 32],
         recorder: &mut Recorder,
         progress: &dyn Progress,
     ) -> Result<Finished> {
@@ -463,8 +458,6 @@ impl<'r> VolumeUpload<'r> {
                 )
                 .await?;
         }
-        let mut plaintext_sha256 = [0u8; 32];
-        plaintext_sha256.copy_from_slice(self.hash.clone().finish().as_ref());
         let entry = VolumeListEntry {
             index: self.index,
             plaintext_len: self.plaintext_len,

@@ -1,0 +1,127 @@
+//! The stream's and each volume's SHA-256 — the two hashes the format records — computed
+//! on a thread of their own, beside the task that encrypts: on a machine with a core to
+//! spare they no longer add to the time each byte spends on the encrypting task
+//! (docs/BENCHMARKS.md measured them as the largest cost of the pipeline itself).
+//!
+//! The hashing thread reads the same chunks the encryptor does (a chunk is shared, not
+//! copied); the queue between them holds at most [`QUEUE`] chunks, which bounds both the
+//! memory they keep alive and how far the thread may fall behind. The per-part hash the
+//! resume journal records stays on the encrypting task: a part may not be sent before
+//! its hash is journalled.
+
+use bytes::Bytes;
+use ring::digest::{Context, SHA256};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+
+/// Chunks waiting for the hashing thread.
+pub(super) const QUEUE: usize = 8;
+
+enum Message {
+    Chunk(Bytes),
+    EndVolume(oneshot::Sender<[u8; 32]>),
+    EndStream(oneshot::Sender<[u8; 32]>),
+}
+
+/// The hashes of one pass over a stream. Dropping it ends the thread.
+pub(super) struct PlaintextHashes {
+    sender: mpsc::Sender<Message>,
+}
+
+impl PlaintextHashes {
+    /// Starts the hashing thread (one of tokio's blocking threads).
+    pub(super) fn start() -> Self {
+        let (sender, mut receiver) = mpsc::channel(QUEUE);
+        tokio::task::spawn_blocking(move || {
+            let mut stream = Context::new(&SHA256);
+            let mut volume = Context::new(&SHA256);
+            while let Some(message) = receiver.blocking_recv() {
+                match message {
+                    Message::Chunk(chunk) => {
+                        stream.update(&chunk);
+                        volume.update(&chunk);
+                    }
+                    Message::EndVolume(reply) => {
+                        let done = std::mem::replace(&mut volume, Context::new(&SHA256));
+                        // The receiver gone means the upload stopped: nothing to tell.
+                        let _ = reply.send(finish(done));
+                    }
+                    Message::EndStream(reply) => {
+                        let done = std::mem::replace(&mut stream, Context::new(&SHA256));
+                        let _ = reply.send(finish(done));
+                    }
+                }
+            }
+        });
+        Self { sender }
+    }
+
+    /// Hashes `chunk` into the stream and the current volume (waits while the queue is
+    /// full).
+    pub(super) async fn update(&self, chunk: &Bytes) -> Result<()> {
+        self.send(Message::Chunk(chunk.clone())).await
+    }
+
+    /// The current volume's hash; the next chunk starts the next volume.
+    pub(super) async fn end_volume(&self) -> Result<[u8; 32]> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Message::EndVolume(reply)).await?;
+        answer.await.map_err(|_| stopped())
+    }
+
+    /// The whole stream's hash.
+    pub(super) async fn end_stream(&self) -> Result<[u8; 32]> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Message::EndStream(reply)).await?;
+        answer.await.map_err(|_| stopped())
+    }
+
+    async fn send(&self, message: Message) -> Result<()> {
+        self.sender.send(message).await.map_err(|_| stopped())
+    }
+}
+
+fn finish(hash: Context) -> [u8; 32] {
+    let mut sha256 = [0u8; 32];
+    sha256.copy_from_slice(hash.finish().as_ref());
+    sha256
+}
+
+/// The hashing thread ended early: only a panic in it can do that.
+fn stopped() -> Error {
+    Error::Internal("the thread hashing the send stream stopped".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_hashes_are_those_of_the_stream_and_of_each_volume() {
+        let hashes = PlaintextHashes::start();
+        let sha = |bytes: &[u8]| {
+            let mut out = [0u8; 32];
+            out.copy_from_slice(ring::digest::digest(&SHA256, bytes).as_ref());
+            out
+        };
+        let volumes: Vec<Vec<Bytes>> = vec![
+            (0..20)
+                .map(|i| Bytes::from(vec![i as u8; 1000 + i]))
+                .collect(),
+            Vec::new(),
+            vec![Bytes::from_static(b"last")],
+        ];
+        let mut whole = Vec::new();
+        for chunks in &volumes {
+            let mut volume = Vec::new();
+            for chunk in chunks {
+                hashes.update(chunk).await.unwrap();
+                volume.extend_from_slice(chunk);
+            }
+            assert_eq!(hashes.end_volume().await.unwrap(), sha(&volume));
+            whole.extend_from_slice(&volume);
+        }
+        assert_eq!(hashes.end_stream().await.unwrap(), sha(&whole));
+    }
+}

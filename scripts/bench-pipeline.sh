@@ -7,7 +7,7 @@
 #   scripts/bench-pipeline.sh [OPTIONS]
 #
 # Options are passed to the benchmark: --dir DIR (default: $TMPDIR or /tmp) --rounds N
-# --stream-gib G --zfs-mib M --rss-gib G,G --only a|b|rss.
+# --stream-gib G --zfs-mib M --rss-gib G,G --only a|b|rss|restore (restore: not in the default set).
 #
 # The zfs send measurement (b) needs zfs-fuse and root: when zfs-fuse is installed and we
 # are root, its daemon is started if it is not running; otherwise (b) is skipped with a

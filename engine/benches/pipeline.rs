@@ -24,7 +24,11 @@
 //!   the snapshot source `ZfsSource`; baseline `zfs send … > DST && sync`. Skipped, with
 //!   a message, when zfs-fuse is not installed or not running, or without root;
 //! - peak RSS of a 1 GiB and an 8 GiB stream generated on the fly (no source file) with
-//!   the default `VolumeShape`, against the documented bound.
+//!   the default `VolumeShape`, against the documented bound;
+//! - (r), `--only restore` (not in the default set): (a)'s stream backed up to a local
+//!   directory, then restored through `Repository::create_restore` and `advance_restore`
+//!   — download into the staging directory, verify, decrypt, receive into a file —
+//!   next to `cat STREAM > DST && sync`.
 //!
 //! Every pipeline measurement runs in a fresh child process (this binary re-executed with
 //! a `child-*` subcommand) so that CPU time and peak RSS are its own. CPU time is user +
@@ -42,7 +46,7 @@
 //! - `--stream-gib G`: size of (a)'s file (default 2).
 //! - `--zfs-mib M`: data written into (b)'s dataset (default 1536).
 //! - `--rss-gib LIST`: stream sizes for the peak-RSS runs (default `1,8`).
-//! - `--only a|b|rss`: run one section (repeatable); default all.
+//! - `--only a|b|rss|restore`: run one section (repeatable); default a, b and rss.
 //!
 //! The machine must have room in `--dir` for each section (checked before it starts):
 //! (a) about 2 × the stream plus one volume, (b) the pool plus 2 × its data, RSS the
@@ -81,8 +85,8 @@ use zib_engine::storage::{
     Result as StorageResult, StorageBackend, SystemClock, UploadId,
 };
 use zib_engine::{
-    BackupOptions, BackupOutcome, Host, InitOptions, Location, NoProgress, Passphrase, Repository,
-    SnapshotChoice, VolumeShape,
+    BackupOptions, BackupOutcome, Host, InitOptions, Location, NewRestore, NoProgress, Passphrase,
+    Repository, RestoreState, SnapshotChoice, VolumeShape,
 };
 
 const MIB: u64 = 1 << 20;
@@ -140,6 +144,7 @@ fn main() {
             args[2],
             Sink::Store,
         ),
+        Some("child-restore") => child_restore(args[1], Path::new(args[2])),
         _ => run(&Options::parse(&args)),
     }
 }
@@ -199,7 +204,8 @@ impl Options {
     }
 
     fn wants(&self, section: &str) -> bool {
-        self.sections.is_empty() || self.sections.iter().any(|s| s == section)
+        (self.sections.is_empty() && section != "restore")
+            || self.sections.iter().any(|s| s == section)
     }
 }
 
@@ -231,6 +237,9 @@ fn run(options: &Options) {
     }
     if options.wants("b") {
         bench_zfs(options, &mut table);
+    }
+    if options.wants("restore") {
+        bench_restore(options, &mut table);
     }
     let mut rss = Vec::new();
     if options.wants("rss") {
@@ -305,6 +314,67 @@ fn bench_file(options: &Options, table: &mut Table) {
         "zib pipeline, parts discarded (not stored)",
         &baseline,
         &discard,
+    );
+}
+
+/// (r): the restore of (a)'s stream from a local-directory repository — download to the
+/// staging directory, verify, decrypt, receive (into a file) — next to `cat STREAM > DST
+/// && sync` of the same stream.
+fn bench_restore(options: &Options, table: &mut Table) {
+    // Source, repository, staged volumes, restored copy.
+    let need = 4 * options.stream_len + GIB;
+    if !room_for(&options.dir, need, "(r)") {
+        return;
+    }
+    let work = scratch(&options.dir, "zib-bench-r-");
+    let source = work.path().join("stream.bin");
+    eprintln!(
+        "(r) writing a {} MiB source file and backing it up",
+        options.stream_len / MIB
+    );
+    write_random_file(&source, options.stream_len);
+    let repo = scratch(work.path(), "repo-");
+    spawn_child(&[
+        "child-file",
+        source.to_str().unwrap(),
+        repo.path().to_str().unwrap(),
+    ]);
+    read_through(&source);
+    let label = format!(
+        "(r) restore of a {} GiB stream",
+        fmt_gib(options.stream_len)
+    );
+    let mut baseline = Runs::default();
+    let mut restore = Runs::default();
+    for round in 1..=options.rounds {
+        let dest = work.path().join("restored.bin");
+        sync();
+        baseline.push(copy_to_file("cat", &[source.to_str().unwrap()], &dest));
+        std::fs::remove_file(&dest).unwrap();
+        sync();
+        restore.push(spawn_child(&[
+            "child-restore",
+            repo.path().to_str().unwrap(),
+            dest.to_str().unwrap(),
+        ]));
+        assert_eq!(
+            std::fs::metadata(&dest).unwrap().len(),
+            options.stream_len,
+            "the restored stream has the backed-up length"
+        );
+        std::fs::remove_file(&dest).unwrap();
+        eprintln!(
+            "(r) round {round}: baseline {:.0} MiB/s, restore {:.0} MiB/s",
+            baseline.last_rate(),
+            restore.last_rate()
+        );
+    }
+    table.add(
+        &label,
+        "cat STREAM > DST && sync",
+        &baseline,
+        "zib restore from a local directory into a file",
+        &restore,
     );
 }
 
@@ -521,6 +591,63 @@ fn child(source: Source, repo_dir: &str, sink: Sink) {
     println!("{}", measurement.to_line());
 }
 
+/// Restores the newest backup of the repository in `repo_dir` into the file `dest`
+/// (staging beside the repository) and prints one `RESULT` line, as [`child`].
+fn child_restore(repo_dir: &str, dest: &Path) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let measurement = runtime.block_on(async {
+        let local = LocalDirBackend::open(repo_dir, Arc::new(SystemClock)).unwrap();
+        let parent = Path::new(repo_dir).parent().unwrap_or(Path::new("/tmp"));
+        let state_dir = tempfile::tempdir_in(parent).unwrap();
+        let staging = tempfile::tempdir_in(parent).unwrap();
+        let repository = Repository::open(
+            &Location::new(Arc::new(local), "").unwrap(),
+            &Passphrase::new("benchmark passphrase".to_owned()),
+            Host::new(state_dir.path()),
+        )
+        .await
+        .unwrap();
+        let target = OneStream::receiving_into(dest.to_owned());
+        let rss_before_kib = status_kib("VmRSS:");
+        let before = cpu_times();
+        let started = Instant::now();
+        let request = NewRestore::new(
+            OneStream::dataset().to_string(),
+            DatasetName::zfs("bench/restored").unwrap(),
+            staging.path(),
+        );
+        let (job, _) = repository.create_restore(&request, &target).await.unwrap();
+        loop {
+            let status = repository
+                .advance_restore(job.id, &target, &NoProgress)
+                .await
+                .unwrap();
+            match status.state {
+                RestoreState::Done => break,
+                RestoreState::Waiting { reason, .. } => {
+                    // The local directory thaws nothing: only a restore request's own
+                    // bookkeeping makes a run stop short.
+                    eprintln!("restore waiting: {reason:?}");
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        let after = cpu_times();
+        Measurement {
+            bytes: std::fs::metadata(dest).unwrap().len(),
+            elapsed,
+            user: after.user - before.user,
+            system: after.system - before.system,
+            max_rss_kib: status_kib("VmHWM:"),
+            rss_before_kib,
+        }
+    });
+    println!("{}", measurement.to_line());
+}
+
 /// Backs up one snapshot with the default shape; returns the stream's length.
 async fn back_up(
     repository: &Repository,
@@ -550,6 +677,9 @@ struct OneStream {
         dyn Fn() -> BoxStream<'static, zib_engine::snapshot_source::Result<Bytes>> + Send + Sync,
     >,
     snapshots: Mutex<Vec<SnapshotInfo>>,
+    /// Where a receive writes its stream (a restore's target), and what it received.
+    receive_to: Option<PathBuf>,
+    received: Mutex<Option<SnapshotInfo>>,
 }
 
 impl OneStream {
@@ -562,6 +692,16 @@ impl OneStream {
         Self {
             open: Box::new(open),
             snapshots: Mutex::new(Vec::new()),
+            receive_to: None,
+            received: Mutex::new(None),
+        }
+    }
+
+    /// A source whose receives write the stream into the file `dest`.
+    fn receiving_into(dest: PathBuf) -> Self {
+        Self {
+            receive_to: Some(dest),
+            ..Self::new(|| futures::stream::empty().boxed())
         }
     }
 
@@ -590,9 +730,17 @@ impl SnapshotSource for OneStream {
     }
     async fn list_snapshots(
         &self,
-        _dataset: &DatasetName,
+        dataset: &DatasetName,
     ) -> zib_engine::snapshot_source::Result<Vec<SnapshotInfo>> {
-        Ok(self.snapshots.lock().unwrap().clone())
+        if *dataset == Self::dataset() {
+            return Ok(self.snapshots.lock().unwrap().clone());
+        }
+        match self.received.lock().unwrap().clone() {
+            Some(received) => Ok(vec![received]),
+            None => Err(zib_engine::snapshot_source::Error::DatasetNotFound {
+                dataset: dataset.to_string(),
+            }),
+        }
     }
     async fn create_snapshot(
         &self,
@@ -632,16 +780,36 @@ impl SnapshotSource for OneStream {
     async fn receive(
         &self,
         _target: &DatasetName,
-        _stream: ReceiveStream,
+        mut stream: ReceiveStream,
         _options: &ReceiveOptions,
     ) -> zib_engine::snapshot_source::Result<SnapshotInfo> {
-        unimplemented!("the benchmark only backs up")
+        use tokio::io::AsyncWriteExt as _;
+        let dest = self.receive_to.as_ref().expect("a source made to receive");
+        let mut file = tokio::fs::File::create(dest).await.unwrap();
+        while let Some(chunk) = stream.next().await {
+            file.write_all(&chunk.unwrap()).await.unwrap();
+        }
+        file.sync_all().await.unwrap();
+        // The identity every backup of this source has (`create_snapshot`).
+        let info = SnapshotInfo::new(
+            SnapshotName::zfs("restored").unwrap(),
+            SnapshotIdentity::ZfsGuid(1),
+            1,
+            time::OffsetDateTime::now_utc(),
+            None,
+        );
+        *self.received.lock().unwrap() = Some(info.clone());
+        Ok(info)
     }
     async fn discard_target(
         &self,
         _target: &DatasetName,
     ) -> zib_engine::snapshot_source::Result<()> {
-        unimplemented!("the benchmark only backs up")
+        if let Some(dest) = &self.receive_to {
+            let _ = std::fs::remove_file(dest);
+        }
+        *self.received.lock().unwrap() = None;
+        Ok(())
     }
     async fn protect(
         &self,

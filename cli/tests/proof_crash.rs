@@ -24,7 +24,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::proof::{
-    incomplete_uploads, object_sizes, proxied_s3, restore_until_done, volume_downloads, ProxiedS3,
+    backed_up_video, incomplete_uploads, object_sizes, proxied_s3, request_thaw,
+    restore_until_done, volume_downloads, ProxiedS3,
 };
 use common::Sandbox;
 use zib_engine::storage::Operation;
@@ -326,34 +327,12 @@ async fn a_restore_killed_during_its_receive_resumes_from_the_staged_volumes() {
     else {
         return;
     };
-    let dataset = pool.create_dataset("photos");
-    let mountpoint = pool.mountpoint(&dataset);
     // 30 MiB: a full of three volumes (11 + 11 + 8 MiB and a little).
-    std::fs::write(
-        mountpoint.join("video.mp4"),
-        TestRng::new(7).bytes(30 * MIB),
-    )
-    .unwrap();
-    let backup = sandbox.json(&["backup", dataset.as_str()], 0);
-    assert_eq!(backup["datasets"][0]["volumes"], 3, "{backup}");
-    let expected = hash_tree(&mountpoint).unwrap();
-
+    let (dataset, expected, _) = backed_up_video(&sandbox, &pool, 7, 30, 3);
     let target = pool.dataset("restored");
-    let first = sandbox
-        .zib()
-        .args([
-            "restore",
-            dataset.as_str(),
-            "--into",
-            target.as_str(),
-            "--yes",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        first.status.code(),
-        Some(75),
-        "the first run requests the thaw"
+    request_thaw(
+        &sandbox,
+        &[dataset.as_str(), "--into", target.as_str(), "--yes"],
     );
     let staging = sandbox.state();
     // The kill point: while staged volume k (1 or 2) is read into the receive.

@@ -11,7 +11,8 @@
 mod common;
 
 use common::proof::{
-    proxied_s3, restore_until_done, volume_downloads, wait_seen, ProxiedS3, Tmpfs,
+    backed_up_video, proxied_s3, request_thaw, restore_until_done, volume_downloads, wait_seen,
+    ProxiedS3, Tmpfs,
 };
 use common::Sandbox;
 use zib_engine::storage::Operation;
@@ -64,19 +65,10 @@ async fn a_full_staging_disk_stops_the_restore_cleanly_and_it_resumes_after_spac
     let Some(disk) = Tmpfs::mount(sandbox.path(), "staging-disk", "100m", "") else {
         return;
     };
-    let dataset = pool.create_dataset("photos");
-    let mountpoint = pool.mountpoint(&dataset);
-    std::fs::write(
-        mountpoint.join("video.mp4"),
-        TestRng::new(51).bytes(30 * MIB),
-    )
-    .unwrap();
-    let backup = sandbox.json(&["backup", dataset.as_str()], 0);
-    assert_eq!(backup["datasets"][0]["volumes"], 3, "{backup}");
-    let expected = hash_tree(&mountpoint).unwrap();
+    let (dataset, expected, _) = backed_up_video(&sandbox, &pool, 51, 30, 3);
     let target = pool.dataset("restored");
     let staging = disk.path.to_str().unwrap();
-    let (code, _, stderr) = restore(
+    request_thaw(
         &sandbox,
         &[
             dataset.as_str(),
@@ -87,7 +79,6 @@ async fn a_full_staging_disk_stops_the_restore_cleanly_and_it_resumes_after_spac
             "--yes",
         ],
     );
-    assert_eq!(code, Some(75), "the first run requests the thaw: {stderr}");
 
     // Volume 1's download (the run's third GET, after the keyring's and volume 0's) is
     // held while a filler takes all but 2 MiB of the disk.
@@ -205,16 +196,7 @@ async fn a_full_target_pool_keeps_the_downloads_and_the_restore_finishes_once_it
     else {
         return;
     };
-    let dataset = pool.create_dataset("photos");
-    let mountpoint = pool.mountpoint(&dataset);
-    std::fs::write(
-        mountpoint.join("video.mp4"),
-        TestRng::new(61).bytes(40 * MIB),
-    )
-    .unwrap();
-    let backup = sandbox.json(&["backup", dataset.as_str()], 0);
-    assert_eq!(backup["datasets"][0]["volumes"], 4, "{backup}");
-    let expected = hash_tree(&mountpoint).unwrap();
+    let (dataset, expected, _) = backed_up_video(&sandbox, &pool, 61, 40, 4);
 
     let target = small.dataset("restored");
     let (code, _, stderr) = restore(

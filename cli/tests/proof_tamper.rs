@@ -524,7 +524,10 @@ fn a_passphrase_off_by_one_character_is_a_wrong_passphrase() {
 /// dropped, and the rerun downloads that volume alone again and restores byte-identical.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_staged_volume_flipped_on_local_disk_is_detected_and_downloaded_again() {
-    use common::proof::{proxied_s3, restore_until_done, volume_downloads, wait_seen, ProxiedS3};
+    use common::proof::{
+        backed_up_video, proxied_s3, request_thaw, restore_until_done, volume_downloads, wait_seen,
+        ProxiedS3,
+    };
     use zib_engine::storage::Operation;
     use zib_test_utils::proxy::{ProxyFault, ProxyRule, ProxyTrigger};
 
@@ -539,36 +542,15 @@ async fn a_staged_volume_flipped_on_local_disk_is_detected_and_downloaded_again(
     else {
         return;
     };
-    let dataset = pool.create_dataset("photos");
-    let mountpoint = pool.mountpoint(&dataset);
-    std::fs::write(
-        mountpoint.join("video.mp4"),
-        TestRng::new(41).bytes(30 * MIB),
-    )
-    .unwrap();
-    let backup = sandbox.json(&["backup", dataset.as_str()], 0);
-    assert_eq!(backup["datasets"][0]["volumes"], 3, "{backup}");
+    let (dataset, expected, backup) = backed_up_video(&sandbox, &pool, 41, 30, 3);
     let backup_id = backup["datasets"][0]["backup_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let expected = hash_tree(&mountpoint).unwrap();
     let target = pool.dataset("restored");
-    let first = sandbox
-        .zib()
-        .args([
-            "restore",
-            dataset.as_str(),
-            "--into",
-            target.as_str(),
-            "--yes",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        first.status.code(),
-        Some(75),
-        "the first run requests the thaw"
+    request_thaw(
+        &sandbox,
+        &[dataset.as_str(), "--into", target.as_str(), "--yes"],
     );
 
     // The run reads the keyring, then volumes 0, 1 and 2: the fourth GET is held.

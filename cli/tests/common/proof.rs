@@ -284,3 +284,42 @@ pub async fn wait_seen(proxy: &FaultProxy, operation: zib_engine::storage::Opera
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The dataset `photos` of `pool` holding one file, `video.mp4`, of `mib` MiB of seeded
+/// bytes, backed up by `zib backup` in `volumes` volumes: the dataset, the hash of its
+/// tree (what a restore must reproduce) and the backup's JSON.
+pub fn backed_up_video(
+    sandbox: &Sandbox,
+    pool: &zib_test_utils::zfs::ZfsPool,
+    seed: u64,
+    mib: usize,
+    volumes: u64,
+) -> (
+    zib_engine::DatasetName,
+    BTreeMap<String, String>,
+    serde_json::Value,
+) {
+    let dataset = pool.create_dataset("photos");
+    let mountpoint = pool.mountpoint(&dataset);
+    std::fs::write(
+        mountpoint.join("video.mp4"),
+        zib_test_utils::data::TestRng::new(seed).bytes(mib << 20),
+    )
+    .unwrap();
+    let backup = sandbox.json(&["backup", dataset.as_str()], 0);
+    assert_eq!(backup["datasets"][0]["volumes"], volumes, "{backup}");
+    let expected = zib_test_utils::data::hash_tree(&mountpoint).unwrap();
+    (dataset, expected, backup)
+}
+
+/// Runs `zib restore ARGS…` on a Deep Archive repository for the first time: it requests
+/// the thaw and exits 75.
+pub fn request_thaw(sandbox: &Sandbox, args: &[&str]) {
+    let output = sandbox.zib().arg("restore").args(args).output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(75),
+        "the first run requests the thaw: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

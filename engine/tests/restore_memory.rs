@@ -99,6 +99,27 @@ async fn setup_with(files: usize, config: MemoryConfig) -> Setup {
 }
 
 impl Setup {
+    /// A restore job whose volumes thawed and were downloaded, and whose receive then
+    /// failed (as into a full pool): its downloads are staged.
+    async fn thawed_then_receive_fails(&self) -> zib_engine::RestoreJob {
+        let (job, _) = self
+            .repository
+            .create_restore(&self.request(100 << 30), &self.source)
+            .await
+            .unwrap();
+        self.repository
+            .advance_restore(job.id, &self.source, &NoProgress)
+            .await
+            .unwrap();
+        self.clock.advance(Duration::from_secs(49 * 3600));
+        self.source.script(Script::ReceiveFails);
+        self.repository
+            .advance_restore(job.id, &self.source, &NoProgress)
+            .await
+            .expect_err("the receive fails (a full pool)");
+        job
+    }
+
     fn request(&self, budget: u64) -> NewRestore {
         NewRestore {
             monthly_budget: budget,
@@ -459,23 +480,7 @@ async fn a_deleted_volume_is_named_with_the_restore_points_it_breaks() {
 #[tokio::test]
 async fn a_failed_receive_keeps_the_downloads_and_the_next_run_receives_them() {
     let setup = setup(4).await;
-    let (job, _) = setup
-        .repository
-        .create_restore(&setup.request(100 << 30), &setup.source)
-        .await
-        .unwrap();
-    setup
-        .repository
-        .advance_restore(job.id, &setup.source, &NoProgress)
-        .await
-        .unwrap();
-    setup.clock.advance(Duration::from_secs(49 * 3600));
-    setup.source.script(Script::ReceiveFails);
-    setup
-        .repository
-        .advance_restore(job.id, &setup.source, &NoProgress)
-        .await
-        .expect_err("the receive fails (a full pool)");
+    let job = setup.thawed_then_receive_fails().await;
     let downloaded = setup.counting.bytes_read().get();
     let done = setup
         .repository
@@ -497,23 +502,7 @@ async fn a_failed_receive_keeps_the_downloads_and_the_next_run_receives_them() {
 #[tokio::test]
 async fn a_staged_volume_damaged_on_disk_is_named_removed_and_downloaded_again() {
     let setup = setup(4).await;
-    let (job, _) = setup
-        .repository
-        .create_restore(&setup.request(100 << 30), &setup.source)
-        .await
-        .unwrap();
-    setup
-        .repository
-        .advance_restore(job.id, &setup.source, &NoProgress)
-        .await
-        .unwrap();
-    setup.clock.advance(Duration::from_secs(49 * 3600));
-    setup.source.script(Script::ReceiveFails);
-    setup
-        .repository
-        .advance_restore(job.id, &setup.source, &NoProgress)
-        .await
-        .expect_err("the receive fails (a full pool)");
+    let job = setup.thawed_then_receive_fails().await;
     // The full's first volume, staged and verified, is damaged where it waits.
     let staged: Vec<_> = walk(setup.staging.path())
         .into_iter()

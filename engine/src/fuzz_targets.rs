@@ -149,8 +149,9 @@ fn state_file(data: &[u8], magic: &[u8; 8], version: u32) -> Option<Vec<u8>> {
     })
 }
 
-/// The resume journal's decoder (`state/journal.rs`), then what a resumed backup asks of
-/// the decoded journal. A decoded journal re-encodes to the same bytes.
+/// The resume journal's decoder (`state/journal.rs`), then the list entries a resumed
+/// backup takes from the decoded journal's completed volumes. A decoded journal
+/// re-encodes to the same bytes.
 pub fn journal(data: &[u8]) -> Accepted {
     let Some(bytes) = state_file(data, &journal::JOURNAL_MAGIC, journal::JOURNAL_VERSION) else {
         return false;
@@ -163,8 +164,6 @@ pub fn journal(data: &[u8]) -> Accepted {
         bytes,
         "a journal file is canonical"
     );
-    let _ = decoded.confirmed_parts();
-    let _ = decoded.completed_volumes();
     for volume in &decoded.volumes {
         let _ = volume.completed_entry();
     }

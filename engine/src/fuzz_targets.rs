@@ -46,7 +46,7 @@ pub type Accepted = bool;
 /// Object keys, object metadata and the record plaintexts they carry. The first byte
 /// selects the parser (its value modulo 4):
 ///
-/// - 0: the rest is an object key relative to the repository root ([`ObjectRole::parse`],
+/// - 0: the rest is an object key relative to the repository root (`ObjectRole::parse`,
 ///   what every listing goes through); an accepted key is the canonical spelling of its
 ///   role.
 /// - 1: the rest is a manifest record's plaintext ([`ManifestRecord::decode`]); an
@@ -56,7 +56,7 @@ pub type Accepted = bool;
 /// - 3: the rest is a HEAD answer as text: the object key on the first line, then one
 ///   metadata pair per line as `name:value`. The pairs are checked and the sealed
 ///   record opened under [`fuzz_key`] as the catalog does (for a manifest, the
-///   catalog's own [`decode_manifest`]).
+///   catalog's own `decode_manifest`).
 pub fn object_metadata(data: &[u8]) -> Accepted {
     let Some((&selector, rest)) = data.split_first() else {
         return false;

@@ -31,7 +31,7 @@ const OFF_P: usize = 32;
 const OFF_SALT: usize = 36;
 const OFF_NONCE: usize = 68;
 const OFF_WRAPPED: usize = 80;
-const OFF_CHECKSUM: usize = 128;
+pub(crate) const OFF_CHECKSUM: usize = 128;
 
 /// scrypt cost parameters.
 ///

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use zib_storage_backend::counting::{ByteCounter, Counting};
 use zib_storage_backend::local_dir::LocalDirBackend;
 use zib_storage_backend::retry::{RetryPolicy, Retrying};
+#[cfg(feature = "s3")]
 use zib_storage_backend::s3::{S3Backend, S3Config, S3Timeouts};
 use zib_storage_backend::{Clock, StorageBackend, SystemClock};
 
@@ -54,6 +55,7 @@ pub struct ConnectOptions {
     pub retry: RetryPolicy,
     /// The S3 client's timeouts (connect, first response byte); one attempt that
     /// exceeds them fails as transient and is retried by `retry`.
+    #[cfg(feature = "s3")]
     pub timeouts: S3Timeouts,
     /// The clock the local-directory backend dates its objects with.
     pub clock: Arc<dyn Clock>,
@@ -67,6 +69,7 @@ impl Default for ConnectOptions {
             region: None,
             profile: None,
             retry: RetryPolicy::default(),
+            #[cfg(feature = "s3")]
             timeouts: S3Timeouts::default(),
             clock: Arc::new(SystemClock),
         }
@@ -115,6 +118,14 @@ impl Location {
     /// region) or the directory does not exist.
     pub async fn from_url(url: &str, options: &ConnectOptions) -> Result<Self> {
         let (backend, prefix): (Arc<dyn StorageBackend>, String) = match parse_url(url)? {
+            #[cfg(not(feature = "s3"))]
+            Parsed::S3 { .. } => {
+                return Err(Error::InvalidInput(format!(
+                    "repository URL {url:?} names S3, but this zib-engine was built without \
+                     its `s3` feature; build it with the feature, or use a directory"
+                )))
+            }
+            #[cfg(feature = "s3")]
             Parsed::S3 { bucket, prefix } => {
                 let mut config = S3Config::new(bucket);
                 config.endpoint_url = options.endpoint_url.clone();

@@ -22,6 +22,10 @@
 
 mod error;
 mod forward;
+// Body of the send-stream header fuzz target in `fuzz/`, run over its corpus by
+// `tests/fuzz_corpus.rs`.
+#[doc(hidden)]
+pub mod fuzz_targets;
 mod name;
 mod process;
 mod stream_header;

@@ -96,13 +96,22 @@ pub(crate) struct BtrfsBegin {
     pub(crate) clone_uuid: Option<String>,
 }
 
-/// How many bytes must be read to parse the first command, given what is read so far.
+/// Longest command payload the first command may claim. The kernel builds each command
+/// in its send buffer (64 KiB in protocol version 1, 16 KiB plus the largest compressed
+/// extent, 144 KiB, in version 2); a `subvol` or `snapshot` command is a path and a few
+/// UUIDs. Without a bound, a damaged length field would make a receive buffer up to
+/// 4 GiB before parsing.
+pub(crate) const BTRFS_MAX_COMMAND_LEN: usize = 1 << 20;
+
+/// How many bytes must be read to parse the first command, given what is read so far
+/// (at most [`BTRFS_MAX_COMMAND_LEN`] of payload: [`parse_btrfs_begin`] refuses a
+/// longer first command).
 pub(crate) fn btrfs_begin_needs(bytes: &[u8]) -> usize {
     let first = BTRFS_HEADER_LEN + BTRFS_CMD_HEADER_LEN;
     if bytes.len() < first {
         return first;
     }
-    first + u32_le(&bytes[BTRFS_HEADER_LEN..]) as usize
+    first + (u32_le(&bytes[BTRFS_HEADER_LEN..]) as usize).min(BTRFS_MAX_COMMAND_LEN)
 }
 
 fn u32_le(bytes: &[u8]) -> u32 {
@@ -137,6 +146,12 @@ pub(crate) fn parse_btrfs_begin(bytes: &[u8]) -> Result<BtrfsBegin> {
         ));
     }
     let needed = btrfs_begin_needs(bytes);
+    if bytes.len() >= needed && u32_le(&bytes[BTRFS_HEADER_LEN..]) as usize > BTRFS_MAX_COMMAND_LEN
+    {
+        return Err(invalid(
+            "the first command claims more than 1 MiB (a damaged stream)",
+        ));
+    }
     if bytes.len() < needed {
         return Err(invalid("the stream ends inside its first command"));
     }
@@ -328,6 +343,18 @@ mod tests {
             begin.clone_uuid.as_deref(),
             Some("02020202-0202-0202-0202-020202020202")
         );
+
+        // A first command claiming more than any sender writes is refused after reading
+        // at most the bound, not after buffering what it claims.
+        let mut huge = stream.clone();
+        huge[BTRFS_HEADER_LEN..BTRFS_HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let needed = btrfs_begin_needs(&huge);
+        assert_eq!(
+            needed,
+            BTRFS_HEADER_LEN + BTRFS_CMD_HEADER_LEN + BTRFS_MAX_COMMAND_LEN
+        );
+        huge.resize(needed, 0);
+        assert!(parse_btrfs_begin(&huge).is_err());
 
         let mut whole = BtrfsEndTracker::default();
         for chunk in stream.chunks(3) {

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
 use futures::{StreamExt, TryStreamExt};
+use zib_crypto::DataKey;
 use zib_storage_backend::{ListEntry, ObjectKey, StorageBackendExt, UploadId};
 
 use self::cache::ManifestCache;
@@ -22,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::format::layout::{manifests_prefix, volumes_prefix, ObjectRole};
 use crate::format::metadata::{open_sealed_metadata, Metadata};
 use crate::format::records::{BackupKind, ManifestRecord};
-use crate::ids::{BackupId, DatasetId};
+use crate::ids::{BackupId, DatasetId, RepositoryId};
 
 /// Manifest HEADs in flight at once while the catalog is read without a cache: enough to
 /// hide round trips of latency behind each other (10,000 HEADs at 40 ms each take
@@ -151,8 +152,30 @@ pub(crate) fn open_manifest(
     role: &ObjectRole,
     metadata: &Metadata,
 ) -> Result<ManifestRecord> {
-    let plaintext = open_sealed_metadata(metadata, role, repository.id(), repository.data_key())?;
-    let manifest = ManifestRecord::decode(&plaintext, key.as_str())?;
+    decode_manifest(
+        repository.id(),
+        repository.data_key(),
+        key.as_str(),
+        role,
+        metadata,
+    )
+}
+
+/// [`open_manifest`] on its inputs alone: the repository's id and data key, the key's
+/// text (for messages), its role and the metadata.
+///
+/// # Errors
+///
+/// As [`open_manifest`].
+pub(crate) fn decode_manifest(
+    repository: RepositoryId,
+    data_key: &DataKey,
+    key: &str,
+    role: &ObjectRole,
+    metadata: &Metadata,
+) -> Result<ManifestRecord> {
+    let plaintext = open_sealed_metadata(metadata, role, repository, data_key)?;
+    let manifest = ManifestRecord::decode(&plaintext, key)?;
     let named = match role {
         ObjectRole::Manifest { dataset, backup } => {
             manifest.dataset_id == *dataset && manifest.backup_id == *backup
@@ -161,7 +184,7 @@ pub(crate) fn open_manifest(
     };
     if !named {
         return Err(Error::Corrupt {
-            object: key.as_str().to_owned(),
+            object: key.to_owned(),
             reason: "the manifest's record names another dataset or backup than its key".into(),
         });
     }

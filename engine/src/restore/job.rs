@@ -22,8 +22,8 @@ use crate::ids::{BackupId, DatasetId, RepositoryId, RestoreJobId};
 use crate::state::envelope::{self, Unreadable};
 use crate::state::{off_the_runtime, read_if_exists, remove_durably, write_durably, StateDir};
 
-const MAGIC: [u8; 8] = *b"ZIBRSTR\n";
-const VERSION: u32 = 1;
+pub(crate) const MAGIC: [u8; 8] = *b"ZIBRSTR\n";
+pub(crate) const VERSION: u32 = 1;
 
 /// A volume of the chain: its backup and its index in that backup's stream.
 pub(crate) type VolumeKey = (BackupId, u32);
@@ -155,31 +155,50 @@ pub(crate) async fn job_ids(
 /// to cancel the job and create it again).
 pub(crate) async fn load(file: &Path) -> Result<Option<Job>> {
     off_the_runtime(file, "read a restore job", |file| {
-        let Some(bytes) = read_if_exists(file, "read a restore job")? else {
-            return Ok(None);
-        };
-        let unreadable = |reason: String| Error::LocalState {
-            path: file.to_owned(),
-            action: "read a restore job",
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "{reason}; delete the file and start the restore again (what was \
-                     already received stays; staged volumes are downloaded again)"
-                ),
-            ),
-        };
-        let body = envelope::open(&bytes, &MAGIC, VERSION).map_err(|error| match error {
-            Unreadable::Version(version) => unreadable(format!(
-                "restore job format version {version}, this zib reads {VERSION}"
-            )),
-            other => unreadable(format!("not a readable restore job ({other})")),
-        })?;
-        bincode::deserialize(body)
-            .map(Some)
-            .map_err(|error| unreadable(format!("its body does not decode ({error})")))
+        read_if_exists(file, "read a restore job")?
+            .map(|bytes| decode(&bytes, file))
+            .transpose()
     })
     .await
+}
+
+/// Decodes a job file's bytes; `file` names it in errors.
+///
+/// # Errors
+///
+/// [`Error::LocalState`] saying what is wrong: not a job file, another version,
+/// truncated, checksum mismatch, undecodable body.
+pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<Job> {
+    let unreadable = |reason: String| Error::LocalState {
+        path: file.to_owned(),
+        action: "read a restore job",
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{reason}; delete the file and start the restore again (what was \
+                 already received stays; staged volumes are downloaded again)"
+            ),
+        ),
+    };
+    let body = envelope::open(bytes, &MAGIC, VERSION).map_err(|error| match error {
+        Unreadable::Version(version) => unreadable(format!(
+            "restore job format version {version}, this zib reads {VERSION}"
+        )),
+        other => unreadable(format!("not a readable restore job ({other})")),
+    })?;
+    envelope::decode_body(body)
+        .map_err(|error| unreadable(format!("its body does not decode ({error})")))
+}
+
+/// A job as the bytes of its file.
+///
+/// # Errors
+///
+/// [`Error::Internal`] if bincode refuses it (it encodes every value of these types).
+pub(crate) fn encode(job: &Job) -> Result<Vec<u8>> {
+    let body = bincode::serialize(job)
+        .map_err(|error| Error::Internal(format!("could not encode a restore job: {error}")))?;
+    Ok(envelope::seal(&MAGIC, VERSION, &body))
 }
 
 /// Replaces the job's file durably.
@@ -188,9 +207,7 @@ pub(crate) async fn load(file: &Path) -> Result<Option<Job>> {
 ///
 /// [`Error::LocalState`] when the state directory cannot be written.
 pub(crate) async fn save(file: &Path, job: &Job) -> Result<()> {
-    let body = bincode::serialize(job)
-        .map_err(|error| Error::Internal(format!("could not encode a restore job: {error}")))?;
-    let bytes = envelope::seal(&MAGIC, VERSION, &body);
+    let bytes = encode(job)?;
     off_the_runtime(file, "write a restore job", move |file| {
         write_durably(file, &bytes, "write a restore job")
     })

@@ -82,6 +82,22 @@ pub(crate) fn open<'a>(
     Ok(&content[PREFIX_LEN..])
 }
 
+/// Decodes a body written by `bincode::serialize` (bincode 1.3's default layout:
+/// little-endian, fixed-width integers), refusing bytes after the value, which
+/// `bincode::deserialize` would ignore: a body is one value, and a state file that says
+/// more than its value is damaged, not a longer spelling of it.
+///
+/// # Errors
+///
+/// bincode's error when the body does not decode or has bytes left over.
+pub(crate) fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> bincode::Result<T> {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .reject_trailing_bytes()
+        .deserialize(body)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -105,5 +121,19 @@ mod tests {
                 "{len} bytes"
             );
         }
+    }
+
+    #[test]
+    fn a_body_is_read_as_bincode_writes_it_and_nothing_may_follow() {
+        let value = (7u32, "name".to_owned(), Some(9u64));
+        let body = bincode::serialize(&value).unwrap();
+        assert_eq!(
+            decode_body::<(u32, String, Option<u64>)>(&body).unwrap(),
+            value
+        );
+        let mut longer = body.clone();
+        longer.push(0);
+        assert!(decode_body::<(u32, String, Option<u64>)>(&longer).is_err());
+        assert!(decode_body::<(u32, String, Option<u64>)>(&body[..body.len() - 1]).is_err());
     }
 }

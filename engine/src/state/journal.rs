@@ -47,14 +47,14 @@ use crate::ids::{BackupId, DatasetId, RepositoryId};
 use crate::upload::shape::{PartCutting, VolumeShape};
 
 /// The first bytes of every journal file.
-const JOURNAL_MAGIC: [u8; 8] = *b"ZIBJRNL\n";
+pub(crate) const JOURNAL_MAGIC: [u8; 8] = *b"ZIBJRNL\n";
 
 /// The journal format this zib writes.
-const JOURNAL_VERSION: u32 = 2;
+pub(crate) const JOURNAL_VERSION: u32 = 2;
 
 /// The older format this zib still reads: version 2's body without its last field
 /// (`cutting`), whose uploads cut each volume's final segment into a part of its own.
-const JOURNAL_VERSION_1: u32 = 1;
+pub(crate) const JOURNAL_VERSION_1: u32 = 1;
 
 /// The backup in progress for one dataset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,7 +192,7 @@ impl JournalVolume {
 }
 
 /// Encodes a journal as a version-2 file.
-fn encode_journal(journal: &Journal) -> Result<Vec<u8>> {
+pub(crate) fn encode_journal(journal: &Journal) -> Result<Vec<u8>> {
     // bincode refuses only types it cannot encode (maps with non-string keys and the
     // like), which these are not: a failure here is a bug.
     let body = bincode::serialize(journal).map_err(|error| {
@@ -210,7 +210,7 @@ fn encode_journal(journal: &Journal) -> Result<Vec<u8>> {
 ///
 /// [`Error::Journal`] saying what is wrong: not a journal, another version, truncated,
 /// checksum mismatch, undecodable body.
-fn decode_journal(bytes: &[u8], path: &Path) -> Result<Journal> {
+pub(crate) fn decode_journal(bytes: &[u8], path: &Path) -> Result<Journal> {
     let bad = |reason: String| Error::Journal {
         path: path.to_owned(),
         reason,
@@ -239,7 +239,7 @@ fn decode_journal(bytes: &[u8], path: &Path) -> Result<Journal> {
         }
         Err(error) => return Err(unreadable(error)),
     };
-    bincode::deserialize(&body).map_err(|error| bad(format!("the body does not decode: {error}")))
+    envelope::decode_body(&body).map_err(|error| bad(format!("the body does not decode: {error}")))
 }
 
 /// Reads the journal at `path`; `Ok(None)` when there is none. Blocking.

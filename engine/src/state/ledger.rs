@@ -25,12 +25,12 @@ use super::lock::lock_file;
 use super::{off_the_runtime, read_if_exists, write_durably};
 use crate::error::{Error, Result};
 
-const MAGIC: [u8; 8] = *b"ZIBLEDG\n";
-const VERSION: u32 = 1;
+pub(crate) const MAGIC: [u8; 8] = *b"ZIBLEDG\n";
+pub(crate) const VERSION: u32 = 1;
 
 /// Bytes downloaded per UTC calendar month (year, month).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Months(BTreeMap<(i32, u8), u64>);
+pub(crate) struct Months(pub(crate) BTreeMap<(i32, u8), u64>);
 
 /// The ledger of one state directory.
 #[derive(Debug, Clone)]
@@ -103,16 +103,21 @@ fn read(file: &Path) -> Result<Months> {
     let Some(bytes) = read_if_exists(file, "read the download ledger")? else {
         return Ok(Months::default());
     };
-    let body = envelope::open(&bytes, &MAGIC, VERSION).map_err(|error| {
+    decode(&bytes, file)
+}
+
+/// Decodes a ledger file's bytes; `file` names it in errors.
+pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<Months> {
+    let body = envelope::open(bytes, &MAGIC, VERSION).map_err(|error| {
         corrupt(
             file,
             &format!("not a readable zib download ledger ({error})"),
         )
     })?;
-    bincode::deserialize(body).map_err(|_| corrupt(file, "its body does not decode"))
+    envelope::decode_body(body).map_err(|_| corrupt(file, "its body does not decode"))
 }
 
-fn encode(months: &Months) -> Result<Vec<u8>> {
+pub(crate) fn encode(months: &Months) -> Result<Vec<u8>> {
     let body = bincode::serialize(months)
         .map_err(|error| Error::Internal(format!("could not encode the ledger: {error}")))?;
     Ok(envelope::seal(&MAGIC, VERSION, &body))

@@ -1,0 +1,6 @@
+//! Fuzz target: `zib_engine::fuzz_targets::restore_state` on arbitrary bytes.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = zib_engine::fuzz_targets::restore_state(data);
+});

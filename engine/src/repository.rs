@@ -548,7 +548,7 @@ impl Repository {
     /// full plus the incrementals after it costs less than keeping the chain, or always
     /// with `options.force` — and, once that backup has committed, deletes from the
     /// bucket the backups no kept restore point needs whose time has come (see
-    /// [`DeletionOptions`] for the rules). The superseded chain is not deleted by this
+    /// [`DeletionOptions`](crate::DeletionOptions) for the rules). The superseded chain is not deleted by this
     /// call's full: it waits for the grace period and a later backup, and a later
     /// backup (policy `auto`) or consolidation deletes it.
     ///
@@ -610,7 +610,7 @@ impl Repository {
     /// Deletes the superseded backups of `dataset` (named as it was backed up) that are
     /// due — no snapshot source needed, so an admin host with delete permission can run
     /// it for a backup host whose credentials cannot delete. The rules are those of
-    /// [`DeletionOptions`]; what is not due yet is reported as pending, with why.
+    /// [`DeletionOptions`](crate::DeletionOptions); what is not due yet is reported as pending, with why.
     ///
     /// # Errors
     ///
@@ -780,7 +780,7 @@ impl Repository {
     /// every chain reaches a full, the keyring and the manifests' sealed metadata open,
     /// and every object is accounted for. LIST and HEAD requests only, plus one GET of
     /// the small Standard-class keyring — never a GET of an archived object, never a
-    /// restore; the report says what the verify cost. See [`VerifyReport`] for what it
+    /// restore; the report says what the verify cost. See [`VerifyReport`](crate::VerifyReport) for what it
     /// says, and [`drill`](Self::drill) for the proof that a restore works.
     ///
     /// # Example
@@ -836,7 +836,7 @@ impl Repository {
     /// Only when the repository cannot be checked at all: it cannot be listed
     /// ([`Error::AccessDenied`] naming `s3:ListBucket`, or the storage error), or a
     /// request fails mid-way for a reason a second run gets past (the network). Damage
-    /// is reported in the [`VerifyReport`], never as an error.
+    /// is reported in the [`VerifyReport`](crate::VerifyReport), never as an error.
     pub async fn verify(
         &self,
         options: &crate::verify::VerifyOptions<'_>,

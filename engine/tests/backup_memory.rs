@@ -259,6 +259,41 @@ async fn a_full_then_an_incremental_restore_the_dataset_and_report_what_they_sen
     setup.assert_restored_equal(&target);
 }
 
+/// A snapshot pruned here keeps its name in its chain: a backup taken when the clock has
+/// stepped back to that second gets another name, and the chain still restores (one
+/// name twice in a chain cannot be received).
+#[tokio::test]
+async fn a_snapshot_name_already_in_the_chain_is_not_taken_again() {
+    let setup = setup(2).await;
+    let started = zib_engine::Clock::now(&setup.clock);
+    let full = committed(setup.backup(&setup.repository).await.unwrap());
+    setup.clock.advance(Duration::from_secs(60));
+    setup
+        .source
+        .write_file(&setup.dataset, "later.jpg", &bytes(MIB, 90));
+    let incremental = committed(setup.backup(&setup.repository).await.unwrap());
+    assert!(
+        incremental
+            .pruned
+            .destroyed
+            .iter()
+            .any(|name| name.as_str() == full.manifest.snapshot_name),
+        "the full's snapshot is pruned here: {:?}",
+        incremental.pruned
+    );
+    setup.clock.set(started);
+    setup
+        .source
+        .write_file(&setup.dataset, "again.jpg", &bytes(MIB, 91));
+    let again = committed(setup.backup(&setup.repository).await.unwrap());
+    assert_eq!(
+        again.manifest.snapshot_name,
+        format!("{}-2", full.manifest.snapshot_name)
+    );
+    let target = setup.restore_newest().await;
+    setup.assert_restored_equal(&target);
+}
+
 #[tokio::test]
 async fn each_fact_about_the_source_is_asked_once_per_run() {
     let setup = setup(2).await;

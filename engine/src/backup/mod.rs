@@ -50,8 +50,8 @@ pub(crate) use self::commit::commit_manifest;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum SnapshotChoice {
     /// Take a new snapshot named `zib-YYYYMMDDTHHMMSSZ` (UTC, from the repository's
-    /// clock; `-2`, `-3`, … appended when the dataset already has a snapshot of that
-    /// name), marked as created by zib.
+    /// clock; `-2`, `-3`, … appended when the dataset already has a snapshot, or a
+    /// backup, of that name), marked as created by zib.
     #[default]
     Create,
     /// Back up an existing snapshot.

@@ -481,12 +481,22 @@ impl<'a> BackupRun<'a> {
     }
 
     /// An incremental turned into a full when the options ask for one.
-    /// The name of a snapshot zib takes now, unused by the dataset's snapshots.
+    /// The name of a snapshot zib takes now, unused by the dataset's snapshots and by its
+    /// backups: a snapshot pruned here keeps its name in its chain, and a chain naming
+    /// one snapshot twice cannot be received (the second receive finds the name taken).
+    /// That happens when a clock steps back, or two backups fall in one second after a
+    /// prune.
     fn free_zib_snapshot_name(&self, unix_seconds: i64) -> String {
+        let backed_up = self
+            .find_dataset()
+            .map_or(&[][..], |id| self.catalog.backups(id));
         zib_snapshot_name(unix_seconds, |name| {
             self.snapshots
                 .iter()
                 .any(|snapshot| snapshot.name.as_str() == name)
+                || backed_up
+                    .iter()
+                    .any(|backup| backup.manifest.snapshot_name == name)
         })
     }
 

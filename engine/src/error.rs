@@ -338,9 +338,11 @@ pub enum Error {
 
     /// The staging directory has not room enough for the next download.
     #[error(
-        "the staging directory {} has {free} bytes free; the next download needs {needed}: \
-         free space there and run the restore again (what was downloaded is kept)",
-        dir.display()
+        "the staging directory {} has {} free; the next download needs {}: free space \
+         there and run the restore again (what was downloaded is kept)",
+        dir.display(),
+        zib_planner::cost::human_bytes(*free),
+        zib_planner::cost::human_bytes(*needed)
     )]
     StagingFull {
         /// The staging directory.
@@ -413,6 +415,21 @@ mod tests {
             source: std::io::Error::from(kind),
         }
         .to_string()
+    }
+
+    #[test]
+    fn a_full_staging_directory_gives_sizes_for_people() {
+        let message = Error::StagingFull {
+            dir: "/srv/staging".into(),
+            needed: 3 << 30,
+            free: 1536 << 20,
+        }
+        .to_string();
+        assert!(
+            message.contains("/srv/staging has 1.5 GiB free"),
+            "{message}"
+        );
+        assert!(message.contains("needs 3.0 GiB"), "{message}");
     }
 
     #[test]

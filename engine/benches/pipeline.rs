@@ -257,12 +257,7 @@ fn bench_file(options: &Options, table: &mut Table) {
         return;
     }
     let work = scratch(&options.dir, "zib-bench-a-");
-    let source = work.path().join("stream.bin");
-    eprintln!(
-        "(a) writing a {} MiB source file of incompressible bytes",
-        options.stream_len / MIB
-    );
-    write_random_file(&source, options.stream_len);
+    let source = source_file(work.path(), options.stream_len, "(a)");
     sync();
     let cached = Instant::now();
     let read = read_through(&source);
@@ -317,6 +312,18 @@ fn bench_file(options: &Options, table: &mut Table) {
     );
 }
 
+/// `stream.bin` in `dir`: `len` incompressible bytes, the stream sections (a) and (r)
+/// back up.
+fn source_file(dir: &Path, len: u64, section: &str) -> PathBuf {
+    let source = dir.join("stream.bin");
+    eprintln!(
+        "{section} writing a {} MiB source file of incompressible bytes",
+        len / MIB
+    );
+    write_random_file(&source, len);
+    source
+}
+
 /// (r): the restore of (a)'s stream from a local-directory repository — download to the
 /// staging directory, verify, decrypt, receive (into a file) — next to `cat STREAM > DST
 /// && sync` of the same stream.
@@ -327,12 +334,8 @@ fn bench_restore(options: &Options, table: &mut Table) {
         return;
     }
     let work = scratch(&options.dir, "zib-bench-r-");
-    let source = work.path().join("stream.bin");
-    eprintln!(
-        "(r) writing a {} MiB source file and backing it up",
-        options.stream_len / MIB
-    );
-    write_random_file(&source, options.stream_len);
+    let source = source_file(work.path(), options.stream_len, "(r)");
+    eprintln!("(r) backing it up");
     let repo = scratch(work.path(), "repo-");
     spawn_child(&[
         "child-file",

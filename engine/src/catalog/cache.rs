@@ -52,9 +52,12 @@ fn listed_as(entry: &ListEntry) -> Option<(u64, u64, u32)> {
 #[derive(Debug)]
 pub(crate) struct ManifestCache {
     path: PathBuf,
+    /// The file's entries this read has not used (yet).
     entries: BTreeMap<String, Entry>,
     /// Entries used or added by this read: what the saved cache keeps.
     seen: BTreeMap<String, Entry>,
+    /// Whether this read added a HEAD's answer.
+    fetched: bool,
 }
 
 impl ManifestCache {
@@ -76,38 +79,50 @@ impl ManifestCache {
             path,
             entries,
             seen: BTreeMap::new(),
+            fetched: false,
         }
     }
 
-    /// The metadata cached for the manifest `key` (relative to the repository's prefix)
-    /// when its listing still matches.
-    pub(crate) fn get(&self, key: &str, listed: &ListEntry) -> Option<&Metadata> {
-        let entry = self.entries.get(key)?;
+    /// Takes the metadata cached for the manifest `key` (relative to the repository's
+    /// prefix) when its listing still matches; hand it back with
+    /// [`keep_cached`](Self::keep_cached) once it opened.
+    pub(crate) fn take(&mut self, key: &str, listed: &ListEntry) -> Option<Metadata> {
         let (size, secs, nanos) = listed_as(listed)?;
-        (entry.size == size && entry.modified_secs == secs && entry.modified_nanos == nanos)
-            .then_some(&entry.metadata)
+        let entry = self.entries.get(key)?;
+        if (entry.size, entry.modified_secs, entry.modified_nanos) != (size, secs, nanos) {
+            return None;
+        }
+        self.entries.remove(key).map(|entry| entry.metadata)
     }
 
-    /// Records that the manifest `key`, listed as `listed`, has `metadata` (a cached
-    /// entry that opened, or a HEAD's answer).
-    pub(crate) fn keep(&mut self, key: &str, listed: &ListEntry, metadata: &Metadata) {
+    /// Keeps a cached entry that opened: the file needs no rewrite for it.
+    pub(crate) fn keep_cached(&mut self, key: String, listed: &ListEntry, metadata: Metadata) {
+        self.insert(key, listed, metadata);
+    }
+
+    /// Keeps a HEAD's answer for the manifest `key`, listed as `listed`.
+    pub(crate) fn keep_fetched(&mut self, key: String, listed: &ListEntry, metadata: Metadata) {
+        self.fetched = true;
+        self.insert(key, listed, metadata);
+    }
+
+    fn insert(&mut self, key: String, listed: &ListEntry, metadata: Metadata) {
         if let Some((size, modified_secs, modified_nanos)) = listed_as(listed) {
-            self.seen.insert(
-                key.to_owned(),
-                Entry {
-                    size,
-                    modified_secs,
-                    modified_nanos,
-                    metadata: metadata.clone(),
-                },
-            );
+            let entry = Entry {
+                size,
+                modified_secs,
+                modified_nanos,
+                metadata,
+            };
+            self.seen.insert(key, entry);
         }
     }
 
     /// Saves what this read saw (manifests no longer listed are dropped), unless it is
     /// what the file holds already. A failure is a warning: the cache is only speed.
     pub(crate) async fn save(self) {
-        if self.seen == self.entries {
+        // Unchanged when every entry of the file was used and nothing was fetched.
+        if !self.fetched && self.entries.is_empty() {
             return;
         }
         let bytes = match bincode::serialize(&self.seen) {
@@ -181,24 +196,25 @@ pub(crate) mod tests {
             path: dir.path().join(CACHE_FILE),
             entries: BTreeMap::new(),
             seen: BTreeMap::new(),
+            fetched: false,
         };
-        cache.keep("manifests/x", &listed(10, 100), &metadata);
-        let cache = ManifestCache {
-            entries: cache.seen.clone(),
+        cache.keep_fetched("manifests/x".into(), &listed(10, 100), metadata.clone());
+        let mut cache = ManifestCache {
+            entries: std::mem::take(&mut cache.seen),
             ..cache
         };
-        assert_eq!(cache.get("manifests/x", &listed(10, 100)), Some(&metadata));
-        assert_eq!(cache.get("manifests/x", &listed(11, 100)), None, "resized");
+        assert_eq!(cache.take("manifests/x", &listed(11, 100)), None, "resized");
         assert_eq!(
-            cache.get("manifests/x", &listed(10, 101)),
+            cache.take("manifests/x", &listed(10, 101)),
             None,
             "rewritten"
         );
         assert_eq!(
-            cache.get("manifests/y", &listed(10, 100)),
+            cache.take("manifests/y", &listed(10, 100)),
             None,
             "another key"
         );
+        assert_eq!(cache.take("manifests/x", &listed(10, 100)), Some(metadata));
     }
 
     #[test]

@@ -253,14 +253,15 @@ pub(crate) async fn read_catalog(repository: &Repo) -> Result<Catalog> {
     let mut opened = Vec::with_capacity(manifests.len());
     let mut unknown = Vec::new();
     for (entry, role) in manifests {
-        let cached = cache.get(&relative(&entry), &entry).and_then(|metadata| {
-            open_manifest(repository, &entry.key, &role, metadata)
+        let key = relative(&entry);
+        let cached = cache.take(&key, &entry).and_then(|metadata| {
+            open_manifest(repository, &entry.key, &role, &metadata)
                 .ok()
-                .map(|manifest| (manifest, metadata.clone()))
+                .map(|manifest| (manifest, metadata))
         });
         match cached {
             Some((manifest, metadata)) => {
-                cache.keep(&relative(&entry), &entry, &metadata);
+                cache.keep_cached(key, &entry, metadata);
                 opened.push(manifest);
             }
             None => unknown.push((entry, role)),
@@ -281,7 +282,7 @@ pub(crate) async fn read_catalog(repository: &Repo) -> Result<Catalog> {
             &role,
             &head.metadata,
         )?);
-        cache.keep(&relative(&entry), &entry, &head.metadata);
+        cache.keep_fetched(relative(&entry), &entry, head.metadata);
     }
     drop(heads);
     cache.save().await;

@@ -20,11 +20,8 @@ set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo_root"
 
-# moto 5.2.x answers ListParts and CompleteMultipartUpload with XML that aws-sdk-s3 cannot
-# parse, so the version is pinned and lives in its own virtualenv (a system-wide moto may
-# be a broken one).
-MOTO_VERSION=5.1.22
-ZIB_MOTO_VENV=${ZIB_MOTO_VENV:-/opt/zib/moto-venv}
+# shellcheck source=scripts/lib/moto-venv.sh
+. scripts/lib/moto-venv.sh
 
 step_started=0
 step() {
@@ -79,16 +76,9 @@ if [ "${#missing_packages[@]}" -gt 0 ]; then
 fi
 
 step "checking the moto S3 server ($MOTO_VERSION in $ZIB_MOTO_VENV)"
-installed_moto=$("$ZIB_MOTO_VENV/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null || true)
-if [ "$installed_moto" != "$MOTO_VERSION" ]; then
-    rm -rf "$ZIB_MOTO_VENV"
-    python3 -m venv "$ZIB_MOTO_VENV"
-    "$ZIB_MOTO_VENV/bin/pip" install --quiet "moto[server]==$MOTO_VERSION"
-fi
-export ZIB_MOTO_SERVER="$ZIB_MOTO_VENV/bin/moto_server"
+ensure_moto_venv
 # The reference decoder needs only the standard library and `cryptography`, which moto
 # already depends on.
-export ZIB_PYTHON="$ZIB_MOTO_VENV/bin/python"
 "$ZIB_PYTHON" -c 'import cryptography' || fail "the moto virtualenv lacks the cryptography package"
 
 step "starting the zfs-fuse daemon"

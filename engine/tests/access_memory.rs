@@ -195,6 +195,63 @@ async fn refused_restore_and_lifecycle_are_warnings() {
     }
 }
 
+/// An S3-compatible server without the archive and housekeeping actions (s3s-fs, for
+/// one): 501 for ListMultipartUploads, RestoreObject, the lifecycle and the bucket's
+/// protection, and 400 for an abort of an upload it does not know. A repository is made
+/// there with a warning per missing action, and its catalog reads.
+#[tokio::test]
+async fn a_server_without_archive_and_housekeeping_actions_gets_warnings_not_a_refusal() {
+    let clock = clock();
+    let store = memory(&clock);
+    let rule = |operation, fault| FaultRule {
+        operation: Some(operation),
+        trigger: Trigger::From(1),
+        fault,
+    };
+    let backend = Arc::new(FaultInjecting::new(
+        store.clone(),
+        vec![
+            rule(Operation::ListMultipartUploads, Fault::NotImplemented),
+            rule(Operation::RequestRestore, Fault::NotImplemented),
+            rule(Operation::GetLifecycle, Fault::NotImplemented),
+            rule(Operation::PutLifecycle, Fault::NotImplemented),
+            rule(Operation::GetBucketProtection, Fault::NotImplemented),
+            rule(Operation::AbortMultipart, Fault::InvalidInput),
+        ],
+        1,
+    ));
+    let (repository, report) = init_repository(backend.clone(), &clock).await.unwrap();
+    let warnings = report.access.warning_messages();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].contains("cannot request a restore") && warnings[0].contains("archive"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[1].contains("cannot list incomplete multipart uploads"),
+        "{}",
+        warnings[1]
+    );
+    assert!(
+        matches!(
+            report.access.lifecycle,
+            LifecycleStatus::NotApplicable { .. }
+        ),
+        "{:?}",
+        report.access.lifecycle
+    );
+    assert!(report.access.passed.contains(&AccessStep::AbortUpload));
+    let catalog = repository.catalog().await.unwrap();
+    assert!(catalog.leftovers.incomplete_uploads.is_empty());
+    // Every missing action was really asked for.
+    assert!(
+        backend.injected().iter().take(3).all(|&n| n > 0),
+        "{:?}",
+        backend.injected()
+    );
+}
+
 #[tokio::test]
 async fn the_rule_is_set_once_and_a_wrong_one_of_zibs_is_corrected() {
     let clock = clock();

@@ -132,7 +132,9 @@ pub enum Error {
     },
 
     /// The operation has no meaning for this backend (for example, bucket lifecycle
-    /// rules on a local directory), so there is nothing to do and nothing to fix.
+    /// rules on a local directory), or an S3-compatible server does not implement it
+    /// (`501 NotImplemented`), so there is nothing to do and nothing to fix: callers
+    /// carry on without it where it is optional.
     #[error("{operation} does not apply here: {reason}")]
     NotApplicable {
         /// The operation.

@@ -288,6 +288,10 @@ where
         Meaning::InvalidInput => Error::InvalidInput {
             message: format!("{operation} {key:?} refused: {message}"),
         },
+        Meaning::NotImplemented => Error::NotApplicable {
+            operation,
+            reason: format!("the S3 server does not implement it ({message})"),
+        },
         Meaning::Protocol => Error::Protocol {
             operation,
             key,
@@ -308,6 +312,7 @@ enum Meaning {
     PermissionDenied,
     Transient,
     InvalidInput,
+    NotImplemented,
     Protocol,
 }
 
@@ -335,6 +340,9 @@ fn meaning(code: Option<&str>, status: Option<u16>) -> Meaning {
             _,
         )
         | (None, Some(401 | 403)) => Meaning::PermissionDenied,
+        // S3-compatible servers answer an action they lack with 501 (so does S3 for a
+        // header asking for something it does not offer): permanent, never retried.
+        (Some("NotImplemented"), _) | (None, Some(501)) => Meaning::NotImplemented,
         (
             Some(
                 "SlowDown"
@@ -1090,6 +1098,8 @@ mod tests {
             (None, Some(416), InvalidInput),
             (Some("InvalidBucketName"), Some(400), InvalidInput),
             (Some("MalformedXML"), Some(400), InvalidInput),
+            (Some("NotImplemented"), Some(501), NotImplemented),
+            (None, Some(501), NotImplemented),
             // What no row names is not guessed at.
             (Some("SomethingNew"), Some(400), Protocol),
             (None, Some(400), Protocol),

@@ -109,6 +109,100 @@ pub struct ProxyRule {
     pub fault: ProxyFault,
 }
 
+/// A request as the proxy saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenRequest {
+    /// What zib's storage layer would call it ([`classify`]).
+    pub operation: Operation,
+    /// The HTTP method.
+    pub method: String,
+    /// The URI path (`/BUCKET/KEY`).
+    pub path: String,
+    /// The URI query, without `?` (empty when there is none).
+    pub query: String,
+}
+
+impl SeenRequest {
+    /// The S3 API action this request is (`PutObject`, `UploadPart`, `ListObjectsV2`,
+    /// `GetBucketVersioning`, …), named from method, path and query as the S3 API
+    /// reference does. Finer than [`Operation`], which only knows what zib sends: a
+    /// benchmark counts other clients' requests with it.
+    pub fn action(&self) -> &'static str {
+        let has = |name: &str| {
+            self.query
+                .split('&')
+                .any(|pair| pair == name || pair.starts_with(&format!("{name}=")))
+        };
+        let object = self
+            .path
+            .trim_start_matches('/')
+            .split_once('/')
+            .is_some_and(|(_, key)| !key.is_empty());
+        let bucket_sub =
+            |get: &'static str, put: &'static str, delete: &'static str| match self.method.as_str()
+            {
+                "GET" => get,
+                "PUT" => put,
+                "DELETE" => delete,
+                _ => "other",
+            };
+        for (name, get, put, delete) in [
+            (
+                "lifecycle",
+                "GetBucketLifecycleConfiguration",
+                "PutBucketLifecycleConfiguration",
+                "DeleteBucketLifecycle",
+            ),
+            (
+                "versioning",
+                "GetBucketVersioning",
+                "PutBucketVersioning",
+                "other",
+            ),
+            (
+                "object-lock",
+                "GetObjectLockConfiguration",
+                "PutObjectLockConfiguration",
+                "other",
+            ),
+            ("location", "GetBucketLocation", "other", "other"),
+            (
+                "policy",
+                "GetBucketPolicy",
+                "PutBucketPolicy",
+                "DeleteBucketPolicy",
+            ),
+            ("acl", "GetAcl", "PutAcl", "other"),
+            ("tagging", "GetTagging", "PutTagging", "DeleteTagging"),
+        ] {
+            if has(name) {
+                return bucket_sub(get, put, delete);
+            }
+        }
+        match (self.method.as_str(), object) {
+            ("PUT", true) if has("uploadId") => "UploadPart",
+            ("PUT", true) => "PutObject",
+            ("PUT", false) => "CreateBucket",
+            ("POST", true) if has("uploads") => "CreateMultipartUpload",
+            ("POST", true) if has("uploadId") => "CompleteMultipartUpload",
+            ("POST", true) if has("restore") => "RestoreObject",
+            ("POST", false) if has("delete") => "DeleteObjects",
+            ("DELETE", true) if has("uploadId") => "AbortMultipartUpload",
+            ("DELETE", true) => "DeleteObject",
+            ("DELETE", false) => "DeleteBucket",
+            ("GET", true) if has("uploadId") => "ListParts",
+            ("GET", true) => "GetObject",
+            ("GET", false) if has("uploads") => "ListMultipartUploads",
+            ("GET", false) if has("list-type") => "ListObjectsV2",
+            ("GET", false) if self.path.trim_matches('/').is_empty() => "ListBuckets",
+            ("GET", false) => "ListObjects",
+            ("HEAD", true) => "HeadObject",
+            ("HEAD", false) => "HeadBucket",
+            _ => "other",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
     upstream: SocketAddr,
@@ -131,8 +225,8 @@ struct State {
     fired: Vec<u64>,
     /// Every request in arrival order, with the rule that faulted it.
     log: Vec<(Operation, Option<usize>)>,
-    /// Every request's operation and URI path, in arrival order.
-    paths: Vec<(Operation, String)>,
+    /// Every request, in arrival order.
+    requests: Vec<SeenRequest>,
     rng: fastrand::Rng,
 }
 
@@ -167,7 +261,7 @@ impl FaultProxy {
                 faults: 0,
                 fired,
                 log: Vec::new(),
-                paths: Vec::new(),
+                requests: Vec::new(),
                 rng: fastrand::Rng::with_seed(seed),
             }),
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -272,11 +366,21 @@ impl FaultProxy {
             .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .paths
+            .requests
             .iter()
-            .filter(|(seen, _)| *seen == operation)
-            .map(|(_, path)| path.clone())
+            .filter(|seen| seen.operation == operation)
+            .map(|seen| seen.path.clone())
             .collect()
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .requests
+            .clone()
     }
 }
 
@@ -338,8 +442,13 @@ async fn handle(
         .state
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .paths
-        .push((operation, request.uri().path().to_owned()));
+        .requests
+        .push(SeenRequest {
+            operation,
+            method: request.method().as_str().to_owned(),
+            path: request.uri().path().to_owned(),
+            query: request.uri().query().unwrap_or("").to_owned(),
+        });
     let fault = pick_fault(shared, operation);
     match fault {
         Some(ProxyFault::Reset) => {
@@ -548,5 +657,60 @@ pub fn classify(method: &hyper::Method, uri: &hyper::Uri) -> Operation {
 impl From<Infallible> for ResetConnection {
     fn from(never: Infallible) -> Self {
         match never {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(method: &str, path: &str, query: &str) -> &'static str {
+        SeenRequest {
+            operation: Operation::Head,
+            method: method.to_owned(),
+            path: path.to_owned(),
+            query: query.to_owned(),
+        }
+        .action()
+    }
+
+    #[test]
+    fn requests_are_named_as_the_s3_api_names_them() {
+        assert_eq!(
+            action("PUT", "/b/k", "partNumber=3&uploadId=u"),
+            "UploadPart"
+        );
+        assert_eq!(action("PUT", "/b/k", ""), "PutObject");
+        assert_eq!(action("POST", "/b/k", "uploads"), "CreateMultipartUpload");
+        assert_eq!(
+            action("POST", "/b/k", "uploadId=u"),
+            "CompleteMultipartUpload"
+        );
+        assert_eq!(action("POST", "/b", "delete"), "DeleteObjects");
+        assert_eq!(action("POST", "/b/k", "restore"), "RestoreObject");
+        assert_eq!(action("GET", "/b", "list-type=2&prefix=x"), "ListObjectsV2");
+        assert_eq!(action("GET", "/b/", "prefix=x"), "ListObjects");
+        assert_eq!(action("GET", "/b", "uploads"), "ListMultipartUploads");
+        assert_eq!(action("GET", "/b/k", "uploadId=u"), "ListParts");
+        assert_eq!(action("GET", "/b/k", ""), "GetObject");
+        assert_eq!(action("GET", "/b", "versioning"), "GetBucketVersioning");
+        assert_eq!(
+            action("GET", "/b", "object-lock"),
+            "GetObjectLockConfiguration"
+        );
+        assert_eq!(action("GET", "/b", "location"), "GetBucketLocation");
+        assert_eq!(
+            action("PUT", "/b", "lifecycle"),
+            "PutBucketLifecycleConfiguration"
+        );
+        assert_eq!(action("HEAD", "/b/k", ""), "HeadObject");
+        assert_eq!(action("HEAD", "/b", ""), "HeadBucket");
+        assert_eq!(
+            action("DELETE", "/b/k", "uploadId=u"),
+            "AbortMultipartUpload"
+        );
+        assert_eq!(action("DELETE", "/b/k", ""), "DeleteObject");
+        assert_eq!(action("PUT", "/b", ""), "CreateBucket");
+        assert_eq!(action("GET", "/", ""), "ListBuckets");
     }
 }

@@ -92,21 +92,30 @@ pub(crate) async fn check_access(
         probe(backend, &prefix, &mut passed, &mut warnings).await?;
     }
 
-    step(
-        AccessStep::ListUploads,
-        &prefix,
-        backend.list_multipart_uploads(&prefix),
-    )
-    .await?;
-    passed.push(AccessStep::ListUploads);
+    match backend.list_multipart_uploads(&prefix).await {
+        Ok(_) => passed.push(AccessStep::ListUploads),
+        Err(StorageError::NotApplicable { reason, .. }) => warnings.push(AccessWarning {
+            step: AccessStep::ListUploads,
+            message: unsupported_text(
+                AccessStep::ListUploads,
+                &reason,
+                "an upload a host left unfinished is found only by the host that started it",
+            ),
+        }),
+        Err(error) => return Err(denied_or(AccessStep::ListUploads, &prefix, error)),
+    }
 
     let probe_key = object_key(&prefix, &ObjectRole::AccessProbe { nonce: 0 })?;
     let aborted = backend
         .abort_multipart(&probe_key, &UploadId::new(PROBE_UPLOAD_ID))
         .await;
     match aborted {
-        // Allowed: the upload does not exist (or, impossibly, did and is now gone).
-        Ok(()) | Err(StorageError::NoSuchUpload { .. }) => passed.push(AccessStep::AbortUpload),
+        // Allowed: the upload does not exist (or, impossibly, did and is now gone). Some
+        // S3-compatible servers call the made-up upload id invalid instead; they judged
+        // the request, so it was allowed too.
+        Ok(()) | Err(StorageError::NoSuchUpload { .. } | StorageError::InvalidInput { .. }) => {
+            passed.push(AccessStep::AbortUpload);
+        }
         Err(error) => return Err(denied_or(AccessStep::AbortUpload, &prefix, error)),
     }
     // Resuming a backup lists the parts S3 holds of its interrupted upload.
@@ -209,6 +218,15 @@ async fn probe(
                 step: AccessStep::RestoreProbe,
                 message: warning_text(AccessStep::RestoreProbe, prefix, "restores will fail"),
             }),
+            Err(StorageError::NotApplicable { reason, .. }) => warnings.push(AccessWarning {
+                step: AccessStep::RestoreProbe,
+                message: unsupported_text(
+                    AccessStep::RestoreProbe,
+                    &reason,
+                    "backups in an archive storage class could not be restored from it \
+                     (a STANDARD repository never needs this)",
+                ),
+            }),
             Err(error) => return Err(Error::from(error)),
         }
         Ok(())
@@ -279,6 +297,11 @@ fn warning_text(step: AccessStep, prefix: &str, consequence: &str) -> String {
         step.resource(prefix),
         step.needed_for()
     )
+}
+
+/// The warning for a step the server does not implement (an S3-compatible server).
+fn unsupported_text(step: AccessStep, reason: &str, consequence: &str) -> String {
+    format!("this server cannot {step}: {reason}; {consequence}")
 }
 
 /// The rule zib wants for a repository under `prefix`.

@@ -14,7 +14,9 @@ use std::time::SystemTime;
 
 use futures::{StreamExt, TryStreamExt};
 use zib_crypto::DataKey;
-use zib_storage_backend::{ListEntry, ObjectKey, StorageBackendExt, UploadId};
+use zib_storage_backend::{
+    ListEntry, MultipartUploadInfo, ObjectKey, StorageBackend, StorageBackendExt, UploadId,
+};
 
 use self::cache::ManifestCache;
 
@@ -307,7 +309,7 @@ pub(crate) async fn read_catalog(repository: &Repo) -> Result<Catalog> {
             catalog.leftovers.orphan_volumes.extend(keys);
         }
     }
-    for upload in backend.list_multipart_uploads(prefix).await? {
+    for upload in uploads_if_listed(backend, prefix).await? {
         catalog.leftovers.incomplete_uploads.push(IncompleteUpload {
             key: upload.key,
             upload_id: upload.upload_id,
@@ -315,6 +317,23 @@ pub(crate) async fn read_catalog(repository: &Repo) -> Result<Catalog> {
         });
     }
     Ok(catalog)
+}
+
+/// The incomplete uploads under `prefix`; none on a server that cannot list them (an
+/// S3-compatible server without ListMultipartUploads), where only the journal of the
+/// host that started an upload knows it.
+pub(crate) async fn uploads_if_listed(
+    backend: &dyn StorageBackend,
+    prefix: &str,
+) -> Result<Vec<MultipartUploadInfo>> {
+    match backend.list_multipart_uploads(prefix).await {
+        Ok(uploads) => Ok(uploads),
+        Err(zib_storage_backend::Error::NotApplicable { reason, .. }) => {
+            tracing::debug!(%reason, "incomplete uploads cannot be listed here");
+            Ok(Vec::new())
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// The sizes of volumes 0, 1, 2, … up to the first index missing from `listed`. (All

@@ -836,7 +836,7 @@ impl Scan<'_> {
             );
         }
         let prefix = self.repository.prefix();
-        let uploads = self.backend.list_multipart_uploads(prefix).await?;
+        let uploads = crate::catalog::uploads_if_listed(&self.backend, prefix).await?;
         self.list_requests += pages(uploads.len());
         for upload in uploads {
             let of_committed_backup = upload

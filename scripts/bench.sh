@@ -15,6 +15,10 @@
 #   --tools LIST     comma-separated: zib, restic, rclone (default all three)
 #   --no-count       skip the extra round through the counting proxy (no request counts)
 #
+# Environment: ZIB_MOTO_VENV (the moto virtualenv, default /opt/zib/moto-venv),
+# ZIB_S3S_FS (an s3s-fs binary to use instead of installing one into /opt/zib/s3s-fs).
+# The results are also written, tab-separated, to DIR/zib-bench-DATE.tsv.
+#
 # What each tool runs (defaults, as a user would run them; all to STANDARD storage):
 #   zib     zib init --storage-class STANDARD; zib backup SUBVOLUME (zib takes the
 #           snapshot and runs btrfs send itself); zib restore SUBVOLUME --into DIR --yes
@@ -47,7 +51,7 @@ while [ $# -gt 0 ]; do
         --targets) targets=$2; shift 2 ;;
         --tools) tools=$2; shift 2 ;;
         --no-count) count=0; shift ;;
-        -h | --help) sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -60,6 +64,16 @@ fail() {
 [ "$(id -u)" -eq 0 ] || fail "run as root: the source is a BTRFS subvolume on a loop device"
 [[ "$gib" =~ ^[1-9][0-9]*$ ]] || fail "--gib takes a whole number of GiB, not $gib"
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || fail "--rounds takes a positive whole number, not $rounds"
+IFS=, read -r -a target_list <<<"$targets"
+IFS=, read -r -a tool_list <<<"$tools"
+[ "${#target_list[@]}" -gt 0 ] || fail "--targets is empty (moto, s3s, local)"
+[ "${#tool_list[@]}" -gt 0 ] || fail "--tools is empty (zib, restic, rclone)"
+for target in "${target_list[@]}"; do
+    case "$target" in moto | s3s | local) ;; *) fail "unknown target '$target' (moto, s3s, local)" ;; esac
+done
+for tool in "${tool_list[@]}"; do
+    case "$tool" in zib | restic | rclone) ;; *) fail "unknown tool '$tool' (zib, restic, rclone)" ;; esac
+done
 
 # ---- what the run needs ----
 
@@ -83,6 +97,7 @@ case ",$targets," in *,moto,*) ensure_moto_venv ;; esac
 S3S_FS=${ZIB_S3S_FS:-/opt/zib/s3s-fs/bin/s3s-fs}
 case ",$targets," in
     *,s3s,*)
+        [ -z "${ZIB_S3S_FS:-}" ] || [ -x "$ZIB_S3S_FS" ] || fail "ZIB_S3S_FS=$ZIB_S3S_FS is not an executable file"
         if [ ! -x "$S3S_FS" ]; then
             echo "installing s3s-fs 0.14.1 into /opt/zib/s3s-fs (a few minutes, once)"
             cargo install --quiet --locked --root /opt/zib/s3s-fs s3s-fs --version 0.14.1 --features binary
@@ -103,8 +118,11 @@ work=$(mktemp -d "$dir/zib-bench.XXXXXX")
 mnt=$work/mnt
 server_pid=
 counter_pid=
+measured_pid=
 cleanup() {
     set +e
+    # The measured command first: it may be writing into the file system unmounted below.
+    [ -z "$measured_pid" ] || { kill "$measured_pid" 2>/dev/null; wait "$measured_pid" 2>/dev/null; }
     [ -z "$counter_pid" ] || kill "$counter_pid" 2>/dev/null
     [ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null
     wait 2>/dev/null
@@ -114,12 +132,15 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 free_gib=$(($(df --output=avail -k "$dir" | tail -1) / 1024 / 1024))
 [ "$free_gib" -ge $((5 * gib)) ] || fail "$dir has $free_gib GiB free; the benchmark needs about $((5 * gib)) GiB (choose another with --dir)"
 
-# Room for the source, one restored copy and the BTRFS metadata.
-truncate -s $((2 * gib + 2))G "$work/btrfs.img"
+# Room for the source, one restored copy and the BTRFS metadata, with room to spare (the
+# image is sparse).
+truncate -s $((3 * gib + 2))G "$work/btrfs.img"
 mkfs.btrfs -q "$work/btrfs.img" >"$work/mkfs.log" 2>&1 || { cat "$work/mkfs.log" >&2; fail "mkfs.btrfs failed"; }
 mkdir "$mnt"
 mount -o loop "$work/btrfs.img" "$mnt"
@@ -131,7 +152,7 @@ sync
 source_sha=$(sha256sum "$mnt/src/data" | cut -d' ' -f1)
 stream_bytes=$(btrfs send -q "$mnt/stream" | wc -c)
 
-results=$work/results.tsv
+results=$dir/zib-bench-$(date -u +%Y%m%dT%H%M%SZ).tsv
 printf 'target\ttool\tphase\tround\twall_s\tcpu_s\tpeak_rss_kib\tstored_bytes\trequests\tnote\n' >"$results"
 
 # measure TARGET TOOL PHASE ROUND -- COMMAND...: runs COMMAND under GNU time and sets
@@ -142,7 +163,13 @@ measure() {
     shift 5
     local timing=$work/timing
     last_note=
-    if ! /usr/bin/time -f '%e %U %S %M' -o "$timing" "$@" >"$work/out.log" 2>&1; then
+    # In the background and waited for, so an interrupted run can stop it (cleanup).
+    /usr/bin/time -f '%e %U %S %M' -o "$timing" "$@" >"$work/out.log" 2>&1 &
+    measured_pid=$!
+    local status=0
+    wait "$measured_pid" || status=$?
+    measured_pid=
+    if [ "$status" -ne 0 ]; then
         # rclone 1.60 checks a finished multipart upload with HEAD ?versionId=null, which
         # moto 5.1 refuses (400): the object is complete (the restore below checks it),
         # only rclone's check failed.
@@ -171,13 +198,15 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# wait_for_port PORT LOG: waits until the server writing LOG answers on PORT.
 wait_for_port() {
-    local port=$1
+    local port=$1 log=$2
     for _ in $(seq 1 150); do
         python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && return 0
         sleep 0.2
     done
-    fail "nothing answers on 127.0.0.1:$port"
+    cat "$log" >&2
+    fail "nothing answers on 127.0.0.1:$port (the server's output is above)"
 }
 
 # ---- servers ----
@@ -192,7 +221,8 @@ start_server() {
     local port
     port=$(free_port)
     case "$target" in
-        moto) "$ZIB_MOTO_SERVER" -H 127.0.0.1 -p "$port" >"$round_dir/server.log" 2>&1 & ;;
+        # moto spools large bodies to TMPDIR: keep them on the benchmark's disk.
+        moto) TMPDIR=$round_dir "$ZIB_MOTO_SERVER" -H 127.0.0.1 -p "$port" >"$round_dir/server.log" 2>&1 & ;;
         s3s)
             mkdir -p "$round_dir/s3s-root"
             "$S3S_FS" --host 127.0.0.1 --port "$port" --access-key "$AWS_ACCESS_KEY_ID" \
@@ -200,7 +230,7 @@ start_server() {
             ;;
     esac
     server_pid=$!
-    wait_for_port "$port"
+    wait_for_port "$port" "$round_dir/server.log"
     server_endpoint=http://127.0.0.1:$port
 }
 
@@ -220,17 +250,17 @@ start_counter() {
         [ -s "$work/counter.endpoint" ] && break
         sleep 0.1
     done
-    [ -s "$work/counter.endpoint" ] || fail "s3-request-counter did not start (see $work/counter.log)"
+    [ -s "$work/counter.endpoint" ] || { cat "$work/counter.log" >&2; fail "s3-request-counter did not start (its output is above)"; }
 }
 
 # Stops the proxy, which writes its report (run it in this shell: only the shell that
 # started the proxy can wait for it).
 stop_counter() {
     local report=$1
-    kill -TERM "$counter_pid"
+    kill -TERM "$counter_pid" 2>/dev/null || { cat "$work/counter.log" >&2; fail "s3-request-counter died (its output is above)"; }
     wait "$counter_pid" || true
     counter_pid=
-    [ -s "$report" ] || fail "s3-request-counter wrote no report (see $work/counter.log)"
+    [ -s "$report" ] || { cat "$work/counter.log" >&2; fail "s3-request-counter wrote no report (its output is above)"; }
 }
 
 # Prints a report as "total (Action n, Action n, ...)".
@@ -258,6 +288,40 @@ rclone_s3() {
 }
 
 # ---- one round: backup, stored bytes, restore, check ----
+
+# Where every restore goes: a directory of the source's BTRFS file system.
+into=$mnt/restored
+
+# measure_tool TARGET TOOL PHASE ROUND ENDPOINT REPO: measures one tool's backup (from
+# the snapshot's send stream) or restore (into $into), talking to ENDPOINT.
+measure_tool() {
+    local target=$1 tool=$2 phase=$3 round=$4 endpoint=$5 repo=$6
+    local zib_flags=() rclone_env=() pipeline
+    if [ "$tool" = zib ]; then
+        [ "$target" = local ] || zib_flags=(--endpoint-url "$endpoint")
+        case "$phase" in
+            backup) measure "$target" zib backup "$round" -- "$ZIB" backup "$mnt/src" "${zib_flags[@]}" ;;
+            restore) measure "$target" zib restore "$round" -- "$ZIB" restore "$mnt/src" --into "$into" --yes "${zib_flags[@]}" ;;
+        esac
+        return
+    fi
+    # The peers are fed by, or feed, btrfs in a pipeline: $1 the snapshot or the restore
+    # directory, $2 the repository or remote.
+    case "$tool/$phase" in
+        restic/backup) pipeline='btrfs send -q "$1" | restic -q -r "$2" backup --stdin --stdin-filename stream' ;;
+        restic/restore) pipeline='restic -q -r "$2" dump latest /stream | btrfs receive -q "$1"' ;;
+        rclone/backup) pipeline='btrfs send -q "$1" | rclone rcat "$2/stream"' ;;
+        rclone/restore) pipeline='rclone cat "$2/stream" | btrfs receive -q "$1"' ;;
+    esac
+    if [ "$target" != local ]; then
+        [ "$tool" != restic ] || repo=s3:$endpoint/bench
+        # shellcheck disable=SC2207 # the variables are words by design
+        [ "$tool" != rclone ] || rclone_env=(env -u AWS_CA_BUNDLE $(rclone_remote_env "$endpoint"))
+    fi
+    local btrfs_end=$mnt/stream
+    [ "$phase" = backup ] || btrfs_end=$into
+    measure "$target" "$tool" "$phase" "$round" -- "${rclone_env[@]}" bash -c "set -o pipefail; $pipeline" - "$btrfs_end" "$repo"
+}
 
 # round TARGET TOOL ROUND COUNTED: appends a backup row and a restore row to $results.
 round() {
@@ -302,26 +366,7 @@ round() {
         start_counter "$round_dir/backup.counts"
         endpoint=$(cat "$work/counter.endpoint")
     fi
-    local zib_endpoint=()
-    [ "$target" = local ] || zib_endpoint=(--endpoint-url "$endpoint")
-    [ "$tool" != restic ] || [ "$target" = local ] || repo=s3:$endpoint/bench
-    case "$tool" in
-        zib) measure "$target" zib backup "$round" -- "$ZIB" backup "$mnt/src" "${zib_endpoint[@]}" ;;
-        restic)
-            measure "$target" restic backup "$round" -- bash -c 'set -o pipefail; btrfs send -q "$1" | restic -q -r "$2" backup --stdin --stdin-filename stream' \
-                - "$mnt/stream" "$repo"
-            ;;
-        rclone)
-            if [ "$target" = local ]; then
-                measure "$target" rclone backup "$round" -- bash -c 'set -o pipefail; btrfs send -q "$1" | rclone rcat "$2/stream"' \
-                    - "$mnt/stream" "$repo"
-            else
-                # shellcheck disable=SC2046
-                measure "$target" rclone backup "$round" -- env -u AWS_CA_BUNDLE $(rclone_remote_env "$endpoint") \
-                    bash -c 'set -o pipefail; btrfs send -q "$1" | rclone rcat "$2/stream"' - "$mnt/stream" "$repo"
-            fi
-            ;;
-    esac
+    measure_tool "$target" "$tool" backup "$round" "$endpoint" "$repo"
     local backup_row=$last_row backup_note=${last_note:--}
     if [ "$counted" = 1 ]; then
         stop_counter "$round_dir/backup.counts"
@@ -339,31 +384,12 @@ round() {
     printf '%s\t%s\t%s\t%s\n' "$backup_row" "$stored" "$requests_backup" "$backup_note" >>"$results"
 
     # The restore: into an empty directory of the same BTRFS file system.
-    local into=$mnt/restored
     mkdir -p "$into"
     if [ "$counted" = 1 ]; then
         start_counter "$round_dir/restore.counts"
         endpoint=$(cat "$work/counter.endpoint")
-        zib_endpoint=(--endpoint-url "$endpoint")
-        [ "$tool" != restic ] || repo=s3:$endpoint/bench
     fi
-    case "$tool" in
-        zib) measure "$target" zib restore "$round" -- "$ZIB" restore "$mnt/src" --into "$into" --yes "${zib_endpoint[@]}" ;;
-        restic)
-            measure "$target" restic restore "$round" -- bash -c 'set -o pipefail; restic -q -r "$1" dump latest /stream | btrfs receive -q "$2"' \
-                - "$repo" "$into"
-            ;;
-        rclone)
-            if [ "$target" = local ]; then
-                measure "$target" rclone restore "$round" -- bash -c 'set -o pipefail; rclone cat "$1/stream" | btrfs receive -q "$2"' \
-                    - "$repo" "$into"
-            else
-                # shellcheck disable=SC2046
-                measure "$target" rclone restore "$round" -- env -u AWS_CA_BUNDLE $(rclone_remote_env "$endpoint") \
-                    bash -c 'set -o pipefail; rclone cat "$1/stream" | btrfs receive -q "$2"' - "$repo" "$into"
-            fi
-            ;;
-    esac
+    measure_tool "$target" "$tool" restore "$round" "$endpoint" "$repo"
     local restore_row=$last_row
     if [ "$counted" = 1 ]; then
         stop_counter "$round_dir/restore.counts"
@@ -384,6 +410,8 @@ round() {
         btrfs -q subvolume delete "$subvolume"
     done
     rm -rf "$into"
+    # Deleted subvolumes are freed in the background; the next round needs the room.
+    btrfs -q subvolume sync "$mnt"
     stop_server
     rm -rf "$round_dir"
 }
@@ -399,12 +427,8 @@ echo "source: $gib GiB of random bytes; btrfs send stream $stream_bytes bytes"
 measure source "btrfs send" send 1 -- bash -c 'btrfs send -q "$1" >/dev/null' - "$mnt/stream"
 printf '%s\t-\t-\t-\n' "$last_row" >>"$results"
 
-IFS=, read -r -a target_list <<<"$targets"
-IFS=, read -r -a tool_list <<<"$tools"
 for target in "${target_list[@]}"; do
-    case "$target" in moto | s3s | local) ;; *) fail "unknown target $target (moto, s3s, local)" ;; esac
     for tool in "${tool_list[@]}"; do
-        case "$tool" in zib | restic | rclone) ;; *) fail "unknown tool $tool (zib, restic, rclone)" ;; esac
         for r in $(seq 1 "$rounds"); do
             echo "$target: $tool, round $r"
             round "$target" "$tool" "$r" 0
@@ -417,7 +441,9 @@ for target in "${target_list[@]}"; do
 done
 
 echo
-echo "results (median of $rounds timed round(s); requests from the counted round):"
+echo "results: wall and CPU time the median of $rounds timed round(s), peak RSS the largest of them,"
+echo "stored bytes from round 1 (the server's listing for moto; du of the objects' files for s3s-fs"
+echo "and the local directory), requests from the counted round:"
 python3 - "$results" "$stream_bytes" <<'EOF'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
@@ -452,5 +478,5 @@ for i, note in enumerate(notes, 1):
     print(f"{'*' * i} {note}")
 EOF
 echo
-echo "raw rows: kept in this output only (the work directory is removed)"
+echo "raw rows (also in $results):"
 column -t -s $'\t' "$results"

@@ -188,6 +188,12 @@ fn storage_hint(error: &StorageError) -> Option<String> {
         StorageError::BucketNotFound { .. } => {
             "check the bucket name (and the region), or create the bucket".to_owned()
         }
+        StorageError::Unsupported { .. } => {
+            "this S3-compatible server lacks an action zib needs here (docs/PERMISSIONS.md, \
+             \"S3-compatible servers\"); on a server without RestoreObject nothing can be \
+             thawed, so a repository there needs --storage-class STANDARD (zib init)"
+                .to_owned()
+        }
         _ => return None,
     })
 }

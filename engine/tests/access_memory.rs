@@ -198,7 +198,8 @@ async fn refused_restore_and_lifecycle_are_warnings() {
 /// An S3-compatible server without the archive and housekeeping actions (s3s-fs, for
 /// one): 501 for ListMultipartUploads, RestoreObject, the lifecycle and the bucket's
 /// protection, and 400 for an abort of an upload it does not know. A repository is made
-/// there with a warning per missing action, and its catalog reads.
+/// there with a warning per missing action (the lifecycle's included: abandoned uploads
+/// are not aborted there), and its catalog reads.
 #[tokio::test]
 async fn a_server_without_archive_and_housekeeping_actions_gets_warnings_not_a_refusal() {
     let clock = clock();
@@ -222,7 +223,7 @@ async fn a_server_without_archive_and_housekeeping_actions_gets_warnings_not_a_r
     ));
     let (repository, report) = init_repository(backend.clone(), &clock).await.unwrap();
     let warnings = report.access.warning_messages();
-    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
     assert!(
         warnings[0].contains("cannot request a restore") && warnings[0].contains("archive"),
         "{}",
@@ -234,13 +235,16 @@ async fn a_server_without_archive_and_housekeeping_actions_gets_warnings_not_a_r
         warnings[1]
     );
     assert!(
-        matches!(
-            report.access.lifecycle,
-            LifecycleStatus::NotApplicable { .. }
-        ),
+        warnings[2].contains("no bucket lifecycle rules"),
+        "{}",
+        warnings[2]
+    );
+    assert!(
+        matches!(report.access.lifecycle, LifecycleStatus::Unknown { .. }),
         "{:?}",
         report.access.lifecycle
     );
+    assert!(!report.access.passed.contains(&AccessStep::ReadLifecycle));
     assert!(report.access.passed.contains(&AccessStep::AbortUpload));
     let catalog = repository.catalog().await.unwrap();
     assert!(catalog.leftovers.incomplete_uploads.is_empty());

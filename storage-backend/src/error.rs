@@ -132,15 +132,25 @@ pub enum Error {
     },
 
     /// The operation has no meaning for this backend (for example, bucket lifecycle
-    /// rules on a local directory), or an S3-compatible server does not implement it
-    /// (`501 NotImplemented`), so there is nothing to do and nothing to fix: callers
-    /// carry on without it where it is optional.
+    /// rules on a local directory), so there is nothing to do and nothing to fix.
     #[error("{operation} does not apply here: {reason}")]
     NotApplicable {
         /// The operation.
         operation: Operation,
         /// Why it does not apply, for humans.
         reason: String,
+    },
+
+    /// The S3-compatible server does not implement this action (`501 NotImplemented`).
+    /// Permanent: never retried. Callers carry on without an optional action (restore
+    /// requests, listing incomplete uploads, lifecycle rules, the bucket's protection
+    /// settings) and say what is lost; for any other action it is an error.
+    #[error("the S3 server does not implement {operation}: {message}")]
+    Unsupported {
+        /// The operation.
+        operation: Operation,
+        /// The server's own words.
+        message: String,
     },
 
     /// The backend could not be configured (credentials chain, region, endpoint, root).

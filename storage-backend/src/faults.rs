@@ -47,7 +47,7 @@ pub enum Fault {
     /// ends (a connection that hangs: what a process is killed in the middle of). For
     /// other operations: the call never returns.
     Hang,
-    /// [`Error::NotApplicable`], as an S3-compatible server that lacks the action
+    /// [`Error::Unsupported`], as an S3-compatible server that lacks the action
     /// answers (`501 NotImplemented`).
     NotImplemented,
     /// [`Error::InvalidInput`], as a server that refuses the request itself answers
@@ -175,9 +175,9 @@ fn injected(fault: Fault, operation: Operation, key: &str) -> Error {
         Fault::Transient | Fault::TruncatedBody | Fault::LostAnswer | Fault::Hang => {
             Error::transient(operation, key, "injected fault")
         }
-        Fault::NotImplemented => Error::NotApplicable {
+        Fault::NotImplemented => Error::Unsupported {
             operation,
-            reason: "the S3 server does not implement it (injected)".to_owned(),
+            message: "injected".to_owned(),
         },
         Fault::InvalidInput => Error::invalid(format!("{operation} {key:?} refused (injected)")),
     }

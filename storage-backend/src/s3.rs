@@ -288,10 +288,7 @@ where
         Meaning::InvalidInput => Error::InvalidInput {
             message: format!("{operation} {key:?} refused: {message}"),
         },
-        Meaning::NotImplemented => Error::NotApplicable {
-            operation,
-            reason: format!("the S3 server does not implement it ({message})"),
-        },
+        Meaning::NotImplemented => Error::Unsupported { operation, message },
         Meaning::Protocol => Error::Protocol {
             operation,
             key,
@@ -885,6 +882,8 @@ impl StorageBackend for S3Backend {
             Err(err) if err.code() == Some("ObjectLockConfigurationNotFoundError") => {
                 ObjectLock::Disabled
             }
+            // A server without Object Lock locks nothing; its versioning still counts.
+            Err(err) if err.code() == Some("NotImplemented") => ObjectLock::Disabled,
             Err(err) => return Err(self.error(Operation::GetBucketProtection, "", err)),
         };
         Ok(BucketProtection {

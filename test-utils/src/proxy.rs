@@ -125,77 +125,139 @@ pub struct SeenRequest {
 impl SeenRequest {
     /// The S3 API action this request is (`PutObject`, `UploadPart`, `ListObjectsV2`,
     /// `GetBucketVersioning`, …), named from method, path and query as the S3 API
-    /// reference does. Finer than [`Operation`], which only knows what zib sends: a
-    /// benchmark counts other clients' requests with it.
+    /// reference does; `other` for what it does not know. Finer than [`Operation`],
+    /// which only knows what zib sends: a benchmark counts other clients' requests with
+    /// it. Headers are not seen, so a copy counts as `PutObject` or `UploadPart`.
     pub fn action(&self) -> &'static str {
-        let has = |name: &str| {
-            self.query
-                .split('&')
-                .any(|pair| pair == name || pair.starts_with(&format!("{name}=")))
-        };
+        let params: Vec<&str> = self
+            .query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
+            .collect();
+        let has = |name: &str| params.contains(&name);
         let object = self
             .path
             .trim_start_matches('/')
             .split_once('/')
             .is_some_and(|(_, key)| !key.is_empty());
-        let bucket_sub =
-            |get: &'static str, put: &'static str, delete: &'static str| match self.method.as_str()
-            {
-                "GET" => get,
-                "PUT" => put,
-                "DELETE" => delete,
-                _ => "other",
-            };
-        for (name, get, put, delete) in [
-            (
-                "lifecycle",
-                "GetBucketLifecycleConfiguration",
-                "PutBucketLifecycleConfiguration",
-                "DeleteBucketLifecycle",
-            ),
-            (
-                "versioning",
-                "GetBucketVersioning",
-                "PutBucketVersioning",
-                "other",
-            ),
-            (
-                "object-lock",
-                "GetObjectLockConfiguration",
-                "PutObjectLockConfiguration",
-                "other",
-            ),
-            ("location", "GetBucketLocation", "other", "other"),
-            (
-                "policy",
-                "GetBucketPolicy",
-                "PutBucketPolicy",
-                "DeleteBucketPolicy",
-            ),
-            ("acl", "GetAcl", "PutAcl", "other"),
-            ("tagging", "GetTagging", "PutTagging", "DeleteTagging"),
-        ] {
+        let method = self.method.as_str();
+        // Sub-resources: GET, PUT and DELETE of one configuration each.
+        let sub_resources: &[(&str, [&'static str; 3])] = if object {
+            &[
+                ("acl", ["GetObjectAcl", "PutObjectAcl", "other"]),
+                (
+                    "tagging",
+                    [
+                        "GetObjectTagging",
+                        "PutObjectTagging",
+                        "DeleteObjectTagging",
+                    ],
+                ),
+                (
+                    "retention",
+                    ["GetObjectRetention", "PutObjectRetention", "other"],
+                ),
+                (
+                    "legal-hold",
+                    ["GetObjectLegalHold", "PutObjectLegalHold", "other"],
+                ),
+            ]
+        } else {
+            &[
+                (
+                    "lifecycle",
+                    [
+                        "GetBucketLifecycleConfiguration",
+                        "PutBucketLifecycleConfiguration",
+                        "DeleteBucketLifecycle",
+                    ],
+                ),
+                (
+                    "versioning",
+                    ["GetBucketVersioning", "PutBucketVersioning", "other"],
+                ),
+                (
+                    "object-lock",
+                    [
+                        "GetObjectLockConfiguration",
+                        "PutObjectLockConfiguration",
+                        "other",
+                    ],
+                ),
+                ("location", ["GetBucketLocation", "other", "other"]),
+                (
+                    "policy",
+                    ["GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy"],
+                ),
+                ("acl", ["GetBucketAcl", "PutBucketAcl", "other"]),
+                (
+                    "tagging",
+                    [
+                        "GetBucketTagging",
+                        "PutBucketTagging",
+                        "DeleteBucketTagging",
+                    ],
+                ),
+                (
+                    "cors",
+                    ["GetBucketCors", "PutBucketCors", "DeleteBucketCors"],
+                ),
+                (
+                    "encryption",
+                    [
+                        "GetBucketEncryption",
+                        "PutBucketEncryption",
+                        "DeleteBucketEncryption",
+                    ],
+                ),
+            ]
+        };
+        for (name, [get, put, delete]) in sub_resources {
             if has(name) {
-                return bucket_sub(get, put, delete);
+                return match method {
+                    "GET" => get,
+                    "PUT" => put,
+                    "DELETE" => delete,
+                    _ => "other",
+                };
             }
         }
-        match (self.method.as_str(), object) {
+        // What a listing's query may hold; anything else on a bucket is a sub-resource
+        // this table does not know.
+        const LIST_PARAMS: [&str; 8] = [
+            "list-type",
+            "prefix",
+            "delimiter",
+            "marker",
+            "max-keys",
+            "encoding-type",
+            "continuation-token",
+            "start-after",
+        ];
+        match (method, object) {
             ("PUT", true) if has("uploadId") => "UploadPart",
             ("PUT", true) => "PutObject",
-            ("PUT", false) => "CreateBucket",
+            ("PUT", false) if params.is_empty() => "CreateBucket",
             ("POST", true) if has("uploads") => "CreateMultipartUpload",
             ("POST", true) if has("uploadId") => "CompleteMultipartUpload",
             ("POST", true) if has("restore") => "RestoreObject",
             ("POST", false) if has("delete") => "DeleteObjects",
             ("DELETE", true) if has("uploadId") => "AbortMultipartUpload",
             ("DELETE", true) => "DeleteObject",
-            ("DELETE", false) => "DeleteBucket",
+            ("DELETE", false) if params.is_empty() => "DeleteBucket",
             ("GET", true) if has("uploadId") => "ListParts",
             ("GET", true) => "GetObject",
             ("GET", false) if has("uploads") => "ListMultipartUploads",
-            ("GET", false) if has("list-type") => "ListObjectsV2",
+            ("GET", false) if has("versions") => "ListObjectVersions",
             ("GET", false) if self.path.trim_matches('/').is_empty() => "ListBuckets",
-            ("GET", false) => "ListObjects",
+            ("GET", false) if params.iter().all(|name| LIST_PARAMS.contains(name)) => {
+                if has("list-type") {
+                    "ListObjectsV2"
+                } else {
+                    "ListObjects"
+                }
+            }
             ("HEAD", true) => "HeadObject",
             ("HEAD", false) => "HeadBucket",
             _ => "other",
@@ -712,5 +774,17 @@ mod tests {
         assert_eq!(action("DELETE", "/b/k", ""), "DeleteObject");
         assert_eq!(action("PUT", "/b", ""), "CreateBucket");
         assert_eq!(action("GET", "/", ""), "ListBuckets");
+        assert_eq!(action("GET", "/b/k", "acl"), "GetObjectAcl");
+        assert_eq!(action("PUT", "/b", "acl"), "PutBucketAcl");
+        assert_eq!(
+            action("GET", "/b", "versions&prefix=x"),
+            "ListObjectVersions"
+        );
+        assert_eq!(action("GET", "/b", "publicAccessBlock"), "other");
+        assert_eq!(action("PUT", "/b", "ownershipControls"), "other");
+        assert_eq!(
+            action("GET", "/b", "list-type=2&continuation-token=t"),
+            "ListObjectsV2"
+        );
     }
 }

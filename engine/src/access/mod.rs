@@ -94,11 +94,10 @@ pub(crate) async fn check_access(
 
     match backend.list_multipart_uploads(&prefix).await {
         Ok(_) => passed.push(AccessStep::ListUploads),
-        Err(StorageError::NotApplicable { reason, .. }) => warnings.push(AccessWarning {
+        Err(StorageError::Unsupported { .. }) => warnings.push(AccessWarning {
             step: AccessStep::ListUploads,
             message: unsupported_text(
                 AccessStep::ListUploads,
-                &reason,
                 "an upload a host left unfinished is found only by the host that started it",
             ),
         }),
@@ -218,11 +217,10 @@ async fn probe(
                 step: AccessStep::RestoreProbe,
                 message: warning_text(AccessStep::RestoreProbe, prefix, "restores will fail"),
             }),
-            Err(StorageError::NotApplicable { reason, .. }) => warnings.push(AccessWarning {
+            Err(StorageError::Unsupported { .. }) => warnings.push(AccessWarning {
                 step: AccessStep::RestoreProbe,
                 message: unsupported_text(
                     AccessStep::RestoreProbe,
-                    &reason,
                     "backups in an archive storage class could not be restored from it \
                      (a STANDARD repository never needs this)",
                 ),
@@ -299,9 +297,10 @@ fn warning_text(step: AccessStep, prefix: &str, consequence: &str) -> String {
     )
 }
 
-/// The warning for a step the server does not implement (an S3-compatible server).
-fn unsupported_text(step: AccessStep, reason: &str, consequence: &str) -> String {
-    format!("this server cannot {step}: {reason}; {consequence}")
+/// The warning for a step the server does not implement (an S3-compatible server
+/// answering `501 NotImplemented`).
+fn unsupported_text(step: AccessStep, consequence: &str) -> String {
+    format!("this S3 server cannot {step} (it answers 501 NotImplemented): {consequence}")
 }
 
 /// The rule zib wants for a repository under `prefix`.
@@ -403,6 +402,12 @@ fn lifecycle_failure(prefix: &str, error: StorageError) -> LifecycleStatus {
                 prefix,
                 "zib cannot tell whether abandoned uploads are aborted",
             ),
+        },
+        StorageError::Unsupported { .. } => LifecycleStatus::Unknown {
+            warning: "this S3 server has no bucket lifecycle rules (it answers 501 \
+                      NotImplemented): the parts of an upload abandoned by a host that never \
+                      runs clean-up again stay on the server (and are billed, where it bills)"
+                .to_owned(),
         },
         other => LifecycleStatus::Unknown {
             warning: format!(

@@ -328,8 +328,8 @@ pub(crate) async fn uploads_if_listed(
 ) -> Result<Vec<MultipartUploadInfo>> {
     match backend.list_multipart_uploads(prefix).await {
         Ok(uploads) => Ok(uploads),
-        Err(zib_storage_backend::Error::NotApplicable { reason, .. }) => {
-            tracing::debug!(%reason, "incomplete uploads cannot be listed here");
+        Err(zib_storage_backend::Error::Unsupported { message, .. }) => {
+            tracing::debug!(%message, "incomplete uploads cannot be listed on this server");
             Ok(Vec::new())
         }
         Err(error) => Err(error.into()),

@@ -223,9 +223,9 @@ impl SeenRequest {
                 };
             }
         }
-        // What a listing's query may hold; anything else on a bucket is a sub-resource
-        // this table does not know.
-        const LIST_PARAMS: [&str; 8] = [
+        // What a listing's query may hold (ListObjects and ListObjectsV2); anything else
+        // on a bucket is a sub-resource this table does not know.
+        const LIST_PARAMS: [&str; 9] = [
             "list-type",
             "prefix",
             "delimiter",
@@ -234,6 +234,7 @@ impl SeenRequest {
             "encoding-type",
             "continuation-token",
             "start-after",
+            "fetch-owner",
         ];
         match (method, object) {
             ("PUT", true) if has("uploadId") => "UploadPart",

@@ -480,8 +480,21 @@ impl Inner {
     }
 
     fn head(&self, key: &ObjectKey) -> Result<ObjectMeta> {
+        self.open_object(key, Operation::Head)
+            .map(|(_, meta, _)| meta)
+    }
+
+    /// Opens `key`'s file once and reads its header: the open file, the object's
+    /// metadata, and where its data starts. A reader keeps reading this file, so an
+    /// overwrite (a rename over it) between reading the header and the data cannot mix
+    /// two versions.
+    fn open_object(
+        &self,
+        key: &ObjectKey,
+        operation: Operation,
+    ) -> Result<(File, ObjectMeta, u64)> {
         let path = self.object_path(key);
-        let (header, _, size) = match read_header(&path) {
+        let (file, header, offset, size) = match open_object_file(&path) {
             Ok(found) => found,
             Err(e)
                 if matches!(
@@ -501,9 +514,9 @@ impl Inner {
                     reason: e.to_string(),
                 })
             }
-            Err(source) => return Err(io_error(Operation::Head, &path, source)),
+            Err(source) => return Err(io_error(operation, &path, source)),
         };
-        Ok(ObjectMeta {
+        let meta = ObjectMeta {
             key: key.clone(),
             size,
             storage_class: StorageClass::from_name(&header.storage_class),
@@ -511,7 +524,8 @@ impl Inner {
             etag: ETag::new(header.etag),
             last_modified: from_unix(header.written_unix_secs, header.written_nanos),
             archive_state: ArchiveState::Available,
-        })
+        };
+        Ok((file, meta, offset))
     }
 
     fn list_page(
@@ -684,7 +698,14 @@ fn walk(dir: &Path, objects: &Path, keys: &mut Vec<String>) -> io::Result<()> {
 }
 
 /// Reads an object file's header: (header, offset of the bytes, size of the bytes).
+/// The header of the object file at `path`, where its data starts and how long it is.
 fn read_header(path: &Path) -> io::Result<(Header, u64, u64)> {
+    open_object_file(path).map(|(_, header, offset, len)| (header, offset, len))
+}
+
+/// Opens the object file at `path` and reads its header: the file (positioned at its
+/// data), the header, where the data starts and how long it is.
+fn open_object_file(path: &Path) -> io::Result<(File, Header, u64, u64)> {
     let mut file = File::open(path)?;
     let meta = file.metadata()?;
     if meta.is_dir() {
@@ -720,7 +741,7 @@ fn read_header(path: &Path) -> io::Result<(Header, u64, u64)> {
     file.read_exact(&mut json)?;
     let header: Header =
         serde_json::from_slice(&json).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    Ok((header, 12 + len, total - 12 - len))
+    Ok((file, header, 12 + len, total - 12 - len))
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -1025,26 +1046,15 @@ impl StorageBackend for LocalDirBackend {
     async fn get(&self, key: &ObjectKey, range: ByteRange) -> Result<ByteStream> {
         let path = self.inner.object_path(key);
         let owned_key = key.clone();
-        let (offset, span) = self
+        // The header and the data come from one open file: one version, whole.
+        let (file, offset, span) = self
             .blocking(Operation::Get, move |inner| {
-                let meta = inner.head(&owned_key)?;
+                let (file, meta, offset) = inner.open_object(&owned_key, Operation::Get)?;
                 let span = range.resolve(&owned_key, meta.size)?;
-                let (_, offset, _) =
-                    read_header(&inner.object_path(&owned_key)).map_err(|source| {
-                        io_error(Operation::Get, &inner.object_path(&owned_key), source)
-                    })?;
-                Ok((offset, span))
+                Ok((file, offset, span))
             })
             .await?;
-        let mut file =
-            tokio::fs::File::open(&path)
-                .await
-                .map_err(|source| match source.kind() {
-                    io::ErrorKind::NotFound => Error::NotFound {
-                        key: key.to_string(),
-                    },
-                    _ => io_error(Operation::Get, &path, source),
-                })?;
+        let mut file = tokio::fs::File::from_std(file);
         file.seek(SeekFrom::Start(offset + span.start))
             .await
             .map_err(|source| io_error(Operation::Get, &path, source))?;

@@ -533,9 +533,7 @@ fn child(source: Source, repo_dir: &str, sink: Sink) {
         )
         .await
         .unwrap();
-        let rss_before_kib = status_kib("VmRSS:");
-        let before = cpu_times();
-        let started = Instant::now();
+        let stopwatch = InProcess::start();
         let uploaded = match source {
             Source::File(path) => {
                 let stream = OneStream::new(move || {
@@ -580,16 +578,7 @@ fn child(source: Source, repo_dir: &str, sink: Sink) {
                 .await
             }
         };
-        let elapsed = started.elapsed();
-        let after = cpu_times();
-        Measurement {
-            bytes: uploaded,
-            elapsed,
-            user: after.user - before.user,
-            system: after.system - before.system,
-            max_rss_kib: status_kib("VmHWM:"),
-            rss_before_kib,
-        }
+        stopwatch.finish(|| uploaded)
     });
     println!("{}", measurement.to_line());
 }
@@ -614,9 +603,7 @@ fn child_restore(repo_dir: &str, dest: &Path) {
         .await
         .unwrap();
         let target = OneStream::receiving_into(dest.to_owned());
-        let rss_before_kib = status_kib("VmRSS:");
-        let before = cpu_times();
-        let started = Instant::now();
+        let stopwatch = InProcess::start();
         let request = NewRestore::new(
             OneStream::dataset().to_string(),
             DatasetName::zfs("bench/restored").unwrap(),
@@ -637,16 +624,7 @@ fn child_restore(repo_dir: &str, dest: &Path) {
                 }
             }
         }
-        let elapsed = started.elapsed();
-        let after = cpu_times();
-        Measurement {
-            bytes: std::fs::metadata(dest).unwrap().len(),
-            elapsed,
-            user: after.user - before.user,
-            system: after.system - before.system,
-            max_rss_kib: status_kib("VmHWM:"),
-            rss_before_kib,
-        }
+        stopwatch.finish(|| std::fs::metadata(dest).unwrap().len())
     });
     println!("{}", measurement.to_line());
 }
@@ -935,6 +913,40 @@ fn copy_to_file(program: &str, args: &[&str], dest: &Path) -> Measurement {
         system: after.children_system - before.children_system,
         max_rss_kib: 0,
         rss_before_kib: 0,
+    }
+}
+
+/// A measurement of work done in this process: its CPU time, peak RSS and the clock,
+/// from [`start`](Self::start) to [`finish`](Self::finish).
+struct InProcess {
+    rss_before_kib: u64,
+    before: CpuTimes,
+    started: Instant,
+}
+
+impl InProcess {
+    fn start() -> Self {
+        let rss_before_kib = status_kib("VmRSS:");
+        let before = cpu_times();
+        InProcess {
+            rss_before_kib,
+            before,
+            started: Instant::now(),
+        }
+    }
+
+    /// Stops the clock and the CPU count; `bytes` is asked for after both.
+    fn finish(self, bytes: impl FnOnce() -> u64) -> Measurement {
+        let elapsed = self.started.elapsed();
+        let after = cpu_times();
+        Measurement {
+            bytes: bytes(),
+            elapsed,
+            user: after.user - self.before.user,
+            system: after.system - self.before.system,
+            max_rss_kib: status_kib("VmHWM:"),
+            rss_before_kib: self.rss_before_kib,
+        }
     }
 }
 

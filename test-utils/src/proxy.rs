@@ -129,18 +129,9 @@ impl SeenRequest {
     /// which only knows what zib sends: a benchmark counts other clients' requests with
     /// it. Headers are not seen, so a copy counts as `PutObject` or `UploadPart`.
     pub fn action(&self) -> &'static str {
-        let params: Vec<&str> = self
-            .query
-            .split('&')
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
-            .collect();
+        let params = query_names(&self.query);
         let has = |name: &str| params.contains(&name);
-        let object = self
-            .path
-            .trim_start_matches('/')
-            .split_once('/')
-            .is_some_and(|(_, key)| !key.is_empty());
+        let object = names_an_object(&self.path);
         let method = self.method.as_str();
         // Sub-resources: GET, PUT and DELETE of one configuration each.
         let sub_resources: &[(&str, [&'static str; 3])] = if object {
@@ -684,20 +675,28 @@ fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
     response
 }
 
+/// The parameter names of a URI query (`a=1&b` → `a`, `b`).
+fn query_names(query: &str) -> Vec<&str> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
+        .collect()
+}
+
+/// Path-style addressing: `/bucket` or `/bucket/` is a bucket request, `/bucket/key` an
+/// object request.
+fn names_an_object(path: &str) -> bool {
+    path.trim_start_matches('/')
+        .split_once('/')
+        .is_some_and(|(_, key)| !key.is_empty())
+}
+
 /// The storage operation an S3 request performs.
 pub fn classify(method: &hyper::Method, uri: &hyper::Uri) -> Operation {
-    let query = uri.query().unwrap_or("");
-    let has = |name: &str| {
-        query
-            .split('&')
-            .any(|pair| pair == name || pair.starts_with(&format!("{name}=")))
-    };
-    // Path-style: /bucket or /bucket/ is a bucket request, /bucket/key an object request.
-    let object_request = uri
-        .path()
-        .trim_start_matches('/')
-        .split_once('/')
-        .is_some_and(|(_, key)| !key.is_empty());
+    let params = query_names(uri.query().unwrap_or(""));
+    let has = |name: &str| params.contains(&name);
+    let object_request = names_an_object(uri.path());
     match method.as_str() {
         "GET" if has("lifecycle") => Operation::GetLifecycle,
         "PUT" if has("lifecycle") => Operation::PutLifecycle,

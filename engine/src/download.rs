@@ -8,16 +8,19 @@
 //! the stream's length and SHA-256. The stream's last chunk is held back until those
 //! checks pass, so a receive that is fed a stream failing them never sees its end — and
 //! a receive that never gets its end discards what it got.
+//!
+//! The two SHA-256 passes run on a thread of their own ([`PlaintextHashes`]), beside the
+//! decryption and the receive.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use ring::digest::{Context, SHA256};
+use tokio::sync::watch;
 use tokio_util::io::ReaderStream;
 use zib_crypto::{decrypt_stream, VolumeDecryptor, VolumeIdentity};
 use zib_storage_backend::{ByteRange, ObjectKey};
@@ -26,6 +29,7 @@ use crate::context::Repo;
 use crate::error::{Error, Result};
 use crate::format::layout::ObjectRole;
 use crate::format::records::{volume_list_hash, ManifestRecord, VolumeListEntry};
+use crate::hashing::PlaintextHashes;
 use crate::ids::BackupId;
 
 /// Reads a committed backup's volumes back, decrypting and verifying them, as one
@@ -47,7 +51,7 @@ pub(crate) fn backup_stream(
         next_index: 0,
         current: None,
         entries: Vec::new(),
-        stream_hash: Context::new(&SHA256),
+        hashes: None,
         stream_len: 0,
         held_back: VecDeque::new(),
         finished: false,
@@ -73,7 +77,6 @@ struct CurrentVolume {
     plaintext: BoxStream<'static, Result<Bytes>>,
     /// Ciphertext bytes read so far.
     ciphertext: Arc<AtomicU64>,
-    hash: Context,
     plaintext_len: u64,
 }
 
@@ -82,9 +85,56 @@ struct CurrentVolume {
 pub(crate) enum Volumes {
     /// The bucket (readable now: a local directory, or restored copies).
     Bucket,
-    /// Verified copies staged by a restore in this directory, named by
-    /// [`staged_volume`].
-    Staged(PathBuf),
+    /// Verified copies staged by a restore.
+    Staged(StagedVolumes),
+}
+
+/// A restore's staging directory, whose verified copies (named by [`staged_volume`]) may
+/// still be arriving: a volume is read once it has, so a stream can be received while
+/// its later volumes download.
+#[derive(Debug, Clone)]
+pub(crate) struct StagedVolumes {
+    dir: PathBuf,
+    arrived: watch::Receiver<BTreeSet<(BackupId, u32)>>,
+    gave_up: Arc<AtomicBool>,
+}
+
+impl StagedVolumes {
+    /// The copies in `dir`: those `arrived` holds, and those added to it until its sender
+    /// is dropped.
+    pub(crate) fn new(dir: PathBuf, arrived: watch::Receiver<BTreeSet<(BackupId, u32)>>) -> Self {
+        Self {
+            dir,
+            arrived,
+            gave_up: Arc::default(),
+        }
+    }
+
+    /// Whether a read waited for a volume that never arrived (its sender was dropped
+    /// first): the stream then ended with an error for that reason, not for its bytes.
+    pub(crate) fn gave_up(&self) -> bool {
+        self.gave_up.load(Ordering::Relaxed)
+    }
+
+    /// Waits until volume `index` of `backup` has arrived, and returns its path.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when it never will (then [`Self::gave_up`] says so).
+    pub(crate) async fn wait_for(&self, backup: BackupId, index: u32) -> Result<PathBuf> {
+        let mut arrived = self.arrived.clone();
+        if arrived
+            .wait_for(|staged| staged.contains(&(backup, index)))
+            .await
+            .is_err()
+        {
+            self.gave_up.store(true, Ordering::Relaxed);
+            return Err(Error::Internal(format!(
+                "volume {index} of backup {backup} was not staged by this run"
+            )));
+        }
+        Ok(staged_volume(&self.dir, backup, index))
+    }
 }
 
 /// The staged copy of volume `index` of `backup` in `dir`.
@@ -99,7 +149,9 @@ struct Reader {
     next_index: u32,
     current: Option<CurrentVolume>,
     entries: Vec<VolumeListEntry>,
-    stream_hash: Context,
+    /// The stream's and the current volume's hashes, started with the first volume (the
+    /// thread is tokio's: the stream is built before it is polled on the runtime).
+    hashes: Option<PlaintextHashes>,
     stream_len: u64,
     /// Plaintext not yet yielded: the newest chunk waits until the next one arrives (or
     /// the whole stream verified), so the stream's end is never given out unverified.
@@ -115,7 +167,7 @@ impl Reader {
             }
             if self.current.is_none() {
                 if self.next_index == self.manifest.volume_count {
-                    self.verify_end()?;
+                    self.verify_end().await?;
                     self.finished = true;
                     return Ok(self.held_back.pop_front());
                 }
@@ -137,9 +189,8 @@ impl Reader {
                 Some(chunk) => {
                     let chunk = chunk?;
                     if !chunk.is_empty() {
-                        volume.hash.update(&chunk);
                         volume.plaintext_len += chunk.len() as u64;
-                        self.stream_hash.update(&chunk);
+                        self.hashes().update(&chunk).await?;
                         self.stream_len += chunk.len() as u64;
                         self.held_back.push_back(chunk);
                     }
@@ -148,15 +199,18 @@ impl Reader {
                     let Some(volume) = self.current.take() else {
                         continue;
                     };
-                    self.close_volume(volume)?;
+                    self.close_volume(volume).await?;
                 }
             }
         }
     }
 
-    fn close_volume(&mut self, volume: CurrentVolume) -> Result<()> {
-        let mut plaintext_sha256 = [0u8; 32];
-        plaintext_sha256.copy_from_slice(volume.hash.finish().as_ref());
+    fn hashes(&mut self) -> &PlaintextHashes {
+        self.hashes.get_or_insert_with(PlaintextHashes::start)
+    }
+
+    async fn close_volume(&mut self, volume: CurrentVolume) -> Result<()> {
+        let plaintext_sha256 = self.hashes().end_volume().await?;
         self.entries.push(VolumeListEntry {
             index: self.next_index - 1,
             plaintext_len: volume.plaintext_len,
@@ -177,7 +231,7 @@ impl Reader {
         Ok(())
     }
 
-    fn verify_end(&self) -> Result<()> {
+    async fn verify_end(&mut self) -> Result<()> {
         let manifest_key = self
             .repository
             .key(&ObjectRole::Manifest {
@@ -203,9 +257,7 @@ impl Reader {
                 self.stream_len, self.manifest.stream_len
             )));
         }
-        let mut stream_sha256 = [0u8; 32];
-        stream_sha256.copy_from_slice(self.stream_hash.clone().finish().as_ref());
-        if stream_sha256 != self.manifest.stream_sha256 {
+        if self.hashes().end_stream().await? != self.manifest.stream_sha256 {
             return Err(corrupt(
                 "the stream read back does not match the manifest's SHA-256".into(),
             ));
@@ -233,8 +285,8 @@ async fn open_volume(
             .await?
             .map(|chunk| chunk.map_err(Error::from))
             .boxed(),
-        Volumes::Staged(dir) => {
-            let path = staged_volume(dir, manifest.backup_id, index);
+        Volumes::Staged(staged) => {
+            let path = staged.wait_for(manifest.backup_id, index).await?;
             let file = tokio::fs::File::open(&path)
                 .await
                 .map_err(|source| Error::LocalState {
@@ -277,7 +329,7 @@ async fn open_volume(
     let object = key.as_str().to_owned();
     let staged = match volumes {
         Volumes::Bucket => None,
-        Volumes::Staged(dir) => Some(staged_volume(dir, manifest.backup_id, index)),
+        Volumes::Staged(staged) => Some(staged_volume(&staged.dir, manifest.backup_id, index)),
     };
     let plaintext = decrypt_stream(counted, decryptor)
         .map(move |item| {
@@ -299,7 +351,6 @@ async fn open_volume(
         key,
         plaintext,
         ciphertext,
-        hash: Context::new(&SHA256),
         plaintext_len: 0,
     })
 }

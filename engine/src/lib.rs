@@ -104,6 +104,7 @@ mod download;
 mod error;
 mod export;
 mod format;
+mod hashing;
 // Bodies of the fuzz targets in `fuzz/`, run over the corpus by `tests/fuzz_corpus.rs`.
 #[doc(hidden)]
 pub mod fuzz_targets;

@@ -17,8 +17,8 @@ use zib_engine::planner::{Month, UnixTime};
 use zib_engine::storage::counting::Counting;
 use zib_engine::storage::memory::{MemoryBackend, MemoryConfig};
 use zib_engine::storage::{
-    ByteRange, ObjectKey, Operation, PutPrecondition, StorageBackend, StorageBackendExt,
-    StorageClass, WriteOptions,
+    ByteRange, ByteStream, Forwarding, ObjectKey, Operation, PutPrecondition, StorageBackend,
+    StorageBackendExt, StorageClass, WriteOptions,
 };
 use zib_engine::{
     DatasetName, Error, FakeClock, NewRestore, NoProgress, Repository, RestoreState, RestoreStatus,
@@ -737,5 +737,200 @@ async fn a_thaw_that_ends_next_month_is_downloaded_on_next_months_budget() {
             ..
         }
     )));
+    setup.restored_equal();
+}
+
+/// A backend whose GET of one object waits, up to 10 s, for the snapshot source to have
+/// started a receive — and says whether it had to give up.
+#[derive(Debug)]
+struct HoldsUntilAReceive {
+    inner: Arc<MemoryBackend>,
+    source: MemorySource,
+    held: ObjectKey,
+    gave_up: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Forwarding for HoldsUntilAReceive {
+    fn inner(&self) -> &dyn StorageBackend {
+        &*self.inner
+    }
+
+    async fn get(
+        &self,
+        key: &ObjectKey,
+        range: ByteRange,
+    ) -> zib_engine::storage::Result<ByteStream> {
+        if *key == self.held {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while self.source.calls("receive") == 0 {
+                if std::time::Instant::now() > deadline {
+                    self.gave_up
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        self.inner.get(key, range).await
+    }
+}
+
+#[tokio::test]
+async fn a_stream_is_received_while_its_later_volumes_download() {
+    let setup = setup(7).await;
+    let catalog = setup.repository.catalog().await.unwrap();
+    let dataset_id = catalog.dataset_named("tank/photos").unwrap();
+    let full = &catalog.backups(dataset_id)[0].manifest;
+    assert!(full.volume_count >= 2, "{}", full.volume_count);
+    let last_volume = ObjectKey::new(format!(
+        "family/volumes/{}/{}/{:08}",
+        full.dataset_id,
+        full.backup_id,
+        full.volume_count - 1
+    ))
+    .unwrap();
+    let (job, _) = setup
+        .repository
+        .create_restore(&setup.request(100 << 30), &setup.source)
+        .await
+        .unwrap();
+    setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    setup.clock.advance(Duration::from_secs(49 * 3600));
+
+    // The same repository and state, through a backend that serves the full's last
+    // volume only once a receive has started.
+    let holding = Arc::new(HoldsUntilAReceive {
+        inner: setup.memory.clone(),
+        source: setup.source.clone(),
+        held: last_volume,
+        gave_up: Default::default(),
+    });
+    let reopened = Repository::open(
+        &common::location(&(holding.clone() as Arc<dyn StorageBackend>), "family"),
+        &zib_engine::Passphrase::new(PASSPHRASE.into()),
+        common::host_at(setup._state.path(), &setup.clock),
+    )
+    .await
+    .unwrap();
+    let done = reopened
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(done.state, RestoreState::Done, "{done:?}");
+    assert!(
+        !holding.gave_up.load(std::sync::atomic::Ordering::Relaxed),
+        "the full's receive started only after its last volume was downloaded"
+    );
+    setup.restored_equal();
+}
+
+/// A backend that refuses the first GET of one object, as a permission taken away in
+/// the middle of a run would.
+#[derive(Debug)]
+struct RefusesOneRead {
+    inner: Arc<MemoryBackend>,
+    refused: ObjectKey,
+    done: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Forwarding for RefusesOneRead {
+    fn inner(&self) -> &dyn StorageBackend {
+        &*self.inner
+    }
+
+    async fn get(
+        &self,
+        key: &ObjectKey,
+        range: ByteRange,
+    ) -> zib_engine::storage::Result<ByteStream> {
+        if *key == self.refused && !self.done.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return Err(zib_engine::storage::Error::PermissionDenied {
+                operation: Operation::Get,
+                key: key.to_string(),
+                source: None,
+            });
+        }
+        self.inner.get(key, range).await
+    }
+}
+
+#[tokio::test]
+async fn a_download_failing_under_a_receive_stops_it_cleanly_and_keeps_what_was_staged() {
+    let setup = setup(7).await;
+    let catalog = setup.repository.catalog().await.unwrap();
+    let dataset_id = catalog.dataset_named("tank/photos").unwrap();
+    let full = catalog.backups(dataset_id)[0].manifest.clone();
+    let total_volumes: u32 = catalog
+        .backups(dataset_id)
+        .iter()
+        .map(|backup| backup.manifest.volume_count)
+        .sum();
+    let last_volume = ObjectKey::new(format!(
+        "family/volumes/{}/{}/{:08}",
+        full.dataset_id,
+        full.backup_id,
+        full.volume_count - 1
+    ))
+    .unwrap();
+    let (job, _) = setup
+        .repository
+        .create_restore(&setup.request(100 << 30), &setup.source)
+        .await
+        .unwrap();
+    setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    setup.clock.advance(Duration::from_secs(49 * 3600));
+
+    let refusing = Arc::new(RefusesOneRead {
+        inner: setup.memory.clone(),
+        refused: last_volume.clone(),
+        done: Default::default(),
+    });
+    let reopened = Repository::open(
+        &common::location(&(refusing as Arc<dyn StorageBackend>), "family"),
+        &zib_engine::Passphrase::new(PASSPHRASE.into()),
+        common::host_at(setup._state.path(), &setup.clock),
+    )
+    .await
+    .unwrap();
+    let error = reopened
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .expect_err("the refused download fails the run");
+    assert!(error.to_string().contains(last_volume.as_str()), "{error}");
+    // The full's receive had started on its first volume; it was stopped, and left
+    // nothing behind.
+    assert_eq!(setup.source.calls("receive"), 1);
+    let target = DatasetName::zfs("tank/restored").unwrap();
+    assert!(setup
+        .source
+        .list_snapshots(&target)
+        .await
+        .unwrap_or_default()
+        .is_empty());
+    let jobs = setup.repository.restore_jobs().await.unwrap();
+    assert_eq!(jobs[0].received, 0);
+    assert_eq!(jobs[0].staged_volumes, full.volume_count as usize - 1);
+
+    // The next run downloads only what was not staged, and finishes.
+    let done = setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(done.state, RestoreState::Done, "{done:?}");
+    assert_eq!(
+        done.volumes_downloaded,
+        (total_volumes - (full.volume_count - 1)) as usize
+    );
     setup.restored_equal();
 }

@@ -1,13 +1,14 @@
 //! One run of a restore job (see the [module docs](super)).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
 use zib_planner::{
     plan_restore, Month, RequestedRestore, RestoreOptions, RestorePlan, UnixTime, VolumeId,
 };
-use zib_snapshot_source::{ReceiveOptions, SnapshotSource};
+use zib_snapshot_source::{DatasetName, ReceiveOptions, SnapshotSource};
 use zib_storage_backend::{ArchiveState, ObjectKey, RestoreTier};
 
 use super::job::{self, Job, JobFiles, VolumeKey};
@@ -17,9 +18,10 @@ use crate::catalog::planning::{planner_backup_id, planner_catalog};
 use crate::catalog::{read_catalog, Catalog, CatalogBackup};
 use crate::clock::unix_seconds;
 use crate::context::Repo;
-use crate::download::{backup_stream, Volumes};
+use crate::download::{backup_stream, StagedVolumes, Volumes};
 use crate::error::{Error, Result};
 use crate::format::layout::ObjectRole;
+use crate::format::records::ManifestRecord;
 use crate::ids::{BackupId, RestoreJobId};
 use crate::progress::Progress;
 use crate::state::ledger::Ledger;
@@ -93,15 +95,14 @@ pub(crate) async fn advance(
         received: Vec::new(),
     };
     run.check_chain()?;
-    run.receive_ready().await?;
+    run.receive_staged().await?;
     if run.finished() {
         return run.finish().await;
     }
     let states = run.volume_states().await?;
     let plan = run.plan(&states).await?;
     run.request_due(&plan, &states).await?;
-    let budget_hit = run.download_ready(&states).await?;
-    run.receive_ready().await?;
+    let budget_hit = run.download_and_receive(&states).await?;
     if run.finished() {
         return run.finish().await;
     }
@@ -343,22 +344,118 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Streams staged whole by earlier runs, received.
+    async fn receive_staged(&mut self) -> Result<()> {
+        self.download_and_receive(&BTreeMap::new())
+            .await
+            .map(|_| ())
+    }
+
     /// Downloads the volumes whose copies are readable, in chain order, within this
-    /// month's budget. Returns whether the budget stopped it.
-    async fn download_ready(&mut self, states: &BTreeMap<VolumeKey, ArchiveState>) -> Result<bool> {
+    /// month's budget, and beside the downloads receives each stream in chain order as
+    /// soon as its volumes are staged: the receive of a stream starts once its first
+    /// volume is staged, if every one of its volumes is staged already or downloaded in
+    /// this run. Returns whether the budget stopped the downloads.
+    async fn download_and_receive(
+        &mut self,
+        states: &BTreeMap<VolumeKey, ArchiveState>,
+    ) -> Result<bool> {
+        let (downloads, budget_hit) = self.downloads_now(states).await?;
+        let (arrived, watching) =
+            watch::channel(self.job.staged.keys().copied().collect::<BTreeSet<_>>());
+        let staged = StagedVolumes::new(self.job.staging(), watching);
+        let receiver = Receiver {
+            repository: self.repository,
+            source: self.source,
+            progress: self.progress,
+            target: target_of(&self.job)?,
+            staged: staged.clone(),
+        };
+        let streams = self.receivable(&downloads)?;
+        let (done, mut received) = mpsc::unbounded_channel();
+        let (downloaded, receive) = tokio::join!(
+            self.download(downloads, arrived, &mut received),
+            receiver.receive(streams, done),
+        );
+        self.record_received(&mut received).await?;
+        if let Err(error) = receive {
+            if matches!(error, Error::StagedVolumeDamaged { .. }) {
+                self.drop_damaged(&error).await?;
+            }
+            // A download's error, if there was one too, comes back on the next run.
+            return Err(error);
+        }
+        Ok(downloaded? || budget_hit)
+    }
+
+    /// The volumes to download now: readable, in chain order, up to the first that this
+    /// month's budget cannot hold (a volume is never split across months: all of it
+    /// fits, or it waits). Returns them, and whether the budget stopped the list.
+    async fn downloads_now(
+        &self,
+        states: &BTreeMap<VolumeKey, ArchiveState>,
+    ) -> Result<(Vec<(VolumeKey, u64)>, bool)> {
         let staging = self.job.staging();
-        for ((backup, index), size) in self.remaining()? {
-            let readable = states
-                .get(&(backup, index))
-                .is_some_and(ArchiveState::is_readable);
-            if !readable {
+        let mut used = self.ledger.downloaded_in(self.month()).await?;
+        let mut out = Vec::new();
+        for (key, size) in self.remaining()? {
+            if !states.get(&key).is_some_and(ArchiveState::is_readable) {
                 continue;
             }
+            let to_download =
+                size.saturating_sub(staging::already_downloaded(&staging, key.0, key.1));
+            if used.saturating_add(to_download) > self.job.monthly_budget {
+                return Ok((out, true));
+            }
+            used = used.saturating_add(to_download);
+            out.push((key, size));
+        }
+        Ok((out, false))
+    }
+
+    /// The streams this run can receive, in chain order: those not received yet whose
+    /// every volume is staged or among `downloads`, up to the first that is not.
+    fn receivable(&self, downloads: &[(VolumeKey, u64)]) -> Result<Vec<StreamToReceive>> {
+        let last = self.job.chain.len().saturating_sub(1);
+        let mut out = Vec::new();
+        for (position, backup) in self.job.chain.iter().enumerate() {
+            if self.job.is_received(*backup) {
+                continue;
+            }
+            let manifest = self.entry(*backup)?.manifest.clone();
+            let all_there = (0..manifest.volume_count).all(|index| {
+                let key = (*backup, index);
+                self.job.staged.contains_key(&key)
+                    || downloads.iter().any(|(download, _)| *download == key)
+            });
+            if !all_there {
+                break;
+            }
+            out.push(StreamToReceive {
+                manifest,
+                more_follow: position < last,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Downloads `downloads` in order, telling `arrived` of each staged copy, and records
+    /// the streams the receiver reports received between two downloads. Returns whether
+    /// the budget stopped it (the storage may have counted more than planned: retries).
+    async fn download(
+        &mut self,
+        downloads: Vec<(VolumeKey, u64)>,
+        arrived: watch::Sender<BTreeSet<VolumeKey>>,
+        received: &mut mpsc::UnboundedReceiver<BackupId>,
+    ) -> Result<bool> {
+        let staging = self.job.staging();
+        for ((backup, index), size) in downloads {
+            // Frees the staging space of the streams received meanwhile.
+            self.record_received(received).await?;
             let month = self.month();
             let used = self.ledger.downloaded_in(month).await?;
             let have = staging::already_downloaded(&staging, backup, index);
             let to_download = size.saturating_sub(have);
-            // A volume is never split across months: all of it fits, or it waits.
             if used.saturating_add(to_download) > self.job.monthly_budget {
                 return Ok(true);
             }
@@ -382,94 +479,24 @@ impl Run<'_> {
             let staged = outcome?;
             self.job.staged.insert((backup, index), staged);
             job::save(&self.files.file, &self.job).await?;
+            arrived.send_modify(|set| {
+                set.insert((backup, index));
+            });
             self.downloaded_volumes += 1;
             self.downloaded_bytes += to_download;
         }
         Ok(false)
     }
 
-    /// Receives, in chain order, every stream whose volumes are all staged.
-    async fn receive_ready(&mut self) -> Result<()> {
-        let target = target_of(&self.job)?;
-        let staging = self.job.staging();
-        let chain = self.job.chain.clone();
-        let last = chain.len().saturating_sub(1);
-        for (position, backup) in chain.into_iter().enumerate() {
-            if self.job.is_received(backup) {
-                continue;
-            }
-            let entry = self.entry(backup)?.clone();
-            let manifest = entry.manifest.clone();
-            let all_staged = (0..manifest.volume_count)
-                .all(|index| self.job.staged.contains_key(&(backup, index)));
-            if !all_staged {
-                break;
-            }
-            // A run killed after the receive but before the job said so: the snapshot is
-            // there already, and is never received twice.
-            let already = match self.source.list_snapshots(&target).await {
-                Ok(snapshots) => snapshots
-                    .iter()
-                    .any(|snapshot| snapshot.identity == manifest.snapshot_identity),
-                Err(zib_snapshot_source::Error::DatasetNotFound { .. }) => false,
-                Err(error) => return Err(error.into()),
-            };
-            if !already {
-                self.progress.phase(&format!(
-                    "receiving {}@{}",
-                    manifest.dataset_name, manifest.snapshot_name
-                ));
-                // A staged copy found damaged as the stream is read: kept aside, because
-                // the receive's own error only says that its input ended.
-                let damaged: Arc<std::sync::Mutex<Option<Error>>> = Arc::default();
-                let stream = {
-                    let damaged = damaged.clone();
-                    backup_stream(
-                        self.repository.clone(),
-                        manifest.clone(),
-                        Volumes::Staged(staging.clone()),
-                    )
-                    .map(move |item| {
-                        item.map_err(|error| match error {
-                            Error::StagedVolumeDamaged { .. } => {
-                                let io = std::io::Error::other(error.to_string());
-                                // A std Mutex: nothing is awaited while it is held.
-                                if let Ok(mut slot) = damaged.lock() {
-                                    slot.get_or_insert(error);
-                                }
-                                io
-                            }
-                            other => std::io::Error::other(other),
-                        })
-                    })
-                    .boxed()
-                };
-                // A failure keeps the staged volumes: the next run receives them again
-                // without paying for their download again — all but a damaged one.
-                let received = self
-                    .source
-                    .receive(
-                        &target,
-                        stream,
-                        &ReceiveOptions::more_follow(position < last),
-                    )
-                    .await;
-                let found = damaged.lock().ok().and_then(|mut slot| slot.take());
-                if let Some(error) = found {
-                    self.drop_damaged(backup, manifest.volume_count, &error)
-                        .await?;
-                    return Err(error);
-                }
-                let received = received?;
-                if received.identity != manifest.snapshot_identity {
-                    return Err(Error::ReceivedIdentity {
-                        target: target.to_string(),
-                        expected: manifest.snapshot_identity.to_string(),
-                        found: received.identity.to_string(),
-                    });
-                }
-            }
-            if position == 0 {
+    /// Writes into the job the streams the receiver reported received, and removes their
+    /// staged copies.
+    async fn record_received(
+        &mut self,
+        received: &mut mpsc::UnboundedReceiver<BackupId>,
+    ) -> Result<()> {
+        while let Ok(backup) = received.try_recv() {
+            let manifest = self.entry(backup)?.manifest.clone();
+            if self.job.chain.first() == Some(&backup) {
                 self.job.target_created = true;
             }
             self.job.received.push(backup);
@@ -477,7 +504,7 @@ impl Run<'_> {
                 self.job.staged.remove(&(backup, index));
             }
             job::save(&self.files.file, &self.job).await?;
-            staging::remove_stream(&staging, backup, manifest.volume_count).await;
+            staging::remove_stream(&self.job.staging(), backup, manifest.volume_count).await;
             self.received.push(format!(
                 "{}@{}",
                 manifest.dataset_name, manifest.snapshot_name
@@ -488,17 +515,18 @@ impl Run<'_> {
 
     /// Forgets and removes the staged copy that `error` (a
     /// [`Error::StagedVolumeDamaged`]) names, so the next run downloads it again.
-    async fn drop_damaged(&mut self, backup: BackupId, volumes: u32, error: &Error) -> Result<()> {
+    async fn drop_damaged(&mut self, error: &Error) -> Result<()> {
         let Error::StagedVolumeDamaged { path, .. } = error else {
             return Ok(());
         };
         let staging = self.job.staging();
-        let Some(index) = (0..volumes)
-            .find(|index| crate::download::staged_volume(&staging, backup, *index) == *path)
-        else {
+        let damaged = self.job.staged.keys().copied().find(|(backup, index)| {
+            crate::download::staged_volume(&staging, *backup, *index) == *path
+        });
+        let Some(key) = damaged else {
             return Ok(());
         };
-        self.job.staged.remove(&(backup, index));
+        self.job.staged.remove(&key);
         job::save(&self.files.file, &self.job).await?;
         match tokio::fs::remove_file(path).await {
             Ok(()) => Ok(()),
@@ -599,6 +627,115 @@ impl Run<'_> {
             }
         };
         self.status(state, Some(plan)).await
+    }
+}
+
+/// A stream the receiver is to receive.
+struct StreamToReceive {
+    manifest: ManifestRecord,
+    /// A later stream of the chain follows it.
+    more_follow: bool,
+}
+
+/// What receives the streams beside the downloads: nothing of the job it may change —
+/// it reports each stream received, and the run writes that into the job.
+struct Receiver<'a> {
+    repository: &'a Arc<Repo>,
+    source: &'a dyn SnapshotSource,
+    progress: &'a dyn Progress,
+    target: DatasetName,
+    staged: StagedVolumes,
+}
+
+impl Receiver<'_> {
+    /// Receives `streams` in order, reporting each on `done`. Stops quietly where a
+    /// stream's volume was not downloaded after all (the budget, a failed download: the
+    /// run reports that), and with the error of a receive that failed otherwise — a
+    /// failure keeps the staged volumes, and the next run receives them again without
+    /// paying for their download again (all but a damaged one).
+    async fn receive(
+        self,
+        streams: Vec<StreamToReceive>,
+        done: mpsc::UnboundedSender<BackupId>,
+    ) -> Result<()> {
+        for stream in streams {
+            match self.receive_one(&stream).await {
+                Ok(()) => {
+                    // The run holds the other end until this ends: the send cannot fail.
+                    let _ = done.send(stream.manifest.backup_id);
+                }
+                Err(_) if self.staged.gave_up() => return Ok(()),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    async fn receive_one(&self, stream: &StreamToReceive) -> Result<()> {
+        let manifest = &stream.manifest;
+        // No receive is started before there is something to give it.
+        self.staged.wait_for(manifest.backup_id, 0).await?;
+        // A run killed after the receive but before the job said so: the snapshot is
+        // there already, and is never received twice.
+        let already = match self.source.list_snapshots(&self.target).await {
+            Ok(snapshots) => snapshots
+                .iter()
+                .any(|snapshot| snapshot.identity == manifest.snapshot_identity),
+            Err(zib_snapshot_source::Error::DatasetNotFound { .. }) => false,
+            Err(error) => return Err(error.into()),
+        };
+        if already {
+            return Ok(());
+        }
+        self.progress.phase(&format!(
+            "receiving {}@{}",
+            manifest.dataset_name, manifest.snapshot_name
+        ));
+        // A staged copy found damaged as the stream is read: kept aside, because the
+        // receive's own error only says that its input ended.
+        let damaged: Arc<std::sync::Mutex<Option<Error>>> = Arc::default();
+        let bytes = {
+            let damaged = damaged.clone();
+            backup_stream(
+                self.repository.clone(),
+                manifest.clone(),
+                Volumes::Staged(self.staged.clone()),
+            )
+            .map(move |item| {
+                item.map_err(|error| match error {
+                    Error::StagedVolumeDamaged { .. } => {
+                        let io = std::io::Error::other(error.to_string());
+                        // A std Mutex: nothing is awaited while it is held.
+                        if let Ok(mut slot) = damaged.lock() {
+                            slot.get_or_insert(error);
+                        }
+                        io
+                    }
+                    other => std::io::Error::other(other),
+                })
+            })
+            .boxed()
+        };
+        let received = self
+            .source
+            .receive(
+                &self.target,
+                bytes,
+                &ReceiveOptions::more_follow(stream.more_follow),
+            )
+            .await;
+        if let Some(error) = damaged.lock().ok().and_then(|mut slot| slot.take()) {
+            return Err(error);
+        }
+        let received = received?;
+        if received.identity != manifest.snapshot_identity {
+            return Err(Error::ReceivedIdentity {
+                target: self.target.to_string(),
+                expected: manifest.snapshot_identity.to_string(),
+                found: received.identity.to_string(),
+            });
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,9 @@
 //! Staging: a volume downloaded into a local file — resumed from where an interrupted
 //! download stopped — and verified (every segment decrypted and authenticated) before
-//! it counts as staged. Staged volumes are kept as the ciphertext the bucket holds:
+//! it counts as staged. The verification runs as the bytes arrive (a resumed download
+//! first reads back what its partial file holds), so a staged copy costs one pass over
+//! its bytes, and a download found altered stops at the first bad segment instead of
+//! paying for the rest. Staged volumes are kept as the ciphertext the bucket holds:
 //! they are decrypted and checked again, against the manifest's hashes, as their stream
 //! is received, so a staged file damaged on disk is never received as valid (it is then
 //! removed, and the next run downloads it again).
@@ -12,6 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use zib_crypto::{VolumeDecryptor, VolumeIdentity};
@@ -128,6 +132,15 @@ async fn download_once(
 ) -> Result<StagedVolume> {
     let path = staged_volume(dir, backup, index);
     let part = partial(&path);
+    let mut check = Verifier::new(repository, backup, index);
+    // Never kept when it does not verify: the next run downloads it again.
+    let refuse = |file: &Path, reason: String| {
+        let _ = std::fs::remove_file(file);
+        Error::Corrupt {
+            object: key.to_string(),
+            reason,
+        }
+    };
     let local = |action: &'static str, path: &Path| {
         let path = path.to_owned();
         move |source| Error::LocalState {
@@ -139,7 +152,12 @@ async fn download_once(
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(local("create the staging directory", dir))?;
-    if tokio::fs::metadata(&path).await.is_err() {
+    if tokio::fs::metadata(&path).await.is_ok() {
+        // Renamed by a run killed before the job recorded it.
+        if let Err(reason) = check.read_file(&path).await {
+            return Err(refuse(&path, reason));
+        }
+    } else {
         let mut have = tokio::fs::metadata(&part)
             .await
             .map(|m| m.len())
@@ -152,6 +170,11 @@ async fn download_once(
             ))?;
             have = 0;
         }
+        if have > 0 {
+            if let Err(reason) = check.read_file(&part).await {
+                return Err(refuse(&part, reason));
+            }
+        }
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -162,6 +185,10 @@ async fn download_once(
             let mut body = repository.backend().get(key, ByteRange::from(have)).await?;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
+                if let Err(reason) = check.push(chunk.clone()) {
+                    drop(file);
+                    return Err(refuse(&part, reason));
+                }
                 file.write_all(&chunk)
                     .await
                     .map_err(local("write a staged volume", &part))?;
@@ -175,65 +202,82 @@ async fn download_once(
             .map_err(local("write a staged volume", &part))?;
         drop(file);
         if have != size {
-            let _ = tokio::fs::remove_file(&part).await;
-            return Err(Error::Corrupt {
-                object: key.to_string(),
-                reason: format!("it downloaded as {have} bytes; the bucket listed {size}"),
-            });
+            return Err(refuse(
+                &part,
+                format!("it downloaded as {have} bytes; the bucket listed {size}"),
+            ));
         }
+        let staged = match check.finish() {
+            Ok(staged) => staged,
+            Err(reason) => return Err(refuse(&part, reason)),
+        };
         tokio::fs::rename(&part, &path)
             .await
             .map_err(local("finish a staged volume", &path))?;
+        return Ok(staged);
     }
-    match verify(repository, &path, backup, index).await {
-        Ok(staged) => Ok(staged),
-        Err(reason) => {
-            // Never kept: the next run downloads it again.
-            let _ = tokio::fs::remove_file(&path).await;
-            Err(Error::Corrupt {
-                object: key.to_string(),
-                reason,
-            })
-        }
-    }
+    check.finish().map_err(|reason| refuse(&path, reason))
 }
 
-/// Decrypts the whole staged copy: every segment must authenticate and the final one
-/// must be there. Returns the lengths, or why it does not verify.
-async fn verify(
-    repository: &Repo,
-    path: &Path,
-    backup: BackupId,
-    index: u32,
-) -> std::result::Result<StagedVolume, String> {
-    let mut decryptor = VolumeDecryptor::new(
-        repository.data_key(),
-        VolumeIdentity {
-            repository_id: *repository.id().as_bytes(),
-            backup_id: *backup.as_bytes(),
-            volume_index: index,
-        },
-    );
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|error| format!("the staged copy {} cannot be read: {error}", path.display()))?;
-    let mut chunks = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
-    let (mut ciphertext_len, mut plaintext_len) = (0u64, 0u64);
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|error| format!("reading the staged copy: {error}"))?;
-        ciphertext_len += chunk.len() as u64;
-        for piece in decryptor
+/// A volume's ciphertext decrypted as it passes, to prove that every segment
+/// authenticates under this repository's key and the volume's identity and that the
+/// final one is there. The plaintext is dropped: it is decrypted again as the stream is
+/// received, and checked then against the manifest's hashes.
+struct Verifier {
+    decryptor: VolumeDecryptor,
+    ciphertext_len: u64,
+    plaintext_len: u64,
+}
+
+impl Verifier {
+    fn new(repository: &Repo, backup: BackupId, index: u32) -> Self {
+        Self {
+            decryptor: VolumeDecryptor::new(
+                repository.data_key(),
+                VolumeIdentity {
+                    repository_id: *repository.id().as_bytes(),
+                    backup_id: *backup.as_bytes(),
+                    volume_index: index,
+                },
+            ),
+            ciphertext_len: 0,
+            plaintext_len: 0,
+        }
+    }
+
+    /// Decrypts the next ciphertext bytes; the error says why they do not verify.
+    fn push(&mut self, chunk: Bytes) -> std::result::Result<(), String> {
+        self.ciphertext_len += chunk.len() as u64;
+        for piece in self
+            .decryptor
             .push_chunk(chunk)
             .map_err(|error| error.to_string())?
         {
-            plaintext_len += piece.len() as u64;
+            self.plaintext_len += piece.len() as u64;
         }
+        Ok(())
     }
-    plaintext_len += decryptor.finish().map_err(|error| error.to_string())?.len() as u64;
-    Ok(StagedVolume {
-        ciphertext_len,
-        plaintext_len,
-    })
+
+    /// Decrypts what the file `path` holds (a staged copy, or a partial download).
+    async fn read_file(&mut self, path: &Path) -> std::result::Result<(), String> {
+        let file = tokio::fs::File::open(path).await.map_err(|error| {
+            format!("the staged copy {} cannot be read: {error}", path.display())
+        })?;
+        let mut chunks = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+        while let Some(chunk) = chunks.next().await {
+            self.push(chunk.map_err(|error| format!("reading the staged copy: {error}"))?)?;
+        }
+        Ok(())
+    }
+
+    /// The lengths, once the final segment authenticated.
+    fn finish(self) -> std::result::Result<StagedVolume, String> {
+        let last = self.decryptor.finish().map_err(|error| error.to_string())?;
+        Ok(StagedVolume {
+            ciphertext_len: self.ciphertext_len,
+            plaintext_len: self.plaintext_len + last.len() as u64,
+        })
+    }
 }
 
 /// Deletes the staged copies of `backup`'s volumes (its stream was received).

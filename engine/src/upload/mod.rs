@@ -2,7 +2,7 @@
 //! multipart uploads, journalled so that a run killed at any instant resumes without
 //! re-sending what the bucket confirmed.
 //!
-//! Memory is bounded by (parts in flight + 1) × part size plus [`hashing::QUEUE`] + 1
+//! Memory is bounded by (parts in flight + 1) × part size plus [`crate::hashing::QUEUE`] + 1
 //! chunks of the source (and one segment: a volume's last part also carries its final
 //! segment), whatever the stream's size: the stream is never held whole, and a part is released as
 //! soon as its upload finishes.
@@ -15,13 +15,12 @@
 //! extra is buffered.
 //!
 //! - [`shape`]: how a stream is cut (volume and part sizes);
-//! - [`hashing`]: the stream's and each volume's SHA-256, on a thread of their own;
+//! - [`crate::hashing`]: the stream's and each volume's SHA-256, on a thread of their own;
 //! - [`parts`]: each part's plaintext range and hash;
 //! - [`volume`]: one volume's encryption, part uploads and completion;
 //! - [`recorder`]: the journal as the upload proceeds;
 //! - this module: the pass over the stream, volume by volume.
 
-mod hashing;
 mod parts;
 pub(crate) mod recorder;
 pub(crate) mod shape;
@@ -37,7 +36,6 @@ use zib_storage_backend::{UploadId, WriteOptions};
 use shape::PartCutting;
 pub use shape::VolumeShape;
 
-use self::hashing::PlaintextHashes;
 use self::recorder::{volume_key, Recorder};
 use self::volume::{Finished, Resume, VerifyVolume, VolumeSink, VolumeUpload};
 use crate::context::Repo;
@@ -45,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::format::layout::{ObjectRole, MAX_VOLUME_INDEX};
 use crate::format::metadata::sealed_metadata;
 use crate::format::records::{VolumeListEntry, VolumeRecord};
+use crate::hashing::PlaintextHashes;
 use crate::ids::{BackupId, DatasetId};
 use crate::progress::Progress;
 use crate::state::journal::VolumeState;

@@ -104,7 +104,7 @@ impl VolumeSink<'_> {
 }
 
 /// A stored volume being checked against its journal entry (its hash is computed beside
-/// the upload, see [`super::hashing`]).
+/// the upload, see [`crate::hashing`]).
 pub(super) struct VerifyVolume {
     expected: VolumeListEntry,
     parts: u64,

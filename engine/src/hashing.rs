@@ -1,9 +1,10 @@
 //! The stream's and each volume's SHA-256 — the two hashes the format records — computed
-//! on a thread of their own, beside the task that encrypts: on a machine with a core to
-//! spare they no longer add to the time each byte spends on the encrypting task
-//! (docs/BENCHMARKS.md measured them as the largest cost of the pipeline itself).
+//! on a thread of their own, beside the task that encrypts (a backup) or decrypts (a
+//! restore, a verify): on a machine with a core to spare they no longer add to the time
+//! each byte spends on that task (docs/BENCHMARKS.md measured them as the largest cost of
+//! the pipeline itself, and a third of the restore's).
 //!
-//! The hashing thread reads the same chunks the encryptor does (a chunk is shared, not
+//! The hashing thread reads the same chunks the task does (a chunk is shared, not
 //! copied); the queue between them holds at most [`QUEUE`] chunks, which bounds both the
 //! memory they keep alive and how far the thread may fall behind. The per-part hash the
 //! resume journal records stays on the encrypting task: a part may not be sent before
@@ -16,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{Error, Result};
 
 /// Chunks waiting for the hashing thread.
-pub(super) const QUEUE: usize = 8;
+pub(crate) const QUEUE: usize = 8;
 
 enum Message {
     Chunk(Bytes),
@@ -25,13 +26,13 @@ enum Message {
 }
 
 /// The hashes of one pass over a stream. Dropping it ends the thread.
-pub(super) struct PlaintextHashes {
+pub(crate) struct PlaintextHashes {
     sender: mpsc::Sender<Message>,
 }
 
 impl PlaintextHashes {
     /// Starts the hashing thread (one of tokio's blocking threads).
-    pub(super) fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let (sender, mut receiver) = mpsc::channel(QUEUE);
         tokio::task::spawn_blocking(move || {
             let mut stream = Context::new(&SHA256);
@@ -44,7 +45,7 @@ impl PlaintextHashes {
                     }
                     Message::EndVolume(reply) => {
                         let done = std::mem::replace(&mut volume, Context::new(&SHA256));
-                        // The receiver gone means the upload stopped: nothing to tell.
+                        // The receiver gone means the pass stopped: nothing to tell.
                         let _ = reply.send(finish(done));
                     }
                     Message::EndStream(reply) => {
@@ -59,19 +60,19 @@ impl PlaintextHashes {
 
     /// Hashes `chunk` into the stream and the current volume (waits while the queue is
     /// full).
-    pub(super) async fn update(&self, chunk: &Bytes) -> Result<()> {
+    pub(crate) async fn update(&self, chunk: &Bytes) -> Result<()> {
         self.send(Message::Chunk(chunk.clone())).await
     }
 
     /// The current volume's hash; the next chunk starts the next volume.
-    pub(super) async fn end_volume(&self) -> Result<[u8; 32]> {
+    pub(crate) async fn end_volume(&self) -> Result<[u8; 32]> {
         let (reply, answer) = oneshot::channel();
         self.send(Message::EndVolume(reply)).await?;
         answer.await.map_err(|_| stopped())
     }
 
     /// The whole stream's hash.
-    pub(super) async fn end_stream(&self) -> Result<[u8; 32]> {
+    pub(crate) async fn end_stream(&self) -> Result<[u8; 32]> {
         let (reply, answer) = oneshot::channel();
         self.send(Message::EndStream(reply)).await?;
         answer.await.map_err(|_| stopped())

@@ -91,23 +91,32 @@ pub(crate) enum Volumes {
 
 /// A restore's staging directory, whose verified copies (named by [`staged_volume`]) may
 /// still be arriving: a volume is read once it has, so a stream can be received while
-/// its later volumes download.
+/// its later volumes download; and each copy read to its end is reported, so that the
+/// restore may delete it when the staging space runs short.
 #[derive(Debug, Clone)]
 pub(crate) struct StagedVolumes {
     dir: PathBuf,
     arrived: watch::Receiver<BTreeSet<(BackupId, u32)>>,
+    read: Arc<watch::Sender<BTreeSet<(BackupId, u32)>>>,
     gave_up: Arc<AtomicBool>,
 }
 
 impl StagedVolumes {
     /// The copies in `dir`: those `arrived` holds, and those added to it until its sender
-    /// is dropped.
-    pub(crate) fn new(dir: PathBuf, arrived: watch::Receiver<BTreeSet<(BackupId, u32)>>) -> Self {
-        Self {
+    /// is dropped. The receiver returned says which were read to their end; it is told
+    /// "closed" once every clone of these is dropped (nothing more will be read).
+    pub(crate) fn new(
+        dir: PathBuf,
+        arrived: watch::Receiver<BTreeSet<(BackupId, u32)>>,
+    ) -> (Self, watch::Receiver<BTreeSet<(BackupId, u32)>>) {
+        let (read, reads) = watch::channel(BTreeSet::new());
+        let staged = Self {
             dir,
             arrived,
+            read: Arc::new(read),
             gave_up: Arc::default(),
-        }
+        };
+        (staged, reads)
     }
 
     /// Whether a read waited for a volume that never arrived (its sender was dropped
@@ -211,6 +220,12 @@ impl Reader {
 
     async fn close_volume(&mut self, volume: CurrentVolume) -> Result<()> {
         let plaintext_sha256 = self.hashes().end_volume().await?;
+        if let Volumes::Staged(staged) = &self.volumes {
+            let key = (self.manifest.backup_id, self.next_index - 1);
+            staged.read.send_modify(|read| {
+                read.insert(key);
+            });
+        }
         self.entries.push(VolumeListEntry {
             index: self.next_index - 1,
             plaintext_len: volume.plaintext_len,

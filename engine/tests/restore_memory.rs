@@ -26,6 +26,7 @@ use zib_engine::{
 };
 use zib_test_utils::data::{hash_tree, TestRng};
 use zib_test_utils::memory_source::{MemorySource, Script};
+use zib_test_utils::tmpfs::Tmpfs;
 
 use common::{committed, memory_repository, three_mib_volumes, MemoryRepository};
 
@@ -932,5 +933,48 @@ async fn a_download_failing_under_a_receive_stops_it_cleanly_and_keeps_what_was_
         done.volumes_downloaded,
         (total_volumes - (full.volume_count - 1)) as usize
     );
+    setup.restored_equal();
+}
+
+/// The staging margin the engine keeps free beyond a download (`STAGING_MARGIN`).
+const STAGING_MARGIN: u64 = 64 << 20;
+
+#[tokio::test]
+async fn a_staging_disk_that_holds_one_volume_is_enough_when_streams_are_received_as_they_download()
+{
+    // Room for the margin and one 3 MiB volume, never two.
+    let parent = tempfile::tempdir().unwrap();
+    let size = format!("{}m", (STAGING_MARGIN >> 20) + 5);
+    let Some(disk) = Tmpfs::mount(parent.path(), "staging", &size, "") else {
+        return;
+    };
+    let setup = setup(7).await;
+    let request = NewRestore {
+        monthly_budget: 100 << 30,
+        ..NewRestore::new(
+            "tank/photos",
+            DatasetName::zfs("tank/restored").unwrap(),
+            &disk.path,
+        )
+    };
+    let (job, plan) = setup
+        .repository
+        .create_restore(&request, &setup.source)
+        .await
+        .unwrap();
+    assert!(plan.peak_staging_bytes < 4 * MIB as u64, "{plan:?}");
+    setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    setup.clock.advance(Duration::from_secs(49 * 3600));
+    let done = setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(done.state, RestoreState::Done, "{done:?}");
+    assert!(done.volumes_downloaded >= 5, "{done:?}");
     setup.restored_equal();
 }

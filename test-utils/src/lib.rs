@@ -23,4 +23,6 @@ pub mod real;
 pub mod snapshot_conformance;
 pub mod storage_conformance;
 #[cfg(feature = "fixtures")]
+pub mod tmpfs;
+#[cfg(feature = "fixtures")]
 pub mod zfs;

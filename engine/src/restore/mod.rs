@@ -17,18 +17,23 @@
 //! 4. download the volumes whose copies are ready, in chain order, while this month's
 //!    downloads (all jobs', from the state directory's ledger) stay within the budget
 //!    and the staging directory has room; each is resumed where an earlier run stopped
-//!    and verified before it counts as staged;
-//! 5. receive what became complete, and stop, saying what it waits for (a thaw, next
-//!    month's budget, the next wave) and until when.
+//!    and verified as it arrives, before it counts as staged;
+//! 5. beside the downloads, receive each stream whose missing volumes this run
+//!    downloads, starting once its first volume is staged (when the staging space runs
+//!    short, volumes the receive has read are deleted if that makes the room); then stop,
+//!    saying what it waits for (a thaw, next month's budget, the next wave) and until
+//!    when.
 //!
 //! Streams are received in chain order, the target left read-only until the chain's
 //! last stream is in (so a file browser between two months cannot make the next
 //! incremental fail), and each stream's volumes stay staged until its receive completed
 //! (a killed receive is discarded by the file system; its volumes are not paid for
-//! again). A stream's manifest hashes are checked before its last bytes reach the
-//! receive. Every step is written to the job's file before the next begins: a run
-//! killed at any instant downloads again at most the volume in flight and never feeds a
-//! byte twice into a receive.
+//! again) — unless the staging space ran short and they were deleted once read. A
+//! stream's manifest hashes are checked before its last bytes reach the receive. Every
+//! step is written to the job's file before the next begins: a run killed at any instant
+//! downloads again at most the volume in flight (and the volumes of the stream in
+//! receive that a short staging space made it delete) and never feeds a byte twice into
+//! a receive.
 //!
 //! [`chain`] is the short path for volumes that are readable now (a local directory).
 

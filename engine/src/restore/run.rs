@@ -363,18 +363,29 @@ impl Run<'_> {
         let (downloads, budget_hit) = self.downloads_now(states).await?;
         let (arrived, watching) =
             watch::channel(self.job.staged.keys().copied().collect::<BTreeSet<_>>());
-        let staged = StagedVolumes::new(self.job.staging(), watching);
+        // The receiver holds the only copies: once it ends, `reads` says so.
+        let (staged, reads) = StagedVolumes::new(self.job.staging(), watching);
         let receiver = Receiver {
             repository: self.repository,
             source: self.source,
             progress: self.progress,
             target: target_of(&self.job)?,
-            staged: staged.clone(),
+            staged,
         };
         let streams = self.receivable(&downloads)?;
+        let receiving = streams
+            .iter()
+            .map(|stream| stream.manifest.backup_id)
+            .collect();
         let (done, mut received) = mpsc::unbounded_channel();
+        let beside = Beside {
+            arrived,
+            reads,
+            receiving,
+            received: &mut received,
+        };
         let (downloaded, receive) = tokio::join!(
-            self.download(downloads, arrived, &mut received),
+            self.download(downloads, beside),
             receiver.receive(streams, done),
         );
         self.record_received(&mut received).await?;
@@ -439,19 +450,18 @@ impl Run<'_> {
         Ok(out)
     }
 
-    /// Downloads `downloads` in order, telling `arrived` of each staged copy, and records
-    /// the streams the receiver reports received between two downloads. Returns whether
-    /// the budget stopped it (the storage may have counted more than planned: retries).
+    /// Downloads `downloads` in order, telling the receiver of each staged copy, and
+    /// records the streams it reports received between two downloads. Returns whether the
+    /// budget stopped it (the storage may have counted more than planned: retries).
     async fn download(
         &mut self,
         downloads: Vec<(VolumeKey, u64)>,
-        arrived: watch::Sender<BTreeSet<VolumeKey>>,
-        received: &mut mpsc::UnboundedReceiver<BackupId>,
+        mut beside: Beside<'_>,
     ) -> Result<bool> {
         let staging = self.job.staging();
         for ((backup, index), size) in downloads {
             // Frees the staging space of the streams received meanwhile.
-            self.record_received(received).await?;
+            self.record_received(beside.received).await?;
             let month = self.month();
             let used = self.ledger.downloaded_in(month).await?;
             let have = staging::already_downloaded(&staging, backup, index);
@@ -459,7 +469,7 @@ impl Run<'_> {
             if used.saturating_add(to_download) > self.job.monthly_budget {
                 return Ok(true);
             }
-            staging::ensure_room(&staging, to_download).await?;
+            self.make_room(to_download, &mut beside).await?;
             let key = self.volume_key(backup, index)?;
             self.progress
                 .phase(&format!("downloading volume {index} of backup {backup}"));
@@ -479,13 +489,102 @@ impl Run<'_> {
             let staged = outcome?;
             self.job.staged.insert((backup, index), staged);
             job::save(&self.files.file, &self.job).await?;
-            arrived.send_modify(|set| {
+            beside.arrived.send_modify(|set| {
                 set.insert((backup, index));
             });
             self.downloaded_volumes += 1;
             self.downloaded_bytes += to_download;
         }
         Ok(false)
+    }
+
+    /// Room in the staging directory for `needed` more bytes. When it is short, the
+    /// staged copies the receive beside the downloads has read to their end are deleted
+    /// — once it has read every staged copy of its stream that it can read before the
+    /// next download, and only if that makes the room — as the planner's schedule
+    /// assumes for a stream received as it downloads (one volume staged at a time). A
+    /// receive that fails after that makes the next run download those volumes again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StagingFull`] when that does not make room either.
+    async fn make_room(&mut self, needed: u64, beside: &mut Beside<'_>) -> Result<()> {
+        let staging = self.job.staging();
+        while !staging::has_room(&staging, needed).await? {
+            // The stream being received: its staged copies up to its first volume that is
+            // neither staged nor read can be read without a download.
+            let read_already = beside.reads.borrow().clone();
+            let current = self
+                .job
+                .chain
+                .iter()
+                .find(|backup| {
+                    beside.receiving.contains(*backup) && !self.job.is_received(**backup)
+                })
+                .copied();
+            let readable: Vec<VolumeKey> = current
+                .map(|backup| {
+                    (0u32..)
+                        .map(|index| (backup, index))
+                        .take_while(|key| {
+                            self.job.staged.contains_key(key) || read_already.contains(key)
+                        })
+                        .filter(|key| self.job.staged.contains_key(key))
+                        .collect()
+                })
+                .unwrap_or_default();
+            // An error: the receiver ended, and what it read is all it will read.
+            let _ = beside
+                .reads
+                .wait_for(|read| readable.iter().all(|key| read.contains(key)))
+                .await;
+            let received_before = self.job.received.len();
+            self.record_received(beside.received).await?;
+            let read: Vec<VolumeKey> = beside
+                .reads
+                .borrow()
+                .iter()
+                .filter(|key| self.job.staged.contains_key(key))
+                .copied()
+                .collect();
+            let recorded = self.job.received.len() > received_before;
+            // Deleted only when that makes the room: a paid-for download is never given
+            // up for nothing.
+            let freed: u64 = read
+                .iter()
+                .filter_map(|key| self.job.staged.get(key))
+                .map(|staged| staged.ciphertext_len)
+                .sum();
+            let free = staging::free_bytes(&staging).await?;
+            if read.is_empty() || !staging::fits(free.saturating_add(freed), needed) {
+                if recorded {
+                    continue;
+                }
+                break;
+            }
+            for key in read {
+                self.forget_staged(key, "remove a staged volume already received")
+                    .await?;
+            }
+        }
+        staging::ensure_room(&staging, needed).await
+    }
+
+    /// Removes the staged copy of `key` from the job, then from the disk (in that order:
+    /// a file the job does not list is verified again before it is used).
+    async fn forget_staged(&mut self, key: VolumeKey, action: &'static str) -> Result<()> {
+        self.job.staged.remove(&key);
+        job::save(&self.files.file, &self.job).await?;
+        let path = crate::download::staged_volume(&self.job.staging(), key.0, key.1);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(source) if source.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(Error::LocalState {
+                path,
+                action,
+                source,
+            }),
+        }
     }
 
     /// Writes into the job the streams the receiver reported received, and removes their
@@ -523,19 +622,12 @@ impl Run<'_> {
         let damaged = self.job.staged.keys().copied().find(|(backup, index)| {
             crate::download::staged_volume(&staging, *backup, *index) == *path
         });
-        let Some(key) = damaged else {
-            return Ok(());
-        };
-        self.job.staged.remove(&key);
-        job::save(&self.files.file, &self.job).await?;
-        match tokio::fs::remove_file(path).await {
-            Ok(()) => Ok(()),
-            Err(source) if source.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(Error::LocalState {
-                path: path.clone(),
-                action: "remove a damaged staged volume",
-                source,
-            }),
+        match damaged {
+            Some(key) => {
+                self.forget_staged(key, "remove a damaged staged volume")
+                    .await
+            }
+            None => Ok(()),
         }
     }
 
@@ -628,6 +720,18 @@ impl Run<'_> {
         };
         self.status(state, Some(plan)).await
     }
+}
+
+/// What the downloads share with the receive beside them.
+struct Beside<'r> {
+    /// Told of each volume staged.
+    arrived: watch::Sender<BTreeSet<VolumeKey>>,
+    /// The staged copies the receiver read to their end; closed once it ended.
+    reads: watch::Receiver<BTreeSet<VolumeKey>>,
+    /// The streams it receives.
+    receiving: BTreeSet<BackupId>,
+    /// The streams it received.
+    received: &'r mut mpsc::UnboundedReceiver<BackupId>,
 }
 
 /// A stream the receiver is to receive.

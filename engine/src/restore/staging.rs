@@ -57,6 +57,20 @@ pub(crate) async fn free_bytes(dir: &Path) -> Result<u64> {
     .await
 }
 
+/// Whether `dir` has `needed` bytes (plus a margin) free.
+///
+/// # Errors
+///
+/// [`Error::LocalState`] when the directory cannot be measured.
+pub(crate) async fn has_room(dir: &Path, needed: u64) -> Result<bool> {
+    Ok(fits(free_bytes(dir).await?, needed))
+}
+
+/// Whether `needed` bytes (plus the margin) fit in `free`.
+pub(crate) fn fits(free: u64, needed: u64) -> bool {
+    free >= needed.saturating_add(STAGING_MARGIN)
+}
+
 /// Stops with a clear error when `dir` has not `needed` bytes (plus a margin) free.
 ///
 /// # Errors
@@ -64,7 +78,7 @@ pub(crate) async fn free_bytes(dir: &Path) -> Result<u64> {
 /// [`Error::StagingFull`].
 pub(crate) async fn ensure_room(dir: &Path, needed: u64) -> Result<()> {
     let free = free_bytes(dir).await?;
-    if free < needed.saturating_add(STAGING_MARGIN) {
+    if !fits(free, needed) {
         return Err(Error::StagingFull {
             dir: dir.to_owned(),
             needed: needed.saturating_add(STAGING_MARGIN),

@@ -125,6 +125,13 @@ impl StagedVolumes {
         self.gave_up.load(Ordering::Relaxed)
     }
 
+    /// Reports volumes `0..count` of `backup` read to their end (or not needed).
+    pub(crate) fn mark_read(&self, backup: BackupId, count: u32) {
+        self.read.send_modify(|read| {
+            read.extend((0..count).map(|index| (backup, index)));
+        });
+    }
+
     /// Waits until volume `index` of `backup` has arrived, and returns its path.
     ///
     /// # Errors
@@ -221,10 +228,7 @@ impl Reader {
     async fn close_volume(&mut self, volume: CurrentVolume) -> Result<()> {
         let plaintext_sha256 = self.hashes().end_volume().await?;
         if let Volumes::Staged(staged) = &self.volumes {
-            let key = (self.manifest.backup_id, self.next_index - 1);
-            staged.read.send_modify(|read| {
-                read.insert(key);
-            });
+            staged.mark_read(self.manifest.backup_id, self.next_index);
         }
         self.entries.push(VolumeListEntry {
             index: self.next_index - 1,

@@ -978,3 +978,73 @@ async fn a_staging_disk_that_holds_one_volume_is_enough_when_streams_are_receive
     assert!(done.volumes_downloaded >= 5, "{done:?}");
     setup.restored_equal();
 }
+
+/// Every `*.restore` job file under `dir`.
+fn job_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    walk(dir)
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|ext| ext == "restore"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_stream_already_in_the_target_is_recorded_without_downloading_it_again() {
+    let setup = setup(7).await;
+    let catalog = setup.repository.catalog().await.unwrap();
+    let dataset_id = catalog.dataset_named("tank/photos").unwrap();
+    let backups = catalog.backups(dataset_id);
+    let full_bytes: u64 = backups[0].volume_sizes.iter().sum();
+    let full_volumes = backups[0].manifest.volume_count as usize;
+    let later_volumes: usize = backups[1..]
+        .iter()
+        .map(|backup| backup.manifest.volume_count as usize)
+        .sum();
+    // This month's budget holds the full alone.
+    let (job, _) = setup
+        .repository
+        .create_restore(&setup.request(full_bytes), &setup.source)
+        .await
+        .unwrap();
+    setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    setup.clock.advance(Duration::from_secs(49 * 3600));
+    let [job_file] = job_files(setup._state.path()).try_into().unwrap();
+    let before_the_receive = std::fs::read(&job_file).unwrap();
+    let first = setup
+        .repository
+        .advance_restore(job.id, &setup.source, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(first.volumes_downloaded, full_volumes, "{first:?}");
+    assert_eq!(first.received.len(), 1, "{first:?}");
+    // As if the run had been killed after the full's receive, before the job said so.
+    std::fs::write(&job_file, before_the_receive).unwrap();
+
+    let (statuses, _) = daily_until_done(&setup, job.id, 70).await;
+    let downloaded: usize = statuses
+        .iter()
+        .map(|status| status.volumes_downloaded)
+        .sum();
+    assert_eq!(
+        downloaded,
+        later_volumes,
+        "the full in the target was downloaded again (volumes per run: {:?})",
+        statuses
+            .iter()
+            .map(|status| status.volumes_downloaded)
+            .collect::<Vec<_>>()
+    );
+    let received: Vec<&String> = statuses
+        .iter()
+        .flat_map(|status| &status.received)
+        .collect();
+    assert_eq!(
+        received.len(),
+        3,
+        "the full recorded, then the incrementals: {received:?}"
+    );
+    setup.restored_equal();
+}

@@ -95,6 +95,7 @@ pub(crate) async fn advance(
         received: Vec::new(),
     };
     run.check_chain()?;
+    run.record_already_received().await?;
     run.receive_staged().await?;
     if run.finished() {
         return run.finish().await;
@@ -393,7 +394,10 @@ impl Run<'_> {
             if matches!(error, Error::StagedVolumeDamaged { .. }) {
                 self.drop_damaged(&error).await?;
             }
-            // A download's error, if there was one too, comes back on the next run.
+            if let Err(also) = downloaded {
+                // One error is returned; the other is said, and comes back next run.
+                tracing::warn!(error = %also, "a download failed too");
+            }
             return Err(error);
         }
         Ok(downloaded? || budget_hit)
@@ -533,21 +537,28 @@ impl Run<'_> {
                         .collect()
                 })
                 .unwrap_or_default();
-            // An error: the receiver ended, and what it read is all it will read.
-            let _ = beside
+            // An error: the receiver ended — then what it read belongs to a receive that
+            // is over, received (and recorded below) or failed (and kept for the next
+            // run's receive), and nothing is deleted.
+            let receiving = beside
                 .reads
                 .wait_for(|read| readable.iter().all(|key| read.contains(key)))
-                .await;
+                .await
+                .is_ok();
             let received_before = self.job.received.len();
             self.record_received(beside.received).await?;
-            let read: Vec<VolumeKey> = beside
-                .reads
-                .borrow()
-                .iter()
-                .filter(|key| self.job.staged.contains_key(key))
-                .copied()
-                .collect();
             let recorded = self.job.received.len() > received_before;
+            let read: Vec<VolumeKey> = if receiving {
+                beside
+                    .reads
+                    .borrow()
+                    .iter()
+                    .filter(|key| self.job.staged.contains_key(key))
+                    .copied()
+                    .collect()
+            } else {
+                Vec::new()
+            };
             // Deleted only when that makes the room: a paid-for download is never given
             // up for nothing.
             let freed: u64 = read
@@ -556,18 +567,48 @@ impl Run<'_> {
                 .map(|staged| staged.ciphertext_len)
                 .sum();
             let free = staging::free_bytes(&staging).await?;
-            if read.is_empty() || !staging::fits(free.saturating_add(freed), needed) {
-                if recorded {
-                    continue;
+            if !read.is_empty() && staging::fits(free.saturating_add(freed), needed) {
+                for key in read {
+                    self.forget_staged(key, "remove a staged volume already received")
+                        .await?;
                 }
-                break;
+                // ZFS and BTRFS free deleted blocks at their next commit (seconds later):
+                // the arithmetic is trusted rather than measured again.
+                return Ok(());
             }
-            for key in read {
-                self.forget_staged(key, "remove a staged volume already received")
-                    .await?;
+            if !recorded {
+                break;
             }
         }
         staging::ensure_room(&staging, needed).await
+    }
+
+    /// Records the streams of the chain already in the target, in chain order: a run
+    /// killed after a receive but before the job said so finds them there, and neither
+    /// downloads nor receives them again.
+    async fn record_already_received(&mut self) -> Result<()> {
+        let target = target_of(&self.job)?;
+        let present = match self.source.list_snapshots(&target).await {
+            Ok(snapshots) => snapshots,
+            Err(zib_snapshot_source::Error::DatasetNotFound { .. }) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        let (done, mut received) = mpsc::unbounded_channel();
+        for backup in self.job.chain.clone() {
+            if self.job.is_received(backup) {
+                continue;
+            }
+            let identity = &self.entry(backup)?.manifest.snapshot_identity;
+            if !present
+                .iter()
+                .any(|snapshot| snapshot.identity == *identity)
+            {
+                break;
+            }
+            let _ = done.send(backup);
+        }
+        drop(done);
+        self.record_received(&mut received).await
     }
 
     /// Removes the staged copy of `key` from the job, then from the disk (in that order:
@@ -765,6 +806,9 @@ impl Receiver<'_> {
         for stream in streams {
             match self.receive_one(&stream).await {
                 Ok(()) => {
+                    // None of its volumes is needed any more, read or not.
+                    self.staged
+                        .mark_read(stream.manifest.backup_id, stream.manifest.volume_count);
                     // The run holds the other end until this ends: the send cannot fail.
                     let _ = done.send(stream.manifest.backup_id);
                 }

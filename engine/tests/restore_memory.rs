@@ -132,6 +132,41 @@ impl Setup {
         }
     }
 
+    /// A job for `request` whose volumes have thawed: one run requested their restores,
+    /// then two days passed. Returns it with the plan made at its creation.
+    async fn thawed_with_plan(
+        &self,
+        request: &NewRestore,
+    ) -> (zib_engine::RestoreJobId, zib_engine::planner::RestorePlan) {
+        let (job, plan) = self
+            .repository
+            .create_restore(request, &self.source)
+            .await
+            .unwrap();
+        self.repository
+            .advance_restore(job.id, &self.source, &NoProgress)
+            .await
+            .unwrap();
+        self.clock.advance(Duration::from_secs(49 * 3600));
+        (job.id, plan)
+    }
+
+    /// [`Self::thawed_with_plan`], the job alone.
+    async fn thawed(&self, request: &NewRestore) -> zib_engine::RestoreJobId {
+        self.thawed_with_plan(request).await.0
+    }
+
+    /// This repository, with this state directory, opened again through `backend`.
+    async fn reopened_through(&self, backend: Arc<dyn StorageBackend>) -> Repository {
+        Repository::open(
+            &common::location(&backend, "family"),
+            &zib_engine::Passphrase::new(PASSPHRASE.into()),
+            common::host_at(self._state.path(), &self.clock),
+        )
+        .await
+        .unwrap()
+    }
+
     fn restored_equal(&self) {
         let files =
             |dataset: &DatasetName| hash_tree(&self.source.mountpoint(dataset).unwrap()).unwrap();
@@ -402,6 +437,15 @@ async fn a_flipped_byte_is_named_and_nothing_partial_looks_received() {
     assert!(received
         .iter()
         .all(|snapshot| snapshot.identity != second.snapshot_identity));
+}
+
+/// The key of volume `index` of `manifest`'s backup.
+fn volume_key(manifest: &zib_engine::ManifestRecord, index: u32) -> ObjectKey {
+    ObjectKey::new(format!(
+        "family/volumes/{}/{}/{index:08}",
+        manifest.dataset_id, manifest.backup_id
+    ))
+    .unwrap()
 }
 
 /// Rewrites `key` with one byte flipped (metadata and class kept), readable at once.
@@ -784,42 +828,19 @@ async fn a_stream_is_received_while_its_later_volumes_download() {
     let dataset_id = catalog.dataset_named("tank/photos").unwrap();
     let full = &catalog.backups(dataset_id)[0].manifest;
     assert!(full.volume_count >= 2, "{}", full.volume_count);
-    let last_volume = ObjectKey::new(format!(
-        "family/volumes/{}/{}/{:08}",
-        full.dataset_id,
-        full.backup_id,
-        full.volume_count - 1
-    ))
-    .unwrap();
-    let (job, _) = setup
-        .repository
-        .create_restore(&setup.request(100 << 30), &setup.source)
-        .await
-        .unwrap();
-    setup
-        .repository
-        .advance_restore(job.id, &setup.source, &NoProgress)
-        .await
-        .unwrap();
-    setup.clock.advance(Duration::from_secs(49 * 3600));
+    let job = setup.thawed(&setup.request(100 << 30)).await;
 
     // The same repository and state, through a backend that serves the full's last
     // volume only once a receive has started.
     let holding = Arc::new(HoldsUntilAReceive {
         inner: setup.memory.clone(),
         source: setup.source.clone(),
-        held: last_volume,
+        held: volume_key(full, full.volume_count - 1),
         gave_up: Default::default(),
     });
-    let reopened = Repository::open(
-        &common::location(&(holding.clone() as Arc<dyn StorageBackend>), "family"),
-        &zib_engine::Passphrase::new(PASSPHRASE.into()),
-        common::host_at(setup._state.path(), &setup.clock),
-    )
-    .await
-    .unwrap();
+    let reopened = setup.reopened_through(holding.clone()).await;
     let done = reopened
-        .advance_restore(job.id, &setup.source, &NoProgress)
+        .advance_restore(job, &setup.source, &NoProgress)
         .await
         .unwrap();
     assert_eq!(done.state, RestoreState::Done, "{done:?}");
@@ -872,39 +893,18 @@ async fn a_download_failing_under_a_receive_stops_it_cleanly_and_keeps_what_was_
         .iter()
         .map(|backup| backup.manifest.volume_count)
         .sum();
-    let last_volume = ObjectKey::new(format!(
-        "family/volumes/{}/{}/{:08}",
-        full.dataset_id,
-        full.backup_id,
-        full.volume_count - 1
-    ))
-    .unwrap();
-    let (job, _) = setup
-        .repository
-        .create_restore(&setup.request(100 << 30), &setup.source)
-        .await
-        .unwrap();
-    setup
-        .repository
-        .advance_restore(job.id, &setup.source, &NoProgress)
-        .await
-        .unwrap();
-    setup.clock.advance(Duration::from_secs(49 * 3600));
+    let last_volume = volume_key(&full, full.volume_count - 1);
+    let job = setup.thawed(&setup.request(100 << 30)).await;
 
     let refusing = Arc::new(RefusesOneRead {
         inner: setup.memory.clone(),
         refused: last_volume.clone(),
         done: Default::default(),
     });
-    let reopened = Repository::open(
-        &common::location(&(refusing as Arc<dyn StorageBackend>), "family"),
-        &zib_engine::Passphrase::new(PASSPHRASE.into()),
-        common::host_at(setup._state.path(), &setup.clock),
-    )
-    .await
-    .unwrap();
-    let error = reopened
-        .advance_restore(job.id, &setup.source, &NoProgress)
+    let error = setup
+        .reopened_through(refusing)
+        .await
+        .advance_restore(job, &setup.source, &NoProgress)
         .await
         .expect_err("the refused download fails the run");
     assert!(error.to_string().contains(last_volume.as_str()), "{error}");
@@ -925,7 +925,7 @@ async fn a_download_failing_under_a_receive_stops_it_cleanly_and_keeps_what_was_
     // The next run downloads only what was not staged, and finishes.
     let done = setup
         .repository
-        .advance_restore(job.id, &setup.source, &NoProgress)
+        .advance_restore(job, &setup.source, &NoProgress)
         .await
         .unwrap();
     assert_eq!(done.state, RestoreState::Done, "{done:?}");
@@ -957,21 +957,11 @@ async fn a_staging_disk_that_holds_one_volume_is_enough_when_streams_are_receive
             &disk.path,
         )
     };
-    let (job, plan) = setup
-        .repository
-        .create_restore(&request, &setup.source)
-        .await
-        .unwrap();
+    let (job, plan) = setup.thawed_with_plan(&request).await;
     assert!(plan.peak_staging_bytes < 4 * MIB as u64, "{plan:?}");
-    setup
-        .repository
-        .advance_restore(job.id, &setup.source, &NoProgress)
-        .await
-        .unwrap();
-    setup.clock.advance(Duration::from_secs(49 * 3600));
     let done = setup
         .repository
-        .advance_restore(job.id, &setup.source, &NoProgress)
+        .advance_restore(job, &setup.source, &NoProgress)
         .await
         .unwrap();
     assert_eq!(done.state, RestoreState::Done, "{done:?}");
@@ -1000,22 +990,12 @@ async fn a_stream_already_in_the_target_is_recorded_without_downloading_it_again
         .map(|backup| backup.manifest.volume_count as usize)
         .sum();
     // This month's budget holds the full alone.
-    let (job, _) = setup
-        .repository
-        .create_restore(&setup.request(full_bytes), &setup.source)
-        .await
-        .unwrap();
-    setup
-        .repository
-        .advance_restore(job.id, &setup.source, &NoProgress)
-        .await
-        .unwrap();
-    setup.clock.advance(Duration::from_secs(49 * 3600));
+    let job = setup.thawed(&setup.request(full_bytes)).await;
     let [job_file] = job_files(setup._state.path()).try_into().unwrap();
     let before_the_receive = std::fs::read(&job_file).unwrap();
     let first = setup
         .repository
-        .advance_restore(job.id, &setup.source, &NoProgress)
+        .advance_restore(job, &setup.source, &NoProgress)
         .await
         .unwrap();
     assert_eq!(first.volumes_downloaded, full_volumes, "{first:?}");
@@ -1023,7 +1003,7 @@ async fn a_stream_already_in_the_target_is_recorded_without_downloading_it_again
     // As if the run had been killed after the full's receive, before the job said so.
     std::fs::write(&job_file, before_the_receive).unwrap();
 
-    let (statuses, _) = daily_until_done(&setup, job.id, 70).await;
+    let (statuses, _) = daily_until_done(&setup, job, 70).await;
     let downloaded: usize = statuses
         .iter()
         .map(|status| status.volumes_downloaded)

@@ -738,53 +738,47 @@ mod tests {
 
     #[test]
     fn requests_are_named_as_the_s3_api_names_them() {
-        assert_eq!(
-            action("PUT", "/b/k", "partNumber=3&uploadId=u"),
-            "UploadPart"
-        );
-        assert_eq!(action("PUT", "/b/k", ""), "PutObject");
-        assert_eq!(action("POST", "/b/k", "uploads"), "CreateMultipartUpload");
-        assert_eq!(
-            action("POST", "/b/k", "uploadId=u"),
-            "CompleteMultipartUpload"
-        );
-        assert_eq!(action("POST", "/b", "delete"), "DeleteObjects");
-        assert_eq!(action("POST", "/b/k", "restore"), "RestoreObject");
-        assert_eq!(action("GET", "/b", "list-type=2&prefix=x"), "ListObjectsV2");
-        assert_eq!(action("GET", "/b/", "prefix=x"), "ListObjects");
-        assert_eq!(action("GET", "/b", "uploads"), "ListMultipartUploads");
-        assert_eq!(action("GET", "/b/k", "uploadId=u"), "ListParts");
-        assert_eq!(action("GET", "/b/k", ""), "GetObject");
-        assert_eq!(action("GET", "/b", "versioning"), "GetBucketVersioning");
-        assert_eq!(
-            action("GET", "/b", "object-lock"),
-            "GetObjectLockConfiguration"
-        );
-        assert_eq!(action("GET", "/b", "location"), "GetBucketLocation");
-        assert_eq!(
-            action("PUT", "/b", "lifecycle"),
-            "PutBucketLifecycleConfiguration"
-        );
-        assert_eq!(action("HEAD", "/b/k", ""), "HeadObject");
-        assert_eq!(action("HEAD", "/b", ""), "HeadBucket");
-        assert_eq!(
-            action("DELETE", "/b/k", "uploadId=u"),
-            "AbortMultipartUpload"
-        );
-        assert_eq!(action("DELETE", "/b/k", ""), "DeleteObject");
-        assert_eq!(action("PUT", "/b", ""), "CreateBucket");
-        assert_eq!(action("GET", "/", ""), "ListBuckets");
-        assert_eq!(action("GET", "/b/k", "acl"), "GetObjectAcl");
-        assert_eq!(action("PUT", "/b", "acl"), "PutBucketAcl");
-        assert_eq!(
-            action("GET", "/b", "versions&prefix=x"),
-            "ListObjectVersions"
-        );
-        assert_eq!(action("GET", "/b", "publicAccessBlock"), "other");
-        assert_eq!(action("PUT", "/b", "ownershipControls"), "other");
-        assert_eq!(
-            action("GET", "/b", "list-type=2&continuation-token=t"),
-            "ListObjectsV2"
-        );
+        // (method, path, query, action)
+        let cases = [
+            ("PUT", "/b/k", "partNumber=3&uploadId=u", "UploadPart"),
+            ("PUT", "/b/k", "", "PutObject"),
+            ("POST", "/b/k", "uploads", "CreateMultipartUpload"),
+            ("POST", "/b/k", "uploadId=u", "CompleteMultipartUpload"),
+            ("POST", "/b", "delete", "DeleteObjects"),
+            ("POST", "/b/k", "restore", "RestoreObject"),
+            ("GET", "/b", "list-type=2&prefix=x", "ListObjectsV2"),
+            ("GET", "/b/", "prefix=x", "ListObjects"),
+            ("GET", "/b", "uploads", "ListMultipartUploads"),
+            ("GET", "/b/k", "uploadId=u", "ListParts"),
+            ("GET", "/b/k", "", "GetObject"),
+            ("GET", "/b", "versioning", "GetBucketVersioning"),
+            ("GET", "/b", "object-lock", "GetObjectLockConfiguration"),
+            ("GET", "/b", "location", "GetBucketLocation"),
+            ("PUT", "/b", "lifecycle", "PutBucketLifecycleConfiguration"),
+            ("HEAD", "/b/k", "", "HeadObject"),
+            ("HEAD", "/b", "", "HeadBucket"),
+            ("DELETE", "/b/k", "uploadId=u", "AbortMultipartUpload"),
+            ("DELETE", "/b/k", "", "DeleteObject"),
+            ("PUT", "/b", "", "CreateBucket"),
+            ("GET", "/", "", "ListBuckets"),
+            ("GET", "/b/k", "acl", "GetObjectAcl"),
+            ("PUT", "/b", "acl", "PutBucketAcl"),
+            ("GET", "/b", "versions&prefix=x", "ListObjectVersions"),
+            ("GET", "/b", "publicAccessBlock", "other"),
+            ("PUT", "/b", "ownershipControls", "other"),
+            (
+                "GET",
+                "/b",
+                "list-type=2&continuation-token=t",
+                "ListObjectsV2",
+            ),
+        ];
+        for (method, path, query, expected) in cases {
+            assert_eq!(
+                action(method, path, query),
+                expected,
+                "{method} {path}?{query}"
+            );
+        }
     }
 }

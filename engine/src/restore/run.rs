@@ -514,7 +514,11 @@ impl Run<'_> {
     /// [`Error::StagingFull`] when that does not make room either.
     async fn make_room(&mut self, needed: u64, beside: &mut Beside<'_>) -> Result<()> {
         let staging = self.job.staging();
-        while !staging::has_room(&staging, needed).await? {
+        loop {
+            let free = staging::free_bytes(&staging).await?;
+            if staging::fits(free, needed) {
+                return Ok(());
+            }
             // The stream being received: its staged copies up to its first volume that is
             // neither staged nor read can be read without a download.
             let read_already = beside.reads.borrow().clone();
@@ -566,7 +570,6 @@ impl Run<'_> {
                 .filter_map(|key| self.job.staged.get(key))
                 .map(|staged| staged.ciphertext_len)
                 .sum();
-            let free = staging::free_bytes(&staging).await?;
             if !read.is_empty() && staging::fits(free.saturating_add(freed), needed) {
                 for key in read {
                     self.forget_staged(key, "remove a staged volume already received")
@@ -593,7 +596,6 @@ impl Run<'_> {
             Err(zib_snapshot_source::Error::DatasetNotFound { .. }) => return Ok(()),
             Err(error) => return Err(error.into()),
         };
-        let (done, mut received) = mpsc::unbounded_channel();
         for backup in self.job.chain.clone() {
             if self.job.is_received(backup) {
                 continue;
@@ -605,10 +607,9 @@ impl Run<'_> {
             {
                 break;
             }
-            let _ = done.send(backup);
+            self.record_one(backup).await?;
         }
-        drop(done);
-        self.record_received(&mut received).await
+        Ok(())
     }
 
     /// Removes the staged copy of `key` from the job, then from the disk (in that order:
@@ -635,21 +636,28 @@ impl Run<'_> {
         received: &mut mpsc::UnboundedReceiver<BackupId>,
     ) -> Result<()> {
         while let Ok(backup) = received.try_recv() {
-            let manifest = self.entry(backup)?.manifest.clone();
-            if self.job.chain.first() == Some(&backup) {
-                self.job.target_created = true;
-            }
-            self.job.received.push(backup);
-            for index in 0..manifest.volume_count {
-                self.job.staged.remove(&(backup, index));
-            }
-            job::save(&self.files.file, &self.job).await?;
-            staging::remove_stream(&self.job.staging(), backup, manifest.volume_count).await;
-            self.received.push(format!(
-                "{}@{}",
-                manifest.dataset_name, manifest.snapshot_name
-            ));
+            self.record_one(backup).await?;
         }
+        Ok(())
+    }
+
+    /// Writes into the job that `backup`'s stream is in the target, and removes its
+    /// staged copies.
+    async fn record_one(&mut self, backup: BackupId) -> Result<()> {
+        let manifest = self.entry(backup)?.manifest.clone();
+        if self.job.chain.first() == Some(&backup) {
+            self.job.target_created = true;
+        }
+        self.job.received.push(backup);
+        for index in 0..manifest.volume_count {
+            self.job.staged.remove(&(backup, index));
+        }
+        job::save(&self.files.file, &self.job).await?;
+        staging::remove_stream(&self.job.staging(), backup, manifest.volume_count).await;
+        self.received.push(format!(
+            "{}@{}",
+            manifest.dataset_name, manifest.snapshot_name
+        ));
         Ok(())
     }
 
@@ -821,20 +829,9 @@ impl Receiver<'_> {
 
     async fn receive_one(&self, stream: &StreamToReceive) -> Result<()> {
         let manifest = &stream.manifest;
-        // No receive is started before there is something to give it.
+        // No receive is started before there is something to give it. (A stream already
+        // in the target was recorded at the run's start: it is not among these.)
         self.staged.wait_for(manifest.backup_id, 0).await?;
-        // A run killed after the receive but before the job said so: the snapshot is
-        // there already, and is never received twice.
-        let already = match self.source.list_snapshots(&self.target).await {
-            Ok(snapshots) => snapshots
-                .iter()
-                .any(|snapshot| snapshot.identity == manifest.snapshot_identity),
-            Err(zib_snapshot_source::Error::DatasetNotFound { .. }) => false,
-            Err(error) => return Err(error.into()),
-        };
-        if already {
-            return Ok(());
-        }
         self.progress.phase(&format!(
             "receiving {}@{}",
             manifest.dataset_name, manifest.snapshot_name

@@ -57,15 +57,6 @@ pub(crate) async fn free_bytes(dir: &Path) -> Result<u64> {
     .await
 }
 
-/// Whether `dir` has `needed` bytes (plus a margin) free.
-///
-/// # Errors
-///
-/// [`Error::LocalState`] when the directory cannot be measured.
-pub(crate) async fn has_room(dir: &Path, needed: u64) -> Result<bool> {
-    Ok(fits(free_bytes(dir).await?, needed))
-}
-
 /// Whether `needed` bytes (plus the margin) fit in `free`.
 pub(crate) fn fits(free: u64, needed: u64) -> bool {
     free >= needed.saturating_add(STAGING_MARGIN)

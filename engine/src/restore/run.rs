@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use zib_planner::{
     plan_restore, Month, RequestedRestore, RestoreOptions, RestorePlan, UnixTime, VolumeId,
 };
@@ -379,17 +379,22 @@ impl Run<'_> {
             .map(|stream| stream.manifest.backup_id)
             .collect();
         let (done, mut received) = mpsc::unbounded_channel();
-        let beside = Beside {
-            arrived,
-            reads,
-            receiving,
-            received: &mut received,
-        };
         let (downloaded, receive) = tokio::join!(
-            self.download(downloads, beside),
+            async {
+                let beside = Beside {
+                    arrived,
+                    reads,
+                    receiving,
+                    received: &mut received,
+                };
+                let downloaded = self.download(downloads, beside).await;
+                // The downloads are over (the receiver knows: `arrived` is dropped); each
+                // stream it receives from now on is recorded at once.
+                let recorded = self.record_until_closed(&mut received).await;
+                downloaded.and_then(|budget_hit| recorded.map(|()| budget_hit))
+            },
             receiver.receive(streams, done),
         );
-        self.record_received(&mut received).await?;
         if let Err(error) = receive {
             if matches!(error, Error::StagedVolumeDamaged { .. }) {
                 self.drop_damaged(&error).await?;
@@ -631,12 +636,20 @@ impl Run<'_> {
 
     /// Writes into the job the streams the receiver reported received, and removes their
     /// staged copies.
-    async fn record_received(
-        &mut self,
-        received: &mut mpsc::UnboundedReceiver<BackupId>,
-    ) -> Result<()> {
-        while let Ok(backup) = received.try_recv() {
+    async fn record_received(&mut self, received: &mut Received) -> Result<()> {
+        while let Ok((backup, recorded)) = received.try_recv() {
             self.record_one(backup).await?;
+            // The receiver may be gone (its error ends the run too).
+            let _ = recorded.send(());
+        }
+        Ok(())
+    }
+
+    /// [`Self::record_received`] for every stream the receiver reports until it ends.
+    async fn record_until_closed(&mut self, received: &mut Received) -> Result<()> {
+        while let Some((backup, recorded)) = received.recv().await {
+            self.record_one(backup).await?;
+            let _ = recorded.send(());
         }
         Ok(())
     }
@@ -771,6 +784,9 @@ impl Run<'_> {
     }
 }
 
+/// Each stream the receiver received, with the answer it waits for: the job records it.
+type Received = mpsc::UnboundedReceiver<(BackupId, oneshot::Sender<()>)>;
+
 /// What the downloads share with the receive beside them.
 struct Beside<'r> {
     /// Told of each volume staged.
@@ -780,7 +796,7 @@ struct Beside<'r> {
     /// The streams it receives.
     receiving: BTreeSet<BackupId>,
     /// The streams it received.
-    received: &'r mut mpsc::UnboundedReceiver<BackupId>,
+    received: &'r mut Received,
 }
 
 /// A stream the receiver is to receive.
@@ -809,7 +825,7 @@ impl Receiver<'_> {
     async fn receive(
         self,
         streams: Vec<StreamToReceive>,
-        done: mpsc::UnboundedSender<BackupId>,
+        done: mpsc::UnboundedSender<(BackupId, oneshot::Sender<()>)>,
     ) -> Result<()> {
         for stream in streams {
             match self.receive_one(&stream).await {
@@ -817,8 +833,16 @@ impl Receiver<'_> {
                     // None of its volumes is needed any more, read or not.
                     self.staged
                         .mark_read(stream.manifest.backup_id, stream.manifest.volume_count);
+                    // The next receive starts once the job says this stream is in (between
+                    // two downloads, or at once when they are over): a run killed at any
+                    // instant leaves at most the stream in receive unrecorded.
+                    let (answer, recorded) = oneshot::channel();
                     // The run holds the other end until this ends: the send cannot fail.
-                    let _ = done.send(stream.manifest.backup_id);
+                    let _ = done.send((stream.manifest.backup_id, answer));
+                    if recorded.await.is_err() {
+                        // The run stopped on an error of its own, which it reports.
+                        return Ok(());
+                    }
                 }
                 Err(_) if self.staged.gave_up() => return Ok(()),
                 Err(error) => return Err(error),

@@ -472,6 +472,9 @@ async fn a_restore_killed_mid_download_downloads_at_most_one_volume_again() {
         settled_partial_bytes(setup.staging.path(), &last).is_some()
     })
     .await;
+    // The full's receive runs beside the downloads: the kill cut it too, and zfs-fuse
+    // discards what it had received once that `zfs receive` sees its input close.
+    wait_for_receives_to_end(&setup.target());
     let delivered_to_child = sizes[0] + sizes[1] + sizes[2] / 2;
 
     let bytes_before = setup.counting.bytes_read().get();

@@ -244,6 +244,7 @@ pub fn seeds() -> Vec<Seed> {
     use crate::state::journal::{
         Journal, JournalPart, JournalSnapshot, JournalVolume, VolumeState,
     };
+    use crate::upload::parts::PartCheck;
     use crate::upload::shape::PartCutting;
     use crate::upload::VolumeShape;
 
@@ -458,7 +459,7 @@ pub fn seeds() -> Vec<Seed> {
                             number: 1,
                             plaintext_start: 0,
                             plaintext_len: 64 << 20,
-                            plaintext_sha256: [4; 32],
+                            check: [4; 32],
                             last: false,
                             etag: Some("\"etag-1\"".into()),
                         },
@@ -466,7 +467,7 @@ pub fn seeds() -> Vec<Seed> {
                             number: 2,
                             plaintext_start: 64 << 20,
                             plaintext_len: 1_000,
-                            plaintext_sha256: [5; 32],
+                            check: [5; 32],
                             last: true,
                             etag: None,
                         },
@@ -475,21 +476,27 @@ pub fn seeds() -> Vec<Seed> {
             },
         ],
         cutting: PartCutting::FinalSegmentInLastPart,
+        part_check: PartCheck::SegmentTags,
     };
     let journal_file = journal::encode_journal(&journal).expect("encodes");
     push("journal", "good_journal_file", with(0, &journal_file));
-    // The same journal as version 1 wrote it: the body without its last field (the
-    // cutting, 4 bytes), read as the old cutting.
-    let version_1 = envelope::seal(
-        &journal::JOURNAL_MAGIC,
-        journal::JOURNAL_VERSION_1,
-        &body(&journal_file)[..body(&journal_file).len() - 4],
-    );
-    push(
-        "journal",
-        "good_journal_file_version_1",
-        with(0, &version_1),
-    );
+    // The same journal as versions 1 and 2 wrote it: the body without the fields they
+    // lacked (the cutting and the part check, 4 bytes each), read as their values.
+    for (version, lacks) in [
+        (journal::JOURNAL_VERSION_1, 8),
+        (journal::JOURNAL_VERSION_2, 4),
+    ] {
+        let older = envelope::seal(
+            &journal::JOURNAL_MAGIC,
+            version,
+            &body(&journal_file)[..body(&journal_file).len() - lacks],
+        );
+        push(
+            "journal",
+            &format!("good_journal_file_version_{version}"),
+            with(0, &older),
+        );
+    }
     push("journal", "good_journal_body", with(1, body(&journal_file)));
     let mut flipped = journal_file.clone();
     flipped[40] ^= 1;
@@ -500,9 +507,9 @@ pub fn seeds() -> Vec<Seed> {
         with(0, &journal_file[..journal_file.len() - 1]),
     );
     let mut bad_bool = body(&journal_file).to_vec();
-    // The body ends with the tag of the last part's ETag (`None`, 0) and the cutting
-    // (4 bytes); 2 is no tag at all.
-    let tag = bad_bool.len() - 5;
+    // The body ends with the tag of the last part's ETag (`None`, 0), the cutting and the
+    // part check (4 bytes each); 2 is no tag at all.
+    let tag = bad_bool.len() - 9;
     bad_bool[tag] = 2;
     push(
         "journal",

@@ -30,6 +30,7 @@ use crate::progress::Progress;
 use crate::state::journal::{Journal, JournalFile, JournalSnapshot};
 use crate::state::lock::{lock_dataset, DatasetLock};
 use crate::state::{clear_pending_snapshot, record_pending_snapshot, DatasetFiles};
+use crate::upload::parts::PartCheck;
 use crate::upload::recorder::{Recorder, Transferred};
 use crate::upload::shape::PartCutting;
 use crate::upload::{upload_journalled, Attempt};
@@ -603,6 +604,7 @@ impl<'a> BackupRun<'a> {
                 shape: self.options.shape,
                 volumes: Vec::new(),
                 cutting: PartCutting::FinalSegmentInLastPart,
+                part_check: PartCheck::SegmentTags,
             },
         );
         file.save().await?;

@@ -9,29 +9,32 @@
 //! It records the backup in progress — backup and dataset ids, the target snapshot
 //! (name and identity), the kind and base, the send flags and the volume shape — and, per
 //! volume, its multipart upload id and encryption salt; per part of the volume being
-//! uploaded, its number, the plaintext range it covers, the plaintext's SHA-256 and,
-//! once S3 confirmed it, its ETag. A completed volume keeps its upload id and salt and its
+//! uploaded, its number, the plaintext range it covers, its check (the SHA-256 of its
+//! segments' authentication tags, [`PartCheck`]) and, once S3 confirmed it, its ETag. A completed volume keeps its upload id and salt and its
 //! list entry (lengths and plaintext hash) but drops its parts, so the journal stays a
 //! few hundred bytes per volume plus one line per part of the volume in flight, whatever
 //! the stream's size.
 //!
-//! Why the plaintext hash is written before the part is sent: a resumed run re-encrypts
-//! with the journalled salt, which reproduces the ciphertext only for identical
-//! plaintext. Each journalled part's hash is checked before that part is sent again
+//! Why the check is written before the part is sent: a resumed run re-encrypts with the
+//! journalled salt, in memory, which reproduces the ciphertext only for identical
+//! plaintext. Each journalled part's check is compared before that part is sent again
 //! under the salt (and a mismatch discards the volume before anything more is sent), so
-//! one salt never encrypts two different plaintexts in the bucket — provided the journal
-//! on disk is the one resumed, which the dataset lock ensures: only a run holding it
-//! reads and writes the journal, and nothing outside this crate can build one.
+//! no two different plaintexts encrypted under one salt ever leave the host — provided
+//! the journal on disk is the one resumed, which the dataset lock ensures: only a run
+//! holding it reads and writes the journal, and nothing outside this crate can build one.
 //!
-//! File format (version 2): the 8-byte magic `ZIBJRNL\n`, the version as a little-endian
+//! File format (version 3): the 8-byte magic `ZIBJRNL\n`, the version as a little-endian
 //! `u32`, the body length as a little-endian `u64`, the body ([`Journal`] in bincode 1.3,
 //! whose encoding is pinned in the workspace), then the SHA-256 of everything before it.
 //! A file with another magic or version, a wrong length or checksum, or a body that does
 //! not decode is reported as [`Error::Journal`]; it is never half-used. The body's
 //! layout is the derived encoding of the types below, field by field: changing a field's
-//! type or order is a new journal version (a test pins the bytes). Version 1, still
-//! read, is the same body without the last field, `cutting`: its uploads resume cut as
-//! they began ([`PartCutting::FinalSegmentAlone`]).
+//! type or order is a new journal version (a test pins the bytes). Versions 1 and 2 are
+//! still read, and their uploads resume as they began. Version 2 is the same body
+//! without the last field, `part_check`: its parts' checks are plaintext hashes
+//! ([`PartCheck::PlaintextSha256`]). Version 1 also lacks the field before it,
+//! `cutting`: its uploads cut each volume's final segment into a part of its own
+//! ([`PartCutting::FinalSegmentAlone`]).
 
 use std::path::{Path, PathBuf};
 
@@ -44,15 +47,20 @@ use super::{off_the_runtime, read_if_exists, remove_durably, write_durably};
 use crate::error::{Error, Result};
 use crate::format::records::{BackupKind, SendFlagBits, VolumeListEntry};
 use crate::ids::{BackupId, DatasetId, RepositoryId};
+use crate::upload::parts::PartCheck;
 use crate::upload::shape::{PartCutting, VolumeShape};
 
 /// The first bytes of every journal file.
 pub(crate) const JOURNAL_MAGIC: [u8; 8] = *b"ZIBJRNL\n";
 
 /// The journal format this zib writes.
-pub(crate) const JOURNAL_VERSION: u32 = 2;
+pub(crate) const JOURNAL_VERSION: u32 = 3;
 
-/// The older format this zib still reads: version 2's body without its last field
+/// An older format this zib still reads: version 3's body without its last field
+/// (`part_check`), whose parts are checked by their plaintext's SHA-256.
+pub(crate) const JOURNAL_VERSION_2: u32 = 2;
+
+/// The oldest format this zib still reads: version 2's body without its last field
 /// (`cutting`), whose uploads cut each volume's final segment into a part of its own.
 pub(crate) const JOURNAL_VERSION_1: u32 = 1;
 
@@ -83,8 +91,11 @@ pub(crate) struct Journal {
     /// Volumes started so far, in index order (index i at position i).
     pub(crate) volumes: Vec<JournalVolume>,
     /// Where each volume's final segment goes (version 1 journals: alone in its own
-    /// part). The last field, so that a version-1 body is this body without it.
+    /// part). After the fields of version 1, so that its body is a prefix of this one.
     pub(crate) cutting: PartCutting,
+    /// What each part's check is a digest of (versions 1 and 2: its plaintext). The last
+    /// field, so that a version-2 body is this body without it.
+    pub(crate) part_check: PartCheck,
 }
 
 /// A snapshot by name and identity (the name alone may have been reused).
@@ -139,8 +150,9 @@ pub(crate) struct JournalPart {
     pub(crate) plaintext_start: u64,
     /// Plaintext bytes it encrypts.
     pub(crate) plaintext_len: u64,
-    /// SHA-256 of that plaintext.
-    pub(crate) plaintext_sha256: [u8; 32],
+    /// Its check, as the journal's `part_check` says: written before the part is sent,
+    /// compared before it is sent again.
+    pub(crate) check: [u8; 32],
     /// Whether it is the volume's last part (its last segment is sealed as final).
     pub(crate) last: bool,
     /// The ETag S3 returned, once the part is stored.
@@ -191,7 +203,7 @@ impl JournalVolume {
     }
 }
 
-/// Encodes a journal as a version-2 file.
+/// Encodes a journal as a version-3 file.
 pub(crate) fn encode_journal(journal: &Journal) -> Result<Vec<u8>> {
     // bincode refuses only types it cannot encode (maps with non-string keys and the
     // like), which these are not: a failure here is a bug.
@@ -219,34 +231,45 @@ pub(crate) fn decode_journal(bytes: &[u8], path: &Path) -> Result<Journal> {
         Unreadable::NotThisKind => bad("not a zib journal (wrong magic or too short)".into()),
         Unreadable::Version(version) => bad(format!(
             "journal format version {version}; this zib reads versions {JOURNAL_VERSION_1} \
-             and {JOURNAL_VERSION} (written by a newer zib?)"
+             to {JOURNAL_VERSION} (written by a newer zib?)"
         )),
         other => bad(other.to_string()),
     };
-    let body = match envelope::open(bytes, &JOURNAL_MAGIC, JOURNAL_VERSION) {
-        Ok(body) => body.to_vec(),
-        Err(Unreadable::Version(JOURNAL_VERSION_1)) => {
-            let mut body = envelope::open(bytes, &JOURNAL_MAGIC, JOURNAL_VERSION_1)
-                .map_err(unreadable)?
-                .to_vec();
-            // Version 2 appended one field: a version-1 body is completed with the
-            // cutting its uploads used.
-            let cutting = bincode::serialize(&PartCutting::FinalSegmentAlone).map_err(|error| {
-                Error::Internal(format!("could not encode a part cutting: {error}"))
-            })?;
-            body.extend_from_slice(&cutting);
-            body
+    // Each version appended fields to the one before: an older body is completed with
+    // the values its uploads used.
+    let (version, appended) = match envelope::open(bytes, &JOURNAL_MAGIC, JOURNAL_VERSION) {
+        Ok(_) => (JOURNAL_VERSION, Vec::new()),
+        Err(Unreadable::Version(JOURNAL_VERSION_2)) => {
+            (JOURNAL_VERSION_2, encoded(&PartCheck::PlaintextSha256)?)
         }
+        Err(Unreadable::Version(JOURNAL_VERSION_1)) => (
+            JOURNAL_VERSION_1,
+            [
+                encoded(&PartCutting::FinalSegmentAlone)?,
+                encoded(&PartCheck::PlaintextSha256)?,
+            ]
+            .concat(),
+        ),
         Err(error) => return Err(unreadable(error)),
     };
+    let mut body = envelope::open(bytes, &JOURNAL_MAGIC, version)
+        .map_err(unreadable)?
+        .to_vec();
+    body.extend_from_slice(&appended);
     envelope::decode_body(&body).map_err(|error| bad(format!("the body does not decode: {error}")))
+}
+
+/// A field's encoding, to complete an older version's body.
+fn encoded<T: Serialize + std::fmt::Debug>(value: &T) -> Result<Vec<u8>> {
+    bincode::serialize(value)
+        .map_err(|error| Error::Internal(format!("could not encode {value:?}: {error}")))
 }
 
 /// Reads the journal at `path`; `Ok(None)` when there is none. Blocking.
 ///
 /// # Errors
 ///
-/// [`Error::Journal`] for a file that is not a readable journal (version 1 or 2);
+/// [`Error::Journal`] for a file that is not a readable journal (versions 1 to 3);
 /// [`Error::LocalState`] when it cannot be read.
 pub(crate) fn read_journal_blocking(path: &Path) -> Result<Option<Journal>> {
     read_if_exists(path, "read the resume journal")?
@@ -358,7 +381,7 @@ pub async fn journal_save_benchmark(
                     number,
                     plaintext_start: u64::from(number - 1) << 26,
                     plaintext_len: 1 << 26,
-                    plaintext_sha256: [3; 32],
+                    check: [3; 32],
                     last: false,
                     etag: Some("\"9b2cf535f27731c974343645a3985328\"".into()),
                 })
@@ -381,6 +404,7 @@ pub async fn journal_save_benchmark(
         shape: VolumeShape::default(),
         volumes,
         cutting: PartCutting::FinalSegmentInLastPart,
+        part_check: PartCheck::SegmentTags,
     };
     let bytes = encode_journal(&journal)?.len();
     let file = JournalFile::new(dir.join("bench.journal"), journal);
@@ -446,7 +470,7 @@ mod tests {
                                 number: 1,
                                 plaintext_start: 0,
                                 plaintext_len: 1 << 26,
-                                plaintext_sha256: [8; 32],
+                                check: [8; 32],
                                 last: false,
                                 etag: Some("\"etag-1\"".into()),
                             },
@@ -454,7 +478,7 @@ mod tests {
                                 number: 2,
                                 plaintext_start: 1 << 26,
                                 plaintext_len: 1 << 26,
-                                plaintext_sha256: [9; 32],
+                                check: [9; 32],
                                 last: false,
                                 etag: None,
                             },
@@ -463,6 +487,7 @@ mod tests {
                 },
             ],
             cutting: PartCutting::FinalSegmentInLastPart,
+            part_check: PartCheck::SegmentTags,
         }
     }
 
@@ -486,27 +511,46 @@ mod tests {
         "09090909090000085e9e535cdff4e0bdb5de93ae1eab477c4ef913fb6c05e89ad7a692427cdc31",
     ];
 
-    /// Version 2 is version 1's body followed by the cutting (bincode: a `u32` variant
-    /// index, 1 for `FinalSegmentInLastPart`), under version number 2.
-    fn version_2_of(version_1: &[u8]) -> Vec<u8> {
+    /// Each later version is version 1's body followed by the fields it added, in
+    /// bincode: `u32` variant indexes, the cutting (1 for `FinalSegmentInLastPart`) in
+    /// version 2, then the part check (1 for `SegmentTags`) in version 3.
+    fn later_version_of(version_1: &[u8], version: u32) -> Vec<u8> {
         let mut body = version_1[20..version_1.len() - 32].to_vec();
-        body.extend_from_slice(&1u32.to_le_bytes());
-        envelope::seal(&JOURNAL_MAGIC, 2, &body)
+        for _ in 1..version {
+            body.extend_from_slice(&1u32.to_le_bytes());
+        }
+        envelope::seal(&JOURNAL_MAGIC, version, &body)
     }
 
     #[test]
     fn the_file_format_is_pinned() {
         let old = hex::decode(SAMPLE_FILE_HEX.concat()).unwrap();
-        assert_eq!(encode_journal(&sample()).unwrap(), version_2_of(&old));
+        assert_eq!(
+            encode_journal(&sample()).unwrap(),
+            later_version_of(&old, 3)
+        );
     }
 
     #[test]
-    fn a_version_1_journal_resumes_with_the_final_segment_in_its_own_part() {
+    fn a_version_1_journal_resumes_with_the_final_segment_in_its_own_part_and_plaintext_checks() {
         let old = hex::decode(SAMPLE_FILE_HEX.concat()).unwrap();
         assert_eq!(
             decode_journal(&old, Path::new("j")).unwrap(),
             Journal {
                 cutting: PartCutting::FinalSegmentAlone,
+                part_check: PartCheck::PlaintextSha256,
+                ..sample()
+            }
+        );
+    }
+
+    #[test]
+    fn a_version_2_journal_resumes_with_plaintext_checks() {
+        let old = hex::decode(SAMPLE_FILE_HEX.concat()).unwrap();
+        assert_eq!(
+            decode_journal(&later_version_of(&old, 2), Path::new("j")).unwrap(),
+            Journal {
+                part_check: PartCheck::PlaintextSha256,
                 ..sample()
             }
         );
@@ -559,14 +603,14 @@ mod tests {
     #[test]
     fn another_version_is_refused_with_its_number() {
         let mut bytes = encode_journal(&sample()).unwrap();
-        bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+        bytes[8..12].copy_from_slice(&4u32.to_le_bytes());
         // A valid checksum, so only the version can be the reason.
         let len = bytes.len() - 32;
         let checksum = ring::digest::digest(&ring::digest::SHA256, &bytes[..len]);
         bytes[len..].copy_from_slice(checksum.as_ref());
         let error = decode_journal(&bytes, Path::new("j")).unwrap_err();
         let text = error.to_string();
-        assert!(text.contains("version 3"), "{text}");
-        assert!(text.contains("versions 1 and 2"), "{text}");
+        assert!(text.contains("version 4"), "{text}");
+        assert!(text.contains("versions 1 to 3"), "{text}");
     }
 }

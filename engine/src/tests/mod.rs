@@ -32,6 +32,7 @@ use crate::repository::{Host, InitOptions};
 use crate::state::journal::{read_journal, Journal, JournalFile, JournalSnapshot};
 use crate::state::lock::lock_dataset;
 use crate::state::{DatasetFiles, StateDir};
+use crate::upload::parts::PartCheck;
 use crate::upload::recorder::Recorder;
 use crate::upload::shape::PartCutting;
 use crate::upload::{upload_journalled, Attempt, UploadedStream, VolumeShape};
@@ -136,6 +137,7 @@ pub(crate) fn new_journal(repository: &Repo, dataset: &str, shape: VolumeShape) 
         shape,
         volumes: Vec::new(),
         cutting: PartCutting::FinalSegmentInLastPart,
+        part_check: PartCheck::SegmentTags,
     }
 }
 

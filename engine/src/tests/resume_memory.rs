@@ -29,6 +29,7 @@ use crate::repository::{InitOptions, Repository};
 use crate::state::journal::{read_journal, Journal, JournalFile, VolumeState};
 use crate::state::lock::lock_dataset;
 use crate::state::DatasetFiles;
+use crate::upload::parts::PartCheck;
 use crate::upload::shape::PartCutting;
 use crate::upload::{Attempt, UploadedStream, VolumeShape};
 use crate::FakeClock;
@@ -389,6 +390,49 @@ async fn a_journal_of_the_old_part_cutting_resumes_without_resending() {
     setup.commit_and_read_back(&uploaded, &bytes).await;
 }
 
+/// A journal whose parts are checked by their plaintext's SHA-256 (versions 1 and 2, read
+/// as `PlaintextSha256`) resumes checked that way: its journalled parts stay valid, and
+/// none is sent again. Checked by their tags, every journalled part would differ from
+/// its entry and the volume would go again under a fresh salt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_of_plaintext_checks_resumes_without_resending() {
+    let mut setup = setup().await;
+    setup.journal.part_check = PartCheck::PlaintextSha256;
+    let bytes = stream_bytes(STREAM_LEN, 0x5eed_0fc0_ffee);
+    let before = setup.interrupted(&bytes, fail_part(6)).await;
+    assert_eq!(before.part_check, PartCheck::PlaintextSha256);
+    let (journalled, confirmed_in_flight) = uploading_parts(&before);
+    assert!(journalled >= 3 && confirmed_in_flight >= 1, "{before:?}");
+    let confirmed = before.confirmed_parts();
+
+    let counting = Counting::new(setup.backend.clone());
+    let repository = setup.through(Arc::new(counting.clone())).await;
+    let Attempt::Uploaded(uploaded) = upload_resumable(
+        &repository,
+        &setup.journal_path,
+        setup.journal_on_disk().await,
+        chunked(&bytes),
+        &Bytes_::default(),
+    )
+    .await
+    .unwrap() else {
+        panic!("expected the upload to finish")
+    };
+    assert_eq!(
+        counting.count(Operation::UploadPart),
+        uploaded.parts - confirmed
+    );
+    assert_eq!(
+        counting.count(Operation::CreateMultipart),
+        1,
+        "volume 2 only"
+    );
+    for volume in &before.volumes {
+        assert!(setup.has_salt(&before, volume.index, &volume.salt).await);
+    }
+    setup.commit_and_read_back(&uploaded, &bytes).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_completed_but_not_journalled_is_verified_not_sent_again() {
     let setup = setup().await;
@@ -431,12 +475,15 @@ async fn an_upload_completed_but_not_journalled_is_verified_not_sent_again() {
     setup.commit_and_read_back(&uploaded, &bytes).await;
 }
 
-/// The first run stops in volume 1; the stream then differs from `change_at` on.
-async fn changed_stream(change_at: usize, changed_volume: u32) {
-    let setup = setup().await;
+/// The first run, journalling `part_check`s, stops in volume 1; the stream then differs
+/// from `change_at` on.
+async fn changed_stream(change_at: usize, changed_volume: u32, part_check: PartCheck) {
+    let mut setup = setup().await;
+    setup.journal.part_check = part_check;
     let old = stream_bytes(STREAM_LEN, 0x0bad_cafe_dead_beef);
     let before = setup.interrupted(&old, fail_part(5)).await;
     assert_eq!(before.volumes.len(), 2);
+    assert_eq!(before.part_check, part_check);
     let mut new = old.clone();
     for byte in &mut new[change_at..change_at + 1000] {
         *byte ^= 0x5a;
@@ -500,12 +547,19 @@ async fn changed_stream(change_at: usize, changed_volume: u32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_changed_in_the_volume_being_uploaded_restarts_it_with_a_fresh_salt() {
     // Inside the first part of volume 1, which the first run confirmed.
-    changed_stream(13 * MIB, 1).await;
+    changed_stream(13 * MIB, 1, PartCheck::SegmentTags).await;
+}
+
+/// As above, for an upload journalled by a zib that checked parts by their plaintext's
+/// hash (journal versions 1 and 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_changed_under_plaintext_checks_restarts_the_volume_with_a_fresh_salt() {
+    changed_stream(13 * MIB, 1, PartCheck::PlaintextSha256).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_changed_in_a_completed_volume_replaces_it_with_a_fresh_salt() {
-    changed_stream(2 * MIB, 0).await;
+    changed_stream(2 * MIB, 0, PartCheck::SegmentTags).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,7 @@ use crate::repository::Repository;
 use crate::state::journal::{
     read_journal, Journal, JournalFile, JournalSnapshot, JournalVolume, VolumeState,
 };
+use crate::upload::parts::PartCheck;
 use crate::upload::shape::PartCutting;
 use crate::upload::VolumeShape;
 use crate::FakeClock;
@@ -660,6 +661,7 @@ async fn journals_that_cannot_be_continued_are_reported_and_replaced() {
             },
         }],
         cutting: PartCutting::FinalSegmentInLastPart,
+        part_check: PartCheck::SegmentTags,
     };
     JournalFile::new(journal_file.clone(), leftover)
         .save()
@@ -878,6 +880,7 @@ async fn a_journalled_incremental_whose_base_backup_is_gone_is_not_resumed() {
         shape: shape(),
         volumes: Vec::new(),
         cutting: PartCutting::FinalSegmentInLastPart,
+        part_check: PartCheck::SegmentTags,
     };
     JournalFile::new(journal_file.clone(), journal.clone())
         .save()

@@ -7,21 +7,21 @@
 //! segment), whatever the stream's size: the stream is never held whole, and a part is released as
 //! soon as its upload finishes.
 //!
-//! Every part's plaintext range and SHA-256 are journalled before the part is sent, and
-//! a resumed upload re-encrypts the stream with the journalled salts, checking each
-//! journalled part against its hash before that part is sent under its salt: parts the
-//! bucket confirmed are skipped, and any difference discards the volume so it is
-//! uploaded again under a fresh salt. The checks hash as the bytes stream by; nothing
-//! extra is buffered.
+//! Every part's plaintext range and check (the SHA-256 of its segments' tags) are
+//! journalled before the part is sent, and a resumed upload re-encrypts the stream with
+//! the journalled salts, comparing each journalled part's check before that part is
+//! sent under its salt: parts the bucket confirmed are skipped, and any difference
+//! discards the volume so it is uploaded again under a fresh salt. The checks read the
+//! tags of parts already in memory; nothing extra is buffered.
 //!
 //! - [`shape`]: how a stream is cut (volume and part sizes);
 //! - [`crate::hashing`]: the stream's and each volume's SHA-256, on a thread of their own;
-//! - [`parts`]: each part's plaintext range and hash;
+//! - [`parts`]: each part's plaintext range and check;
 //! - [`volume`]: one volume's encryption, part uploads and completion;
 //! - [`recorder`]: the journal as the upload proceeds;
 //! - this module: the pass over the stream, volume by volume.
 
-mod parts;
+pub(crate) mod parts;
 pub(crate) mod recorder;
 pub(crate) mod shape;
 mod volume;
@@ -33,6 +33,7 @@ use futures::{Stream, StreamExt};
 use zib_crypto::VolumeSalt;
 use zib_storage_backend::{UploadId, WriteOptions};
 
+use parts::PartCheck;
 use shape::PartCutting;
 pub use shape::VolumeShape;
 
@@ -57,6 +58,8 @@ pub(crate) struct Target {
     shape: VolumeShape,
     /// Where each volume's final segment goes: as the journal says.
     cutting: PartCutting,
+    /// What each part's check is a digest of: as the journal says.
+    part_check: PartCheck,
 }
 
 /// What a stream became: the figures the manifest records.

@@ -1,44 +1,95 @@
-//! Where a volume's parts begin and end, in plaintext: what the journal records per part
-//! before the part is sent.
+//! Where a volume's parts begin and end, in plaintext, and the check the journal records
+//! per part before the part is sent.
 
 use std::collections::VecDeque;
 
 use ring::digest::{Context, SHA256};
+use serde::{Deserialize, Serialize};
 
-use zib_crypto::SEGMENT_LEN;
+use zib_crypto::{HEADER_LEN, SEGMENT_CIPHERTEXT_LEN, SEGMENT_LEN, TAG_LEN};
 
 use super::shape::PartCutting;
 use super::VolumeShape;
 use crate::error::{Error, Result};
 use crate::state::journal::JournalPart;
 
+/// What a journalled part's 32-byte check is the SHA-256 of. A resumed upload
+/// re-encrypts the re-read stream under the journalled salt and sends a part again only
+/// when its check equals the journalled one, so the check must change whenever the
+/// part's plaintext does. Like [`PartCutting`], it is the journal's, not the format's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum PartCheck {
+    /// The part's plaintext: a third SHA-256 pass over every byte, beside the volume's
+    /// and the stream's. What journals of versions 1 and 2 hold; kept so that their
+    /// uploads resume.
+    PlaintextSha256,
+    /// The authentication tags of the part's segments, in order (16 bytes per 65,536
+    /// of plaintext). Under one key and nonce, two segments of equal length and
+    /// different plaintext have different ciphertexts, and their GCM tags differ except
+    /// with probability below 2^-115: the tags' difference is a nonzero polynomial in
+    /// the secret GHASH key of degree at most 4,103 (the blocks of a full segment, its
+    /// associated data and its lengths), and the stream cannot depend on that key. So
+    /// equal checks mean equal plaintexts, and the tags are at hand once the part is
+    /// encrypted: no pass over the plaintext. docs/FORMAT.md, "Salts, determinism, and
+    /// resumed uploads", has the whole argument.
+    SegmentTags,
+}
+
 /// The plaintext a part encrypts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PlainPart {
     pub(crate) start: u64,
     pub(crate) len: u64,
-    pub(crate) sha256: [u8; 32],
+    /// The plaintext's SHA-256, computed only under [`PartCheck::PlaintextSha256`].
+    pub(crate) plaintext_sha256: Option<[u8; 32]>,
     pub(crate) last: bool,
 }
 
 impl PlainPart {
-    pub(crate) fn matches(&self, journalled: &JournalPart) -> bool {
+    /// The check of this part, whose ciphertext is `ciphertext` (`first`: the volume's
+    /// first part, which starts with the header).
+    pub(crate) fn check(&self, how: PartCheck, ciphertext: &[u8], first: bool) -> Result<[u8; 32]> {
+        match how {
+            PartCheck::PlaintextSha256 => self.plaintext_sha256.ok_or_else(|| {
+                Error::Internal("a part's plaintext was not hashed for its check".into())
+            }),
+            PartCheck::SegmentTags => Ok(segment_tags_sha256(ciphertext, first)),
+        }
+    }
+
+    pub(crate) fn matches(&self, check: &[u8; 32], journalled: &JournalPart) -> bool {
         self.start == journalled.plaintext_start
             && self.len == journalled.plaintext_len
-            && self.sha256 == journalled.plaintext_sha256
+            && *check == journalled.check
             && self.last == journalled.last
     }
 }
 
-/// Hashes a volume's plaintext part by part. A part other than the last holds whole
-/// segments (the encryptor seals a segment as soon as it is full), so its plaintext is
-/// a fixed number of segments: the boundaries are known before the ciphertext is cut.
+/// SHA-256 of the tags of the segments in a part's ciphertext, in order. A part holds
+/// whole sealed segments (after the volume header, in the first part), and the last
+/// part ends with the volume's final, shorter segment: each segment's tag is its last
+/// 16 bytes.
+pub(crate) fn segment_tags_sha256(ciphertext: &[u8], first: bool) -> [u8; 32] {
+    let header = if first { HEADER_LEN as usize } else { 0 };
+    let segments = ciphertext.get(header..).unwrap_or_default();
+    let mut hash = Context::new(&SHA256);
+    for segment in segments.chunks(SEGMENT_CIPHERTEXT_LEN as usize) {
+        hash.update(&segment[segment.len().saturating_sub(TAG_LEN as usize)..]);
+    }
+    finish(hash)
+}
+
+/// Tracks a volume's plaintext part by part: where each part's plaintext begins and
+/// ends, and under [`PartCheck::PlaintextSha256`] its hash. A part other than the last
+/// holds whole segments (the encryptor seals a segment as soon as it is full), so its
+/// plaintext is a fixed number of segments: the boundaries are known before the
+/// ciphertext is cut.
 ///
 /// Cut with [`PartCutting::FinalSegmentInLastPart`], a full part is closed only once a
 /// whole segment follows it (the encryptor has then sealed a segment the next part
-/// starts with); until then the bytes after it are hashed twice — into the next part and
+/// starts with); until then the bytes after it count twice — into the next part and
 /// into the full part extended by them, which becomes the volume's last part if the
-/// stream ends first. That is less than one segment per part hashed again.
+/// stream ends first. Hashed, that is less than one segment per part hashed again.
 pub(crate) struct PartPlaintext {
     first_len: u64,
     later_len: u64,
@@ -46,7 +97,8 @@ pub(crate) struct PartPlaintext {
     number: u32,
     start: u64,
     len: u64,
-    hash: Context,
+    /// The current part's plaintext hash (`None`: the check does not need one).
+    hash: Option<Context>,
     /// A full part waiting for a whole segment after it (FinalSegmentInLastPart only).
     held: Option<HeldPart>,
     ready: VecDeque<PlainPart>,
@@ -56,13 +108,14 @@ pub(crate) struct PartPlaintext {
 struct HeldPart {
     start: u64,
     len: u64,
-    full: Context,
-    extended: Context,
+    full: Option<Context>,
+    extended: Option<Context>,
 }
 
 impl PartPlaintext {
-    pub(crate) fn new(shape: &VolumeShape, cutting: PartCutting) -> Self {
+    pub(crate) fn new(shape: &VolumeShape, cutting: PartCutting, check: PartCheck) -> Self {
         let (first_len, later_len) = shape.aligned_plaintext_lens();
+        let hashed = check == PartCheck::PlaintextSha256;
         Self {
             first_len,
             later_len,
@@ -70,7 +123,7 @@ impl PartPlaintext {
             number: 1,
             start: 0,
             len: 0,
-            hash: Context::new(&SHA256),
+            hash: hashed.then(|| Context::new(&SHA256)),
             held: None,
             ready: VecDeque::new(),
         }
@@ -84,6 +137,11 @@ impl PartPlaintext {
         }
     }
 
+    /// A fresh hash for the next part, if parts are hashed.
+    fn fresh_hash(&self) -> Option<Context> {
+        self.hash.as_ref().map(|_| Context::new(&SHA256))
+    }
+
     pub(crate) fn update(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             let room = usize::try_from(self.target() - self.len).unwrap_or(usize::MAX);
@@ -93,9 +151,11 @@ impl PartPlaintext {
                 None => room,
             };
             let (now, rest) = data.split_at(room.min(data.len()));
-            self.hash.update(now);
-            if let Some(held) = &mut self.held {
-                held.extended.update(now);
+            if let Some(hash) = &mut self.hash {
+                hash.update(now);
+            }
+            if let Some(extended) = self.held.as_mut().and_then(|held| held.extended.as_mut()) {
+                extended.update(now);
             }
             self.len += now.len() as u64;
             data = rest;
@@ -113,7 +173,8 @@ impl PartPlaintext {
 
     /// The current part is full: it waits for a whole segment after it.
     fn hold(&mut self) {
-        let full = std::mem::replace(&mut self.hash, Context::new(&SHA256));
+        let fresh = self.fresh_hash();
+        let full = std::mem::replace(&mut self.hash, fresh);
         self.held = Some(HeldPart {
             start: self.start,
             len: self.len,
@@ -131,18 +192,19 @@ impl PartPlaintext {
             self.ready.push_back(PlainPart {
                 start: held.start,
                 len: held.len,
-                sha256: finish(held.full),
+                plaintext_sha256: held.full.map(finish),
                 last: false,
             });
         }
     }
 
     fn close(&mut self, last: bool) {
-        let hash = std::mem::replace(&mut self.hash, Context::new(&SHA256));
+        let fresh = self.fresh_hash();
+        let hash = std::mem::replace(&mut self.hash, fresh);
         self.ready.push_back(PlainPart {
             start: self.start,
             len: self.len,
-            sha256: finish(hash),
+            plaintext_sha256: hash.map(finish),
             last,
         });
         self.start += self.len;
@@ -163,7 +225,7 @@ impl PartPlaintext {
             Some(held) => self.ready.push_back(PlainPart {
                 start: held.start,
                 len: held.len + self.len,
-                sha256: finish(held.extended),
+                plaintext_sha256: held.extended.map(finish),
                 last: true,
             }),
             None => self.close(true),
@@ -205,7 +267,8 @@ mod tests {
     /// The plaintext ranges journalled per part are exactly the plaintext each ciphertext
     /// part encrypts: a part other than the last is whole segments of its range, the last
     /// is its range's segments plus the final (short) segment. This is what makes the
-    /// per-part hash check cover every byte sent under a journalled salt.
+    /// per-part check cover every byte sent under a journalled salt; each part's check
+    /// is the hash of its plaintext, or of exactly its segments' tags.
     #[test]
     fn journalled_plaintext_ranges_are_what_each_part_encrypts() {
         let shape = VolumeShape {
@@ -239,13 +302,17 @@ mod tests {
             3 * first_plain + segment - 1,
         ] {
             let plaintext: Vec<u8> = (0..len).map(|i| (i * 7 + i / 65_536) as u8).collect();
-            for cutting in [
-                PartCutting::FinalSegmentAlone,
-                PartCutting::FinalSegmentInLastPart,
+            for (cutting, check) in [
+                (PartCutting::FinalSegmentAlone, PartCheck::PlaintextSha256),
+                (
+                    PartCutting::FinalSegmentInLastPart,
+                    PartCheck::PlaintextSha256,
+                ),
+                (PartCutting::FinalSegmentInLastPart, PartCheck::SegmentTags),
             ] {
                 let salt = VolumeSalt::generate().unwrap();
                 let mut encryptor = VolumeEncryptor::new(&key, identity, &salt).unwrap();
-                let mut plain = PartPlaintext::new(&shape, cutting);
+                let mut plain = PartPlaintext::new(&shape, cutting, check);
                 let mut buffer = BytesMut::new();
                 let mut parts: Vec<(Bytes, PlainPart)> = Vec::new();
                 let target = |parts: &Vec<(Bytes, PlainPart)>| {
@@ -282,14 +349,15 @@ mod tests {
                     shape.parts(len as u64, cutting),
                     "length {len}, {cutting:?}: the count `VolumeShape::parts` predicts"
                 );
-                check_ranges(&plaintext, &parts, len);
+                check_ranges(&plaintext, &parts, len, check);
             }
         }
     }
 
     /// Each part's journalled range is contiguous with the previous one and is exactly
-    /// the plaintext its ciphertext encrypts, hashed.
-    fn check_ranges(plaintext: &[u8], parts: &[(Bytes, PlainPart)], len: usize) {
+    /// the plaintext its ciphertext encrypts; its check covers exactly that.
+    fn check_ranges(plaintext: &[u8], parts: &[(Bytes, PlainPart)], len: usize, check: PartCheck) {
+        let volume: Vec<u8> = parts.iter().flat_map(|(part, _)| part.to_vec()).collect();
         let mut expected_start = 0;
         for (number, (part, range)) in parts.iter().enumerate() {
             let header = if number == 0 { HEADER_LEN } else { 0 };
@@ -312,9 +380,132 @@ mod tests {
             let end = start + usize::try_from(range.len).unwrap();
             let mut sha256 = [0u8; 32];
             sha256.copy_from_slice(ring::digest::digest(&SHA256, &plaintext[start..end]).as_ref());
-            assert_eq!(range.sha256, sha256);
+            let computed = range.check(check, part, number == 0).unwrap();
+            match check {
+                PartCheck::PlaintextSha256 => assert_eq!(computed, sha256),
+                PartCheck::SegmentTags => {
+                    assert_eq!(range.plaintext_sha256, None, "no plaintext pass");
+                    assert_eq!(
+                        computed,
+                        tags_of(&volume, range),
+                        "length {len}, part {number}"
+                    );
+                }
+            }
             expected_start += range.len;
         }
         assert_eq!(expected_start, len as u64);
+    }
+
+    /// The SHA-256 of the tags of the segments a part's range covers, read from the
+    /// whole volume at the offsets FORMAT.md gives (segment `i` at `58 + i · 65552`).
+    fn tags_of(volume: &[u8], range: &PlainPart) -> [u8; 32] {
+        let first = range.start / SEGMENT_LEN;
+        // The last part also holds the final segment, even an empty one.
+        let segments = range.len / SEGMENT_LEN + u64::from(range.last);
+        let mut hash = Context::new(&SHA256);
+        for segment in first..first + segments {
+            let start = HEADER_LEN + segment * SEGMENT_CIPHERTEXT_LEN;
+            let end = (start + SEGMENT_CIPHERTEXT_LEN).min(volume.len() as u64);
+            let end = usize::try_from(end).unwrap();
+            hash.update(&volume[end - TAG_LEN as usize..end]);
+        }
+        finish(hash)
+    }
+
+    fn small_shape() -> VolumeShape {
+        VolumeShape {
+            volume_plaintext_len: 64 << 20,
+            part_len: 5 << 20,
+            parts_in_flight: 2,
+        }
+    }
+
+    /// Encrypts `plaintext` as one volume under `salt`, cut into parts, and returns
+    /// each part's check.
+    fn checks(plaintext: &[u8], key: &DataKey, salt: &VolumeSalt) -> Vec<[u8; 32]> {
+        let shape = small_shape();
+        let (first_part, later_part) = shape.aligned_part_lens();
+        let identity = VolumeIdentity {
+            repository_id: [1; 16],
+            backup_id: [2; 16],
+            volume_index: 3,
+        };
+        let mut encryptor = VolumeEncryptor::new(key, identity, salt).unwrap();
+        let mut plain = PartPlaintext::new(
+            &shape,
+            PartCutting::FinalSegmentInLastPart,
+            PartCheck::SegmentTags,
+        );
+        let mut buffer = BytesMut::new();
+        let mut checks = Vec::new();
+        for chunk in plaintext.chunks(65_521) {
+            plain.update(chunk);
+            for piece in encryptor.push_chunk(Bytes::copy_from_slice(chunk)).unwrap() {
+                buffer.extend_from_slice(&piece);
+            }
+            loop {
+                let target = if checks.is_empty() {
+                    first_part
+                } else {
+                    later_part
+                };
+                if buffer.len() <= target {
+                    break;
+                }
+                let part = buffer.split_to(target);
+                let range = plain.next_full().unwrap();
+                checks.push(
+                    range
+                        .check(PartCheck::SegmentTags, &part, checks.is_empty())
+                        .unwrap(),
+                );
+            }
+        }
+        buffer.extend_from_slice(&encryptor.finish().unwrap());
+        let range = plain.finish().unwrap();
+        checks.push(
+            range
+                .check(PartCheck::SegmentTags, &buffer, checks.is_empty())
+                .unwrap(),
+        );
+        checks
+    }
+
+    /// What a resumed upload relies on: under the journalled salt the same plaintext
+    /// gives the same checks, and one changed byte anywhere changes its part's check
+    /// (and only that one), so the part is never sent under that salt.
+    #[test]
+    fn under_one_salt_a_parts_check_changes_exactly_when_its_plaintext_does() {
+        let key = DataKey::generate().unwrap();
+        let salt = VolumeSalt::generate().unwrap();
+        let plaintext: Vec<u8> = (0..12_u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let before = checks(&plaintext, &key, &salt);
+        assert_eq!(before.len(), 3);
+        assert_eq!(checks(&plaintext, &key, &salt), before, "deterministic");
+        let (first_plain, _) = small_shape().aligned_plaintext_lens();
+        for (position, part) in [
+            (0, 0),
+            (first_plain - 1, 0),
+            (first_plain, 1),
+            (7 << 20, 1),
+            (plaintext.len() as u64 - 1, 2),
+        ] {
+            let mut changed = plaintext.clone();
+            changed[usize::try_from(position).unwrap()] ^= 0x01;
+            let after = checks(&changed, &key, &salt);
+            for (index, (old, new)) in before.iter().zip(&after).enumerate() {
+                assert_eq!(
+                    old == new,
+                    index != part,
+                    "byte {position} changed: part {index}'s check"
+                );
+            }
+        }
+        // Another salt (a fresh attempt) gives other checks for the same plaintext.
+        let other = VolumeSalt::generate().unwrap();
+        assert_ne!(checks(&plaintext, &key, &other)[0], before[0]);
     }
 }

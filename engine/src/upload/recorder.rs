@@ -70,6 +70,7 @@ impl Recorder {
             backup: journal.backup_id,
             shape,
             cutting: journal.cutting,
+            part_check: journal.part_check,
         }
     }
 

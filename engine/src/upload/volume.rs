@@ -11,7 +11,7 @@ use zib_storage_backend::{
     CompletePrecondition, CompletedPart, ETag, ObjectKey, PartInfo, UploadId,
 };
 
-use super::parts::{PartFull, PartPlaintext, PlainPart};
+use super::parts::{PartCheck, PartFull, PartPlaintext, PlainPart};
 use super::recorder::Recorder;
 use super::shape::PartCutting;
 use super::Target;
@@ -159,6 +159,8 @@ pub(super) struct VolumeUpload<'r> {
     /// for a moment, twice the memory).
     part_capacity: usize,
     cutting: PartCutting,
+    /// What each part's journalled check is a digest of: as the journal says.
+    part_check: PartCheck,
     parts_in_flight: usize,
     next_part: u32,
     /// Part uploads in flight. A `JoinSet`, not detached tasks: dropping the upload (the
@@ -206,11 +208,12 @@ impl<'r> VolumeUpload<'r> {
             part_len,
             part_capacity,
             cutting: target.cutting,
+            part_check: target.part_check,
             parts_in_flight: target.shape.parts_in_flight.max(1),
             next_part: 1,
             in_flight: JoinSet::new(),
             done: Vec::new(),
-            plain: PartPlaintext::new(&target.shape, target.cutting),
+            plain: PartPlaintext::new(&target.shape, target.cutting, target.part_check),
             resume,
             changed: false,
         })
@@ -294,9 +297,10 @@ impl<'r> VolumeUpload<'r> {
         Ok(())
     }
 
-    /// Journals the part (its plaintext range and hash, durably) and then sends it — or,
-    /// resuming, checks it against the journal first and skips it when the bucket holds
-    /// it already.
+    /// Journals the part (its plaintext range and check, durably) and then sends it — or,
+    /// resuming, compares it with the journal first and skips it when the bucket holds
+    /// it already. Resuming, `part` was encrypted under the journalled salt: it leaves
+    /// this function, to be sent, only if its check is the journalled one.
     async fn send_part(
         &mut self,
         part: Bytes,
@@ -307,12 +311,13 @@ impl<'r> VolumeUpload<'r> {
         let number = self.next_part;
         let size = part.len() as u64;
         let mut journalled = false;
+        let check = plain.check(self.part_check, &part, number == 1)?;
         if let Some(resume) = &self.resume {
             let previous = usize::try_from(number - 1)
                 .ok()
                 .and_then(|position| resume.journalled.get(position));
             match previous {
-                Some(previous) if !plain.matches(previous) => {
+                Some(previous) if !plain.matches(&check, previous) => {
                     self.changed = true;
                     return Ok(());
                 }
@@ -353,7 +358,7 @@ impl<'r> VolumeUpload<'r> {
                         number,
                         plaintext_start: plain.start,
                         plaintext_len: plain.len,
-                        plaintext_sha256: plain.sha256,
+                        check,
                         last: plain.last,
                         etag: None,
                     },

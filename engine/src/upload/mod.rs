@@ -18,9 +18,11 @@
 //! - [`crate::hashing`]: the stream's and each volume's SHA-256, on a thread of their own;
 //! - [`parts`]: each part's plaintext range and check;
 //! - [`volume`]: one volume's encryption, part uploads and completion;
+//! - [`buffers`]: part buffers, reused from one part to the next;
 //! - [`recorder`]: the journal as the upload proceeds;
 //! - this module: the pass over the stream, volume by volume.
 
+mod buffers;
 pub(crate) mod parts;
 pub(crate) mod recorder;
 pub(crate) mod shape;
@@ -37,6 +39,7 @@ use parts::PartCheck;
 use shape::PartCutting;
 pub use shape::VolumeShape;
 
+use self::buffers::PartBuffers;
 use self::recorder::{volume_key, Recorder};
 use self::volume::{Finished, Resume, VerifyVolume, VolumeSink, VolumeUpload};
 use crate::context::Repo;
@@ -223,6 +226,7 @@ where
 {
     let shape = &target.shape;
     let hashes = PlaintextHashes::start();
+    let buffers = PartBuffers::new(shape.largest_part_len());
     let mut volumes = Vec::new();
     let mut parts = 0u64;
     let mut offset = 0u64;
@@ -239,7 +243,8 @@ where
                 ))
             })?;
         progress.phase(&format!("volume {}", index + 1));
-        let mut volume = open_volume_sink(repository, target, index, offset, recorder).await?;
+        let mut volume =
+            open_volume_sink(repository, target, index, offset, recorder, &buffers).await?;
         let filled = async {
             while let Some(mut chunk) = next.take() {
                 let room = shape.volume_plaintext_len - volume.plaintext_len();
@@ -319,6 +324,7 @@ async fn open_volume_sink<'r>(
     index: u32,
     stream_offset: u64,
     recorder: &mut Recorder,
+    buffers: &PartBuffers,
 ) -> Result<VolumeSink<'r>> {
     let key = volume_key(repository, target, index)?;
     let backend = repository.backend();
@@ -367,15 +373,18 @@ async fn open_volume_sink<'r>(
                         journalled: parts.clone(),
                         listed,
                     };
-                    return Ok(VolumeSink::Upload(VolumeUpload::new(
-                        repository,
-                        target,
-                        key,
-                        upload,
-                        index,
-                        &salt,
-                        Some(resume),
-                    )?));
+                    return Ok(VolumeSink::Upload(
+                        VolumeUpload::new(
+                            repository,
+                            target,
+                            key,
+                            upload,
+                            index,
+                            &salt,
+                            buffers.clone(),
+                        )?
+                        .resuming(resume),
+                    ));
                 }
             }
         }
@@ -412,7 +421,13 @@ async fn open_volume_sink<'r>(
         .await?;
     abort_strays(repository, &key, &upload).await;
     Ok(VolumeSink::Upload(VolumeUpload::new(
-        repository, target, key, upload, index, &salt, None,
+        repository,
+        target,
+        key,
+        upload,
+        index,
+        &salt,
+        buffers.clone(),
     )?))
 }
 

@@ -11,6 +11,7 @@ use zib_storage_backend::{
     CompletePrecondition, CompletedPart, ETag, ObjectKey, PartInfo, UploadId,
 };
 
+use super::buffers::PartBuffers;
 use super::parts::{PartCheck, PartFull, PartPlaintext, PlainPart};
 use super::recorder::Recorder;
 use super::shape::PartCutting;
@@ -139,8 +140,9 @@ pub(super) struct Resume {
     pub(super) listed: Option<HashMap<u32, String>>,
 }
 
-/// A part upload's outcome, as its task reports it.
-type PartOutcome = (u32, zib_storage_backend::Result<PartInfo>);
+/// A part upload's outcome, as its task reports it, with the part's bytes (to be handed
+/// back to the buffers).
+type PartOutcome = (u32, zib_storage_backend::Result<PartInfo>, Bytes);
 
 /// One volume's multipart upload in progress.
 pub(super) struct VolumeUpload<'r> {
@@ -151,13 +153,12 @@ pub(super) struct VolumeUpload<'r> {
     encryptor: Option<VolumeEncryptor>,
     plaintext_len: u64,
     ciphertext_len: u64,
+    /// The part being filled; empty, with no allocation, until its first byte comes.
     buffer: BytesMut,
+    /// Where part buffers come from and go back to.
+    buffers: PartBuffers,
     first_part_len: usize,
     part_len: usize,
-    /// Capacity of each part's buffer: the aligned part plus room for the volume's final
-    /// segment, so the last part never grows (a regrown 64 MiB buffer is a copy and,
-    /// for a moment, twice the memory).
-    part_capacity: usize,
     cutting: PartCutting,
     /// What each part's journalled check is a digest of: as the journal says.
     part_check: PartCheck,
@@ -175,6 +176,8 @@ pub(super) struct VolumeUpload<'r> {
 }
 
 impl<'r> VolumeUpload<'r> {
+    /// A fresh upload of volume `index` under `salt` (see [`resuming`](Self::resuming)
+    /// for one an earlier run journalled).
     pub(super) fn new(
         repository: &'r Repo,
         target: &Target,
@@ -182,7 +185,7 @@ impl<'r> VolumeUpload<'r> {
         upload: UploadId,
         index: u32,
         salt: &VolumeSalt,
-        resume: Option<Resume>,
+        buffers: PartBuffers,
     ) -> Result<Self> {
         let encryptor = VolumeEncryptor::new(
             repository.data_key(),
@@ -194,7 +197,6 @@ impl<'r> VolumeUpload<'r> {
             salt,
         )?;
         let (first_part_len, part_len) = target.shape.aligned_part_lens();
-        let part_capacity = target.shape.largest_part_len();
         Ok(Self {
             repository,
             key,
@@ -203,10 +205,10 @@ impl<'r> VolumeUpload<'r> {
             encryptor: Some(encryptor),
             plaintext_len: 0,
             ciphertext_len: 0,
-            buffer: BytesMut::with_capacity(part_capacity),
+            buffer: BytesMut::new(),
+            buffers,
             first_part_len,
             part_len,
-            part_capacity,
             cutting: target.cutting,
             part_check: target.part_check,
             parts_in_flight: target.shape.parts_in_flight.max(1),
@@ -214,9 +216,23 @@ impl<'r> VolumeUpload<'r> {
             in_flight: JoinSet::new(),
             done: Vec::new(),
             plain: PartPlaintext::new(&target.shape, target.cutting, target.part_check),
-            resume,
+            resume: None,
             changed: false,
         })
+    }
+
+    /// The upload continues one an earlier run journalled (`salt` was the journalled one).
+    pub(super) fn resuming(mut self, resume: Resume) -> Self {
+        self.resume = Some(resume);
+        self
+    }
+
+    /// The part being filled, with its buffer drawn if this is its first byte.
+    fn filling(&mut self) -> &mut BytesMut {
+        if self.buffer.capacity() == 0 {
+            self.buffer = self.buffers.take();
+        }
+        &mut self.buffer
     }
 
     fn current_part_target(&self) -> usize {
@@ -258,11 +274,13 @@ impl<'r> VolumeUpload<'r> {
     /// never (the final segment joins the last part): see [`PartFull`]. Once the stream
     /// is known to have changed, nothing more is kept.
     ///
-    /// Each part is one allocation of exactly its size, filled once: growing one buffer
+    /// Each part is one allocation of at least its size, filled once: growing one buffer
     /// instead would copy a part's bytes again on every doubling, and a part split off it
     /// would pin the buffer's whole allocation — pages the next part had already
     /// written — while it uploads (measured with `engine/benches/pipeline.rs`: the peak
-    /// for an 8 GiB stream fell from 497 to 269 MiB).
+    /// for an 8 GiB stream fell from 497 to 269 MiB). The allocation is drawn from
+    /// [`PartBuffers`] when the part's first byte comes, so a part waiting for an upload
+    /// slot and the next one are never both in memory.
     async fn append(
         &mut self,
         mut bytes: &[u8],
@@ -272,17 +290,13 @@ impl<'r> VolumeUpload<'r> {
     ) -> Result<()> {
         while !self.changed {
             if when_full == PartFull::Absorb {
-                self.buffer.extend_from_slice(bytes);
+                self.filling().extend_from_slice(bytes);
                 break;
             }
             let target = self.current_part_target();
             if self.buffer.len() == target && (when_full == PartFull::SendNow || !bytes.is_empty())
             {
-                let part = std::mem::replace(
-                    &mut self.buffer,
-                    BytesMut::with_capacity(self.part_capacity),
-                )
-                .freeze();
+                let part = std::mem::take(&mut self.buffer).freeze();
                 let plain = self.plain.next_full()?;
                 self.send_part(part, plain, recorder, progress).await?;
                 continue;
@@ -291,7 +305,7 @@ impl<'r> VolumeUpload<'r> {
                 break;
             }
             let take = (target - self.buffer.len()).min(bytes.len());
-            self.buffer.extend_from_slice(&bytes[..take]);
+            self.filling().extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
         }
         Ok(())
@@ -370,11 +384,10 @@ impl<'r> VolumeUpload<'r> {
         let backend = self.repository.backend().clone();
         let key = self.key.clone();
         let upload = self.upload.clone();
+        let sent = part.clone();
         self.in_flight.spawn(async move {
-            (
-                number,
-                backend.upload_part(&key, &upload, number, part).await,
-            )
+            let outcome = backend.upload_part(&key, &upload, number, part).await;
+            (number, outcome, sent)
         });
         Ok(())
     }
@@ -388,7 +401,7 @@ impl<'r> VolumeUpload<'r> {
         let Some(joined) = self.in_flight.join_next().await else {
             return Ok(());
         };
-        let (number, outcome) = match joined {
+        let (number, outcome, sent) = match joined {
             Ok(outcome) => outcome,
             // A panic in the storage backend is a bug, not a storage error: it propagates.
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
@@ -399,6 +412,7 @@ impl<'r> VolumeUpload<'r> {
                 )))
             }
         };
+        self.buffers.give_back(sent);
         let part = outcome?;
         recorder.part_confirmed(self.index, number, part.etag.as_str(), part.size, progress);
         self.done.push(part);

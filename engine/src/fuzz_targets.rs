@@ -163,7 +163,7 @@ pub fn journal(data: &[u8]) -> Accepted {
     if bytes.get(8..12) == Some(&journal::JOURNAL_VERSION.to_le_bytes()[..]) {
         assert_eq!(encoded, bytes, "a journal file is canonical");
     } else {
-        // A version-1 journal is written back as version 2: the same journal.
+        // An older journal is written back as the current version: the same journal.
         assert_eq!(
             journal::decode_journal(&encoded, Path::new("fuzz.journal"))
                 .expect("a re-encoded journal decodes"),

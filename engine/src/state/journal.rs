@@ -9,8 +9,10 @@
 //! It records the backup in progress — backup and dataset ids, the target snapshot
 //! (name and identity), the kind and base, the send flags and the volume shape — and, per
 //! volume, its multipart upload id and encryption salt; per part of the volume being
-//! uploaded, its number, the plaintext range it covers, its check (the SHA-256 of its
-//! segments' authentication tags, [`PartCheck`]) and, once S3 confirmed it, its ETag. A completed volume keeps its upload id and salt and its
+//! uploaded, its number, the plaintext range it covers, its check ([`PartCheck`]: the
+//! SHA-256 of its segments' authentication tags for a backup this zib began, of its
+//! plaintext for one begun under journal version 1 or 2) and, once S3 confirmed it, its
+//! ETag. A completed volume keeps its upload id and salt and its
 //! list entry (lengths and plaintext hash) but drops its parts, so the journal stays a
 //! few hundred bytes per volume plus one line per part of the volume in flight, whatever
 //! the stream's size.

@@ -921,3 +921,92 @@ async fn clean_up_keeps_every_upload_of_a_live_backup_by_its_key() {
     );
     drop(held);
 }
+
+/// The in-memory backend, storing a copy of each part and dropping the part's own
+/// bytes, as the local directory and S3 backends do once a part is sent: the upload then
+/// gets each part's buffer back for a later part. Records the distinct buffers seen.
+#[derive(Debug)]
+struct CopyingParts {
+    inner: Arc<MemoryBackend>,
+    buffers: std::sync::Mutex<std::collections::BTreeSet<usize>>,
+}
+
+#[async_trait::async_trait]
+impl zib_storage_backend::Forwarding for CopyingParts {
+    fn inner(&self) -> &dyn StorageBackend {
+        self.inner.as_ref()
+    }
+
+    async fn upload_part(
+        &self,
+        key: &zib_storage_backend::ObjectKey,
+        upload: &zib_storage_backend::UploadId,
+        number: u32,
+        data: Bytes,
+    ) -> zib_storage_backend::Result<zib_storage_backend::PartInfo> {
+        self.buffers.lock().unwrap().insert(data.as_ptr() as usize);
+        let copy = Bytes::copy_from_slice(&data);
+        drop(data);
+        self.inner.upload_part(key, upload, number, copy).await
+    }
+}
+
+/// Part buffers handed back and filled again carry no byte of an earlier part into a
+/// later one, fresh or resumed (a resumed run also hands back the parts it skips), and
+/// there are never more of them than parts in flight plus the one being filled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_part_buffers_leave_every_volume_whole() {
+    let setup = setup().await;
+    let bytes = stream_bytes(STREAM_LEN, 0x0b0f_fe75_u64);
+    let before = setup.interrupted(&bytes, fail_part(6)).await;
+    assert!(before.confirmed_parts() >= 3, "{before:?}");
+    let copying = Arc::new(CopyingParts {
+        inner: setup.backend.clone(),
+        buffers: std::sync::Mutex::default(),
+    });
+    let repository = setup.through(copying.clone()).await;
+    let Attempt::Uploaded(uploaded) = upload_resumable(
+        &repository,
+        &setup.journal_path,
+        setup.journal_on_disk().await,
+        chunked(&bytes),
+        &Bytes_::default(),
+    )
+    .await
+    .unwrap() else {
+        panic!("expected the upload to finish")
+    };
+    let buffers = copying.buffers.lock().unwrap().len();
+    assert!(
+        (1..=shape().parts_in_flight + 1).contains(&buffers),
+        "{buffers} buffers"
+    );
+    setup.commit_and_read_back(&uploaded, &bytes).await;
+
+    // A fresh backup of another stream through the same stack.
+    let fresh = self::setup().await;
+    let other = stream_bytes(STREAM_LEN + 12_345, 0x5eed_b0f5_u64);
+    let copying = Arc::new(CopyingParts {
+        inner: fresh.backend.clone(),
+        buffers: std::sync::Mutex::default(),
+    });
+    let repository = fresh.through(copying.clone()).await;
+    let Attempt::Uploaded(uploaded) = upload_resumable(
+        &repository,
+        &fresh.journal_path,
+        fresh.journal.clone(),
+        chunked(&other),
+        &Bytes_::default(),
+    )
+    .await
+    .unwrap() else {
+        panic!("expected the upload to finish")
+    };
+    let buffers = copying.buffers.lock().unwrap().len();
+    assert!(
+        (1..=shape().parts_in_flight + 1).contains(&buffers) && buffers < uploaded.parts as usize,
+        "{buffers} buffers for {} parts",
+        uploaded.parts
+    );
+    fresh.commit_and_read_back(&uploaded, &other).await;
+}

@@ -19,6 +19,9 @@ use bytes::{Bytes, BytesMut};
 #[derive(Debug, Clone)]
 pub(crate) struct PartBuffers {
     spare: Arc<Mutex<Vec<BytesMut>>>,
+    /// At most this many are kept: the most that can be alive at once (parts in flight
+    /// plus the one being filled), so a path that hands back more cannot grow the pool.
+    most_kept: usize,
     /// Capacity of every buffer: the largest part (`VolumeShape::largest_part_len`: the
     /// aligned part plus room for the volume's final segment), so the last part never
     /// grows — a regrown 64 MiB buffer is a copy and, for a moment, twice the memory.
@@ -26,9 +29,11 @@ pub(crate) struct PartBuffers {
 }
 
 impl PartBuffers {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// Buffers of `capacity` bytes for an upload with `parts_in_flight` slots.
+    pub(crate) fn new(capacity: usize, parts_in_flight: usize) -> Self {
         Self {
             spare: Arc::default(),
+            most_kept: parts_in_flight + 1,
             capacity,
         }
     }
@@ -52,10 +57,10 @@ impl PartBuffers {
             return;
         }
         buffer.clear();
-        self.spare
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(buffer);
+        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+        if spare.len() < self.most_kept {
+            spare.push(buffer);
+        }
     }
 
     #[cfg(test)]
@@ -73,7 +78,7 @@ mod tests {
 
     #[test]
     fn a_part_nothing_else_holds_comes_back_with_its_allocation() {
-        let buffers = PartBuffers::new(1 << 20);
+        let buffers = PartBuffers::new(1 << 20, 4);
         let mut buffer = buffers.take();
         buffer.extend_from_slice(&[7; 1000]);
         let address = buffer.as_ptr();
@@ -91,8 +96,17 @@ mod tests {
 
     #[test]
     fn a_smaller_allocation_is_not_kept() {
-        let buffers = PartBuffers::new(1 << 20);
+        let buffers = PartBuffers::new(1 << 20, 4);
         buffers.give_back(Bytes::from(vec![1; 4096]));
         assert_eq!(buffers.spare(), 0);
+    }
+
+    #[test]
+    fn no_more_are_kept_than_can_be_alive_at_once() {
+        let buffers = PartBuffers::new(1 << 10, 2);
+        for _ in 0..5 {
+            buffers.give_back(Bytes::from(vec![0; 1 << 10]));
+        }
+        assert_eq!(buffers.spare(), 3);
     }
 }

@@ -7,8 +7,8 @@
 //! segment), whatever the stream's size: the stream is never held whole, and a part is released as
 //! soon as its upload finishes.
 //!
-//! Every part's plaintext range and check (the SHA-256 of its segments' tags) are
-//! journalled before the part is sent, and a resumed upload re-encrypts the stream with
+//! Every part's plaintext range and check (the SHA-256 of its segments' tags, for a
+//! backup this zib began) are journalled before the part is sent, and a resumed upload re-encrypts the stream with
 //! the journalled salts, comparing each journalled part's check before that part is
 //! sent under its salt: parts the bucket confirmed are skipped, and any difference
 //! discards the volume so it is uploaded again under a fresh salt. The checks read the
@@ -226,7 +226,7 @@ where
 {
     let shape = &target.shape;
     let hashes = PlaintextHashes::start();
-    let buffers = PartBuffers::new(shape.largest_part_len());
+    let buffers = PartBuffers::new(shape.largest_part_len(), shape.parts_in_flight.max(1));
     let mut volumes = Vec::new();
     let mut parts = 0u64;
     let mut offset = 0u64;

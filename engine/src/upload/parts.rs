@@ -309,6 +309,8 @@ mod tests {
                     PartCheck::PlaintextSha256,
                 ),
                 (PartCutting::FinalSegmentInLastPart, PartCheck::SegmentTags),
+                // No zib writes this journal, but one that said so would work.
+                (PartCutting::FinalSegmentAlone, PartCheck::SegmentTags),
             ] {
                 let salt = VolumeSalt::generate().unwrap();
                 let mut encryptor = VolumeEncryptor::new(&key, identity, &salt).unwrap();

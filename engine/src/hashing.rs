@@ -6,9 +6,9 @@
 //!
 //! The hashing thread reads the same chunks the task does (a chunk is shared, not
 //! copied); the queue between them holds at most [`QUEUE`] chunks, which bounds both the
-//! memory they keep alive and how far the thread may fall behind. The per-part hash the
-//! resume journal records stays on the encrypting task: a part may not be sent before
-//! its hash is journalled.
+//! memory they keep alive and how far the thread may fall behind. (The resume journal's
+//! per-part check needs no hash of the plaintext: it is taken from the part's segment
+//! tags, `crate::upload::parts`.)
 
 use bytes::Bytes;
 use ring::digest::{Context, SHA256};

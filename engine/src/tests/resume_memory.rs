@@ -407,17 +407,7 @@ async fn a_journal_of_plaintext_checks_resumes_without_resending() {
 
     let counting = Counting::new(setup.backend.clone());
     let repository = setup.through(Arc::new(counting.clone())).await;
-    let Attempt::Uploaded(uploaded) = upload_resumable(
-        &repository,
-        &setup.journal_path,
-        setup.journal_on_disk().await,
-        chunked(&bytes),
-        &Bytes_::default(),
-    )
-    .await
-    .unwrap() else {
-        panic!("expected the upload to finish")
-    };
+    let uploaded = resumed_from_disk(&setup, &repository, &bytes).await;
     assert_eq!(
         counting.count(Operation::UploadPart),
         uploaded.parts - confirmed
@@ -458,17 +448,7 @@ async fn an_upload_completed_but_not_journalled_is_verified_not_sent_again() {
 
     let counting = Counting::new(setup.backend.clone());
     let repository = setup.through(Arc::new(counting.clone())).await;
-    let Attempt::Uploaded(uploaded) = upload_resumable(
-        &repository,
-        &setup.journal_path,
-        setup.journal_on_disk().await,
-        chunked(&bytes),
-        &Bytes_::default(),
-    )
-    .await
-    .unwrap() else {
-        panic!("expected the upload to finish")
-    };
+    let uploaded = resumed_from_disk(&setup, &repository, &bytes).await;
     // Volume 0 (3 parts) is neither re-sent nor re-completed.
     assert_eq!(counting.count(Operation::UploadPart), uploaded.parts - 3);
     assert_eq!(counting.count(Operation::CompleteMultipart), 2);
@@ -695,10 +675,24 @@ async fn clean_up_aborts_a_dead_runs_young_upload_and_keeps_a_live_ones() {
 
 /// Runs `upload_resumable` with the journal's header (no volumes) to the end.
 async fn resumed(setup: &Setup, repository: &Repo, bytes: &[u8]) -> UploadedStream {
+    finished(setup, repository, setup.journal.clone(), bytes).await
+}
+
+/// Continues the interrupted upload whose journal is on disk, through `repository`.
+async fn resumed_from_disk(setup: &Setup, repository: &Repo, bytes: &[u8]) -> UploadedStream {
+    finished(setup, repository, setup.journal_on_disk().await, bytes).await
+}
+
+async fn finished(
+    setup: &Setup,
+    repository: &Repo,
+    journal: Journal,
+    bytes: &[u8],
+) -> UploadedStream {
     match upload_resumable(
         repository,
         &setup.journal_path,
-        setup.journal.clone(),
+        journal,
         chunked(bytes),
         &Bytes_::default(),
     )
@@ -931,6 +925,26 @@ struct CopyingParts {
     buffers: std::sync::Mutex<std::collections::BTreeSet<usize>>,
 }
 
+impl CopyingParts {
+    fn over(setup: &Setup) -> Arc<Self> {
+        Arc::new(Self {
+            inner: setup.backend.clone(),
+            buffers: std::sync::Mutex::default(),
+        })
+    }
+
+    /// No more buffers than parts in flight plus the one being filled, however many
+    /// parts were sent.
+    fn assert_few_buffers(&self, uploaded: &UploadedStream) {
+        let buffers = self.buffers.lock().unwrap().len();
+        assert!(
+            (1..=shape().parts_in_flight + 1).contains(&buffers),
+            "{buffers} buffers for {} parts",
+            uploaded.parts
+        );
+    }
+}
+
 #[async_trait::async_trait]
 impl zib_storage_backend::Forwarding for CopyingParts {
     fn inner(&self) -> &dyn StorageBackend {
@@ -960,53 +974,18 @@ async fn reused_part_buffers_leave_every_volume_whole() {
     let bytes = stream_bytes(STREAM_LEN, 0x0b0f_fe75_u64);
     let before = setup.interrupted(&bytes, fail_part(6)).await;
     assert!(before.confirmed_parts() >= 3, "{before:?}");
-    let copying = Arc::new(CopyingParts {
-        inner: setup.backend.clone(),
-        buffers: std::sync::Mutex::default(),
-    });
+    let copying = CopyingParts::over(&setup);
     let repository = setup.through(copying.clone()).await;
-    let Attempt::Uploaded(uploaded) = upload_resumable(
-        &repository,
-        &setup.journal_path,
-        setup.journal_on_disk().await,
-        chunked(&bytes),
-        &Bytes_::default(),
-    )
-    .await
-    .unwrap() else {
-        panic!("expected the upload to finish")
-    };
-    let buffers = copying.buffers.lock().unwrap().len();
-    assert!(
-        (1..=shape().parts_in_flight + 1).contains(&buffers),
-        "{buffers} buffers"
-    );
+    let uploaded = resumed_from_disk(&setup, &repository, &bytes).await;
+    copying.assert_few_buffers(&uploaded);
     setup.commit_and_read_back(&uploaded, &bytes).await;
 
     // A fresh backup of another stream through the same stack.
     let fresh = self::setup().await;
     let other = stream_bytes(STREAM_LEN + 12_345, 0x5eed_b0f5_u64);
-    let copying = Arc::new(CopyingParts {
-        inner: fresh.backend.clone(),
-        buffers: std::sync::Mutex::default(),
-    });
+    let copying = CopyingParts::over(&fresh);
     let repository = fresh.through(copying.clone()).await;
-    let Attempt::Uploaded(uploaded) = upload_resumable(
-        &repository,
-        &fresh.journal_path,
-        fresh.journal.clone(),
-        chunked(&other),
-        &Bytes_::default(),
-    )
-    .await
-    .unwrap() else {
-        panic!("expected the upload to finish")
-    };
-    let buffers = copying.buffers.lock().unwrap().len();
-    assert!(
-        (1..=shape().parts_in_flight + 1).contains(&buffers) && buffers < uploaded.parts as usize,
-        "{buffers} buffers for {} parts",
-        uploaded.parts
-    );
+    let uploaded = resumed(&fresh, &repository, &other).await;
+    copying.assert_few_buffers(&uploaded);
     fresh.commit_and_read_back(&uploaded, &other).await;
 }

@@ -83,7 +83,8 @@ impl PlaintextHashes {
     }
 }
 
-fn finish(hash: Context) -> [u8; 32] {
+/// A finished SHA-256 as the 32 bytes the format and the journal record.
+pub(crate) fn finish(hash: Context) -> [u8; 32] {
     let mut sha256 = [0u8; 32];
     sha256.copy_from_slice(hash.finish().as_ref());
     sha256

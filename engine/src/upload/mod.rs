@@ -328,6 +328,17 @@ async fn open_volume_sink<'r>(
 ) -> Result<VolumeSink<'r>> {
     let key = volume_key(repository, target, index)?;
     let backend = repository.backend();
+    let upload_sink = |upload: UploadId, salt: &VolumeSalt| {
+        VolumeUpload::new(
+            repository,
+            target,
+            key.clone(),
+            upload,
+            index,
+            salt,
+            buffers.clone(),
+        )
+    };
     if let Some(previous) = recorder.previous(index) {
         match &previous.state {
             VolumeState::Completed {
@@ -374,16 +385,7 @@ async fn open_volume_sink<'r>(
                         listed,
                     };
                     return Ok(VolumeSink::Upload(
-                        VolumeUpload::new(
-                            repository,
-                            target,
-                            key,
-                            upload,
-                            index,
-                            &salt,
-                            buffers.clone(),
-                        )?
-                        .resuming(resume),
+                        upload_sink(upload, &salt)?.resuming(resume),
                     ));
                 }
             }
@@ -420,15 +422,7 @@ async fn open_volume_sink<'r>(
         .start_volume(index, &upload, *salt.as_bytes())
         .await?;
     abort_strays(repository, &key, &upload).await;
-    Ok(VolumeSink::Upload(VolumeUpload::new(
-        repository,
-        target,
-        key,
-        upload,
-        index,
-        &salt,
-        buffers.clone(),
-    )?))
+    Ok(VolumeSink::Upload(upload_sink(upload, &salt)?))
 }
 
 /// Aborts every other upload to `key` than `ours`. The key names this backup, which

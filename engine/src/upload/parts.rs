@@ -11,6 +11,7 @@ use zib_crypto::{HEADER_LEN, SEGMENT_CIPHERTEXT_LEN, SEGMENT_LEN, TAG_LEN};
 use super::shape::PartCutting;
 use super::VolumeShape;
 use crate::error::{Error, Result};
+use crate::hashing::finish;
 use crate::state::journal::JournalPart;
 
 /// What a journalled part's 32-byte check is the SHA-256 of. A resumed upload
@@ -40,21 +41,19 @@ pub(crate) enum PartCheck {
 pub(crate) struct PlainPart {
     pub(crate) start: u64,
     pub(crate) len: u64,
-    /// The plaintext's SHA-256, computed only under [`PartCheck::PlaintextSha256`].
+    /// The plaintext's SHA-256, computed only under [`PartCheck::PlaintextSha256`]: then
+    /// it is the part's check.
     pub(crate) plaintext_sha256: Option<[u8; 32]>,
     pub(crate) last: bool,
 }
 
 impl PlainPart {
     /// The check of this part, whose ciphertext is `ciphertext` (`first`: the volume's
-    /// first part, which starts with the header).
-    pub(crate) fn check(&self, how: PartCheck, ciphertext: &[u8], first: bool) -> Result<[u8; 32]> {
-        match how {
-            PartCheck::PlaintextSha256 => self.plaintext_sha256.ok_or_else(|| {
-                Error::Internal("a part's plaintext was not hashed for its check".into())
-            }),
-            PartCheck::SegmentTags => Ok(segment_tags_sha256(ciphertext, first)),
-        }
+    /// first part, which starts with the header): its plaintext's hash where
+    /// [`PartPlaintext`] was made to compute one, else its segment tags' hash.
+    pub(crate) fn check(&self, ciphertext: &[u8], first: bool) -> [u8; 32] {
+        self.plaintext_sha256
+            .unwrap_or_else(|| segment_tags_sha256(ciphertext, first))
     }
 
     pub(crate) fn matches(&self, check: &[u8; 32], journalled: &JournalPart) -> bool {
@@ -69,7 +68,7 @@ impl PlainPart {
 /// whole sealed segments (after the volume header, in the first part), and the last
 /// part ends with the volume's final, shorter segment: each segment's tag is its last
 /// 16 bytes.
-pub(crate) fn segment_tags_sha256(ciphertext: &[u8], first: bool) -> [u8; 32] {
+fn segment_tags_sha256(ciphertext: &[u8], first: bool) -> [u8; 32] {
     let header = if first { HEADER_LEN as usize } else { 0 };
     let segments = ciphertext.get(header..).unwrap_or_default();
     let mut hash = Context::new(&SHA256);
@@ -234,12 +233,6 @@ impl PartPlaintext {
     }
 }
 
-fn finish(hash: Context) -> [u8; 32] {
-    let mut sha256 = [0u8; 32];
-    sha256.copy_from_slice(hash.finish().as_ref());
-    sha256
-}
-
 /// When `VolumeUpload::append` sends a part that is exactly full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PartFull {
@@ -271,18 +264,8 @@ mod tests {
     /// is the hash of its plaintext, or of exactly its segments' tags.
     #[test]
     fn journalled_plaintext_ranges_are_what_each_part_encrypts() {
-        let shape = VolumeShape {
-            volume_plaintext_len: 64 << 20,
-            part_len: 5 << 20,
-            parts_in_flight: 2,
-        };
-        let (first_part, later_part) = shape.aligned_part_lens();
+        let shape = small_shape();
         let key = DataKey::generate().unwrap();
-        let identity = VolumeIdentity {
-            repository_id: [1; 16],
-            backup_id: [2; 16],
-            volume_index: 0,
-        };
         let segment = SEGMENT_LEN as usize;
         // Lengths around part and segment boundaries, fed in uneven chunks.
         let (first_plain, _) = shape.aligned_plaintext_lens();
@@ -313,39 +296,7 @@ mod tests {
                 (PartCutting::FinalSegmentAlone, PartCheck::SegmentTags),
             ] {
                 let salt = VolumeSalt::generate().unwrap();
-                let mut encryptor = VolumeEncryptor::new(&key, identity, &salt).unwrap();
-                let mut plain = PartPlaintext::new(&shape, cutting, check);
-                let mut buffer = BytesMut::new();
-                let mut parts: Vec<(Bytes, PlainPart)> = Vec::new();
-                let target = |parts: &Vec<(Bytes, PlainPart)>| {
-                    if parts.is_empty() {
-                        first_part
-                    } else {
-                        later_part
-                    }
-                };
-                // The ciphertext cut as `VolumeUpload::append` cuts it: a full part goes
-                // at once (final segment alone) or once bytes follow it (in last part).
-                let full = |buffer: &BytesMut, target: usize| match cutting {
-                    PartCutting::FinalSegmentAlone => buffer.len() >= target,
-                    PartCutting::FinalSegmentInLastPart => buffer.len() > target,
-                };
-                for chunk in plaintext.chunks(100_003) {
-                    plain.update(chunk);
-                    for piece in encryptor.push_chunk(Bytes::copy_from_slice(chunk)).unwrap() {
-                        buffer.extend_from_slice(&piece);
-                    }
-                    while full(&buffer, target(&parts)) {
-                        let part = buffer.split_to(target(&parts)).freeze();
-                        parts.push((part, plain.next_full().unwrap()));
-                    }
-                }
-                buffer.extend_from_slice(&encryptor.finish().unwrap());
-                if cutting == PartCutting::FinalSegmentAlone && buffer.len() > target(&parts) {
-                    let part = buffer.split_to(target(&parts)).freeze();
-                    parts.push((part, plain.next_full().unwrap()));
-                }
-                parts.push((buffer.split().freeze(), plain.finish().unwrap()));
+                let parts = encrypt_in_parts(&plaintext, 100_003, &key, &salt, cutting, check);
                 assert_eq!(
                     parts.len() as u64,
                     shape.parts(len as u64, cutting),
@@ -354,6 +305,67 @@ mod tests {
                 check_ranges(&plaintext, &parts, len, check);
             }
         }
+    }
+
+    fn small_shape() -> VolumeShape {
+        VolumeShape {
+            volume_plaintext_len: 64 << 20,
+            part_len: 5 << 20,
+            parts_in_flight: 2,
+        }
+    }
+
+    /// Encrypts `plaintext` (fed in `chunk`-byte pieces) as one volume of
+    /// [`small_shape`] under `salt`, and cuts the ciphertext as `VolumeUpload::append`
+    /// cuts it: a full part goes at once (final segment alone) or once bytes follow it
+    /// (in last part). Each part comes with the plaintext range `PartPlaintext` gave it.
+    fn encrypt_in_parts(
+        plaintext: &[u8],
+        chunk: usize,
+        key: &DataKey,
+        salt: &VolumeSalt,
+        cutting: PartCutting,
+        check: PartCheck,
+    ) -> Vec<(Bytes, PlainPart)> {
+        let shape = small_shape();
+        let (first_part, later_part) = shape.aligned_part_lens();
+        let identity = VolumeIdentity {
+            repository_id: [1; 16],
+            backup_id: [2; 16],
+            volume_index: 0,
+        };
+        let mut encryptor = VolumeEncryptor::new(key, identity, salt).unwrap();
+        let mut plain = PartPlaintext::new(&shape, cutting, check);
+        let mut buffer = BytesMut::new();
+        let mut parts: Vec<(Bytes, PlainPart)> = Vec::new();
+        let target = |parts: &Vec<(Bytes, PlainPart)>| {
+            if parts.is_empty() {
+                first_part
+            } else {
+                later_part
+            }
+        };
+        let full = |buffer: &BytesMut, target: usize| match cutting {
+            PartCutting::FinalSegmentAlone => buffer.len() >= target,
+            PartCutting::FinalSegmentInLastPart => buffer.len() > target,
+        };
+        for chunk in plaintext.chunks(chunk) {
+            plain.update(chunk);
+            for piece in encryptor.push_chunk(Bytes::copy_from_slice(chunk)).unwrap() {
+                buffer.extend_from_slice(&piece);
+            }
+            while full(&buffer, target(&parts)) {
+                let part = buffer.split_to(target(&parts)).freeze();
+                parts.push((part, plain.next_full().unwrap()));
+            }
+        }
+        buffer.extend_from_slice(&encryptor.finish().unwrap());
+        if cutting == PartCutting::FinalSegmentAlone && buffer.len() > target(&parts) {
+            let part = buffer.split_to(target(&parts)).freeze();
+            parts.push((part, plain.next_full().unwrap()));
+        }
+        parts.push((buffer.split().freeze(), plain.finish().unwrap()));
+        parts
     }
 
     /// Each part's journalled range is contiguous with the previous one and is exactly
@@ -382,7 +394,7 @@ mod tests {
             let end = start + usize::try_from(range.len).unwrap();
             let mut sha256 = [0u8; 32];
             sha256.copy_from_slice(ring::digest::digest(&SHA256, &plaintext[start..end]).as_ref());
-            let computed = range.check(check, part, number == 0).unwrap();
+            let computed = range.check(part, number == 0);
             match check {
                 PartCheck::PlaintextSha256 => assert_eq!(computed, sha256),
                 PartCheck::SegmentTags => {
@@ -415,63 +427,21 @@ mod tests {
         finish(hash)
     }
 
-    fn small_shape() -> VolumeShape {
-        VolumeShape {
-            volume_plaintext_len: 64 << 20,
-            part_len: 5 << 20,
-            parts_in_flight: 2,
-        }
-    }
-
-    /// Encrypts `plaintext` as one volume under `salt`, cut into parts, and returns
-    /// each part's check.
+    /// Each part's check, for `plaintext` encrypted as one volume under `salt`.
     fn checks(plaintext: &[u8], key: &DataKey, salt: &VolumeSalt) -> Vec<[u8; 32]> {
-        let shape = small_shape();
-        let (first_part, later_part) = shape.aligned_part_lens();
-        let identity = VolumeIdentity {
-            repository_id: [1; 16],
-            backup_id: [2; 16],
-            volume_index: 3,
-        };
-        let mut encryptor = VolumeEncryptor::new(key, identity, salt).unwrap();
-        let mut plain = PartPlaintext::new(
-            &shape,
+        let parts = encrypt_in_parts(
+            plaintext,
+            65_521,
+            key,
+            salt,
             PartCutting::FinalSegmentInLastPart,
             PartCheck::SegmentTags,
         );
-        let mut buffer = BytesMut::new();
-        let mut checks = Vec::new();
-        for chunk in plaintext.chunks(65_521) {
-            plain.update(chunk);
-            for piece in encryptor.push_chunk(Bytes::copy_from_slice(chunk)).unwrap() {
-                buffer.extend_from_slice(&piece);
-            }
-            loop {
-                let target = if checks.is_empty() {
-                    first_part
-                } else {
-                    later_part
-                };
-                if buffer.len() <= target {
-                    break;
-                }
-                let part = buffer.split_to(target);
-                let range = plain.next_full().unwrap();
-                checks.push(
-                    range
-                        .check(PartCheck::SegmentTags, &part, checks.is_empty())
-                        .unwrap(),
-                );
-            }
-        }
-        buffer.extend_from_slice(&encryptor.finish().unwrap());
-        let range = plain.finish().unwrap();
-        checks.push(
-            range
-                .check(PartCheck::SegmentTags, &buffer, checks.is_empty())
-                .unwrap(),
-        );
-        checks
+        parts
+            .iter()
+            .enumerate()
+            .map(|(number, (part, range))| range.check(part, number == 0))
+            .collect()
     }
 
     /// What a resumed upload relies on: under the journalled salt the same plaintext

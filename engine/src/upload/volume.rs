@@ -12,7 +12,7 @@ use zib_storage_backend::{
 };
 
 use super::buffers::PartBuffers;
-use super::parts::{PartCheck, PartFull, PartPlaintext, PlainPart};
+use super::parts::{PartFull, PartPlaintext, PlainPart};
 use super::recorder::Recorder;
 use super::shape::PartCutting;
 use super::Target;
@@ -160,8 +160,6 @@ pub(super) struct VolumeUpload<'r> {
     first_part_len: usize,
     part_len: usize,
     cutting: PartCutting,
-    /// What each part's journalled check is a digest of: as the journal says.
-    part_check: PartCheck,
     parts_in_flight: usize,
     next_part: u32,
     /// Part uploads in flight. A `JoinSet`, not detached tasks: dropping the upload (the
@@ -210,7 +208,6 @@ impl<'r> VolumeUpload<'r> {
             first_part_len,
             part_len,
             cutting: target.cutting,
-            part_check: target.part_check,
             parts_in_flight: target.shape.parts_in_flight.max(1),
             next_part: 1,
             in_flight: JoinSet::new(),
@@ -326,7 +323,7 @@ impl<'r> VolumeUpload<'r> {
         let number = self.next_part;
         let size = part.len() as u64;
         let mut journalled = false;
-        let check = plain.check(self.part_check, &part, number == 1)?;
+        let check = plain.check(&part, number == 1);
         if let Some(resume) = &self.resume {
             let previous = usize::try_from(number - 1)
                 .ok()

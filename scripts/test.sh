@@ -22,6 +22,8 @@ cd "$repo_root"
 
 # shellcheck source=scripts/lib/moto-venv.sh
 . scripts/lib/moto-venv.sh
+# shellcheck source=scripts/lib/zfs-fuse.sh
+. scripts/lib/zfs-fuse.sh
 
 step_started=0
 step() {
@@ -81,22 +83,7 @@ ensure_moto_venv
 # already depends on.
 "$ZIB_PYTHON" -c 'import cryptography' || fail "the moto virtualenv lacks the cryptography package"
 
-step "starting the zfs-fuse daemon"
 [ -e /dev/fuse ] || fail "/dev/fuse is missing: zfs-fuse needs FUSE (modprobe fuse)"
-if ! pgrep -x zfs-fuse >/dev/null 2>&1; then
-    zfs-fuse
-fi
-for _ in $(seq 1 50); do
-    zpool list >/dev/null 2>&1 && break
-    sleep 0.2
-done
-zpool list >/dev/null 2>&1 || fail "the zfs-fuse daemon did not come up (zpool list fails)"
-# Pools left by an interrupted earlier run (test fixtures are named zibt-*, the demo's
-# zibdemo*): their backing files are gone with their temporary directories.
-for stale in $(zpool list -H -o name 2>/dev/null | grep -E '^(zibt-|zibdemo)' || true); do
-    echo "destroying stale test pool $stale"
-    zpool destroy -f "$stale" || true
-done
 
 # Loop devices back the BTRFS fixtures.
 [ -e /dev/loop-control ] || modprobe loop 2>/dev/null || true
@@ -132,6 +119,10 @@ fi
 # tests run is built with `test-clock`, so cli/tests/restore_months.rs can drive a restore
 # across months with ZIB_NOW (a user's build never reads that variable).
 test_features=(--features zib-cli/test-clock)
+# Right before the tests (the build before them takes minutes), so the suite starts on a
+# daemon that was just seen to work.
+step "starting the zfs-fuse daemon and proving it answers"
+ensure_zfs_fuse || fail "the zfs-fuse daemon does not create, write, snapshot and send a test pool even after a clean restart (see the probe's messages above; \`zpool status\` and \`df -h /tmp\` say more)"
 step "cargo nextest (the whole test suite, real components required)"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast "${test_features[@]}"

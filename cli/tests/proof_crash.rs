@@ -31,7 +31,7 @@ use common::Sandbox;
 use zib_engine::storage::Operation;
 use zib_test_utils::data::{hash_tree, TestRng};
 use zib_test_utils::proxy::{FaultProxy, ProxyFault, ProxyRule, ProxyTrigger};
-use zib_test_utils::zfs::ZfsPool;
+use zib_test_utils::zfs::{run_bounded, ZfsPool};
 
 const MIB: usize = 1 << 20;
 /// Longer than any test: a held request is never answered (the process is killed
@@ -382,8 +382,9 @@ async fn a_restore_killed_during_its_receive_resumes_from_the_staged_volumes() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let snapshots = std::process::Command::new("zfs")
-        .args([
+    let snapshots = run_bounded(
+        "zfs",
+        &[
             "list",
             "-H",
             "-t",
@@ -392,9 +393,8 @@ async fn a_restore_killed_during_its_receive_resumes_from_the_staged_volumes() {
             "name",
             "-r",
             target.as_str(),
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(
         String::from_utf8_lossy(&snapshots.stdout).trim().is_empty(),
         "the killed receive left a snapshot: {}",

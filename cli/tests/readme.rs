@@ -10,6 +10,7 @@
 use std::process::Command;
 
 use zib_test_utils::real::{component_missing, find_program, running_as_root};
+use zib_test_utils::zfs::run_bounded;
 
 const README: &str = include_str!("../../README.md");
 /// The quick start's pool and its file (fixed names: the README's).
@@ -44,9 +45,19 @@ fn quick_start() -> Vec<String> {
     blocks
 }
 
+/// Destroys the quick start's pool if it exists, then removes its file. The file stays
+/// while the pool cannot be destroyed: deleting it under an imported pool makes zfs-fuse
+/// suspend the pool, and a suspended pool blocks every other test's ZFS commands.
 fn destroy_pool() {
-    let _ = Command::new("zpool").args(["destroy", "-f", POOL]).output();
-    let _ = std::fs::remove_file(POOL_FILE);
+    for _ in 0..20 {
+        if !run_bounded("zpool", &["list", POOL]).status.success() {
+            let _ = std::fs::remove_file(POOL_FILE);
+            return;
+        }
+        let _ = run_bounded("zpool", &["destroy", "-f", POOL]);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("zfs-fuse will not destroy the quick start's pool {POOL}; its file {POOL_FILE} is kept");
 }
 
 #[test]

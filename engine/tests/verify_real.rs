@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -22,7 +21,7 @@ use zib_engine::{
 };
 use zib_test_utils::data::{hash_tree, modify_tree, write_tree, Names};
 use zib_test_utils::moto::MotoServer;
-use zib_test_utils::zfs::ZfsPool;
+use zib_test_utils::zfs::{run_bounded, ZfsPool};
 
 use common::{backup_options, committed, fast_init, host_at, location, s3_on_moto, Inspecting};
 
@@ -96,10 +95,10 @@ async fn setup() -> Option<Setup> {
 
 /// Where `dataset` is mounted, if it exists.
 fn zfs_mountpoint(dataset: &DatasetName) -> Option<PathBuf> {
-    let output = Command::new("zfs")
-        .args(["get", "-H", "-o", "value", "mountpoint", dataset.as_str()])
-        .output()
-        .ok()?;
+    let output = run_bounded(
+        "zfs",
+        &["get", "-H", "-o", "value", "mountpoint", dataset.as_str()],
+    );
     output
         .status
         .success()

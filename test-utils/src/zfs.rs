@@ -4,7 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use tempfile::TempDir;
@@ -30,14 +30,64 @@ pub struct ZfsPool {
     dir: TempDir,
 }
 
-/// Runs a command, returning its standard output; panics with the command and its
-/// standard error on failure (this is test setup: a failure is the test's report).
-pub fn run_checked(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
+/// How long one set-up command may run. A zfs-fuse daemon that suspended a pool's I/O
+/// (its backing file gone or its disk full) never answers again, and blocks every other
+/// pool's commands: without a deadline each later test would hang until the test runner
+/// kills it, and a run of them outlasts CI's budget instead of failing with a reason.
+pub const COMMAND_DEADLINE_SECONDS: u32 = 120;
+
+/// Runs `program args` under coreutils' `timeout` ([`COMMAND_DEADLINE_SECONDS`]) and
+/// returns how it ended; panics, with what to look at, when it outran the deadline.
+pub fn run_bounded(program: &str, args: &[&str]) -> Output {
+    bounded(program, args).unwrap_or_else(|stuck| panic!("{stuck}"))
+}
+
+/// [`run_bounded`] without the panic (for `Drop`): `Err` says the command outran the
+/// deadline and what that most likely means.
+fn bounded(program: &str, args: &[&str]) -> Result<Output, String> {
+    bounded_within(COMMAND_DEADLINE_SECONDS, program, args)
+}
+
+fn bounded_within(seconds: u32, program: &str, args: &[&str]) -> Result<Output, String> {
+    let deadline = seconds.to_string();
+    let output = Command::new("timeout")
+        .args(["--kill-after=10", &deadline, program])
         .args(args)
         .env("LC_ALL", "C")
         .output()
         .unwrap_or_else(|error| panic!("could not run {program} {args:?}: {error}"));
+    // 124: `timeout` stopped it; 137: it needed SIGKILL after that.
+    if matches!(output.status.code(), Some(124 | 137)) {
+        return Err(format!(
+            "{program} {args:?} did not finish within {deadline} s. {}",
+            stuck_hint(program)
+        ));
+    }
+    Ok(output)
+}
+
+/// What a command that never returns most likely means, and what to do about it.
+fn stuck_hint(program: &str) -> String {
+    let disks = Command::new("timeout")
+        .args(["10", "df", "-h", "/tmp", "/"])
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .unwrap_or_default();
+    let daemon = if program == "zfs" || program == "zpool" {
+        "The zfs-fuse daemon is not answering: a pool whose I/O it suspended blocks every \
+         pool's commands until it restarts (`pkill -9 -x zfs-fuse; zfs-fuse`; \
+         scripts/test.sh checks and restarts it before a run). "
+    } else {
+        ""
+    };
+    format!("{daemon}Free space, since a full disk is one cause:\n{disks}")
+}
+
+/// Runs a command under the set-up deadline ([`run_bounded`]), returning its standard
+/// output; panics with the command and its standard error on failure (this is test
+/// setup: a failure is the test's report).
+pub fn run_checked(program: &str, args: &[&str]) -> String {
+    let output = run_bounded(program, args);
     assert!(
         output.status.success(),
         "{program} {args:?} failed ({}): {}",
@@ -63,11 +113,7 @@ impl ZfsPool {
         if find_program("zpool").is_none() || find_program("zfs").is_none() {
             return component_missing("the zfs and zpool commands", INSTALL_HINT);
         }
-        if !Command::new("zpool")
-            .arg("list")
-            .output()
-            .is_ok_and(|output| output.status.success())
-        {
+        if !run_bounded("zpool", &["list"]).status.success() {
             return component_missing("a running ZFS (the zfs-fuse daemon)", INSTALL_HINT);
         }
         let name = format!(
@@ -133,10 +179,10 @@ impl ZfsPool {
         self.umount(from);
         // zfs-fuse reports "busy" for a moment after a receive or an unmount.
         for _ in 0..20 {
-            let done = Command::new("zfs")
-                .args(["rename", from.as_str(), to.as_str()])
-                .output();
-            if done.is_ok_and(|output| output.status.success()) {
+            if run_bounded("zfs", &["rename", from.as_str(), to.as_str()])
+                .status
+                .success()
+            {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(250));
@@ -150,10 +196,10 @@ impl ZfsPool {
     /// Unmounts a dataset, retrying while zfs-fuse still reports it busy.
     pub fn umount(&self, dataset: &DatasetName) {
         for _ in 0..20 {
-            let done = Command::new("zfs")
-                .args(["umount", dataset.as_str()])
-                .output();
-            if done.is_ok_and(|output| output.status.success()) {
+            if run_bounded("zfs", &["umount", dataset.as_str()])
+                .status
+                .success()
+            {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(250));
@@ -170,10 +216,9 @@ impl ZfsPool {
 
     /// True when the dataset exists.
     pub fn exists(&self, dataset: &DatasetName) -> bool {
-        Command::new("zfs")
-            .args(["list", "-H", "-o", "name", dataset.as_str()])
-            .output()
-            .is_ok_and(|output| output.status.success())
+        run_bounded("zfs", &["list", "-H", "-o", "name", dataset.as_str()])
+            .status
+            .success()
     }
 
     /// Every dataset, snapshot and bookmark in the pool (for "nothing was left" checks).
@@ -202,13 +247,13 @@ impl Drop for ZfsPool {
         // sometimes reports "busy" for a moment after a receive, hence the retries.
         let mut last_error = String::new();
         for _ in 0..20 {
-            match Command::new("zpool")
-                .args(["destroy", "-f", &self.name])
-                .output()
-            {
+            match bounded("zpool", &["destroy", "-f", &self.name]) {
                 Ok(output) if output.status.success() => return,
                 Ok(output) => last_error = String::from_utf8_lossy(&output.stderr).into_owned(),
-                Err(error) => last_error = error.to_string(),
+                Err(stuck) => {
+                    last_error = stuck;
+                    break;
+                }
             }
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
@@ -222,5 +267,32 @@ impl Drop for ZfsPool {
             self.name,
             self.dir.path().display()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_that_outruns_its_deadline_is_stopped_and_named() {
+        let started = std::time::Instant::now();
+        let stuck = bounded_within(1, "sleep", &["30"]).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        assert!(
+            stuck.starts_with("sleep [\"30\"] did not finish within 1 s."),
+            "{stuck}"
+        );
+        assert!(stuck.contains("Free space"), "{stuck}");
+        assert!(!stuck.contains("zfs-fuse"), "{stuck}");
+        let zfs = stuck_hint("zfs");
+        assert!(zfs.contains("zfs-fuse daemon is not answering"), "{zfs}");
+    }
+
+    #[test]
+    fn a_command_within_its_deadline_reports_how_it_ended() {
+        let done = bounded_within(10, "sh", &["-c", "echo out; exit 3"]).unwrap();
+        assert_eq!(done.status.code(), Some(3));
+        assert_eq!(done.stdout, b"out\n");
     }
 }

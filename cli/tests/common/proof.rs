@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use zib_test_utils::moto::MotoServer;
 use zib_test_utils::proxy::{FaultProxy, ProxyRule};
-use zib_test_utils::zfs::run_checked;
+use zib_test_utils::zfs::{run_bounded, run_checked};
 
 use super::Sandbox;
 
@@ -125,19 +125,17 @@ pub fn destroy(dataset: &zib_engine::DatasetName) {
     );
     for snapshot in snapshots.lines().filter(|line| !line.is_empty()) {
         // Fails for a snapshot without the hold, which is fine.
-        let _ = std::process::Command::new("zfs")
-            .args([
+        let _ = run_bounded(
+            "zfs",
+            &[
                 "release",
                 zib_engine::snapshot_source::zfs::DEFAULT_HOLD_TAG,
                 snapshot,
-            ])
-            .output();
+            ],
+        );
     }
     for _ in 0..50 {
-        let output = std::process::Command::new("zfs")
-            .args(["destroy", "-r", dataset.as_str()])
-            .output()
-            .unwrap();
+        let output = run_bounded("zfs", &["destroy", "-r", dataset.as_str()]);
         if output.status.success() {
             return;
         }

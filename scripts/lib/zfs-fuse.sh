@@ -65,7 +65,7 @@ zfs_fuse_probe() {
     truncate -s 128M "$dir/pool.img"
     zfs_fuse_probe_step "zpool create" zpool create -m "$dir/mnt" "$pool" "$dir/pool.img" &&
         zfs_fuse_probe_step "zfs create" zfs create "$pool/data" &&
-        zfs_fuse_probe_step "writing a file" cp /etc/hostname "$dir/mnt/data/probe" &&
+        zfs_fuse_probe_step "writing a file" dd if=/dev/urandom of="$dir/mnt/data/probe" bs=64K count=16 conv=fsync status=none &&
         zfs_fuse_probe_step "zfs snapshot" zfs snapshot "$pool/data@probe" &&
         zfs_fuse_probe_step "zfs send" zfs send "$pool/data@probe" ||
         status=1

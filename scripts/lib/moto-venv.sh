@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/test.sh and scripts/bench.sh: the moto S3 server, pinned, in its own
 # virtualenv.
 #

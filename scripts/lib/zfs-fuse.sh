@@ -33,8 +33,8 @@ zfs_fuse_restart_clean() {
         pgrep -x zfs-fuse >/dev/null 2>&1 || break
         sleep 0.2
     done
-    # FUSE mounts of the killed daemon stay behind as dead mount points.
-    awk '$3 ~ /^fuse/ { print $2 }' /proc/mounts | sort -r | while read -r mount_point; do
+    # The killed daemon's mounts (type fuse.zfs) stay behind as dead mount points.
+    awk '$3 == "fuse.zfs" { print $2 }' /proc/mounts | sort -r | while read -r mount_point; do
         umount -l "$mount_point" 2>/dev/null || true
     done
     local cache

@@ -112,7 +112,8 @@ ensure_zfs_fuse() {
     if zfs_fuse_probe; then
         return 0
     fi
-    echo "zfs-fuse does not do what the tests need; restarting it with no pools imported" >&2
+    echo "zfs-fuse does not do what the tests need; restarting it with no pools imported" \
+        "(its pool cache is moved to zpool.cache.zib-test-stale; \`zpool import\` brings back a pool of your own)" >&2
     zfs_fuse_restart_clean || return 1
     zfs_fuse_probe
 }

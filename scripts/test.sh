@@ -2,9 +2,10 @@
 # The whole test run, exactly as CI runs it (.ci/run calls this and nothing else).
 #
 # On a fresh Debian 12 machine, as root: installs what the tests need when it is missing
-# (zfs-fuse, btrfs-progs, a virtualenv with moto[server]==5.1.22), starts the zfs-fuse
-# daemon, then runs rustfmt, clippy, every test with real components required, and the
-# format reference decoder over the checked-in test vectors.
+# (zfs-fuse, btrfs-progs, a virtualenv with moto[server]==5.1.22), then runs rustfmt,
+# clippy, the doc tests and the format reference decoder over the checked-in test
+# vectors, and last — after starting the zfs-fuse daemon and proving it works
+# (scripts/lib/zfs-fuse.sh) — every test with real components required.
 #
 # Environment:
 #   ZIB_MOTO_VENV=DIR        where the moto virtualenv lives (default /opt/zib/moto-venv)

@@ -16,8 +16,14 @@ zfs_fuse_start() {
     # Detached, with no terminal or pipe of ours: a daemon holding the run's output
     # pipe open would keep whoever reads it waiting after the run ended.
     setsid zfs-fuse </dev/null >/dev/null 2>&1
+    local listed
     for _ in $(seq 1 50); do
-        timeout 10 zpool list >/dev/null 2>&1 && return 0
+        listed=0
+        timeout -k 5 10 zpool list >/dev/null 2>&1 || listed=$?
+        case "$listed" in
+            0) return 0 ;;
+            124 | 137) return 1 ;; # up but not answering: waiting longer will not help
+        esac
         sleep 0.2
     done
     return 1
@@ -49,7 +55,7 @@ zfs_fuse_probe_step() {
     local what=$1
     shift
     local status=0
-    timeout "$ZFS_PROBE_DEADLINE" "$@" >/dev/null 2>&1 || status=$?
+    timeout -k 10 "$ZFS_PROBE_DEADLINE" "$@" >/dev/null 2>&1 || status=$?
     if [ "$status" -ne 0 ]; then
         echo "zfs-fuse probe: $what failed (exit $status; 124 means it outran the ${ZFS_PROBE_DEADLINE} s deadline)" >&2
     fi
@@ -60,9 +66,12 @@ zfs_fuse_probe_step() {
 # which step failed, when the daemon cannot.
 zfs_fuse_probe() {
     local dir pool status=0
-    dir=$(mktemp -d /tmp/zibt-probe-XXXXXX)
+    dir=$(mktemp -d /tmp/zibt-probe-XXXXXX) || {
+        echo "zfs-fuse probe: cannot make a directory in /tmp (is it full?)" >&2
+        return 1
+    }
     pool="zibt-probe-$$"
-    truncate -s 128M "$dir/pool.img"
+    truncate -s 128M "$dir/pool.img" || return 1
     zfs_fuse_probe_step "zpool create" zpool create -m "$dir/mnt" "$pool" "$dir/pool.img" &&
         zfs_fuse_probe_step "zfs create" zfs create "$pool/data" &&
         zfs_fuse_probe_step "writing a file" dd if=/dev/urandom of="$dir/mnt/data/probe" bs=64K count=16 conv=fsync status=none &&
@@ -71,18 +80,21 @@ zfs_fuse_probe() {
         status=1
     # zfs-fuse may call a pool busy for a moment after a send.
     local destroyed=0
-    local listed
+    local pools listed
     for _ in $(seq 1 20); do
         listed=0
-        timeout "$ZFS_PROBE_DEADLINE" zpool list "$pool" >/dev/null 2>&1 || listed=$?
+        pools=$(timeout -k 10 "$ZFS_PROBE_DEADLINE" zpool list -H -o name 2>/dev/null) || listed=$?
         case "$listed" in
-            1) # no such pool
-                destroyed=1
-                break
+            0)
+                # Gone only when the daemon answered without it.
+                if ! grep -qx "$pool" <<<"$pools"; then
+                    destroyed=1
+                    break
+                fi
                 ;;
             124 | 137) break ;; # the daemon is not answering: waiting longer will not help
         esac
-        timeout "$ZFS_PROBE_DEADLINE" zpool destroy -f "$pool" >/dev/null 2>&1 || true
+        timeout -k 10 "$ZFS_PROBE_DEADLINE" zpool destroy -f "$pool" >/dev/null 2>&1 || true
         sleep 0.5
     done
     if [ "$destroyed" -eq 1 ]; then
@@ -98,18 +110,31 @@ zfs_fuse_probe() {
 # Starts zfs-fuse if it is not running and makes sure it answers; restarts it once from
 # a clean state when it does not.
 ensure_zfs_fuse() {
+    local answering=1
     if ! pgrep -x zfs-fuse >/dev/null 2>&1; then
-        zfs_fuse_start || return 1
+        zfs_fuse_start || answering=0
     fi
     # Pools left by an interrupted earlier run (test fixtures are named zibt-*, the
     # README's quick start zibtry, the demo's zibdemo*): their backing files are gone
-    # with their temporary directories.
-    local stale
-    for stale in $(timeout "$ZFS_PROBE_DEADLINE" zpool list -H -o name 2>/dev/null | grep -E '^(zibt-|zibtry$|zibdemo)' || true); do
-        echo "destroying stale test pool $stale"
-        timeout "$ZFS_PROBE_DEADLINE" zpool destroy -f "$stale" || true
-    done
-    if zfs_fuse_probe; then
+    # with their temporary directories. A daemon that does not answer goes straight to
+    # the clean restart, which forgets them all.
+    local pools stale destroyed
+    if [ "$answering" -eq 1 ]; then
+        pools=$(timeout -k 10 "$ZFS_PROBE_DEADLINE" zpool list -H -o name 2>/dev/null) || answering=0
+    fi
+    if [ "$answering" -eq 1 ]; then
+        for stale in $(grep -E '^(zibt-|zibtry$|zibdemo)' <<<"$pools" || true); do
+            echo "destroying stale test pool $stale"
+            destroyed=0
+            timeout -k 10 "$ZFS_PROBE_DEADLINE" zpool destroy -f "$stale" || destroyed=$?
+            case "$destroyed" in 124 | 137)
+                answering=0
+                break
+                ;;
+            esac
+        done
+    fi
+    if [ "$answering" -eq 1 ] && zfs_fuse_probe; then
         return 0
     fi
     echo "zfs-fuse does not do what the tests need; restarting it with no pools imported" \

@@ -42,8 +42,8 @@ pub fn run_bounded(program: &str, args: &[&str]) -> Output {
     bounded(program, args).unwrap_or_else(|stuck| panic!("{stuck}"))
 }
 
-/// [`run_bounded`] without the panic (for `Drop`): `Err` says the command outran the
-/// deadline and what that most likely means.
+/// [`run_bounded`] without the panic (for `Drop`): `Err` says the command could not be
+/// run, or outran the deadline and what that most likely means.
 fn bounded(program: &str, args: &[&str]) -> Result<Output, String> {
     bounded_within(COMMAND_DEADLINE_SECONDS, program, args)
 }
@@ -55,7 +55,7 @@ fn bounded_within(seconds: u32, program: &str, args: &[&str]) -> Result<Output, 
         .args(args)
         .env("LC_ALL", "C")
         .output()
-        .unwrap_or_else(|error| panic!("could not run {program} {args:?}: {error}"));
+        .map_err(|error| format!("could not run {program} {args:?} (under `timeout`): {error}"))?;
     // 124: `timeout` stopped it; 137: it needed SIGKILL after that.
     if matches!(output.status.code(), Some(124 | 137)) {
         return Err(format!(
@@ -130,10 +130,16 @@ impl ZfsPool {
         std::fs::File::create(&file)
             .and_then(|f| f.set_len(bytes))
             .expect("sparse pool file");
-        let mount_text = mount.to_str().expect("UTF-8 temporary path");
-        let file_text = file.to_str().expect("UTF-8 temporary path");
-        run_checked("zpool", &["create", "-m", mount_text, &name, file_text]);
-        Some(ZfsPool { name, dir })
+        let mount_text = mount.to_str().expect("UTF-8 temporary path").to_owned();
+        let file_text = file.to_str().expect("UTF-8 temporary path").to_owned();
+        // Owned by a `ZfsPool` before the create runs: if the create outruns its deadline
+        // or fails, `Drop` keeps the file unless the pool is sure to be gone.
+        let pool = ZfsPool { name, dir };
+        run_checked(
+            "zpool",
+            &["create", "-m", &mount_text, &pool.name, &file_text],
+        );
+        Some(pool)
     }
 
     /// Grows the pool by a second sparse file of `bytes` (`zpool add`): a full pool
@@ -249,6 +255,8 @@ impl Drop for ZfsPool {
         for _ in 0..20 {
             match bounded("zpool", &["destroy", "-f", &self.name]) {
                 Ok(output) if output.status.success() => return,
+                // Never created (its `zpool create` failed): the file can go.
+                Ok(_) if pool_absent(&self.name) => return,
                 Ok(output) => last_error = String::from_utf8_lossy(&output.stderr).into_owned(),
                 Err(stuck) => {
                     last_error = stuck;
@@ -268,6 +276,17 @@ impl Drop for ZfsPool {
             self.dir.path().display()
         );
     }
+}
+
+/// True only when the daemon answered and does not list `name` (an error from
+/// `zpool list NAME` may also mean the daemon did not answer).
+fn pool_absent(name: &str) -> bool {
+    bounded("zpool", &["list", "-H", "-o", "name"]).is_ok_and(|output| {
+        output.status.success()
+            && !String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .any(|pool| pool == name)
+    })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 use std::process::Command;
 
 use zib_test_utils::real::{component_missing, find_program, running_as_root};
-use zib_test_utils::zfs::{run_bounded, run_checked};
+use zib_test_utils::zfs::{pool_absent, run_bounded};
 
 const README: &str = include_str!("../../README.md");
 /// The quick start's pool and its file (fixed names: the README's).
@@ -50,10 +50,7 @@ fn quick_start() -> Vec<String> {
 /// suspend the pool, and a suspended pool blocks every other test's ZFS commands.
 fn destroy_pool() {
     for _ in 0..20 {
-        // Gone only when the daemon answered without it (an error from `zpool list
-        // POOL` may also mean the daemon did not answer).
-        let pools = run_checked("zpool", &["list", "-H", "-o", "name"]);
-        if !pools.lines().any(|pool| pool == POOL) {
+        if pool_absent(POOL) {
             let _ = std::fs::remove_file(POOL_FILE);
             return;
         }

@@ -278,9 +278,10 @@ impl Drop for ZfsPool {
     }
 }
 
-/// True only when the daemon answered and does not list `name` (an error from
-/// `zpool list NAME` may also mean the daemon did not answer).
-fn pool_absent(name: &str) -> bool {
+/// True only when the daemon answered and does not list pool `name` (an error from
+/// `zpool list NAME` may also mean the daemon did not answer): only then may the pool's
+/// backing file be deleted.
+pub fn pool_absent(name: &str) -> bool {
     bounded("zpool", &["list", "-H", "-o", "name"]).is_ok_and(|output| {
         output.status.success()
             && !String::from_utf8_lossy(&output.stdout)

@@ -16,7 +16,9 @@
 #   --no-count       skip the extra round through the counting proxy (no request counts)
 #
 # Environment: ZIB_MOTO_VENV (the moto virtualenv, default /opt/zib/moto-venv),
-# ZIB_S3S_FS (an s3s-fs binary to use instead of installing one into /opt/zib/s3s-fs).
+# ZIB_S3S_FS (an s3s-fs binary to use instead of installing one into /opt/zib/s3s-fs),
+# ZIB_BENCH_ZIB (a zib binary to measure instead of this tree's release build: two builds
+# compared run by run, in turn).
 # The results are also written, tab-separated, to DIR/zib-bench-DATE.tsv.
 #
 # What each tool runs (defaults, as a user would run them; all to STANDARD storage):
@@ -108,7 +110,8 @@ esac
 echo "building zib and s3-request-counter (release)"
 cargo build --quiet --release --locked -p zib-cli -p zib-test-utils --bin zib --bin s3-request-counter
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-ZIB=$target_dir/release/zib
+ZIB=${ZIB_BENCH_ZIB:-$target_dir/release/zib}
+[ -x "$ZIB" ] || fail "ZIB_BENCH_ZIB=$ZIB is not an executable file"
 COUNTER=$target_dir/release/s3-request-counter
 
 # ---- the source: G GiB of random bytes in a BTRFS subvolume ----

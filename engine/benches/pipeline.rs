@@ -19,7 +19,10 @@
 //!   stream also goes through the pipeline with its parts discarded instead of stored
 //!   (a decorator around the local-directory backend that drops part bytes): the
 //!   difference between the two rows is what storing costs, the rest is the pipeline's
-//!   own work (reading, hashing, encrypting, cutting parts);
+//!   own work (reading, hashing, encrypting, cutting parts). Beside them, the format's
+//!   work alone — the file read, the two SHA-256 passes and AES-256-GCM of every
+//!   segment, on one thread with nothing else — the floor under the pipeline's CPU;
+//!   the table's note gives each pipeline's CPU as a multiple of it, round by round;
 //! - (b) a live `zfs send` (zfs-fuse) of a dataset holding ~1.5 GiB of files, through
 //!   the snapshot source `ZfsSource`; baseline `zfs send … > DST && sync`. Skipped, with
 //!   a message, when zfs-fuse is not installed or not running, or without root;
@@ -28,7 +31,8 @@
 //! - (r), `--only restore` (not in the default set): (a)'s stream backed up to a local
 //!   directory, then restored through `Repository::create_restore` and `advance_restore`
 //!   — download into the staging directory, verify, decrypt, receive into a file —
-//!   next to `cat STREAM > DST && sync`.
+//!   next to `cat STREAM > DST && sync`, and the format's work alone as in (a) (opening
+//!   a segment costs what sealing it does).
 //!
 //! Every pipeline measurement runs in a fresh child process (this binary re-executed with
 //! a `child-*` subcommand) so that CPU time and peak RSS are its own. CPU time is user +
@@ -145,6 +149,7 @@ fn main() {
             Sink::Store,
         ),
         Some("child-restore") => child_restore(args[1], Path::new(args[2])),
+        Some("child-floor") => child_floor(Path::new(args[1])),
         _ => run(&Options::parse(&args)),
     }
 }
@@ -270,6 +275,7 @@ fn bench_file(options: &Options, table: &mut Table) {
     let mut baseline = Runs::default();
     let mut pipeline = Runs::default();
     let mut discard = Runs::default();
+    let mut floor = Runs::default();
     for round in 1..=options.rounds {
         let dest = work.path().join("copy.bin");
         sync();
@@ -290,11 +296,13 @@ fn bench_file(options: &Options, table: &mut Table) {
             repo.path().to_str().unwrap(),
         ]));
         drop(repo);
+        floor.push(spawn_child(&["child-floor", source.to_str().unwrap()]));
         eprintln!(
-            "(a) round {round}: baseline {:.0} MiB/s, pipeline {:.0} MiB/s, parts discarded {:.0} MiB/s",
+            "(a) round {round}: baseline {:.0} MiB/s, pipeline {:.0} MiB/s, parts discarded {:.0} MiB/s, the format's work alone {:.0} MiB/s",
             baseline.last_rate(),
             pipeline.last_rate(),
-            discard.last_rate()
+            discard.last_rate(),
+            floor.last_rate()
         );
     }
     table.add(
@@ -310,6 +318,26 @@ fn bench_file(options: &Options, table: &mut Table) {
         &baseline,
         &discard,
     );
+    table.add_pipeline(
+        &label,
+        "the format's work alone: read, SHA-256 × 2, AES-256-GCM (one thread)",
+        &baseline,
+        &floor,
+    );
+    table.note(format!(
+        "{label}: CPU ÷ the format's work alone, per round: stored {}, parts discarded {}",
+        fmt_spread(&cpu_ratios(&pipeline, &floor), 2),
+        fmt_spread(&cpu_ratios(&discard, &floor), 2),
+    ));
+}
+
+/// Each round's CPU seconds of `runs` divided by those of `floor` in the same round.
+fn cpu_ratios(runs: &Runs, floor: &Runs) -> Vec<f64> {
+    runs.cpus()
+        .iter()
+        .zip(floor.cpus())
+        .map(|(cpu, floor)| cpu / floor)
+        .collect()
 }
 
 /// `stream.bin` in `dir`: `len` incompressible bytes, the stream sections (a) and (r)
@@ -349,6 +377,7 @@ fn bench_restore(options: &Options, table: &mut Table) {
     );
     let mut baseline = Runs::default();
     let mut restore = Runs::default();
+    let mut floor = Runs::default();
     for round in 1..=options.rounds {
         let dest = work.path().join("restored.bin");
         sync();
@@ -366,10 +395,12 @@ fn bench_restore(options: &Options, table: &mut Table) {
             "the restored stream has the backed-up length"
         );
         std::fs::remove_file(&dest).unwrap();
+        floor.push(spawn_child(&["child-floor", source.to_str().unwrap()]));
         eprintln!(
-            "(r) round {round}: baseline {:.0} MiB/s, restore {:.0} MiB/s",
+            "(r) round {round}: baseline {:.0} MiB/s, restore {:.0} MiB/s, the format's work alone {:.0} MiB/s",
             baseline.last_rate(),
-            restore.last_rate()
+            restore.last_rate(),
+            floor.last_rate()
         );
     }
     table.add(
@@ -379,6 +410,17 @@ fn bench_restore(options: &Options, table: &mut Table) {
         "zib restore from a local directory into a file",
         &restore,
     );
+    // Opening a segment costs what sealing it does: the backup's floor is the restore's.
+    table.add_pipeline(
+        &label,
+        "the format's work alone: read, SHA-256 × 2, AES-256-GCM (one thread)",
+        &baseline,
+        &floor,
+    );
+    table.note(format!(
+        "{label}: CPU ÷ the format's work alone, per round: {}",
+        fmt_spread(&cpu_ratios(&restore, &floor), 2),
+    ));
 }
 
 /// (b): a live zfs-fuse `zfs send` → pipeline, next to `zfs send … > DST && sync`.
@@ -580,6 +622,51 @@ fn child(source: Source, repo_dir: &str, sink: Sink) {
         };
         stopwatch.finish(|| uploaded)
     });
+    println!("{}", measurement.to_line());
+}
+
+/// The work the format itself requires of a backup, and nothing else, on one thread:
+/// the file read in [`STREAM_CHUNK`] pieces, both SHA-256 passes the format records (the
+/// stream's and the volume's), and every 64 KiB segment sealed with AES-256-GCM where
+/// it lies (ring, the pipeline's own primitives). No thread hand-over, no copy, no
+/// storage: the floor under the pipeline's CPU on this machine. Prints one `RESULT`
+/// line, as [`child`].
+fn child_floor(source: &Path) {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+    use ring::digest::{Context, SHA256};
+    const SEGMENT: usize = 64 * 1024;
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7; 32]).unwrap());
+    let mut file = File::open(source).unwrap();
+    let mut chunk = vec![0; STREAM_CHUNK];
+    let stopwatch = InProcess::start();
+    let mut stream = Context::new(&SHA256);
+    let mut volume = Context::new(&SHA256);
+    let mut counter: u64 = 0;
+    let mut total = 0_u64;
+    loop {
+        let read = file.read(&mut chunk).unwrap();
+        if read == 0 {
+            break;
+        }
+        total += read as u64;
+        stream.update(&chunk[..read]);
+        volume.update(&chunk[..read]);
+        for segment in chunk[..read].chunks_mut(SEGMENT) {
+            let mut nonce = [0; 12];
+            nonce[4..].copy_from_slice(&counter.to_be_bytes());
+            counter += 1;
+            let tag = key
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::empty(),
+                    segment,
+                )
+                .unwrap();
+            let _ = std::hint::black_box(tag);
+        }
+    }
+    std::hint::black_box([stream.finish(), volume.finish()]);
+    let measurement = stopwatch.finish(|| total);
     println!("{}", measurement.to_line());
 }
 
@@ -1029,6 +1116,8 @@ fn fmt_spread(values: &[f64], decimals: usize) -> String {
 #[derive(Default)]
 struct Table {
     rows: Vec<String>,
+    /// Lines printed under the table.
+    notes: Vec<String>,
     skipped: Vec<String>,
 }
 
@@ -1068,6 +1157,10 @@ impl Table {
         ));
     }
 
+    fn note(&mut self, line: String) {
+        self.notes.push(line);
+    }
+
     fn print(&self) {
         println!();
         println!("Throughput: median (min–max) over rounds; ratio = pipeline ÷ baseline per round; CPU = user+sys seconds");
@@ -1076,6 +1169,12 @@ impl Table {
         println!("|---|---|---|---|---|");
         for row in &self.rows {
             println!("{row}");
+        }
+        if !self.notes.is_empty() {
+            println!();
+        }
+        for line in &self.notes {
+            println!("{line}");
         }
         for line in &self.skipped {
             println!();

@@ -335,7 +335,9 @@ async fn a_restore_killed_during_its_receive_resumes_from_the_staged_volumes() {
         &[dataset.as_str(), "--into", target.as_str(), "--yes"],
     );
     let staging = sandbox.state();
-    // The kill point: while staged volume k (1 or 2) is read into the receive.
+    // The kill point: while staged volume k (1 or 2) is read into the receive, once every
+    // volume is staged (the receive of volume 1 may start while volume 2 downloads; a
+    // kill then would rightly make the rerun download the rest of volume 2).
     let k = 1 + TestRng::new(2027).below(2);
     let mut child = Running(
         sandbox
@@ -366,7 +368,7 @@ async fn a_restore_killed_during_its_receive_resumes_from_the_staged_volumes() {
             let reading = open_files(pid).iter().any(|path| {
                 path.starts_with(&staging) && path.to_string_lossy().ends_with(&wanted)
             });
-            if reading {
+            if reading && staged_volumes(&staging) == 3 {
                 break receiver;
             }
         }
@@ -420,6 +422,27 @@ async fn a_restore_killed_during_its_receive_resumes_from_the_staged_volumes() {
     eprintln!(
         "restore killed while the receive read staged volume {k}; the rerun downloaded no volume"
     );
+}
+
+/// How many finished staged copies (`*.volume`, not `*.volume.part`) are under `dir`.
+fn staged_volumes(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                staged_volumes(&path)
+            } else {
+                usize::from(
+                    path.extension()
+                        .is_some_and(|extension| extension == "volume"),
+                )
+            }
+        })
+        .sum()
 }
 
 /// A consolidation killed between its commit and its deletions, then its rerun killed in

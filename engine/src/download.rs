@@ -21,16 +21,20 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use tokio::sync::watch;
-use tokio_util::io::ReaderStream;
 use zib_crypto::{decrypt_stream, VolumeDecryptor, VolumeIdentity};
 use zib_storage_backend::{ByteRange, ObjectKey};
 
 use crate::context::Repo;
 use crate::error::{Error, Result};
+use crate::file_chunks::read_in_chunks;
 use crate::format::layout::ObjectRole;
 use crate::format::records::{volume_list_hash, ManifestRecord, VolumeListEntry};
 use crate::hashing::PlaintextHashes;
 use crate::ids::BackupId;
+
+/// Plaintext bytes handed to the hashing thread at once: one wake-up of each side per
+/// 16 segments instead of per segment.
+const HASH_BATCH: usize = 1 << 20;
 
 /// Reads a committed backup's volumes back, decrypting and verifying them, as one
 /// plaintext stream.
@@ -53,6 +57,8 @@ pub(crate) fn backup_stream(
         entries: Vec::new(),
         hashes: None,
         stream_len: 0,
+        unhashed: Vec::new(),
+        unhashed_len: 0,
         held_back: VecDeque::new(),
         finished: false,
     };
@@ -169,6 +175,10 @@ struct Reader {
     /// thread is tokio's: the stream is built before it is polled on the runtime).
     hashes: Option<PlaintextHashes>,
     stream_len: u64,
+    /// Plaintext read but not yet given to the hashing thread: it goes in batches of
+    /// [`HASH_BATCH`] bytes.
+    unhashed: Vec<Bytes>,
+    unhashed_len: usize,
     /// Plaintext not yet yielded: the newest chunk waits until the next one arrives (or
     /// the whole stream verified), so the stream's end is never given out unverified.
     held_back: VecDeque<Bytes>,
@@ -206,8 +216,12 @@ impl Reader {
                     let chunk = chunk?;
                     if !chunk.is_empty() {
                         volume.plaintext_len += chunk.len() as u64;
-                        self.hashes().update(&chunk).await?;
                         self.stream_len += chunk.len() as u64;
+                        self.unhashed_len += chunk.len();
+                        self.unhashed.push(chunk.clone());
+                        if self.unhashed_len >= HASH_BATCH {
+                            self.hash_unhashed().await?;
+                        }
                         self.held_back.push_back(chunk);
                     }
                 }
@@ -225,7 +239,14 @@ impl Reader {
         self.hashes.get_or_insert_with(PlaintextHashes::start)
     }
 
+    async fn hash_unhashed(&mut self) -> Result<()> {
+        let batch = std::mem::take(&mut self.unhashed);
+        self.unhashed_len = 0;
+        self.hashes().update_all(batch).await
+    }
+
     async fn close_volume(&mut self, volume: CurrentVolume) -> Result<()> {
+        self.hash_unhashed().await?;
         let plaintext_sha256 = self.hashes().end_volume().await?;
         if let Volumes::Staged(staged) = &self.volumes {
             staged.mark_read(self.manifest.backup_id, self.next_index);
@@ -313,7 +334,7 @@ async fn open_volume(
                     action: "read a staged volume",
                     source,
                 })?;
-            ReaderStream::with_capacity(file, 256 * 1024)
+            read_in_chunks(file.into_std().await)
                 .map(move |chunk| {
                     chunk.map_err(|source| Error::LocalState {
                         path: path.clone(),

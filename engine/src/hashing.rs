@@ -5,8 +5,11 @@
 //! the pipeline itself, and a third of the restore's).
 //!
 //! The hashing thread reads the same chunks the task does (a chunk is shared, not
-//! copied); the queue between them holds at most [`QUEUE`] chunks, which bounds both the
-//! memory they keep alive and how far the thread may fall behind. (The resume journal's
+//! copied); the queue between them holds at most [`QUEUE`] messages — a chunk, or a
+//! batch of chunks the sender gathered (the restore sends 1 MiB batches of 64 KiB
+//! segments, so that the thread and the task wake each other once per batch, not per
+//! segment) — which bounds both the memory they keep alive and how far the thread may
+//! fall behind. (The resume journal's
 //! per-part check needs no hash of the plaintext: it is taken from the part's segment
 //! tags, `crate::upload::parts`.)
 
@@ -16,11 +19,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 
-/// Chunks waiting for the hashing thread.
+/// Messages waiting for the hashing thread.
 pub(crate) const QUEUE: usize = 8;
 
 enum Message {
     Chunk(Bytes),
+    Chunks(Vec<Bytes>),
     EndVolume(oneshot::Sender<[u8; 32]>),
     EndStream(oneshot::Sender<[u8; 32]>),
 }
@@ -43,6 +47,12 @@ impl PlaintextHashes {
                         stream.update(&chunk);
                         volume.update(&chunk);
                     }
+                    Message::Chunks(chunks) => {
+                        for chunk in chunks {
+                            stream.update(&chunk);
+                            volume.update(&chunk);
+                        }
+                    }
                     Message::EndVolume(reply) => {
                         let done = std::mem::replace(&mut volume, Context::new(&SHA256));
                         // The receiver gone means the pass stopped: nothing to tell.
@@ -62,6 +72,11 @@ impl PlaintextHashes {
     /// full).
     pub(crate) async fn update(&self, chunk: &Bytes) -> Result<()> {
         self.send(Message::Chunk(chunk.clone())).await
+    }
+
+    /// Hashes `chunks`, in order, as [`update`](Self::update) would one by one.
+    pub(crate) async fn update_all(&self, chunks: Vec<Bytes>) -> Result<()> {
+        self.send(Message::Chunks(chunks)).await
     }
 
     /// The current volume's hash; the next chunk starts the next volume.
@@ -101,7 +116,6 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_hashes_are_those_of_the_stream_and_of_each_volume() {
-        let hashes = PlaintextHashes::start();
         let sha = |bytes: &[u8]| {
             let mut out = [0u8; 32];
             out.copy_from_slice(ring::digest::digest(&SHA256, bytes).as_ref());
@@ -114,16 +128,25 @@ mod tests {
             Vec::new(),
             vec![Bytes::from_static(b"last")],
         ];
-        let mut whole = Vec::new();
-        for chunks in &volumes {
-            let mut volume = Vec::new();
-            for chunk in chunks {
-                hashes.update(chunk).await.unwrap();
-                volume.extend_from_slice(chunk);
+        // Sent chunk by chunk, then in batches: the hashes do not depend on how.
+        for batched in [false, true] {
+            let hashes = PlaintextHashes::start();
+            let mut whole = Vec::new();
+            for chunks in &volumes {
+                if batched {
+                    let (first, second) = chunks.split_at(chunks.len() / 2);
+                    hashes.update_all(first.to_vec()).await.unwrap();
+                    hashes.update_all(second.to_vec()).await.unwrap();
+                } else {
+                    for chunk in chunks {
+                        hashes.update(chunk).await.unwrap();
+                    }
+                }
+                let volume = chunks.concat();
+                assert_eq!(hashes.end_volume().await.unwrap(), sha(&volume));
+                whole.extend_from_slice(&volume);
             }
-            assert_eq!(hashes.end_volume().await.unwrap(), sha(&volume));
-            whole.extend_from_slice(&volume);
+            assert_eq!(hashes.end_stream().await.unwrap(), sha(&whole));
         }
-        assert_eq!(hashes.end_stream().await.unwrap(), sha(&whole));
     }
 }

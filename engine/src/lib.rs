@@ -103,6 +103,7 @@ mod deletion;
 mod download;
 mod error;
 mod export;
+mod file_chunks;
 mod format;
 mod hashing;
 // Bodies of the fuzz targets in `fuzz/`, run over the corpus by `tests/fuzz_corpus.rs`.

@@ -1059,11 +1059,11 @@ impl StorageBackend for LocalDirBackend {
             .await
             .map_err(|source| io_error(Operation::Get, &path, source))?;
         let reader = file.take(span.end - span.start);
-        Ok(
-            tokio_util::io::ReaderStream::with_capacity(reader, 64 * 1024)
-                .map_err(move |source| io_error(Operation::Get, &path, source))
-                .boxed(),
-        )
+        // `tokio::fs` hands every read to a pool thread and back: 1 MiB reads make that
+        // 1,024 hand-overs per GiB read, not 16,384.
+        Ok(tokio_util::io::ReaderStream::with_capacity(reader, 1 << 20)
+            .map_err(move |source| io_error(Operation::Get, &path, source))
+            .boxed())
     }
 
     async fn request_restore(&self, key: &ObjectKey, days: u32, _tier: RestoreTier) -> Result<()> {

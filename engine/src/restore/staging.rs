@@ -2,22 +2,25 @@
 //! download stopped — and verified (every segment decrypted and authenticated) before
 //! it counts as staged. The verification runs as the bytes arrive (a resumed download
 //! first reads back what its partial file holds), so a staged copy costs one pass over
-//! its bytes, and a download found altered stops at the first bad segment instead of
-//! paying for the rest. Staged volumes are kept as the ciphertext the bucket holds:
-//! they are decrypted and checked again, against the manifest's hashes, as their stream
-//! is received, so a staged file damaged on disk is never received as valid (it is then
-//! removed, and the next run downloads it again).
+//! its bytes, and a download found altered stops within a few MiB of the first bad
+//! segment instead of paying for the rest. (Writing and verifying run on a thread of
+//! their own, beside the download, handed the bytes in batches of up to 1 MiB — at once
+//! whenever the download waits for the storage, so what it waited for is on disk — and
+//! the download is at most [`WRITE_QUEUE`] + 2 batches ahead.) Staged volumes are kept as the
+//! ciphertext the bucket holds: they are decrypted and checked again, against the
+//! manifest's hashes, as their stream is received, so a staged file damaged on disk is
+//! never received as valid (it is then removed, and the next run downloads it again).
 //!
 //! ```text
 //! <staging>/<backup id>-<index>.volume.part   being downloaded (resumed by length)
 //! <staging>/<backup id>-<index>.volume        downloaded and verified
 //! ```
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
+use futures::{FutureExt, StreamExt};
 use zib_crypto::{VolumeDecryptor, VolumeIdentity};
 use zib_storage_backend::{ByteRange, ObjectKey};
 
@@ -26,6 +29,7 @@ use super::run::Meter;
 use crate::context::Repo;
 use crate::download::staged_volume;
 use crate::error::{Error, Result};
+use crate::file_chunks::read_in_chunks;
 use crate::ids::BackupId;
 use crate::progress::Progress;
 use crate::state::off_the_runtime;
@@ -180,32 +184,59 @@ async fn download_once(
                 return Err(refuse(&part, reason));
             }
         }
-        let mut file = tokio::fs::OpenOptions::new()
+        let file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&part)
             .await
-            .map_err(local("write a staged volume", &part))?;
-        if have < size {
-            let mut body = repository.backend().get(key, ByteRange::from(have)).await?;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk?;
-                if let Err(reason) = check.push(chunk.clone()) {
-                    drop(file);
-                    return Err(refuse(&part, reason));
+            .map_err(local("write a staged volume", &part))?
+            .into_std()
+            .await;
+        let mut writer = StagingWriter::start(file, check);
+        let downloaded: Result<()> = async {
+            if have < size {
+                let mut body = repository.backend().get(key, ByteRange::from(have)).await?;
+                loop {
+                    let next = match body.next().now_or_never() {
+                        Some(next) => next,
+                        None => {
+                            // The storage is slower than the writer: what came so far is
+                            // written now, so that a kill while the download waits keeps
+                            // it.
+                            if !writer.flush().await {
+                                break;
+                            }
+                            body.next().await
+                        }
+                    };
+                    let Some(chunk) = next else {
+                        break;
+                    };
+                    let chunk = chunk?;
+                    let len = chunk.len() as u64;
+                    if !writer.push(chunk).await {
+                        // The writer stopped; its failure comes with `finish` below.
+                        break;
+                    }
+                    have += len;
+                    progress.downloaded(len);
+                    meter.checkpoint().await?;
                 }
-                file.write_all(&chunk)
-                    .await
-                    .map_err(local("write a staged volume", &part))?;
-                have += chunk.len() as u64;
-                progress.downloaded(chunk.len() as u64);
-                meter.checkpoint().await?;
             }
+            Ok(())
         }
-        file.sync_all()
-            .await
-            .map_err(local("write a staged volume", &part))?;
-        drop(file);
+        .await;
+        // Waited for even after a failed download: nothing writes to the partial file
+        // once this returns, so a retry measures what it holds.
+        let written = writer.finish().await;
+        downloaded?;
+        check = match written {
+            Ok(check) => check,
+            Err(WriteFailure::Refused(reason)) => return Err(refuse(&part, reason)),
+            Err(WriteFailure::Write(source)) => {
+                return Err(local("write a staged volume", &part)(source))
+            }
+        };
         if have != size {
             return Err(refuse(
                 &part,
@@ -222,6 +253,105 @@ async fn download_once(
         return Ok(staged);
     }
     check.finish().map_err(|reason| refuse(&path, reason))
+}
+
+/// Bytes of a download gathered before they are handed to the writing thread.
+const WRITE_BATCH: usize = 1 << 20;
+/// Batches waiting for the writing thread.
+const WRITE_QUEUE: usize = 2;
+
+/// Writes a download into its partial file and verifies it, on a thread of its own: one
+/// hand-over per [`WRITE_BATCH`] bytes when the storage delivers faster than the disk
+/// (instead of `tokio::fs`'s two per chunk and its copy of each), every chunk at once
+/// when the download waits for the storage; and each chunk, once written, is verified
+/// where it lies unless the storage still shares it.
+struct StagingWriter {
+    batches: Option<tokio::sync::mpsc::Sender<Vec<Bytes>>>,
+    batch: Vec<Bytes>,
+    batch_len: usize,
+    thread: tokio::task::JoinHandle<(Verifier, std::result::Result<(), WriteFailure>)>,
+}
+
+/// Why the writing thread stopped.
+enum WriteFailure {
+    /// The bytes do not verify: why.
+    Refused(String),
+    /// The partial file could not be written or made durable.
+    Write(std::io::Error),
+}
+
+impl StagingWriter {
+    /// Appends to `file`, verifying with `check` (which has seen what `file` holds).
+    fn start(file: std::fs::File, check: Verifier) -> Self {
+        let (batches, mut queued) = tokio::sync::mpsc::channel::<Vec<Bytes>>(WRITE_QUEUE);
+        let thread = tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            let mut check = check;
+            let mut written = || {
+                while let Some(batch) = queued.blocking_recv() {
+                    for chunk in batch {
+                        file.write_all(&chunk).map_err(WriteFailure::Write)?;
+                        check.push(chunk).map_err(WriteFailure::Refused)?;
+                    }
+                }
+                file.sync_all().map_err(WriteFailure::Write)
+            };
+            let result = written();
+            (check, result)
+        });
+        Self {
+            batches: Some(batches),
+            batch: Vec::new(),
+            batch_len: 0,
+            thread,
+        }
+    }
+
+    /// Queues `chunk`, handing the batch over once it holds [`WRITE_BATCH`] bytes. False
+    /// once the thread has stopped: [`finish`](Self::finish) says why.
+    async fn push(&mut self, chunk: Bytes) -> bool {
+        self.batch_len += chunk.len();
+        self.batch.push(chunk);
+        if self.batch_len < WRITE_BATCH {
+            return true;
+        }
+        self.send().await
+    }
+
+    /// Hands over the batch gathered so far, however small. False once the thread has
+    /// stopped.
+    async fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return self
+                .batches
+                .as_ref()
+                .is_some_and(|batches| !batches.is_closed());
+        }
+        self.send().await
+    }
+
+    async fn send(&mut self) -> bool {
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_len = 0;
+        match &self.batches {
+            Some(batches) => batches.send(batch).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Writes what is queued, makes the file durable, and returns the verifier, once
+    /// the thread is done with the file.
+    async fn finish(mut self) -> std::result::Result<Verifier, WriteFailure> {
+        self.flush().await;
+        // The thread ends once it has written every batch sent.
+        drop(self.batches.take());
+        match self.thread.await {
+            Ok((check, result)) => result.map(|()| check),
+            Err(error) => Err(WriteFailure::Write(std::io::Error::other(format!(
+                "the thread writing the staged copy stopped: {error}"
+            )))),
+        }
+    }
 }
 
 /// A volume's ciphertext decrypted as it passes, to prove that every segment
@@ -268,7 +398,7 @@ impl Verifier {
         let file = tokio::fs::File::open(path).await.map_err(|error| {
             format!("the staged copy {} cannot be read: {error}", path.display())
         })?;
-        let mut chunks = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+        let mut chunks = read_in_chunks(file.into_std().await);
         while let Some(chunk) = chunks.next().await {
             self.push(chunk.map_err(|error| format!("reading the staged copy: {error}"))?)?;
         }

@@ -240,6 +240,9 @@ impl Reader {
     }
 
     async fn hash_unhashed(&mut self) -> Result<()> {
+        if self.unhashed.is_empty() {
+            return Ok(());
+        }
         let batch = std::mem::take(&mut self.unhashed);
         self.unhashed_len = 0;
         self.hashes().update_all(batch).await

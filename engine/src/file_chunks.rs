@@ -5,46 +5,83 @@
 //! own. For the files a restore reads whole (staged volumes, a gigabyte each), waking
 //! threads and switching between them was a sixth of the restore's CPU, most of it
 //! around `tokio::fs` calls (docs/BENCHMARKS.md, "The restore path"). Here one thread
-//! reads the file from start to end straight into each chunk it hands over, and at most
-//! [`READ_AHEAD`] chunks wait for the consumer.
+//! reads the file from start to end straight into each chunk it hands over (one read
+//! per chunk, as a rule), and keeps at most [`READ_AHEAD`] + 1 chunks ahead of the consumer (those
+//! queued, and the one it waits to queue).
 
 use std::io::Read;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// Bytes per chunk: large enough that a hand-over per chunk costs nothing that matters,
 /// and a whole number of 64 KiB segments.
 const CHUNK_LEN: usize = 1 << 20;
-/// Chunks read ahead of the consumer.
+/// Chunks queued for the consumer.
 const READ_AHEAD: usize = 2;
 
 /// `file` from its current position to its end, in chunks of [`CHUNK_LEN`] (the last may
 /// be shorter). Each chunk is the only reference to its bytes, so a decryptor may open
 /// it in place. Dropping the stream stops the reading thread after at most one more
-/// chunk. Must be called within a tokio runtime.
+/// chunk; a reading thread that died (a panic) ends the stream with an error, never
+/// with a clean end. Must be called within a tokio runtime.
 pub(crate) fn read_in_chunks(
     mut file: std::fs::File,
 ) -> BoxStream<'static, std::io::Result<Bytes>> {
-    let (chunks, receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
-    tokio::task::spawn_blocking(move || loop {
-        let mut chunk = Vec::with_capacity(CHUNK_LEN);
-        // `read_to_end` reads into the spare capacity as it is: no zeroing first.
-        let item = match (&mut file).take(CHUNK_LEN as u64).read_to_end(&mut chunk) {
-            Ok(0) => return,
-            Ok(_) => Ok(Bytes::from(chunk)),
+    let (chunks, receiver) = mpsc::channel(READ_AHEAD);
+    let thread = tokio::task::spawn_blocking(move || loop {
+        let item = read_chunk(&mut file);
+        let last = !matches!(&item, Ok(Some(_)));
+        let item = match item {
+            Ok(Some(chunk)) => Ok(chunk),
+            Ok(None) => return,
             Err(error) => Err(error),
         };
-        let failed = item.is_err();
-        if chunks.blocking_send(item).is_err() || failed {
+        if chunks.blocking_send(item).is_err() || last {
             return;
         }
     });
-    futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|item| (item, receiver))
-    })
+    futures::stream::unfold(
+        (receiver, Some(thread)),
+        |(mut receiver, thread): (mpsc::Receiver<_>, Option<JoinHandle<()>>)| async move {
+            if let Some(item) = receiver.recv().await {
+                return Some((item, (receiver, thread)));
+            }
+            // The thread is gone: a clean end only if it ended by itself.
+            let error = match thread?.await {
+                Ok(()) => return None,
+                Err(error) => {
+                    std::io::Error::other(format!("the file's reading thread died: {error}"))
+                }
+            };
+            Some((Err(error), (receiver, None)))
+        },
+    )
     .boxed()
+}
+
+/// The next chunk of `file`: up to [`CHUNK_LEN`] bytes, `None` at its end.
+fn read_chunk(file: &mut std::fs::File) -> std::io::Result<Option<Bytes>> {
+    // Zeroed first (a memset costs far less than the read): `read_to_end` would read
+    // into spare capacity without it, but in pieces from 8 KiB up.
+    let mut chunk = vec![0; CHUNK_LEN];
+    let mut filled = 0;
+    while filled < CHUNK_LEN {
+        match file.read(&mut chunk[filled..]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    if filled == 0 {
+        return Ok(None);
+    }
+    chunk.truncate(filled);
+    Ok(Some(Bytes::from(chunk)))
 }
 
 #[cfg(test)]

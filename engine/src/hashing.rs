@@ -9,7 +9,8 @@
 //! batch of chunks the sender gathered (the restore sends 1 MiB batches of 64 KiB
 //! segments, so that the thread and the task wake each other once per batch, not per
 //! segment) — which bounds both the memory they keep alive and how far the thread may
-//! fall behind. (The resume journal's
+//! fall behind: 8 chunks of the backup's stream, 8 MiB of the restore's plaintext (plus
+//! whatever read buffers those share). (The resume journal's
 //! per-part check needs no hash of the plaintext: it is taken from the part's segment
 //! tags, `crate::upload::parts`.)
 

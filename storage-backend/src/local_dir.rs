@@ -1058,12 +1058,16 @@ impl StorageBackend for LocalDirBackend {
         file.seek(SeekFrom::Start(offset + span.start))
             .await
             .map_err(|source| io_error(Operation::Get, &path, source))?;
-        let reader = file.take(span.end - span.start);
+        let len = span.end - span.start;
+        let reader = file.take(len);
         // `tokio::fs` hands every read to a pool thread and back: 1 MiB reads make that
-        // 1,024 hand-overs per GiB read, not 16,384.
-        Ok(tokio_util::io::ReaderStream::with_capacity(reader, 1 << 20)
-            .map_err(move |source| io_error(Operation::Get, &path, source))
-            .boxed())
+        // 1,024 hand-overs per GiB read, not 16,384. A small object gets a small buffer.
+        let capacity = usize::try_from(len).unwrap_or(usize::MAX).clamp(1, 1 << 20);
+        Ok(
+            tokio_util::io::ReaderStream::with_capacity(reader, capacity)
+                .map_err(move |source| io_error(Operation::Get, &path, source))
+                .boxed(),
+        )
     }
 
     async fn request_restore(&self, key: &ObjectKey, days: u32, _tier: RestoreTier) -> Result<()> {

@@ -4,12 +4,14 @@
 //! first reads back what its partial file holds), so a staged copy costs one pass over
 //! its bytes, and a download found altered stops within a few MiB of the first bad
 //! segment instead of paying for the rest. (Writing and verifying run on a thread of
-//! their own, beside the download, handed the bytes in batches of up to 1 MiB — at once
-//! whenever the download waits for the storage, so what it waited for is on disk — and
-//! the download is at most [`WRITE_QUEUE`] + 2 batches ahead.) Staged volumes are kept as the
-//! ciphertext the bucket holds: they are decrypted and checked again, against the
-//! manifest's hashes, as their stream is received, so a staged file damaged on disk is
-//! never received as valid (it is then removed, and the next run downloads it again).
+//! their own, beside the download, handed the bytes in batches of about 1 MiB — at once
+//! whenever the download waits for the storage, so they are written while it waits —
+//! and the download is at most [`WRITE_QUEUE`] + 2 batches ahead.) Staged volumes are
+//! kept as the ciphertext the bucket holds: they are decrypted and checked again,
+//! against the manifest's hashes, as their stream is received, so a staged file damaged
+//! on disk is never received as valid (it is then removed, and the next run downloads
+//! it again). A partial file is locked while it is written: a writer left running by a
+//! dropped download is done with it before a new download measures it.
 //!
 //! ```text
 //! <staging>/<backup id>-<index>.volume.part   being downloaded (resumed by length)
@@ -18,6 +20,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
@@ -167,13 +171,19 @@ async fn download_once(
             return Err(refuse(&path, reason));
         }
     } else {
-        let mut have = tokio::fs::metadata(&part)
-            .await
-            .map(|m| m.len())
-            .unwrap_or(0);
+        // Locked before it is measured: a writer that a dropped download left behind
+        // holds the lock until its last byte is written, so `have` is what the file keeps.
+        let (file, mut have) = off_the_runtime(&part, "write a staged volume", |part| {
+            open_locked(part).map_err(|source| Error::LocalState {
+                path: part.to_owned(),
+                action: "write a staged volume",
+                source,
+            })
+        })
+        .await?;
         if have > size {
             // Not this volume's bytes: start over.
-            tokio::fs::remove_file(&part).await.map_err(local(
+            file.set_len(0).map_err(local(
                 "remove a stale partial download of a staged volume",
                 &part,
             ))?;
@@ -184,14 +194,6 @@ async fn download_once(
                 return Err(refuse(&part, reason));
             }
         }
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&part)
-            .await
-            .map_err(local("write a staged volume", &part))?
-            .into_std()
-            .await;
         let mut writer = StagingWriter::start(file, check);
         let downloaded: Result<()> = async {
             if have < size {
@@ -201,8 +203,7 @@ async fn download_once(
                         Some(next) => next,
                         None => {
                             // The storage is slower than the writer: what came so far is
-                            // written now, so that a kill while the download waits keeps
-                            // it.
+                            // handed over now, and written while the download waits.
                             if !writer.flush().await {
                                 break;
                             }
@@ -229,12 +230,19 @@ async fn download_once(
         // Waited for even after a failed download: nothing writes to the partial file
         // once this returns, so a retry measures what it holds.
         let written = writer.finish().await;
-        downloaded?;
-        check = match written {
-            Ok(check) => check,
-            Err(WriteFailure::Refused(reason)) => return Err(refuse(&part, reason)),
-            Err(WriteFailure::Write(source)) => {
-                return Err(local("write a staged volume", &part)(source))
+        let check = match (written, downloaded) {
+            (Ok(verified), Ok(())) => verified,
+            (Ok(_), Err(error)) => return Err(error),
+            (Err(failure), downloaded) => {
+                if let Err(also) = downloaded {
+                    tracing::warn!(error = %also, "the download failed too");
+                }
+                // Bytes that do not verify outweigh a download that also failed: the
+                // partial file holding them goes.
+                return Err(match failure {
+                    WriteFailure::Refused(reason) => refuse(&part, reason),
+                    WriteFailure::Write(source) => local("write a staged volume", &part)(source),
+                });
             }
         };
         if have != size {
@@ -265,11 +273,16 @@ const WRITE_QUEUE: usize = 2;
 /// (instead of `tokio::fs`'s two per chunk and its copy of each), every chunk at once
 /// when the download waits for the storage; and each chunk, once written, is verified
 /// where it lies unless the storage still shares it.
+///
+/// Dropped before [`finish`](Self::finish) (the download's future dropped), it tells
+/// the thread to stop before its next chunk; the thread keeps the partial file locked
+/// until it has, so the next download of the volume measures the file only after.
 struct StagingWriter {
     batches: Option<tokio::sync::mpsc::Sender<Vec<Bytes>>>,
     batch: Vec<Bytes>,
     batch_len: usize,
-    thread: tokio::task::JoinHandle<(Verifier, std::result::Result<(), WriteFailure>)>,
+    thread: Option<tokio::task::JoinHandle<(Verifier, std::result::Result<(), WriteFailure>)>>,
+    abandoned: Arc<AtomicBool>,
 }
 
 /// Why the writing thread stopped.
@@ -284,12 +297,19 @@ impl StagingWriter {
     /// Appends to `file`, verifying with `check` (which has seen what `file` holds).
     fn start(file: std::fs::File, check: Verifier) -> Self {
         let (batches, mut queued) = tokio::sync::mpsc::channel::<Vec<Bytes>>(WRITE_QUEUE);
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let stop = abandoned.clone();
         let thread = tokio::task::spawn_blocking(move || {
             let mut file = file;
             let mut check = check;
             let mut written = || {
                 while let Some(batch) = queued.blocking_recv() {
                     for chunk in batch {
+                        if stop.load(Ordering::Relaxed) {
+                            return Err(WriteFailure::Write(std::io::Error::other(
+                                "the download was abandoned",
+                            )));
+                        }
                         file.write_all(&chunk).map_err(WriteFailure::Write)?;
                         check.push(chunk).map_err(WriteFailure::Refused)?;
                     }
@@ -303,7 +323,8 @@ impl StagingWriter {
             batches: Some(batches),
             batch: Vec::new(),
             batch_len: 0,
-            thread,
+            thread: Some(thread),
+            abandoned,
         }
     }
 
@@ -345,13 +366,38 @@ impl StagingWriter {
         self.flush().await;
         // The thread ends once it has written every batch sent.
         drop(self.batches.take());
-        match self.thread.await {
+        let Some(thread) = self.thread.take() else {
+            return Err(WriteFailure::Write(std::io::Error::other(
+                "the staged copy's writer was already finished",
+            )));
+        };
+        match thread.await {
             Ok((check, result)) => result.map(|()| check),
             Err(error) => Err(WriteFailure::Write(std::io::Error::other(format!(
                 "the thread writing the staged copy stopped: {error}"
             )))),
         }
     }
+}
+
+impl Drop for StagingWriter {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.abandoned.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Opens `part` for appending under an exclusive `flock` — waiting for any writer still
+/// holding it — and returns it with its length.
+fn open_locked(part: &Path) -> std::io::Result<(std::fs::File, u64)> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(part)?;
+    file.lock()?;
+    let len = file.metadata()?.len();
+    Ok((file, len))
 }
 
 /// A volume's ciphertext decrypted as it passes, to prove that every segment
@@ -400,7 +446,7 @@ impl Verifier {
         })?;
         let mut chunks = read_in_chunks(file.into_std().await);
         while let Some(chunk) = chunks.next().await {
-            self.push(chunk.map_err(|error| format!("reading the staged copy: {error}"))?)?;
+            self.push(chunk.map_err(|error| format!("reading {}: {error}", path.display()))?)?;
         }
         Ok(())
     }

@@ -318,26 +318,12 @@ fn bench_file(options: &Options, table: &mut Table) {
         &baseline,
         &discard,
     );
-    table.add_pipeline(
+    table.add_floor(
         &label,
-        "the format's work alone: read, SHA-256 × 2, AES-256-GCM (one thread)",
         &baseline,
         &floor,
+        &[("stored", &pipeline), ("parts discarded", &discard)],
     );
-    table.note(format!(
-        "{label}: CPU ÷ the format's work alone, per round: stored {}, parts discarded {}",
-        fmt_spread(&cpu_ratios(&pipeline, &floor), 2),
-        fmt_spread(&cpu_ratios(&discard, &floor), 2),
-    ));
-}
-
-/// Each round's CPU seconds of `runs` divided by those of `floor` in the same round.
-fn cpu_ratios(runs: &Runs, floor: &Runs) -> Vec<f64> {
-    runs.cpus()
-        .iter()
-        .zip(floor.cpus())
-        .map(|(cpu, floor)| cpu / floor)
-        .collect()
 }
 
 /// `stream.bin` in `dir`: `len` incompressible bytes, the stream sections (a) and (r)
@@ -414,16 +400,7 @@ fn bench_restore(options: &Options, table: &mut Table) {
     // floor for the restore too. The restore does more by design — it opens every segment
     // twice (verified as it is staged, again as it is received) and reads the staged copy
     // back — and the ratio counts that as work above the floor.
-    table.add_pipeline(
-        &label,
-        "the format's work alone: read, SHA-256 × 2, AES-256-GCM (one thread)",
-        &baseline,
-        &floor,
-    );
-    table.note(format!(
-        "{label}: CPU ÷ the format's work alone, per round: {}",
-        fmt_spread(&cpu_ratios(&restore, &floor), 2),
-    ));
+    table.add_floor(&label, &baseline, &floor, &[("restore", &restore)]);
 }
 
 /// (b): a live zfs-fuse `zfs send` → pipeline, next to `zfs send … > DST && sync`.
@@ -1160,8 +1137,37 @@ impl Table {
         ));
     }
 
-    fn note(&mut self, line: String) {
-        self.notes.push(line);
+    /// The row of the format's work alone (`child-floor`), and a note giving each of
+    /// `pipelines`' CPU as a multiple of it, round by round.
+    fn add_floor(
+        &mut self,
+        label: &str,
+        baseline: &Runs,
+        floor: &Runs,
+        pipelines: &[(&str, &Runs)],
+    ) {
+        self.add_pipeline(
+            label,
+            "the format's work alone: read, SHA-256 × 2, AES-256-GCM (one thread)",
+            baseline,
+            floor,
+        );
+        let ratios: Vec<String> = pipelines
+            .iter()
+            .map(|(name, runs)| {
+                let per_round: Vec<f64> = runs
+                    .cpus()
+                    .iter()
+                    .zip(floor.cpus())
+                    .map(|(cpu, floor)| cpu / floor)
+                    .collect();
+                format!("{name} {}", fmt_spread(&per_round, 2))
+            })
+            .collect();
+        self.notes.push(format!(
+            "{label}: CPU ÷ the format's work alone, per round: {}",
+            ratios.join(", ")
+        ));
     }
 
     fn print(&self) {

@@ -6,8 +6,8 @@
 //! threads and switching between them was a sixth of the restore's CPU, most of it
 //! around `tokio::fs` calls (docs/BENCHMARKS.md, "The restore path"). Here one thread
 //! reads the file from start to end straight into each chunk it hands over (one read
-//! per chunk, as a rule), and keeps at most [`READ_AHEAD`] + 1 chunks ahead of the consumer (those
-//! queued, and the one it waits to queue).
+//! per chunk, as a rule), and keeps at most [`READ_AHEAD`] + 1 chunks ahead of the
+//! consumer (those queued, and the one it waits to queue).
 
 use std::io::Read;
 
@@ -33,14 +33,11 @@ pub(crate) fn read_in_chunks(
 ) -> BoxStream<'static, std::io::Result<Bytes>> {
     let (chunks, receiver) = mpsc::channel(READ_AHEAD);
     let thread = tokio::task::spawn_blocking(move || loop {
-        let item = read_chunk(&mut file);
-        let last = !matches!(&item, Ok(Some(_)));
-        let item = match item {
-            Ok(Some(chunk)) => Ok(chunk),
-            Ok(None) => return,
-            Err(error) => Err(error),
+        let Some(item) = read_chunk(&mut file).transpose() else {
+            return;
         };
-        if chunks.blocking_send(item).is_err() || last {
+        let failed = item.is_err();
+        if chunks.blocking_send(item).is_err() || failed {
             return;
         }
     });
